@@ -1,0 +1,13 @@
+//! Where the database is and what shape it has.
+//!
+//! * [`connect`]: resolves `--database-url` / `DATABASE_URL` / the seeds'
+//!   `POSTGRES_*` variables, or falls back to the [`embedded`] private server.
+//! * [`embedded`]: starts, reuses and stops a private PostgreSQL server from
+//!   the binaries installed on the machine.
+//! * [`migrate`]: the versioned, forward-only schema.
+//!
+//! Nothing here reads input files or knows about events beyond the schema.
+
+pub mod connect;
+pub mod embedded;
+pub mod migrate;

@@ -1,0 +1,21 @@
+//! shopstream: e-commerce event CSV files in, validated, deduplicated,
+//! exactly-once rows in PostgreSQL out.
+//!
+//! The modules follow the data flow (see `docs/architecture.md`):
+//!
+//! * [`generate`]: writes realistic fake event files (the test and demo input).
+//! * [`source`]: finds files in the input folder and reads them as raw rows.
+//! * [`validate`]: turns a raw row into a canonical event or a list of failures.
+//! * [`sink`]: encodes rows for binary COPY and commits one batch per transaction.
+//! * [`db`]: where the database is (embedded server or URL) and its schema.
+//! * [`pipeline`]: wires source → validate → sink and owns batching and shutdown.
+//! * [`shutdown`]: the signal every long-running stage listens to.
+
+pub mod db;
+pub mod event;
+pub mod generate;
+pub mod pipeline;
+pub mod shutdown;
+pub mod sink;
+pub mod source;
+pub mod validate;
