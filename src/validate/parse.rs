@@ -1,0 +1,264 @@
+//! Strict parsers for the value forms the validator accepts: timestamps and
+//! decimal prices. Hand-written because they sit on the hot path and because
+//! the accepted forms are a documented contract, not whatever a general
+//! parser happens to take.
+//!
+//! These functions only parse; they never decide whether a value is allowed
+//! (that is [`super::Rules`]' job).
+
+use chrono::{NaiveDate, NaiveTime};
+
+/// Microseconds since the Unix epoch, UTC.
+pub type UnixMicros = i64;
+
+/// Parses an event time.
+///
+/// Accepted: `YYYY-MM-DD HH:MM:SS[.fraction]` and ISO-8601
+/// `YYYY-MM-DDTHH:MM:SS[.fraction]`, each optionally followed by `Z` or an
+/// offset `+HH:MM`, `+HHMM` or `+HH` (also `-`). Times without a zone are UTC.
+/// A fraction has 1 to 9 digits (`.` or `,`); digits past microseconds are
+/// truncated. Anything else (dates only, missing seconds, words, other
+/// orders) returns `None`.
+pub fn parse_timestamp(input: &str) -> Option<UnixMicros> {
+    let s = input.as_bytes();
+    if s.len() < 19 {
+        return None;
+    }
+    let year = digits(&s[0..4])?;
+    if s[4] != b'-' || s[7] != b'-' {
+        return None;
+    }
+    let month = digits(&s[5..7])?;
+    let day = digits(&s[8..10])?;
+    if !matches!(s[10], b' ' | b'T' | b't') {
+        return None;
+    }
+    let hour = digits(&s[11..13])?;
+    if s[13] != b':' || s[16] != b':' {
+        return None;
+    }
+    let minute = digits(&s[14..16])?;
+    let second = digits(&s[17..19])?;
+    let mut i = 19;
+    let mut micros: u32 = 0;
+    if i < s.len() && (s[i] == b'.' || s[i] == b',') {
+        i += 1;
+        let start = i;
+        while i < s.len() && s[i].is_ascii_digit() {
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 || n > 9 {
+            return None;
+        }
+        for (k, &d) in s[start..i].iter().enumerate().take(6) {
+            micros += u32::from(d - b'0') * 10u32.pow(5 - k as u32);
+        }
+    }
+    let offset_secs: i64 = match &s[i..] {
+        [] | [b'Z'] | [b'z'] => 0,
+        [sign @ (b'+' | b'-'), rest @ ..] => {
+            let (h, m) = match rest {
+                [h1, h2] => (digits(&[*h1, *h2])?, 0),
+                [h1, h2, b':', m1, m2] | [h1, h2, m1, m2] => {
+                    (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?)
+                }
+                _ => return None,
+            };
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = i64::from(h) * 3600 + i64::from(m) * 60;
+            if *sign == b'-' {
+                -secs
+            } else {
+                secs
+            }
+        }
+        _ => return None,
+    };
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
+    let time = NaiveTime::from_hms_micro_opt(hour, minute, second, micros)?;
+    let local = date.and_time(time).and_utc().timestamp_micros();
+    Some(local - offset_secs * 1_000_000)
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    let mut v: u32 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// A decimal that did not fit in cents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decimal {
+    /// The value in hundredths, rounded half away from zero.
+    Cents(i64),
+    /// A syntactically valid decimal too large to hold: its sign.
+    Huge { negative: bool },
+}
+
+/// Parses a plain decimal (`12`, `12.5`, `-0.99`, `.5`, `+3.`) into cents.
+/// Exponents, thousands separators, `NaN` and `inf` are not decimals.
+pub fn parse_decimal(input: &str) -> Option<Decimal> {
+    let s = input.as_bytes();
+    let (negative, body) = match s.first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (int_part, frac_part) = match body.iter().position(|&c| c == b'.') {
+        Some(p) => (&body[..p], &body[p + 1..]),
+        None => (body, &body[body.len()..]),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    if !int_part.iter().all(u8::is_ascii_digit) || !frac_part.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // 16 integer digits always fit in i64 cents (< 9.2e18 / 100).
+    let significant = int_part.iter().skip_while(|&&c| c == b'0').count();
+    if significant > 16 {
+        return Some(Decimal::Huge { negative });
+    }
+    let mut cents: i64 = 0;
+    for &c in int_part {
+        cents = cents * 10 + i64::from(c - b'0');
+    }
+    let d = |k: usize| frac_part.get(k).map_or(0, |c| i64::from(c - b'0'));
+    cents = cents * 100 + d(0) * 10 + d(1);
+    if d(2) >= 5 {
+        cents += 1;
+    }
+    Some(Decimal::Cents(if negative { -cents } else { cents }))
+}
+
+/// Formats cents as a decimal with two places (for messages).
+pub fn format_cents(cents: i64) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let a = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", a / 100, a % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Option<i64> {
+        parse_timestamp(s)
+    }
+
+    // 2026-11-21T10:20:30Z
+    const BASE: i64 = 1_795_256_430_000_000;
+
+    #[test]
+    fn accepts_space_separated_naive_utc() {
+        assert_eq!(ts("2026-11-21 10:20:30"), Some(BASE));
+    }
+
+    #[test]
+    fn accepts_iso_with_t_naive() {
+        assert_eq!(ts("2026-11-21T10:20:30"), Some(BASE));
+    }
+
+    #[test]
+    fn accepts_z_suffix() {
+        assert_eq!(ts("2026-11-21T10:20:30Z"), Some(BASE));
+        assert_eq!(ts("2026-11-21t10:20:30z"), Some(BASE));
+    }
+
+    #[test]
+    fn accepts_fractions_up_to_nanoseconds() {
+        assert_eq!(ts("2026-11-21 10:20:30.5"), Some(BASE + 500_000));
+        assert_eq!(ts("2026-11-21T10:20:30.123Z"), Some(BASE + 123_000));
+        assert_eq!(ts("2026-11-21T10:20:30.123456+00:00"), Some(BASE + 123_456));
+        assert_eq!(ts("2026-11-21T10:20:30.123456789Z"), Some(BASE + 123_456));
+        assert_eq!(ts("2026-11-21T10:20:30,25Z"), Some(BASE + 250_000));
+    }
+
+    #[test]
+    fn accepts_offsets_in_three_spellings() {
+        assert_eq!(ts("2026-11-21T12:20:30+02:00"), Some(BASE));
+        assert_eq!(ts("2026-11-21T12:20:30+0200"), Some(BASE));
+        assert_eq!(ts("2026-11-21T12:20:30+02"), Some(BASE));
+        assert_eq!(ts("2026-11-21T05:20:30-05:00"), Some(BASE));
+        assert_eq!(ts("2026-11-21 10:20:30+00:00"), Some(BASE));
+    }
+
+    #[test]
+    fn rejects_other_forms() {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-21",
+            "2026-11-21 10:20",
+            "21/11/2026 10:20:30",
+            "2026/11/21 10:20:30",
+            "2026-13-45 25:61:00",
+            "2026-02-30 10:00:00",
+            "2026-11-21 24:00:00",
+            "2026-11-21 10:20:60",
+            "2026-11-21T10:20:30.",
+            "2026-11-21T10:20:30.1234567890",
+            "2026-11-21T10:20:30+2",
+            "2026-11-21T10:20:30+25:00",
+            "2026-11-21T10:20:30 UTC",
+            "2026-11-21T10:20:30Zjunk",
+            "1763720430",
+            "２026-11-21 10:20:30",
+        ] {
+            assert_eq!(ts(bad), None, "{bad:?} must be rejected");
+        }
+    }
+
+    #[test]
+    fn decimals_parse_to_cents() {
+        assert_eq!(parse_decimal("12"), Some(Decimal::Cents(1200)));
+        assert_eq!(parse_decimal("12.5"), Some(Decimal::Cents(1250)));
+        assert_eq!(parse_decimal("0.99"), Some(Decimal::Cents(99)));
+        assert_eq!(parse_decimal(".5"), Some(Decimal::Cents(50)));
+        assert_eq!(parse_decimal("+3."), Some(Decimal::Cents(300)));
+        assert_eq!(parse_decimal("-50"), Some(Decimal::Cents(-5000)));
+        assert_eq!(parse_decimal("1.005"), Some(Decimal::Cents(101)));
+        assert_eq!(parse_decimal("1.0049"), Some(Decimal::Cents(100)));
+        assert_eq!(parse_decimal("-1.005"), Some(Decimal::Cents(-101)));
+        assert_eq!(parse_decimal("0007.10"), Some(Decimal::Cents(710)));
+    }
+
+    #[test]
+    fn huge_decimals_keep_their_sign() {
+        assert_eq!(
+            parse_decimal("123456789012345678901"),
+            Some(Decimal::Huge { negative: false })
+        );
+        assert_eq!(
+            parse_decimal("-123456789012345678901.5"),
+            Some(Decimal::Huge { negative: true })
+        );
+        assert_eq!(
+            parse_decimal("9999999999999999.99"),
+            Some(Decimal::Cents(999_999_999_999_999_999))
+        );
+    }
+
+    #[test]
+    fn non_decimals_are_rejected() {
+        for bad in [
+            "", "-", ".", "abc", "1e3", "NaN", "inf", "1,000", "12.3.4", " 1", "$5", "1-",
+        ] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cents_format() {
+        assert_eq!(format_cents(1250), "12.50");
+        assert_eq!(format_cents(-5), "-0.05");
+    }
+}

@@ -1,0 +1,354 @@
+//! One test per rule code, plus normalisation and the derived columns.
+
+use super::*;
+
+// 2026-11-21T10:20:30Z
+const NOW: i64 = 1_795_256_430_000_000;
+
+/// A valid purchase; each test changes what it needs.
+fn row() -> Vec<(Field, &'static str)> {
+    vec![
+        (Field::EventId, "0b6f1c2e-5d3a-4f8e-9a1b-2c3d4e5f6a7b"),
+        (Field::UserId, "U000042"),
+        (Field::EventType, "purchase"),
+        (Field::ProductId, "P00007"),
+        (Field::Price, "19.99"),
+        (Field::Quantity, "2"),
+        (Field::EventTime, "2026-11-21T10:20:00Z"),
+    ]
+}
+
+fn with(
+    mut r: Vec<(Field, &'static str)>,
+    f: Field,
+    v: &'static str,
+) -> Vec<(Field, &'static str)> {
+    r.retain(|(g, _)| *g != f);
+    r.push((f, v));
+    r
+}
+
+fn without(mut r: Vec<(Field, &'static str)>, f: Field) -> Vec<(Field, &'static str)> {
+    r.retain(|(g, _)| *g != f);
+    r
+}
+
+fn check(r: &[(Field, &'static str)]) -> Result<ValidEvent<'static>, Vec<Failure>> {
+    let mut raw: RawFields<'static> = [None; FIELD_COUNT];
+    for (f, v) in r {
+        raw[f.index()] = Some(v);
+    }
+    validate(&raw, NOW, &Rules::default())
+}
+
+fn codes(r: &[(Field, &'static str)]) -> Vec<RuleCode> {
+    match check(r) {
+        Ok(_) => vec![],
+        Err(f) => f.iter().map(|f| f.code).collect(),
+    }
+}
+
+#[test]
+fn valid_purchase_passes_with_derived_columns() {
+    let e = check(&row()).expect("valid");
+    assert_eq!(e.event_type, EventType::Purchase);
+    assert_eq!(e.price_cents, Some(1999));
+    assert_eq!(e.quantity, 2);
+    assert_eq!(e.total_cents, 3998);
+    assert!(!e.is_late_arrival);
+}
+
+#[test]
+fn null_event_id() {
+    assert_eq!(
+        codes(&with(row(), Field::EventId, "  ")),
+        [RuleCode::NullEventId]
+    );
+}
+
+#[test]
+fn invalid_event_id() {
+    assert_eq!(
+        codes(&with(row(), Field::EventId, "evt-123")),
+        [RuleCode::InvalidEventId]
+    );
+}
+
+#[test]
+fn event_id_accepts_any_version_and_case() {
+    assert!(check(&with(
+        row(),
+        Field::EventId,
+        "0B6F1C2E-5D3A-1F8E-9A1B-2C3D4E5F6A7B"
+    ))
+    .is_ok());
+    assert!(check(&with(
+        row(),
+        Field::EventId,
+        "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+    ))
+    .is_ok());
+}
+
+#[test]
+fn null_event_type() {
+    assert_eq!(
+        codes(&with(row(), Field::EventType, "")),
+        [RuleCode::NullEventType]
+    );
+}
+
+#[test]
+fn invalid_event_type() {
+    assert_eq!(
+        codes(&with(row(), Field::EventType, "click")),
+        [RuleCode::InvalidEventType]
+    );
+}
+
+#[test]
+fn event_type_is_trimmed_and_lowercased() {
+    let e = check(&with(row(), Field::EventType, " PURCHASE ")).expect("valid");
+    assert_eq!(e.event_type.as_str(), "purchase");
+    let v = with(
+        with(row(), Field::EventType, " VIEW "),
+        Field::Quantity,
+        "0",
+    );
+    assert_eq!(check(&v).expect("valid").event_type, EventType::View);
+}
+
+#[test]
+fn null_product_id() {
+    assert_eq!(
+        codes(&without(row(), Field::ProductId)),
+        [RuleCode::NullProductId]
+    );
+}
+
+#[test]
+fn missing_user_on_login_only_types() {
+    for t in ["purchase", "add_to_cart", "remove_from_cart", "wishlist"] {
+        let r = with(without(row(), Field::UserId), Field::EventType, t);
+        assert_eq!(codes(&r), [RuleCode::MissingUser], "{t}");
+    }
+}
+
+#[test]
+fn views_and_searches_may_be_anonymous() {
+    for t in ["view", "search"] {
+        let r = with(without(row(), Field::UserId), Field::EventType, t);
+        let e = check(&r).expect(t);
+        assert_eq!(e.user_id, None);
+        assert_eq!(
+            e.total_cents, 0,
+            "only purchase and add_to_cart have a total"
+        );
+    }
+}
+
+#[test]
+fn invalid_price() {
+    assert_eq!(
+        codes(&with(row(), Field::Price, "12,50")),
+        [RuleCode::InvalidPrice]
+    );
+    assert_eq!(
+        codes(&with(row(), Field::Price, "free")),
+        [RuleCode::InvalidPrice]
+    );
+}
+
+#[test]
+fn negative_price() {
+    assert_eq!(
+        codes(&with(row(), Field::Price, "-5")),
+        [RuleCode::NegativePrice]
+    );
+    let v = with(with(row(), Field::EventType, "view"), Field::Price, "-0.01");
+    assert_eq!(codes(&v), [RuleCode::NegativePrice]);
+}
+
+#[test]
+fn extreme_price() {
+    assert_eq!(
+        codes(&with(row(), Field::Price, "10000.01")),
+        [RuleCode::ExtremePrice]
+    );
+    assert!(check(&with(row(), Field::Price, "10000.00")).is_ok());
+    let rules = Rules {
+        max_price_cents: 500,
+        ..Rules::default()
+    };
+    let mut raw: RawFields<'static> = [None; FIELD_COUNT];
+    for (f, v) in row() {
+        raw[f.index()] = Some(v);
+    }
+    let err = validate(&raw, NOW, &rules).expect_err("above a configured max of 5.00");
+    assert_eq!(err[0].code, RuleCode::ExtremePrice);
+}
+
+#[test]
+fn missing_price_on_purchase_and_cart() {
+    assert_eq!(
+        codes(&without(row(), Field::Price)),
+        [RuleCode::MissingPrice]
+    );
+    assert_eq!(
+        codes(&with(row(), Field::Price, "0.00")),
+        [RuleCode::MissingPrice]
+    );
+    let cart = with(
+        without(row(), Field::Price),
+        Field::EventType,
+        "add_to_cart",
+    );
+    assert_eq!(codes(&cart), [RuleCode::MissingPrice]);
+}
+
+#[test]
+fn other_types_may_have_no_price_or_zero() {
+    for t in ["view", "search", "wishlist", "remove_from_cart"] {
+        assert!(
+            check(&with(without(row(), Field::Price), Field::EventType, t)).is_ok(),
+            "{t}"
+        );
+        assert!(
+            check(&with(with(row(), Field::Price, "0"), Field::EventType, t)).is_ok(),
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn invalid_quantity() {
+    for q in ["-1", "1.5", "two", "99999999999"] {
+        assert_eq!(
+            codes(&with(row(), Field::Quantity, q)),
+            [RuleCode::InvalidQuantity],
+            "{q}"
+        );
+    }
+    assert_eq!(
+        codes(&with(row(), Field::Quantity, "0")),
+        [RuleCode::InvalidQuantity]
+    );
+}
+
+#[test]
+fn missing_quantity_defaults_by_type() {
+    let p = check(&without(row(), Field::Quantity)).expect("purchase");
+    assert_eq!((p.quantity, p.total_cents), (1, 1999));
+    let v = check(&with(
+        without(row(), Field::Quantity),
+        Field::EventType,
+        "view",
+    ))
+    .expect("view");
+    assert_eq!(v.quantity, 0);
+    let r = with(
+        without(row(), Field::Quantity),
+        Field::EventType,
+        "remove_from_cart",
+    );
+    assert_eq!(check(&r).expect("remove").quantity, 1);
+}
+
+#[test]
+fn null_event_time() {
+    assert_eq!(
+        codes(&without(row(), Field::EventTime)),
+        [RuleCode::NullEventTime]
+    );
+}
+
+#[test]
+fn invalid_event_time() {
+    for t in ["yesterday", "21/11/2026 10:00:00", "2026-13-45 25:61:00"] {
+        assert_eq!(
+            codes(&with(row(), Field::EventTime, t)),
+            [RuleCode::InvalidEventTime],
+            "{t}"
+        );
+    }
+}
+
+#[test]
+fn future_event_time_beyond_tolerance() {
+    // NOW is 10:20:30; 61 s ahead is rejected, 60 s is accepted.
+    assert_eq!(
+        codes(&with(row(), Field::EventTime, "2026-11-21T10:21:31Z")),
+        [RuleCode::FutureEventTime]
+    );
+    assert!(check(&with(row(), Field::EventTime, "2026-11-21T10:21:30Z")).is_ok());
+}
+
+#[test]
+fn accepted_timestamp_forms() {
+    for t in [
+        "2026-11-21 10:20:00",
+        "2026-11-21 10:20:00.123456",
+        "2026-11-21T10:20:00",
+        "2026-11-21T10:20:00Z",
+        "2026-11-21T10:20:00.5Z",
+        "2026-11-21T11:20:00+01:00",
+        "2026-11-21T05:20:00-0500",
+    ] {
+        let e = check(&with(row(), Field::EventTime, t)).unwrap_or_else(|f| panic!("{t}: {f:?}"));
+        assert_eq!(e.event_time / 1_000_000, 1_795_256_400, "{t}");
+    }
+}
+
+#[test]
+fn late_arrival_flag() {
+    let e = check(&with(row(), Field::EventTime, "2026-11-21T10:15:29Z")).expect("valid");
+    assert!(e.is_late_arrival, "5 min 1 s old is late");
+    let e = check(&with(row(), Field::EventTime, "2026-11-21T10:15:31Z")).expect("valid");
+    assert!(!e.is_late_arrival);
+}
+
+#[test]
+fn every_failed_rule_is_recorded() {
+    let r = vec![
+        (Field::EventId, "nope"),
+        (Field::EventType, "purchase"),
+        (Field::Price, "-3"),
+        (Field::Quantity, "x"),
+        (Field::EventTime, "2099-01-01 00:00:00"),
+    ];
+    assert_eq!(
+        codes(&r),
+        [
+            RuleCode::InvalidEventId,
+            RuleCode::NullProductId,
+            RuleCode::MissingUser,
+            RuleCode::NegativePrice,
+            RuleCode::InvalidQuantity,
+            RuleCode::FutureEventTime,
+        ]
+    );
+}
+
+#[test]
+fn failures_name_column_value_and_expectation() {
+    let f = check(&with(row(), Field::Price, "-5")).expect_err("negative");
+    assert_eq!(f[0].column, "price");
+    assert_eq!(f[0].value, "-5");
+    assert!(
+        f[0].message.contains("expected 0 or more"),
+        "{}",
+        f[0].message
+    );
+}
+
+#[test]
+fn text_fields_are_trimmed_and_segment_lowercased() {
+    let r = with(
+        with(row(), Field::UserSegment, " Premium "),
+        Field::UserId,
+        "  U1 ",
+    );
+    let e = check(&r).expect("valid");
+    assert_eq!(e.user_segment.as_deref(), Some("premium"));
+    assert_eq!(e.user_id, Some("U1"));
+}
