@@ -1,0 +1,292 @@
+//! Streams one CSV file as records, each with its exact raw bytes and the
+//! line it starts on, while hashing everything read.
+//!
+//! Built on `csv-core` so that quoting (commas, quotes and newlines inside
+//! fields), CRLF and a missing final newline follow RFC 4180, and so that the
+//! raw text of every record is available for dead letters. Memory is bounded:
+//! the buffer holds at most one record (up to `max_record_bytes`) plus one
+//! read. This module reads bytes; it never interprets values.
+
+use std::io::Read;
+
+use csv_core::{ReadRecordResult, Reader as CoreReader};
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why a file could not be read to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the record starting on line {line} is longer than {limit} bytes (--max-line-bytes)")]
+    RecordTooLong { line: u64, limit: usize },
+}
+
+/// One CSV record borrowed from the reader's buffers.
+#[derive(Debug)]
+pub struct Record<'r> {
+    /// The 1-based line the record starts on (the header is line 1).
+    pub line: u64,
+    /// The record exactly as read, without its line terminator.
+    pub raw: &'r [u8],
+    out: &'r [u8],
+    ends: &'r [usize],
+}
+
+impl<'r> Record<'r> {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The unquoted bytes of field `i` (empty past the last field).
+    pub fn field(&self, i: usize) -> &'r [u8] {
+        let Some(&end) = self.ends.get(i) else {
+            return &[];
+        };
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.out[start..end]
+    }
+}
+
+/// A streaming record reader over any byte source.
+pub struct RecordReader<R> {
+    src: R,
+    core: CoreReader,
+    buf: Vec<u8>,
+    filled: usize,
+    pos: usize,
+    rec_start: usize,
+    eof: bool,
+    started: bool,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    next_line: u64,
+    max_record_bytes: usize,
+    hasher: blake3::Hasher,
+    bytes_read: u64,
+}
+
+impl<R: Read> RecordReader<R> {
+    pub fn new(src: R, max_record_bytes: usize) -> Self {
+        RecordReader {
+            src,
+            core: CoreReader::new(),
+            buf: vec![0; READ_CHUNK],
+            filled: 0,
+            pos: 0,
+            rec_start: 0,
+            eof: false,
+            started: false,
+            out: vec![0; 4096],
+            ends: vec![0; 64],
+            next_line: 1,
+            max_record_bytes,
+            hasher: blake3::Hasher::new(),
+            bytes_read: 0,
+        }
+    }
+
+    /// Bytes read from the source so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Reads what is left without parsing it, so the hash covers the file.
+    pub fn drain(&mut self) -> Result<(), ReadError> {
+        loop {
+            let n = self.src.read(&mut self.buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.hasher.update(&self.buf[..n]);
+            self.bytes_read += n as u64;
+        }
+    }
+
+    /// The BLAKE3 hash of every byte read so far (call after the last record
+    /// or [`drain`](Self::drain) for the whole file's hash).
+    pub fn content_hash(&self) -> String {
+        self.hasher.finalize().to_hex().to_string()
+    }
+
+    fn fill(&mut self) -> Result<(), ReadError> {
+        if self.filled == self.buf.len() {
+            if self.rec_start > 0 {
+                self.buf.copy_within(self.rec_start..self.filled, 0);
+                self.filled -= self.rec_start;
+                self.pos -= self.rec_start;
+                self.rec_start = 0;
+            } else {
+                let grown = self.buf.len() * 2;
+                self.buf.resize(grown, 0);
+            }
+        }
+        let n = self.src.read(&mut self.buf[self.filled..])?;
+        if n == 0 {
+            self.eof = true;
+        } else {
+            self.hasher.update(&self.buf[self.filled..self.filled + n]);
+            self.bytes_read += n as u64;
+            self.filled += n;
+        }
+        if !self.started && (self.filled >= UTF8_BOM.len() || self.eof) {
+            self.started = true;
+            if self.buf[..self.filled].starts_with(UTF8_BOM) {
+                self.pos = UTF8_BOM.len();
+                self.rec_start = self.pos;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next record, or `None` at the end of the file.
+    pub fn next_record(&mut self) -> Result<Option<Record<'_>>, ReadError> {
+        self.rec_start = self.pos;
+        let (mut nout, mut nend) = (0, 0);
+        loop {
+            while !self.eof && (self.pos == self.filled || !self.started) {
+                self.fill()?;
+            }
+            let input = &self.buf[self.pos..self.filled];
+            let (res, nin, o, e) =
+                self.core
+                    .read_record(input, &mut self.out[nout..], &mut self.ends[nend..]);
+            self.pos += nin;
+            nout += o;
+            nend += e;
+            if self.pos - self.rec_start > self.max_record_bytes || nout > self.max_record_bytes {
+                let line = self.next_line;
+                return Err(ReadError::RecordTooLong {
+                    line,
+                    limit: self.max_record_bytes,
+                });
+            }
+            match res {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => {
+                    let grown = self.out.len() * 2;
+                    self.out.resize(grown, 0);
+                }
+                ReadRecordResult::OutputEndsFull => {
+                    let grown = self.ends.len() * 2;
+                    self.ends.resize(grown, 0);
+                }
+                ReadRecordResult::Record => {
+                    let consumed = &self.buf[self.rec_start..self.pos];
+                    let lead = consumed
+                        .iter()
+                        .take_while(|&&b| b == b'\n' || b == b'\r')
+                        .count();
+                    let lead_lines = count_newlines(&consumed[..lead]);
+                    let line = self.next_line + lead_lines;
+                    self.next_line += count_newlines(consumed);
+                    let mut raw = &consumed[lead..];
+                    while let [rest @ .., b'\n' | b'\r'] = raw {
+                        raw = rest;
+                    }
+                    return Ok(Some(Record {
+                        line,
+                        raw,
+                        out: &self.out[..nout],
+                        ends: &self.ends[..nend],
+                    }));
+                }
+                ReadRecordResult::End => return Ok(None),
+            }
+        }
+    }
+}
+
+fn count_newlines(b: &[u8]) -> u64 {
+    b.iter().filter(|&&c| c == b'\n').count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(input: &[u8]) -> Vec<(u64, String, Vec<String>)> {
+        let mut r = RecordReader::new(input, 1 << 20);
+        let mut v = vec![];
+        while let Some(rec) = r.next_record().expect("reads") {
+            let fields = (0..rec.len())
+                .map(|i| String::from_utf8_lossy(rec.field(i)).into_owned())
+                .collect();
+            v.push((rec.line, String::from_utf8_lossy(rec.raw).into_owned(), fields));
+        }
+        v
+    }
+
+    #[test]
+    fn plain_lines_with_and_without_final_newline() {
+        for input in [&b"a,b\n1,2\n3,4\n"[..], b"a,b\n1,2\n3,4"] {
+            let v = all(input);
+            assert_eq!(v.len(), 3);
+            assert_eq!(v[1], (2, "1,2".into(), vec!["1".into(), "2".into()]));
+            assert_eq!(v[2].0, 3);
+        }
+    }
+
+    #[test]
+    fn crlf_and_bom() {
+        let v = all(b"\xEF\xBB\xBFa,b\r\n1,2\r\n3,4\r\n");
+        assert_eq!(v[0].2, vec!["a", "b"]);
+        assert_eq!(v[1], (2, "1,2".into(), vec!["1".into(), "2".into()]));
+        assert_eq!(v[2].0, 3);
+    }
+
+    #[test]
+    fn quoted_fields_with_commas_quotes_and_newlines() {
+        let v = all(b"a,b\n\"x, y\",\"say \"\"hi\"\"\"\n\"multi\nline\",z\nlast,1\n");
+        assert_eq!(v[1].2, vec!["x, y", "say \"hi\""]);
+        assert_eq!(v[1].1, "\"x, y\",\"say \"\"hi\"\"\"");
+        assert_eq!(v[2].2, vec!["multi\nline", "z"]);
+        assert_eq!(v[2].0, 3);
+        assert_eq!(v[3].0, 5, "the line count includes the newline inside quotes");
+    }
+
+    #[test]
+    fn blank_lines_are_skipped_but_counted() {
+        let v = all(b"a\n\n1\n\n\n2\n");
+        let lines: Vec<u64> = v.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [1, 3, 6]);
+    }
+
+    #[test]
+    fn records_longer_than_the_limit_are_an_error() {
+        let mut input = b"a\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 5000));
+        input.push(b'\n');
+        let mut r = RecordReader::new(&input[..], 1000);
+        assert!(r.next_record().expect("header").is_some());
+        match r.next_record() {
+            Err(ReadError::RecordTooLong { line: 2, limit: 1000 }) => {}
+            other => panic!("expected RecordTooLong, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn records_spanning_many_buffer_refills() {
+        let mut input = b"a,b\n".to_vec();
+        let big = "y".repeat(300_000);
+        input.extend(format!("{big},1\n2,3\n").bytes());
+        let v = all(&input);
+        assert_eq!(v[1].2[0].len(), 300_000);
+        assert_eq!(v[2].2, vec!["2", "3"]);
+    }
+
+    #[test]
+    fn hash_covers_the_whole_file_after_drain() {
+        let input = b"a,b\n1,2\n";
+        let mut r = RecordReader::new(&input[..], 1 << 20);
+        r.next_record().expect("ok");
+        r.drain().expect("drain");
+        assert_eq!(r.content_hash(), blake3::hash(input).to_hex().to_string());
+        assert_eq!(r.bytes_read(), input.len() as u64);
+    }
+}
