@@ -1,0 +1,194 @@
+//! Finds the files in the input folder that are ready to load.
+//!
+//! A file is a candidate when it is a regular file whose name is not hidden
+//! (`.x`), not `_`-prefixed and has no temporary suffix (`.tmp`, `.part`,
+//! `.crdownload`, `_COPYING_`): writers create files under such names and
+//! rename them in when complete, so a file "counts" once renamed. The folder
+//! is listed recursively (hidden and `_` folders are skipped, symlinked
+//! folders are not followed). [`FolderWatcher`] turns OS file events into
+//! wake-ups; the listing stays the source of truth because events can be lost
+//! (queue overflow, network filesystems).
+//!
+//! This module never opens file contents and never decides whether a file
+//! was already loaded (the ledger does).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use notify::{RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+
+/// A file ready to be loaded, with the identity the ledger uses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Candidate {
+    pub path: PathBuf,
+    pub size: u64,
+    /// Modification time, microseconds since the Unix epoch.
+    pub mtime_micros: i64,
+}
+
+const TEMP_SUFFIXES: [&str; 4] = [".tmp", ".part", ".crdownload", "_COPYING_"];
+
+/// True for names a writer is still working on or that are not data.
+pub fn is_ignored(name: &str) -> bool {
+    name.starts_with('.')
+        || name.starts_with('_')
+        || TEMP_SUFFIXES
+            .iter()
+            .any(|s| name.len() > s.len() && name[name.len() - s.len()..].eq_ignore_ascii_case(s))
+}
+
+/// Lists every candidate below `dir`, oldest first (then by path).
+pub fn list(dir: &Path) -> std::io::Result<Vec<Candidate>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            // The root must exist; a subfolder may vanish while we list.
+            Err(e) if d != dir && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                // Not UTF-8: still a file we must account for; use lossy.
+                if let Some(c) = candidate(&entry.path()) {
+                    out.push(c);
+                }
+                continue;
+            };
+            if is_ignored(name) {
+                continue;
+            }
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if let Some(c) = candidate(&entry.path()) {
+                out.push(c);
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.mtime_micros, &a.path).cmp(&(b.mtime_micros, &b.path)));
+    Ok(out)
+}
+
+fn candidate(path: &Path) -> Option<Candidate> {
+    // `metadata` follows a symlink to a file; a vanished file is skipped.
+    let md = std::fs::metadata(path).ok()?;
+    if !md.is_file() {
+        return None;
+    }
+    let mtime_micros = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_micros() as i64);
+    Some(Candidate {
+        path: path.to_path_buf(),
+        size: md.len(),
+        mtime_micros,
+    })
+}
+
+/// Wakes the loader when something changes in the input folder.
+pub struct FolderWatcher {
+    _watcher: Option<notify::RecommendedWatcher>,
+    rx: mpsc::Receiver<()>,
+}
+
+impl FolderWatcher {
+    /// Watches `dir` recursively. If the OS watcher cannot be set up (e.g. no
+    /// inotify instances left), logs why and relies on periodic listing.
+    pub fn new(dir: &Path) -> FolderWatcher {
+        let (tx, rx) = mpsc::channel(1);
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                if !matches!(ev.kind, notify::EventKind::Access(_)) {
+                    // A full channel already holds a wake-up: coalesce.
+                    let _ = tx.try_send(());
+                }
+            } else {
+                // Errors (e.g. queue overflow) mean events were lost: relist.
+                let _ = tx.try_send(());
+            }
+        })
+        .and_then(|mut w| w.watch(dir, RecursiveMode::Recursive).map(|()| w));
+        let watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot watch {} for file events ({e}); relying on periodic listing",
+                    dir.display()
+                );
+                None
+            }
+        };
+        FolderWatcher {
+            _watcher: watcher,
+            rx,
+        }
+    }
+
+    /// Waits for a file event or for `relist` to pass, whichever is first.
+    pub async fn wait(&mut self, relist: Duration) {
+        let _ = tokio::time::timeout(relist, self.rx.recv()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ignore_rules() {
+        for n in [
+            ".events.csv.tmp",
+            ".hidden.csv",
+            "_SUCCESS",
+            "_tmp.csv",
+            "a.csv.tmp",
+            "a.csv.TMP",
+            "a.part",
+            "a.csv.crdownload",
+            "a.csv._COPYING_",
+        ] {
+            assert!(is_ignored(n), "{n}");
+        }
+        for n in ["events.csv", "tmp.csv", "partition.csv", "a_b.csv", "x.csv.bak"] {
+            assert!(!is_ignored(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn list_skips_ignored_and_recurses() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path();
+        std::fs::write(p.join("a.csv"), "x").expect("write");
+        std::fs::write(p.join(".a.csv.tmp"), "x").expect("write");
+        std::fs::write(p.join("_SUCCESS"), "").expect("write");
+        std::fs::create_dir_all(p.join("2026/11")).expect("mkdir");
+        std::fs::write(p.join("2026/11/b.csv"), "xy").expect("write");
+        std::fs::create_dir_all(p.join(".staging")).expect("mkdir");
+        std::fs::write(p.join(".staging/c.csv"), "x").expect("write");
+        let mut names: Vec<_> = list(p)
+            .expect("list")
+            .into_iter()
+            .map(|c| c.path.strip_prefix(p).expect("under").to_path_buf())
+            .collect();
+        names.sort();
+        assert_eq!(names, [PathBuf::from("2026/11/b.csv"), PathBuf::from("a.csv")]);
+    }
+
+    #[tokio::test]
+    async fn watcher_wakes_on_rename_in() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut w = FolderWatcher::new(d.path());
+        std::fs::write(d.path().join(".x.tmp"), "a").expect("write");
+        std::fs::rename(d.path().join(".x.tmp"), d.path().join("x.csv")).expect("rename");
+        let t = std::time::Instant::now();
+        w.wait(Duration::from_secs(10)).await;
+        assert!(t.elapsed() < Duration::from_secs(5), "woken by the event, not the timeout");
+    }
+}
