@@ -1,1 +1,12 @@
-//! (being written)
+//! How a batch reaches PostgreSQL.
+//!
+//! * [`copy`]: the binary COPY encoder (bytes only).
+//! * [`stage`]: the staging table and its row layout.
+//! * [`batch`]: one transaction per batch: staging, dedup, dead letters,
+//!   quality metrics and the ledger, all committed together.
+//!
+//! Nothing here reads files or decides whether a row is valid.
+
+pub mod batch;
+pub mod copy;
+pub mod stage;

@@ -4,4 +4,5 @@
 //! Nothing here validates values or talks to the database.
 
 pub mod discover;
+pub mod layout;
 pub mod reader;

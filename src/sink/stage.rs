@@ -1,0 +1,101 @@
+//! The staging table every batch is COPYed into, and the encoders for its
+//! rows.
+//!
+//! Valid rows and rejected rows share one temporary table (column `ok` tells
+//! them apart), so one binary COPY stream carries a whole batch in file order
+//! with bounded memory; SQL then moves the rows to `ecommerce_events` (with
+//! `ON CONFLICT DO NOTHING` for dedup) and `dead_letter_events`. The table is
+//! `ON COMMIT DELETE ROWS`: nothing survives a transaction.
+//!
+//! This module only lays out bytes; [`super::batch`] runs the SQL.
+
+use bytes::BytesMut;
+
+use super::copy;
+use crate::validate::{Failure, ValidEvent};
+
+pub const STAGE_TABLE: &str = "shopstream_stage";
+
+pub const CREATE_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS shopstream_stage (
+    file_no int4 NOT NULL, source_line int8 NOT NULL, ok bool NOT NULL,
+    event_id uuid, user_id text, session_id text, event_type text, product_id text,
+    product_name text, category text, price numeric(12,2), quantity int4,
+    user_segment text, search_query text, event_time timestamptz, device_type text,
+    browser text, geo_country text, geo_city text, referrer text, campaign_id text,
+    total_amount numeric(18,2), is_late_arrival bool,
+    raw_line text, raw_event_id text, error_codes text[], errors jsonb
+) ON COMMIT DELETE ROWS";
+
+pub const COPY_STAGE: &str = "COPY shopstream_stage FROM STDIN (FORMAT binary)";
+
+const STAGE_FIELDS: i16 = 27;
+
+/// The event columns shared by the staging and the final table, in order.
+pub const EVENT_COLUMNS: &str = "event_id, user_id, session_id, event_type, product_id, \
+    product_name, category, price, quantity, user_segment, search_query, event_time, \
+    device_type, browser, geo_country, geo_city, referrer, campaign_id, total_amount, \
+    is_late_arrival";
+
+/// Appends one valid event.
+pub fn encode_valid(buf: &mut BytesMut, file_no: i32, line: u64, e: &ValidEvent<'_>) {
+    copy::row(buf, STAGE_FIELDS);
+    copy::int4(buf, file_no);
+    copy::int8(buf, line as i64);
+    copy::bool(buf, true);
+    copy::uuid(buf, &e.event_id);
+    copy::opt_text(buf, e.user_id);
+    copy::opt_text(buf, e.session_id);
+    copy::text(buf, e.event_type.as_str());
+    copy::text(buf, e.product_id);
+    copy::opt_text(buf, e.product_name);
+    copy::opt_text(buf, e.category);
+    match e.price_cents {
+        Some(c) => copy::numeric_cents(buf, c),
+        None => copy::null(buf),
+    }
+    copy::int4(buf, e.quantity);
+    copy::opt_text(buf, e.user_segment.as_deref());
+    copy::opt_text(buf, e.search_query);
+    copy::timestamptz(buf, e.event_time);
+    copy::opt_text(buf, e.device_type.as_deref());
+    copy::opt_text(buf, e.browser);
+    copy::opt_text(buf, e.geo_country);
+    copy::opt_text(buf, e.geo_city);
+    copy::opt_text(buf, e.referrer);
+    copy::opt_text(buf, e.campaign_id);
+    copy::numeric_cents(buf, e.total_cents);
+    copy::bool(buf, e.is_late_arrival);
+    for _ in 0..4 {
+        copy::null(buf);
+    }
+}
+
+/// Appends one rejected row with every rule it failed. `json` is scratch
+/// space reused between calls.
+pub fn encode_rejected(
+    buf: &mut BytesMut,
+    json: &mut Vec<u8>,
+    file_no: i32,
+    line: u64,
+    raw_line: &str,
+    raw_event_id: Option<&str>,
+    failures: &[Failure],
+) {
+    copy::row(buf, STAGE_FIELDS);
+    copy::int4(buf, file_no);
+    copy::int8(buf, line as i64);
+    copy::bool(buf, false);
+    for _ in 0..20 {
+        copy::null(buf);
+    }
+    copy::text(buf, raw_line);
+    copy::opt_text(buf, raw_event_id);
+    copy::text_array(buf, failures.iter().map(|f| f.code.as_str()));
+    json.clear();
+    // Serialising plain strings into a Vec cannot fail.
+    if serde_json::to_writer(&mut *json, failures).is_err() {
+        json.clear();
+        json.extend_from_slice(b"[]");
+    }
+    copy::jsonb(buf, json);
+}
