@@ -1,0 +1,431 @@
+//! Commits one batch (one or more whole files) as ONE PostgreSQL
+//! transaction: its valid rows, its dead letters, its quality row and its
+//! ledger rows.
+//!
+//! Inside the transaction each file's content hash is locked
+//! (`pg_advisory_xact_lock`) and looked up in the ledger, so a file's content
+//! is loaded at most once even across processes; because the ledger row
+//! commits with the data, a crash anywhere before the commit leaves nothing
+//! and the file is simply loaded again (at least once). Valid rows are
+//! COPYed in binary into a temporary staging table and moved with
+//! `INSERT … ON CONFLICT (event_id) DO NOTHING`; what was skipped is counted
+//! as duplicate. Per file, rows read = loaded + duplicate + rejected.
+//!
+//! This module never reads files itself (a producer closure streams the
+//! encoded rows) and never retries: errors go back to the caller.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::SinkExt;
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, Transaction};
+
+use super::stage;
+use crate::event::RuleCode;
+use crate::source::discover::Candidate;
+
+/// What the parser found in one file that it read to the end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParsedFile {
+    pub hash: String,
+    pub bytes: u64,
+    pub rows_read: u64,
+    pub rows_valid: u64,
+    pub rows_rejected: u64,
+    pub late: u64,
+    /// Failed rules by code (a row failing two rules counts in both).
+    pub rejects_by_code: BTreeMap<RuleCode, u64>,
+}
+
+/// What became of one file while parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOutcome {
+    Parsed(ParsedFile),
+    /// The whole file is rejected (recorded in the ledger with the reason).
+    Rejected { hash: Option<String>, reason: String },
+    /// It changed while being read: not recorded, tried again later.
+    Changed,
+    /// It was gone before it could be opened: nothing to record.
+    Vanished,
+}
+
+/// One file of a batch as the parser hands it back.
+#[derive(Debug, Clone)]
+pub struct FileResult {
+    /// Its 1-based number in the batch (the staging rows carry it).
+    pub file_no: i32,
+    pub candidate: Candidate,
+    pub outcome: FileOutcome,
+}
+
+/// The final status of a file after the batch committed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum FileStatus {
+    Loaded,
+    /// Same content as a file already in the ledger: nothing added.
+    Duplicate { of: String },
+    Rejected { reason: String },
+    /// This exact path and content is already in the ledger.
+    AlreadyDone,
+    Changed,
+    Vanished,
+}
+
+/// The accounting of one file in a committed batch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileReport {
+    pub path: String,
+    #[serde(flatten)]
+    pub status: FileStatus,
+    pub rows_read: u64,
+    pub rows_loaded: u64,
+    pub rows_duplicate: u64,
+    pub rows_rejected: u64,
+    pub late: u64,
+    #[serde(skip)]
+    pub candidate: Option<Candidate>,
+}
+
+/// What one committed batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchReport {
+    /// `None` when nothing needed committing.
+    pub batch_id: Option<i64>,
+    pub files: Vec<FileReport>,
+    pub rows_read: u64,
+    pub rows_loaded: u64,
+    pub rows_duplicate: u64,
+    pub rows_rejected: u64,
+    pub late: u64,
+    pub rejects_by_code: BTreeMap<String, u64>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("database error while committing a batch: {0}")]
+    Db(#[from] tokio_postgres::Error),
+    #[error("the parser thread failed: {0}")]
+    Parser(String),
+}
+
+/// Producer of one batch's COPY stream; returns the per-file results.
+pub type Producer =
+    Box<dyn FnOnce(mpsc::Sender<Bytes>) -> Result<Vec<FileResult>, String> + Send + 'static>;
+
+/// Prepares a connection for loading (creates its staging table).
+pub async fn prepare(client: &Client) -> Result<(), SinkError> {
+    client.batch_execute(stage::CREATE_STAGE).await?;
+    Ok(())
+}
+
+fn lock_key(hash: &str) -> i64 {
+    // 15 hex digits always fit in a positive i64.
+    i64::from_str_radix(hash.get(..15).unwrap_or("0"), 16).unwrap_or(0)
+}
+
+fn unix_micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Loads one batch. `produce` runs on a blocking thread and streams the
+/// binary COPY of the staging rows.
+pub async fn commit_batch(client: &mut Client, produce: Producer) -> Result<BatchReport, SinkError> {
+    let started = Instant::now();
+    let started_at = unix_micros(SystemTime::now());
+    let tx = client.transaction().await?;
+
+    // 1. Stream every file's rows into the staging table.
+    let sink = tx.copy_in(stage::COPY_STAGE).await?;
+    let mut sink = std::pin::pin!(sink);
+    let (chunks_tx, mut chunks_rx) = mpsc::channel::<Bytes>(8);
+    let parser = tokio::task::spawn_blocking(move || produce(chunks_tx));
+    let mut send_err = None;
+    while let Some(chunk) = chunks_rx.recv().await {
+        if let Err(e) = sink.send(chunk).await {
+            send_err = Some(e);
+            break;
+        }
+    }
+    drop(chunks_rx);
+    let results = parser
+        .await
+        .map_err(|e| SinkError::Parser(e.to_string()))?
+        .map_err(SinkError::Parser)?;
+    if let Some(e) = send_err {
+        return Err(e.into());
+    }
+    sink.as_mut().finish().await?;
+
+    // 2. Decide each file's fate against the ledger, under a lock per content.
+    let mut keys: Vec<(i64, usize)> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.outcome {
+            FileOutcome::Parsed(p) => Some((lock_key(&p.hash), i)),
+            FileOutcome::Rejected { hash: Some(h), .. } => Some((lock_key(h), i)),
+            _ => None,
+        })
+        .collect();
+    keys.sort_unstable();
+    for (k, _) in &keys {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[k]).await?;
+    }
+    let mut reports = Vec::with_capacity(results.len());
+    let mut drop_files: Vec<i32> = vec![];
+    let mut seen_in_batch: HashMap<String, String> = HashMap::new();
+    for r in &results {
+        let path = r.candidate.path.display().to_string();
+        let status = match &r.outcome {
+            FileOutcome::Changed => FileStatus::Changed,
+            FileOutcome::Vanished => FileStatus::Vanished,
+            FileOutcome::Rejected { hash, reason } => {
+                match ledger_lookup(&tx, &path, hash.as_deref()).await? {
+                    Some(Lookup::SamePath) => FileStatus::AlreadyDone,
+                    _ => FileStatus::Rejected {
+                        reason: reason.clone(),
+                    },
+                }
+            }
+            FileOutcome::Parsed(p) => {
+                if let Some(first) = seen_in_batch.get(&p.hash) {
+                    FileStatus::Duplicate { of: first.clone() }
+                } else {
+                    match ledger_lookup(&tx, &path, Some(&p.hash)).await? {
+                        Some(Lookup::SamePath) => FileStatus::AlreadyDone,
+                        Some(Lookup::Other(of)) => FileStatus::Duplicate { of },
+                        None => {
+                            seen_in_batch.insert(p.hash.clone(), path.clone());
+                            FileStatus::Loaded
+                        }
+                    }
+                }
+            }
+        };
+        if status != FileStatus::Loaded {
+            drop_files.push(r.file_no);
+        }
+        reports.push((r, path, status));
+    }
+    if !drop_files.is_empty() {
+        tx.execute(
+            "DELETE FROM shopstream_stage WHERE file_no = ANY($1)",
+            &[&drop_files],
+        )
+        .await?;
+    }
+
+    let recorded = reports.iter().any(|(_, _, s)| {
+        matches!(
+            s,
+            FileStatus::Loaded | FileStatus::Duplicate { .. } | FileStatus::Rejected { .. }
+        )
+    });
+    let mut report = BatchReport::default();
+    if !recorded {
+        tx.rollback().await?;
+        report.files = reports
+            .into_iter()
+            .map(|(r, path, status)| empty_report(r, path, status))
+            .collect();
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    let batch_id: i64 = tx
+        .query_one("SELECT nextval('shopstream_batch_id_seq')", &[])
+        .await?
+        .get(0);
+    let paths: Vec<String> = results
+        .iter()
+        .map(|r| r.candidate.path.display().to_string())
+        .collect();
+
+    // 3. Move rows: events deduplicated by event_id, rejects to dead letters.
+    let loaded_rows = tx
+        .query(
+            &format!(
+                "WITH ins AS (
+                   INSERT INTO ecommerce_events ({cols}, source_file, source_line, batch_id)
+                   SELECT {cols}, ($1::text[])[file_no], source_line, $2
+                   FROM shopstream_stage WHERE ok
+                   ON CONFLICT (event_id) DO NOTHING
+                   RETURNING source_file)
+                 SELECT source_file, count(*) FROM ins GROUP BY source_file",
+                cols = stage::EVENT_COLUMNS
+            ),
+            &[&paths, &batch_id],
+        )
+        .await?;
+    let loaded: HashMap<String, i64> = loaded_rows
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+        .collect();
+    tx.execute(
+        "INSERT INTO dead_letter_events
+           (batch_id, source_file, source_line, raw_line, event_id, error_codes, errors)
+         SELECT $2, ($1::text[])[file_no], source_line, raw_line, raw_event_id, error_codes, errors
+         FROM shopstream_stage WHERE NOT ok",
+        &[&paths, &batch_id],
+    )
+    .await?;
+
+    // 4. The ledger and the quality row, in the same transaction.
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    for (r, path, status) in reports {
+        let mut fr = empty_report(r, path, status);
+        if let (FileOutcome::Parsed(p), FileStatus::Loaded) = (&r.outcome, &fr.status) {
+            let l = loaded.get(&fr.path).copied().unwrap_or(0) as u64;
+            fr.rows_read = p.rows_read;
+            fr.rows_loaded = l;
+            fr.rows_duplicate = p.rows_valid.saturating_sub(l);
+            fr.rows_rejected = p.rows_rejected;
+            fr.late = p.late;
+            for (c, n) in &p.rejects_by_code {
+                *codes.entry(c.as_str().to_string()).or_default() += n;
+            }
+        }
+        if let (FileOutcome::Parsed(p), FileStatus::Duplicate { .. }) = (&r.outcome, &fr.status) {
+            fr.rows_read = p.rows_read;
+            fr.rows_duplicate = p.rows_read;
+        }
+        if matches!(
+            fr.status,
+            FileStatus::Loaded | FileStatus::Duplicate { .. } | FileStatus::Rejected { .. }
+        ) {
+            insert_ledger(&tx, r, &fr, batch_id).await?;
+            report.rows_read += fr.rows_read;
+            report.rows_loaded += fr.rows_loaded;
+            report.rows_duplicate += fr.rows_duplicate;
+            report.rows_rejected += fr.rows_rejected;
+            report.late += fr.late;
+        }
+        report.files.push(fr);
+    }
+    let files = report
+        .files
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.status,
+                FileStatus::Loaded | FileStatus::Duplicate { .. } | FileStatus::Rejected { .. }
+            )
+        })
+        .count() as i32;
+    let rows_valid = (report.rows_loaded + report.rows_duplicate) as i64;
+    let validity: Option<f64> =
+        (report.rows_read > 0).then(|| rows_valid as f64 / report.rows_read as f64);
+    tx.execute(
+        "INSERT INTO data_quality_metrics
+           (batch_id, started_at, files, rows_read, rows_valid, rows_loaded, rows_duplicate,
+            rows_rejected, validity_rate, late_arrivals, rejects_by_code)
+         VALUES ($1, timestamptz 'epoch' + $2::int8 * interval '1 microsecond', $3, $4, $5, $6, $7, $8,
+                 round($9::float8::numeric, 6), $10, $11::text::jsonb)",
+        &[
+            &batch_id,
+            &started_at,
+            &files,
+            &(report.rows_read as i64),
+            &rows_valid,
+            &(report.rows_loaded as i64),
+            &(report.rows_duplicate as i64),
+            &(report.rows_rejected as i64),
+            &validity,
+            &(report.late as i64),
+            &serde_json::to_string(&codes).unwrap_or_else(|_| "{}".into()),
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    report.batch_id = Some(batch_id);
+    report.rejects_by_code = codes;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+fn empty_report(r: &FileResult, path: String, status: FileStatus) -> FileReport {
+    FileReport {
+        path,
+        status,
+        rows_read: 0,
+        rows_loaded: 0,
+        rows_duplicate: 0,
+        rows_rejected: 0,
+        late: 0,
+        candidate: Some(r.candidate.clone()),
+    }
+}
+
+enum Lookup {
+    /// This path with this content is already recorded.
+    SamePath,
+    /// Another path with this content is recorded.
+    Other(String),
+}
+
+async fn ledger_lookup(
+    tx: &Transaction<'_>,
+    path: &str,
+    hash: Option<&str>,
+) -> Result<Option<Lookup>, tokio_postgres::Error> {
+    let Some(hash) = hash else { return Ok(None) };
+    let row = tx
+        .query_opt(
+            "SELECT path FROM ingested_files WHERE content_hash = $1
+             ORDER BY (path = $2) DESC, (status = 'loaded') DESC, id LIMIT 1",
+            &[&hash, &path],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let p: String = r.get(0);
+        if p == path {
+            Lookup::SamePath
+        } else {
+            Lookup::Other(p)
+        }
+    }))
+}
+
+async fn insert_ledger(
+    tx: &Transaction<'_>,
+    r: &FileResult,
+    fr: &FileReport,
+    batch_id: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let (status, reason, dup_of): (&str, Option<&str>, Option<&str>) = match &fr.status {
+        FileStatus::Loaded => ("loaded", None, None),
+        FileStatus::Duplicate { of } => ("duplicate", Some("same content as a file already loaded"), Some(of)),
+        FileStatus::Rejected { reason } => ("rejected", Some(reason), None),
+        _ => return Ok(()),
+    };
+    let hash = match &r.outcome {
+        FileOutcome::Parsed(p) => Some(p.hash.as_str()),
+        FileOutcome::Rejected { hash, .. } => hash.as_deref(),
+        _ => None,
+    };
+    tx.execute(
+        "INSERT INTO ingested_files
+           (path, size_bytes, modified_at, content_hash, status, reason, duplicate_of,
+            rows_read, rows_loaded, rows_duplicate, rows_rejected, late_arrivals, batch_id)
+         VALUES ($1, $2, timestamptz 'epoch' + $3::int8 * interval '1 microsecond', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        &[
+            &fr.path,
+            &(r.candidate.size as i64),
+            &r.candidate.mtime_micros,
+            &hash,
+            &status,
+            &reason,
+            &dup_of,
+            &(fr.rows_read as i64),
+            &(fr.rows_loaded as i64),
+            &(fr.rows_duplicate as i64),
+            &(fr.rows_rejected as i64),
+            &(fr.late as i64),
+            &batch_id,
+        ],
+    )
+    .await?;
+    Ok(())
+}
