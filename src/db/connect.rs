@@ -1,0 +1,542 @@
+//! Where the database is: resolves `--database-url` / `DATABASE_URL`, then the
+//! seeds' `POSTGRES_*` variables, and otherwise falls back to the private
+//! [`embedded`](super::embedded) server in `--data-dir`.
+//!
+//! It owns the command-line flags for the database, the connection settings
+//! and the redacted description used in logs and errors. It must never print,
+//! log or put into an error message a password, and never start an embedded
+//! server when a database was given.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+use tracing::{debug, warn};
+
+use super::embedded::{self, EmbeddedError, EmbeddedOptions, EmbeddedServer};
+
+/// The default `--data-dir`.
+pub const DEFAULT_DATA_DIR: &str = ".shopstream";
+
+/// Where the database is. Flattened into every subcommand that needs one.
+#[derive(clap::Args, Clone)]
+pub struct DbArgs {
+    /// PostgreSQL to use, as a URL (postgresql://user:password@host:5432/dbname)
+    /// or a key=value string ("host=db.example port=5432 dbname=shop user=app").
+    /// When set, shopstream uses that database and starts no server of its
+    /// own; takes precedence over the POSTGRES_* settings.
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Host name, IP address or Unix socket directory of an existing
+    /// PostgreSQL server (used when --database-url is not given). Without it
+    /// and without --database-url, shopstream runs its own private server.
+    #[arg(long, env = "POSTGRES_HOST", value_name = "HOST")]
+    pub postgres_host: Option<String>,
+
+    /// Port of the server given by --postgres-host [default: 5432].
+    #[arg(long, env = "POSTGRES_PORT", value_name = "PORT")]
+    pub postgres_port: Option<u16>,
+
+    /// Database on the server given by --postgres-host [default: postgres].
+    #[arg(long, env = "POSTGRES_DB", value_name = "NAME")]
+    pub postgres_db: Option<String>,
+
+    /// User for the server given by --postgres-host [default: postgres].
+    #[arg(long, env = "POSTGRES_USER", value_name = "USER")]
+    pub postgres_user: Option<String>,
+
+    /// Password for the server given by --postgres-host. Prefer the
+    /// environment variable: command-line arguments are visible to other
+    /// users of the machine.
+    #[arg(
+        long,
+        env = "POSTGRES_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub postgres_password: Option<String>,
+
+    /// Directory where shopstream keeps its private PostgreSQL server (the
+    /// cluster in <DIR>/pg, its log in <DIR>/postgres.log) when no database
+    /// is given. Created if missing.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_DATA_DIR",
+        value_name = "DIR",
+        default_value = DEFAULT_DATA_DIR
+    )]
+    pub data_dir: PathBuf,
+
+    /// Directory holding the PostgreSQL server programs (initdb, pg_ctl,
+    /// postgres) for the private server [default: found on PATH, else the
+    /// newest /usr/lib/postgresql/<version>/bin].
+    #[arg(long, env = "SHOPSTREAM_POSTGRES_BIN_DIR", value_name = "DIR")]
+    pub postgres_bin_dir: Option<PathBuf>,
+}
+
+impl Default for DbArgs {
+    fn default() -> Self {
+        DbArgs {
+            database_url: None,
+            postgres_host: None,
+            postgres_port: None,
+            postgres_db: None,
+            postgres_user: None,
+            postgres_password: None,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            postgres_bin_dir: None,
+        }
+    }
+}
+
+/// Debug output never shows the URL or the password.
+impl fmt::Debug for DbArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |o: &Option<String>| o.as_ref().map(|_| "***");
+        f.debug_struct("DbArgs")
+            .field("database_url", &secret(&self.database_url))
+            .field("postgres_host", &self.postgres_host)
+            .field("postgres_port", &self.postgres_port)
+            .field("postgres_db", &self.postgres_db)
+            .field("postgres_user", &self.postgres_user)
+            .field("postgres_password", &secret(&self.postgres_password))
+            .field("data_dir", &self.data_dir)
+            .field("postgres_bin_dir", &self.postgres_bin_dir)
+            .finish()
+    }
+}
+
+/// Why the database could not be opened or reached. Messages name the
+/// (redacted) target and say what to do; they never contain a password.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error(
+        "--database-url / DATABASE_URL is not a valid PostgreSQL connection string: {reason}. \
+         Expected postgresql://user:password@host:5432/dbname or \"host=... port=... dbname=... user=...\""
+    )]
+    InvalidUrl { reason: String },
+
+    #[error(transparent)]
+    Embedded(#[from] EmbeddedError),
+
+    #[error("could not connect to {target}: {detail}\n  hint: {hint}")]
+    Connect {
+        target: String,
+        detail: String,
+        hint: String,
+    },
+}
+
+/// Which database [`DbArgs`] point at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Url(String),
+    Host,
+    Embedded(PathBuf),
+}
+
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn resolve(args: &DbArgs) -> Target {
+    if let Some(url) = non_empty(&args.database_url) {
+        return Target::Url(url.to_string());
+    }
+    if non_empty(&args.postgres_host).is_some() {
+        return Target::Host;
+    }
+    let ignored: Vec<&str> = [
+        ("POSTGRES_PORT", args.postgres_port.is_some()),
+        ("POSTGRES_DB", non_empty(&args.postgres_db).is_some()),
+        ("POSTGRES_USER", non_empty(&args.postgres_user).is_some()),
+        (
+            "POSTGRES_PASSWORD",
+            non_empty(&args.postgres_password).is_some(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if !ignored.is_empty() {
+        warn!(
+            "{} set but POSTGRES_HOST (--postgres-host) is not: ignored; using the embedded server",
+            ignored.join(", ")
+        );
+    }
+    let dir = if args.data_dir.as_os_str().is_empty() {
+        PathBuf::from(DEFAULT_DATA_DIR)
+    } else {
+        args.data_dir.clone()
+    };
+    Target::Embedded(dir)
+}
+
+/// Fills in what libpq would: the OS user name, and its default socket
+/// directory when no host is given.
+fn apply_libpq_defaults(config: &mut Config) {
+    if config.get_user().is_none() {
+        let user = embedded::os_user_name().unwrap_or_else(|| "postgres".to_string());
+        config.user(user);
+    }
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        let dir = if std::path::Path::new("/var/run/postgresql").is_dir() {
+            "/var/run/postgresql"
+        } else {
+            "/tmp"
+        };
+        config.host_path(dir);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(15));
+    }
+}
+
+fn config_from_host_args(args: &DbArgs) -> Config {
+    let mut config = Config::new();
+    config
+        .host(non_empty(&args.postgres_host).unwrap_or("localhost"))
+        .port(args.postgres_port.unwrap_or(5432))
+        .dbname(non_empty(&args.postgres_db).unwrap_or("postgres"))
+        .user(non_empty(&args.postgres_user).unwrap_or("postgres"))
+        .connect_timeout(Duration::from_secs(15));
+    if let Some(password) = args.postgres_password.as_deref().filter(|p| !p.is_empty()) {
+        config.password(password);
+    }
+    config
+}
+
+fn url_from_config(config: &Config, password: Option<&str>) -> String {
+    let mut url = String::from("postgresql://");
+    let enc = |s: &str| embedded::percent_encode(s.as_bytes());
+    if let Some(user) = config.get_user() {
+        url.push_str(&enc(user));
+        if let Some(p) = password {
+            url.push(':');
+            url.push_str(p);
+        }
+        url.push('@');
+    }
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let host = match host {
+                Host::Tcp(h) if h.contains(':') => format!("[{h}]"),
+                Host::Tcp(h) => enc(h),
+                Host::Unix(p) => {
+                    use std::os::unix::ffi::OsStrExt;
+                    embedded::percent_encode(p.as_os_str().as_bytes())
+                }
+            };
+            let port = ports
+                .get(i)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect();
+    url.push_str(&hosts.join(","));
+    url.push('/');
+    if let Some(db) = config.get_dbname() {
+        url.push_str(&enc(db));
+    }
+    url
+}
+
+/// A URL with every connection setting of `config` that shopstream uses
+/// (hosts, ports, user, database) and the password. **Secret** when the
+/// config has a password: never log it.
+pub fn config_to_url(config: &Config) -> String {
+    let password = config.get_password().map(embedded::percent_encode);
+    url_from_config(config, password.as_deref())
+}
+
+/// Like [`config_to_url`] with the password replaced by `***`: safe for logs.
+pub fn redacted_url(config: &Config) -> String {
+    let password = config.get_password().map(|_| "***");
+    url_from_config(config, password)
+}
+
+/// An error's message followed by its whole `source()` chain (tokio-postgres
+/// errors alone say little more than "error connecting to server").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.ends_with(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// An opened database: where it is, and the embedded server if shopstream
+/// runs its own.
+pub struct Database {
+    config: Config,
+    url: String,
+    description: String,
+    embedded: Option<EmbeddedServer>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("target", &self.description)
+            .finish()
+    }
+}
+
+impl Database {
+    /// Resolves where the database is (`--database-url`, else
+    /// `--postgres-host`, else embedded) and, for the embedded server, starts or reuses it. Does not
+    /// connect to a given URL yet; [`Database::connect`] does.
+    pub async fn open(args: &DbArgs) -> Result<Database, DbError> {
+        let db = match resolve(args) {
+            Target::Url(url) => {
+                let mut config = Config::from_str(&url).map_err(|e| DbError::InvalidUrl {
+                    reason: error_chain(&e),
+                })?;
+                apply_libpq_defaults(&mut config);
+                Database {
+                    description: redacted_url(&config),
+                    config,
+                    url,
+                    embedded: None,
+                }
+            }
+            Target::Host => {
+                let config = config_from_host_args(args);
+                Database {
+                    description: redacted_url(&config),
+                    url: config_to_url(&config),
+                    config,
+                    embedded: None,
+                }
+            }
+            Target::Embedded(data_dir) => {
+                let opts = EmbeddedOptions {
+                    data_dir,
+                    bin_dir: args.postgres_bin_dir.clone(),
+                };
+                let server = EmbeddedServer::start(&opts).await?;
+                Database {
+                    config: server.config(embedded::DATABASE),
+                    url: server.url(embedded::DATABASE),
+                    description: format!(
+                        "embedded server in {} (socket {}, database {})",
+                        server.cluster_dir().display(),
+                        server.socket_dir().display(),
+                        embedded::DATABASE
+                    ),
+                    embedded: Some(server),
+                }
+            }
+        };
+        debug!("database: {}", db.description);
+        Ok(db)
+    }
+
+    /// The connection settings (may hold the password: do not log them).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether this is shopstream's own private server.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// The embedded server, when shopstream runs its own.
+    pub fn embedded(&self) -> Option<&EmbeddedServer> {
+        self.embedded.as_ref()
+    }
+
+    /// Opens a new connection (no TLS); its I/O runs as a task on the current
+    /// tokio runtime and ends when the client is dropped.
+    pub async fn connect(&self) -> Result<Client, DbError> {
+        let (client, connection) =
+            self.config
+                .connect(NoTls)
+                .await
+                .map_err(|e| DbError::Connect {
+                    target: self.description.clone(),
+                    detail: error_chain(&e),
+                    hint: self.hint(),
+                })?;
+        let target = self.description.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                warn!("connection to {target} ended: {}", error_chain(&e));
+            }
+        });
+        Ok(client)
+    }
+
+    fn hint(&self) -> String {
+        if self.embedded.is_some() {
+            "the private server may have been stopped meanwhile: run the command again to \
+             restart it, or use --database-url / DATABASE_URL to use another PostgreSQL server"
+                .into()
+        } else {
+            "check that the server is running and reachable and the credentials are right, or \
+             use --database-url / DATABASE_URL to point shopstream at another PostgreSQL server"
+                .into()
+        }
+    }
+
+    /// For logs: where the database is, never the password.
+    pub fn describe(&self) -> String {
+        self.description.clone()
+    }
+
+    /// A connection string another process (psql, a child shopstream) can
+    /// use. **Secret**: it contains the password when there is one; pass it
+    /// through the environment, never log it.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Stops the embedded server if this process started it and nothing
+    /// else uses it; otherwise a no-op.
+    pub async fn close(self) -> Result<(), DbError> {
+        if let Some(server) = self.embedded {
+            server.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        db: DbArgs,
+    }
+
+    fn args_for(url: &str) -> DbArgs {
+        DbArgs {
+            database_url: Some(url.into()),
+            ..DbArgs::default()
+        }
+    }
+
+    #[test]
+    fn precedence() {
+        let mut a = DbArgs {
+            postgres_host: Some("db".into()),
+            ..DbArgs::default()
+        };
+        assert_eq!(resolve(&a), Target::Host);
+        a.database_url = Some("postgresql://x@h/d".into());
+        assert_eq!(resolve(&a), Target::Url("postgresql://x@h/d".into()));
+        a.database_url = Some("  ".into());
+        a.postgres_host = Some(String::new());
+        assert_eq!(resolve(&a), Target::Embedded(PathBuf::from(".shopstream")));
+    }
+
+    #[test]
+    fn host_args_defaults() {
+        let a = DbArgs {
+            postgres_host: Some("db.local".into()),
+            postgres_password: Some("pa:ss".into()),
+            ..DbArgs::default()
+        };
+        let c = config_from_host_args(&a);
+        assert_eq!(c.get_ports(), &[5432]);
+        assert_eq!(c.get_dbname(), Some("postgres"));
+        assert_eq!(c.get_user(), Some("postgres"));
+        assert_eq!(
+            redacted_url(&c),
+            "postgresql://postgres:***@db.local:5432/postgres"
+        );
+        let url = config_to_url(&c);
+        assert_eq!(url, "postgresql://postgres:pa%3Ass@db.local:5432/postgres");
+        let back = Config::from_str(&url).expect("round trip");
+        assert_eq!(back.get_password(), Some(&b"pa:ss"[..]));
+    }
+
+    #[test]
+    fn urls_round_trip_with_socket_paths() {
+        let mut c = Config::new();
+        c.host_path("/tmp/a b")
+            .port(5433)
+            .user("postgres")
+            .dbname("shop");
+        let url = config_to_url(&c);
+        assert_eq!(url, "postgresql://postgres@%2Ftmp%2Fa%20b:5433/shop");
+        let back = Config::from_str(&url).expect("parses");
+        assert_eq!(back.get_hosts(), c.get_hosts());
+        assert_eq!(back.get_ports(), &[5433]);
+    }
+
+    #[tokio::test]
+    async fn redaction_of_given_urls() {
+        for url in [
+            "postgresql://alice:s3cr3t@127.0.0.1:1/db",
+            "host=127.0.0.1 port=1 user=alice password=s3cr3t dbname=db",
+        ] {
+            let db = Database::open(&args_for(url)).await.expect("opens");
+            let d = db.describe();
+            assert!(!d.contains("s3cr3t"), "{d}");
+            assert!(d.contains("alice") && d.contains("127.0.0.1:1"), "{d}");
+            assert!(!format!("{db:?}").contains("s3cr3t"));
+            assert_eq!(db.url(), url);
+        }
+        let dbg = format!("{:?}", args_for("postgresql://a:s3cr3t@h/d"));
+        assert!(!dbg.contains("s3cr3t"), "{dbg}");
+    }
+
+    #[tokio::test]
+    async fn invalid_url_is_reported_without_echoing_it() {
+        let err = Database::open(&args_for("postgresql://u:s3cr3t@h:notaport/d"))
+            .await
+            .expect_err("invalid");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("DATABASE_URL") && !msg.contains("s3cr3t"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_hidden_in_help() {
+        let cmd = Cli::command();
+        for id in ["database_url", "postgres_password"] {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .expect("argument exists");
+            assert!(arg.is_hide_env_values_set(), "{id}");
+        }
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--database-url",
+            "--postgres-host",
+            "--postgres-port",
+            "--postgres-db",
+            "--postgres-user",
+            "--postgres-password",
+            "--data-dir",
+            "DATABASE_URL",
+            "SHOPSTREAM_DATA_DIR",
+        ] {
+            assert!(help.contains(flag), "{flag} in {help}");
+        }
+    }
+}

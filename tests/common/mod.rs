@@ -1,0 +1,170 @@
+//! The shared integration-test harness: every test gets its own database on
+//! one shared test server, so tests run in parallel without seeing each other.
+//!
+//! The server is `SHOPSTREAM_TEST_DATABASE_URL` when set (an admin connection
+//! that may create databases), otherwise a private embedded server in
+//! `<tmp>/shopstream-test-<uid>`, shared by all test binaries and never
+//! stopped (the next run reuses it). This harness never shares a `Client`
+//! between tests (each `#[tokio::test]` has its own runtime) and never touches
+//! any other server.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use shopstream::db::connect::{config_to_url, error_chain};
+use shopstream::db::embedded::{EmbeddedOptions, EmbeddedServer};
+use tokio::sync::OnceCell;
+use tokio_postgres::{Client, Config, NoTls};
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub name: String,
+    /// A URL for this database, for `--database-url` (may hold a password).
+    pub url: String,
+}
+
+impl TestDb {
+    /// A new connection to this database; its I/O task runs on the calling
+    /// test's runtime.
+    pub async fn client(&self) -> Client {
+        let config = Config::from_str(&self.url).expect("test database URL parses");
+        connect(&config).await
+    }
+
+    pub fn config(&self) -> Config {
+        Config::from_str(&self.url).expect("test database URL parses")
+    }
+}
+
+/// The admin connection settings of the shared test server.
+struct Admin {
+    config: Config,
+    embedded: bool,
+}
+
+static ADMIN: OnceCell<Admin> = OnceCell::const_new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+async fn connect(config: &Config) -> Client {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the test server: {}", error_chain(&e)));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// The data dir of the shared embedded test server.
+pub fn shared_data_dir() -> std::path::PathBuf {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir().join(format!("shopstream-test-{uid}"))
+}
+
+async fn admin() -> &'static Admin {
+    ADMIN
+        .get_or_init(|| async {
+            if let Some(url) = std::env::var("SHOPSTREAM_TEST_DATABASE_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+            {
+                let config = Config::from_str(&url)
+                    .expect("SHOPSTREAM_TEST_DATABASE_URL is a valid connection string");
+                return Admin {
+                    config,
+                    embedded: false,
+                };
+            }
+            let server = EmbeddedServer::start(&EmbeddedOptions::new(shared_data_dir()))
+                .await
+                .unwrap_or_else(|e| panic!("starting the shared test server: {e}"));
+            let admin = Admin {
+                config: server.config("postgres"),
+                embedded: true,
+            };
+            // Dropping the handle leaves the server running for everyone.
+            drop(server);
+            drop_leftover_databases(&admin.config).await;
+            admin
+        })
+        .await
+}
+
+/// Drops test databases of earlier runs (their process is gone). Only on the
+/// embedded server, where the pid in the name is from this machine.
+async fn drop_leftover_databases(config: &Config) {
+    let client = connect(config).await;
+    let rows = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 't\\_%\\_%\\_%'",
+            &[],
+        )
+        .await
+        .unwrap_or_default();
+    for row in rows {
+        let name: String = row.get(0);
+        let Some(pid) = name.split('_').nth(1).and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let alive = pid > 0
+            && (unsafe { libc::kill(pid, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+        if !alive {
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+/// Creates a fresh, uniquely named database (`t_<pid>_<counter>_<random>`) on
+/// the shared test server.
+pub async fn test_db() -> TestDb {
+    let admin = admin().await;
+    let name = format!(
+        "t_{}_{}_{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    );
+    let client = connect(&admin.config).await;
+    client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap_or_else(|e| panic!("creating test database {name}: {}", error_chain(&e)));
+    let mut config = admin.config.clone();
+    config.dbname(&name);
+    TestDb {
+        url: config_to_url(&config),
+        name,
+    }
+}
+
+/// Whether the shared server is the embedded one (not
+/// `SHOPSTREAM_TEST_DATABASE_URL`).
+pub async fn shared_server_is_embedded() -> bool {
+    admin().await.embedded
+}
+
+/// The shopstream binary with no database settings, log level or other
+/// shopstream configuration inherited from the environment: only explicit
+/// flags apply.
+pub fn shopstream() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shopstream"));
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key == "DATABASE_URL"
+            || key == "RUST_LOG"
+            || key.starts_with("POSTGRES_")
+            || key.starts_with("SHOPSTREAM_")
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
