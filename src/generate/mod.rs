@@ -1,1 +1,811 @@
-//! (being written)
+//! `shopstream generate`: realistic fake e-commerce events as CSV files, the
+//! input `shopstream run` ingests in tests and demos.
+//!
+//! This module owns the command's options ([`GenerateArgs`]), the run loop
+//! ([`generate`]: bounded or continuous, pacing, shutdown) and the per-file
+//! engine that ties the parts together:
+//!
+//! * `catalogue`: products, users and vocabularies, identical for every seed;
+//! * `model`: sessions and the valid events they emit;
+//! * `anomaly`: which rows are broken, duplicated or late, and how;
+//! * `writer`: row encoding and atomic file publication;
+//! * `report`: the exact expected ingestion outcome ([`Report`]).
+//!
+//! With the same `--seed`, options and `--end-time`, bounded runs write
+//! byte-identical file contents. The generator must never write into a file
+//! a reader can already see, never reuse a file name, never report a row it
+//! did not publish, and never read input (it only writes its output folder).
+
+mod anomaly;
+mod catalogue;
+mod error;
+mod model;
+mod report;
+mod writer;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use csv::ByteRecord;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+
+pub use anomaly::InvalidKind;
+pub use error::GenerateError;
+pub use report::Report;
+
+use crate::event::RuleCode;
+use crate::shutdown::Shutdown;
+use anomaly::{inject, Planner, RowPlan, Shares, LATE_MAX_MS, LATE_MIN_MS};
+use catalogue::Catalogue;
+use model::{Model, Need, TypeCell};
+use report::FileTally;
+use writer::{OutputDir, RowEncoder};
+
+pub const DEFAULT_OUTPUT: &str = "./incoming";
+pub const DEFAULT_SEED: u64 = 42;
+pub const DEFAULT_FILES: u64 = 10;
+pub const DEFAULT_EVENTS_PER_FILE: u64 = 1000;
+pub const DEFAULT_SPAN_SECS: u64 = 60;
+pub const DEFAULT_LATE_SHARE: f64 = 0.02;
+pub const DEFAULT_INVALID_SHARE: f64 = 0.02;
+pub const DEFAULT_DUPLICATE_SHARE: f64 = 0.01;
+
+/// How far in the future the ingester still accepts an event time.
+const FUTURE_TOLERANCE_MS: i64 = 60_000;
+/// At most this many earlier valid rows are kept as duplicate candidates.
+const DUPLICATE_POOL: usize = 4096;
+/// Longest accepted file interval, duration or pacing horizon.
+const MAX_SECS: f64 = 366.0 * 24.0 * 3600.0;
+
+/// Options of `shopstream generate`.
+///
+/// Bounded mode (the default, or whenever `--files` is given) writes
+/// `--files` × `--events-per-file` events on a simulated clock and is
+/// deterministic. Continuous mode (`--rate` without `--files`) writes one
+/// file every `events-per-file / rate` seconds, stamped with the wall clock,
+/// until stopped.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct GenerateArgs {
+    /// Folder the CSV files are published into (created if missing). Point
+    /// `shopstream run` at it. Files appear atomically; in-progress files are
+    /// hidden (`.events_….csv.tmp`).
+    #[arg(short = 'o', long, env = "SHOPSTREAM_OUTPUT", default_value = DEFAULT_OUTPUT)]
+    pub output: PathBuf,
+
+    /// Seed of the event stream. The same seed, options and --end-time give
+    /// byte-identical file contents. The product catalogue does not depend
+    /// on it, and neither do the file names (they carry a random run id).
+    #[arg(long, env = "SHOPSTREAM_SEED", default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+
+    /// Number of files to write, then stop (bounded mode). Without it,
+    /// --rate runs continuously; with neither, 10 files are written.
+    #[arg(long, env = "SHOPSTREAM_FILES")]
+    pub files: Option<u64>,
+
+    /// Data rows per file (plus one header row).
+    #[arg(long, env = "SHOPSTREAM_EVENTS_PER_FILE", default_value_t = DEFAULT_EVENTS_PER_FILE)]
+    pub events_per_file: u64,
+
+    /// Bounded mode: event times are spread evenly over this many seconds,
+    /// ending at --end-time.
+    #[arg(long, env = "SHOPSTREAM_SPAN_SECS", default_value_t = DEFAULT_SPAN_SECS)]
+    pub span_secs: u64,
+
+    /// Bounded mode: time of the last event, RFC 3339 (e.g.
+    /// 2026-11-21T10:00:00Z). Defaults to now; must not be in the future.
+    /// Fix it to reproduce a run byte for byte.
+    #[arg(long, env = "SHOPSTREAM_END_TIME", value_parser = parse_end_time)]
+    pub end_time: Option<DateTime<Utc>>,
+
+    /// Events per second. Without --files: continuous mode, event times are
+    /// the wall clock and a file appears every events-per-file / rate
+    /// seconds. With --files: the bounded run is paced at this rate.
+    #[arg(long, env = "SHOPSTREAM_RATE", value_name = "EVENTS_PER_SEC")]
+    pub rate: Option<f64>,
+
+    /// Stop by itself after this many seconds, as on Ctrl-C: a bounded run
+    /// stops between files; a continuous run publishes the events already
+    /// due in the file in progress, then stops.
+    #[arg(long, env = "SHOPSTREAM_DURATION_SECS")]
+    pub duration_secs: Option<f64>,
+
+    /// Fraction of valid events written with an event time 6 to 60 minutes
+    /// in the past (late arrivals; they still load).
+    #[arg(long, env = "SHOPSTREAM_LATE_SHARE", default_value_t = DEFAULT_LATE_SHARE)]
+    pub late_share: f64,
+
+    /// Fraction of rows broken on purpose, each failing exactly one
+    /// validation rule, spread evenly over --invalid-kinds.
+    #[arg(long, env = "SHOPSTREAM_INVALID_SHARE", default_value_t = DEFAULT_INVALID_SHARE)]
+    pub invalid_share: f64,
+
+    /// Comma-separated kinds of broken rows (default: all seven).
+    #[arg(
+        long,
+        env = "SHOPSTREAM_INVALID_KINDS",
+        value_enum,
+        value_delimiter = ',',
+        default_values_t = InvalidKind::ALL
+    )]
+    pub invalid_kinds: Vec<InvalidKind>,
+
+    /// Fraction of rows that are exact copies (same event_id, same line) of
+    /// valid rows written in an earlier file of this run.
+    #[arg(long, env = "SHOPSTREAM_DUPLICATE_SHARE", default_value_t = DEFAULT_DUPLICATE_SHARE)]
+    pub duplicate_share: f64,
+
+    /// Also write the run's report as JSON to this path (keep it outside the
+    /// watched folder).
+    #[arg(long, env = "SHOPSTREAM_REPORT_JSON", value_name = "PATH")]
+    pub report_json: Option<PathBuf>,
+}
+
+impl Default for GenerateArgs {
+    /// The same values as the command line's defaults (environment ignored).
+    fn default() -> Self {
+        GenerateArgs {
+            output: PathBuf::from(DEFAULT_OUTPUT),
+            seed: DEFAULT_SEED,
+            files: None,
+            events_per_file: DEFAULT_EVENTS_PER_FILE,
+            span_secs: DEFAULT_SPAN_SECS,
+            end_time: None,
+            rate: None,
+            duration_secs: None,
+            late_share: DEFAULT_LATE_SHARE,
+            invalid_share: DEFAULT_INVALID_SHARE,
+            invalid_kinds: InvalidKind::ALL.to_vec(),
+            duplicate_share: DEFAULT_DUPLICATE_SHARE,
+            report_json: None,
+        }
+    }
+}
+
+fn parse_end_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-11-21T10:00:00Z: {e}"))
+}
+
+/// Writes event files as `args` say until done, `--duration-secs` elapsed or
+/// `shutdown` fired, and returns what was written. Files already published
+/// stay published when an error ends the run.
+pub async fn generate(args: &GenerateArgs, shutdown: &Shutdown) -> Result<Report, GenerateError> {
+    let now = Utc::now();
+    let plan = RunPlan::new(args, now)?;
+    let planner = Planner::new(plan.shares, &args.invalid_kinds, plan.duplicate_boost())?;
+    let run_id = run_id()?;
+    let out = OutputDir::prepare(&args.output, now, &run_id)?;
+    tracing::info!(
+        output = %args.output.display(),
+        run_id = %run_id,
+        seed = args.seed,
+        mode = plan.describe(),
+        "generating event files"
+    );
+
+    let catalogue = Catalogue::standard();
+    let mut engine = Engine {
+        rng: ChaCha8Rng::seed_from_u64(args.seed),
+        catalogue,
+        model: Model::new(catalogue, plan.events_per_sec()),
+        planner,
+        encoder: RowEncoder::new(),
+        pool: Vec::new(),
+        sample_prob: (DUPLICATE_POOL as f64 / plan.per_file as f64).min(1.0),
+        future_floor_ms: match plan.mode {
+            Mode::Bounded { end_ms, .. } => Some(end_ms),
+            Mode::Continuous { .. } => None,
+        },
+        out,
+        next_seq: 1,
+        report: Report::new(run_id, args.seed),
+    };
+
+    let started = Instant::now();
+    let stop_at = plan.duration.and_then(|d| started.checked_add(d));
+    let per_file = plan.per_file;
+    match plan.mode {
+        Mode::Bounded {
+            files,
+            end_ms,
+            span_ms,
+            pace,
+        } => {
+            let total = files * per_file;
+            for k in 0..files {
+                if shutdown.is_triggered() || stop_at.is_some_and(|s| Instant::now() >= s) {
+                    break;
+                }
+                if let Some(rate) = pace {
+                    let due = after(started, ((k + 1) * per_file) as f64 / rate);
+                    let stopped = tokio::select! {
+                        _ = shutdown.wait() => true,
+                        _ = sleep_until(earliest(stop_at, due)) => {
+                            stop_at.is_some_and(|s| due.is_none_or(|d| s < d))
+                        }
+                    };
+                    if stopped {
+                        break;
+                    }
+                }
+                let clock = Clock::Spread {
+                    first_ms: end_ms - span_ms,
+                    span_ms,
+                    total,
+                    offset: k * per_file,
+                };
+                engine = write_in_background(engine, per_file, clock).await?;
+            }
+        }
+        Mode::Continuous { rate } => {
+            let spacing_ms = 1000.0 / rate;
+            for k in 0u64.. {
+                let start = after(started, (k * per_file) as f64 / rate);
+                let due = after(started, ((k + 1) * per_file) as f64 / rate);
+                let deadline = earliest(stop_at, due);
+                let (until, last) = tokio::select! {
+                    _ = shutdown.wait() => (Some(Instant::now()), true),
+                    _ = sleep_until(deadline) => {
+                        (deadline, stop_at.is_some_and(|s| due.is_none_or(|d| s < d)))
+                    }
+                };
+                // Rows whose time has come: all of them unless stopped early.
+                let rows = match (until, due, start) {
+                    (Some(u), Some(d), _) if u >= d => per_file,
+                    (Some(u), _, Some(s)) => {
+                        let elapsed = u.saturating_duration_since(s).as_secs_f64();
+                        ((elapsed * rate).floor() as u64).min(per_file)
+                    }
+                    _ => 0,
+                };
+                if rows > 0 {
+                    // Stamped from the wall clock now, so no row is ever
+                    // ahead of it, even if the clock was adjusted meanwhile.
+                    let clock = Clock::Interval {
+                        end_ms: Utc::now().timestamp_millis(),
+                        spacing_ms,
+                        rows,
+                    };
+                    engine = write_in_background(engine, rows, clock).await?;
+                }
+                if last {
+                    break;
+                }
+            }
+        }
+    }
+    if shutdown.is_triggered() {
+        tracing::info!("generator stopped on request");
+    }
+    Ok(engine.report)
+}
+
+/// `started + secs`, or `None` if that is beyond any clock.
+fn after(started: Instant, secs: f64) -> Option<Instant> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .and_then(|d| started.checked_add(d))
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// 8 hex digits from OS randomness: unique per run, independent of --seed.
+fn run_id() -> Result<String, GenerateError> {
+    use rand::TryRngCore;
+    let v = rand::rngs::OsRng
+        .try_next_u32()
+        .map_err(|e| GenerateError::OsRandom(e.to_string()))?;
+    Ok(format!("{v:08x}"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Bounded {
+        files: u64,
+        end_ms: i64,
+        span_ms: i64,
+        pace: Option<f64>,
+    },
+    Continuous {
+        rate: f64,
+    },
+}
+
+/// The validated options of one run.
+#[derive(Debug, Clone, PartialEq)]
+struct RunPlan {
+    mode: Mode,
+    per_file: u64,
+    duration: Option<Duration>,
+    shares: Shares,
+}
+
+impl RunPlan {
+    fn new(args: &GenerateArgs, now: DateTime<Utc>) -> Result<RunPlan, GenerateError> {
+        if args.events_per_file == 0 {
+            return Err(GenerateError::option(
+                "--events-per-file",
+                "must be at least 1",
+            ));
+        }
+        if let Some(rate) = args.rate {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(GenerateError::option(
+                    "--rate",
+                    format!("{rate} is not a positive number"),
+                ));
+            }
+            if args.events_per_file as f64 / rate > MAX_SECS {
+                return Err(GenerateError::option(
+                    "--rate",
+                    format!(
+                        "{rate} events/s means one file of {} events per {:.0} s, over a year",
+                        args.events_per_file,
+                        args.events_per_file as f64 / rate
+                    ),
+                ));
+            }
+        }
+        let duration = match args.duration_secs {
+            None => None,
+            Some(d) if d.is_finite() && d > 0.0 && d <= MAX_SECS => {
+                Duration::try_from_secs_f64(d).ok()
+            }
+            Some(d) => {
+                return Err(GenerateError::option(
+                    "--duration-secs",
+                    format!("{d} is not a number of seconds between 0 and a year"),
+                ))
+            }
+        };
+        let shares = Shares {
+            late: args.late_share,
+            invalid: args.invalid_share,
+            duplicate: args.duplicate_share,
+        };
+        shares.validate()?;
+
+        let mode = match (args.files, args.rate) {
+            (None, Some(rate)) => {
+                if let Some(t) = args.end_time {
+                    return Err(GenerateError::option(
+                        "--end-time",
+                        format!(
+                            "{t} only applies to bounded runs (--files); continuous runs \
+                             stamp events with the wall clock"
+                        ),
+                    ));
+                }
+                Mode::Continuous { rate }
+            }
+            (files, pace) => {
+                let files = files.unwrap_or(DEFAULT_FILES);
+                if files == 0 {
+                    return Err(GenerateError::option("--files", "must be at least 1"));
+                }
+                if files.checked_mul(args.events_per_file).is_none() {
+                    return Err(GenerateError::option(
+                        "--files",
+                        "files × events-per-file is too large",
+                    ));
+                }
+                let end = args.end_time.unwrap_or(now);
+                let end_ms = end.timestamp_millis();
+                if end_ms > now.timestamp_millis() + FUTURE_TOLERANCE_MS {
+                    return Err(GenerateError::option(
+                        "--end-time",
+                        format!(
+                            "{} is in the future (now is {}); its events would be \
+                             rejected as future_event_time",
+                            end.to_rfc3339(),
+                            now.to_rfc3339()
+                        ),
+                    ));
+                }
+                let span_ms = args
+                    .span_secs
+                    .checked_mul(1000)
+                    .and_then(|ms| i64::try_from(ms).ok())
+                    .filter(|ms| end_ms - ms - LATE_MAX_MS >= 0)
+                    .ok_or_else(|| {
+                        GenerateError::option(
+                            "--span-secs",
+                            format!(
+                                "{} s before {} reaches back before 1970",
+                                args.span_secs,
+                                end.to_rfc3339()
+                            ),
+                        )
+                    })?;
+                let day_ms = 24 * 3600 * 1000;
+                if args.invalid_share > 0.0
+                    && args.invalid_kinds.contains(&InvalidKind::FutureTimestamp)
+                    && end_ms + day_ms < now.timestamp_millis()
+                {
+                    tracing::warn!(
+                        end_time = %end.to_rfc3339(),
+                        "--end-time is more than a day ago: future_timestamp rows (1 to 30 days \
+                         after it) may no longer be in the future when ingested"
+                    );
+                }
+                Mode::Bounded {
+                    files,
+                    end_ms,
+                    span_ms,
+                    pace,
+                }
+            }
+        };
+        Ok(RunPlan {
+            mode,
+            per_file: args.events_per_file,
+            duration,
+            shares,
+        })
+    }
+
+    /// The event rate the session model should imitate.
+    fn events_per_sec(&self) -> f64 {
+        match self.mode {
+            Mode::Bounded { files, span_ms, .. } => {
+                (files * self.per_file) as f64 / (span_ms.max(1000) as f64 / 1000.0)
+            }
+            Mode::Continuous { rate } => rate,
+        }
+    }
+
+    /// The first file cannot hold duplicates; in bounded runs the later files
+    /// make up for it so the overall share matches --duplicate-share.
+    fn duplicate_boost(&self) -> f64 {
+        match self.mode {
+            Mode::Bounded { files, .. } if files > 1 => files as f64 / (files - 1) as f64,
+            _ => 1.0,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.mode {
+            Mode::Bounded {
+                files, pace: None, ..
+            } => format!("bounded: {files} files × {}", self.per_file),
+            Mode::Bounded {
+                files,
+                pace: Some(r),
+                ..
+            } => format!("bounded: {files} files × {} at {r} events/s", self.per_file),
+            Mode::Continuous { rate } => {
+                format!("continuous: {rate} events/s, {} per file", self.per_file)
+            }
+        }
+    }
+}
+
+/// The event clock of one file's rows.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// Bounded: event `offset + j` of `total`, evenly spread over the span
+    /// so that the last one lands on `first_ms + span_ms` (the end time).
+    Spread {
+        first_ms: i64,
+        span_ms: i64,
+        total: u64,
+        offset: u64,
+    },
+    /// Continuous: `rows` rows `spacing_ms` apart, the last at `end_ms`.
+    Interval {
+        end_ms: i64,
+        spacing_ms: f64,
+        rows: u64,
+    },
+}
+
+impl Clock {
+    fn at(&self, j: u64) -> i64 {
+        match *self {
+            Clock::Spread {
+                first_ms,
+                span_ms,
+                total,
+                offset,
+            } => {
+                let g = i128::from(offset + j + 1);
+                first_ms + (i128::from(span_ms) * g / i128::from(total.max(1))) as i64
+            }
+            Clock::Interval {
+                end_ms,
+                spacing_ms,
+                rows,
+            } => end_ms - (rows.saturating_sub(j + 1) as f64 * spacing_ms) as i64,
+        }
+    }
+}
+
+/// All state that carries from one file to the next.
+struct Engine {
+    rng: ChaCha8Rng,
+    catalogue: &'static Catalogue,
+    model: Model,
+    planner: Planner,
+    encoder: RowEncoder,
+    /// Valid rows of already published files: the duplicate candidates.
+    pool: Vec<ByteRecord>,
+    sample_prob: f64,
+    /// Future timestamps lie after this (bounded) or the event's clock time.
+    future_floor_ms: Option<i64>,
+    out: OutputDir,
+    next_seq: u64,
+    report: Report,
+}
+
+impl Engine {
+    /// Writes and publishes the next file with `rows` data rows.
+    fn write_file(&mut self, rows: u64, clock: Clock) -> Result<(), GenerateError> {
+        let rng = &mut self.rng;
+        let cat = self.catalogue;
+        let mut file = self.out.begin(self.next_seq)?;
+        let mut tally = FileTally::default();
+        let mut sampled = Vec::new();
+        for j in 0..rows {
+            let clock_ms = clock.at(j);
+            match self.planner.plan(rng, !self.pool.is_empty()) {
+                RowPlan::Duplicate => {
+                    let i = rng.random_range(0..self.pool.len());
+                    file.write(&self.pool[i])?;
+                    tally.duplicate();
+                }
+                RowPlan::Invalid(kind) => {
+                    let mut event = self.model.next_event(rng, clock_ms, kind.need(), None);
+                    let floor = self.future_floor_ms.unwrap_or(clock_ms);
+                    inject(kind, &mut event, rng, cat, floor);
+                    file.write(self.encoder.encode(&event, cat))?;
+                    tally.rejected(kind.expected_rule());
+                }
+                RowPlan::Fresh { late } => {
+                    let shift = late.then(|| rng.random_range(LATE_MIN_MS..=LATE_MAX_MS));
+                    let event = self.model.next_event(rng, clock_ms, Need::Any, shift);
+                    let record = self.encoder.encode(&event, cat);
+                    file.write(record)?;
+                    match event.event_type {
+                        TypeCell::Known(t) => tally.loaded(t, late),
+                        TypeCell::Unknown(_) => tally.rejected(RuleCode::InvalidEventType),
+                    }
+                    if self.sample_prob >= 1.0 || rng.random_bool(self.sample_prob) {
+                        sampled.push(record.clone());
+                    }
+                }
+            }
+        }
+        let name = file.commit()?;
+        tracing::info!(
+            file = %name,
+            rows = tally.rows,
+            invalid = tally.invalid(),
+            duplicates = tally.duplicates,
+            "wrote event file"
+        );
+        self.report.add_file(name, &tally);
+        self.next_seq += 1;
+        // Only now may this file's rows be copied: they are in an earlier file.
+        self.pool.extend(sampled);
+        while self.pool.len() > DUPLICATE_POOL {
+            let i = rng.random_range(0..self.pool.len());
+            self.pool.swap_remove(i);
+        }
+        Ok(())
+    }
+}
+
+/// Runs [`Engine::write_file`] on the blocking pool so file I/O never stalls
+/// the async runtime (or the shutdown signal).
+async fn write_in_background(
+    mut engine: Engine,
+    rows: u64,
+    clock: Clock,
+) -> Result<Engine, GenerateError> {
+    let dir = engine.out.path().to_path_buf();
+    tokio::task::spawn_blocking(move || engine.write_file(rows, clock).map(|()| engine))
+        .await
+        .map_err(|e| GenerateError::Task {
+            path: dir,
+            message: e.to_string(),
+        })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: GenerateArgs,
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        parse_end_time(s).unwrap()
+    }
+
+    #[test]
+    fn cli_defaults_match_default_impl() {
+        let cli = Cli::try_parse_from(["generate"]).unwrap();
+        // The environment may set SHOPSTREAM_* in a developer shell; only
+        // compare when it does not.
+        if std::env::vars().all(|(k, _)| !k.starts_with("SHOPSTREAM_")) {
+            assert_eq!(cli.args, GenerateArgs::default());
+        }
+        let cli = Cli::try_parse_from([
+            "generate",
+            "-o",
+            "/tmp/x",
+            "--invalid-kinds",
+            "missing_user,bad_timestamp",
+            "--end-time",
+            "2026-11-21T10:00:00Z",
+            "--rate",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.args.invalid_kinds,
+            vec![InvalidKind::MissingUser, InvalidKind::BadTimestamp]
+        );
+        assert_eq!(cli.args.end_time, Some(at("2026-11-21T10:00:00Z")));
+        assert!(Cli::try_parse_from(["generate", "--invalid-kinds", "nope"]).is_err());
+        assert!(Cli::try_parse_from(["generate", "--end-time", "yesterday"]).is_err());
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let now = at("2026-11-21T10:00:00Z");
+        let ok = GenerateArgs::default();
+        assert!(matches!(
+            RunPlan::new(&ok, now).unwrap().mode,
+            Mode::Bounded { files: 10, .. }
+        ));
+        let cont = GenerateArgs {
+            rate: Some(10.0),
+            ..GenerateArgs::default()
+        };
+        assert!(matches!(
+            RunPlan::new(&cont, now).unwrap().mode,
+            Mode::Continuous { .. }
+        ));
+        let bad = [
+            (
+                GenerateArgs {
+                    invalid_share: 1.5,
+                    ..ok.clone()
+                },
+                "--invalid-share",
+            ),
+            (
+                GenerateArgs {
+                    late_share: -0.1,
+                    ..ok.clone()
+                },
+                "--late-share",
+            ),
+            (
+                GenerateArgs {
+                    duplicate_share: f64::NAN,
+                    ..ok.clone()
+                },
+                "--duplicate-share",
+            ),
+            (
+                GenerateArgs {
+                    events_per_file: 0,
+                    ..ok.clone()
+                },
+                "--events-per-file",
+            ),
+            (
+                GenerateArgs {
+                    files: Some(0),
+                    ..ok.clone()
+                },
+                "--files",
+            ),
+            (
+                GenerateArgs {
+                    rate: Some(0.0),
+                    ..ok.clone()
+                },
+                "--rate",
+            ),
+            (
+                GenerateArgs {
+                    duration_secs: Some(-1.0),
+                    ..ok.clone()
+                },
+                "--duration-secs",
+            ),
+            (
+                GenerateArgs {
+                    end_time: Some(at("2026-11-22T10:00:00Z")),
+                    ..ok.clone()
+                },
+                "--end-time",
+            ),
+            (
+                GenerateArgs {
+                    end_time: Some(now),
+                    ..cont.clone()
+                },
+                "--end-time",
+            ),
+            (
+                GenerateArgs {
+                    span_secs: u64::MAX,
+                    ..ok.clone()
+                },
+                "--span-secs",
+            ),
+        ];
+        for (args, option) in bad {
+            let err = RunPlan::new(&args, now).unwrap_err().to_string();
+            assert!(err.contains(option), "{option}: {err}");
+        }
+    }
+
+    #[test]
+    fn spread_clock_ends_at_end_time() {
+        let c = |offset| Clock::Spread {
+            first_ms: 1_000_000 - 60_000,
+            span_ms: 60_000,
+            total: 100,
+            offset,
+        };
+        assert_eq!(c(0).at(99), 1_000_000);
+        assert_eq!(c(90).at(9), 1_000_000);
+        assert_eq!(c(0).at(0), 1_000_000 - 60_000 + 600);
+        let mut prev = i64::MIN;
+        for j in 0..100 {
+            assert!(c(0).at(j) > prev);
+            prev = c(0).at(j);
+        }
+    }
+
+    #[test]
+    fn interval_clock_ends_now_and_never_passes_it() {
+        let c = Clock::Interval {
+            end_ms: 5_000_000,
+            spacing_ms: 2.5,
+            rows: 5,
+        };
+        let times: Vec<i64> = (0..5).map(|j| c.at(j)).collect();
+        assert_eq!(
+            times,
+            vec![4_999_990, 4_999_993, 4_999_995, 4_999_998, 5_000_000]
+        );
+    }
+
+    #[test]
+    fn run_ids_come_from_the_os() {
+        let a = run_id().unwrap();
+        let b = run_id().unwrap();
+        assert_eq!(a.len(), 8);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,440 @@
+//! Turning events into CSV rows and publishing files atomically.
+//!
+//! Owns the row encoding (column order = [`Field::ALL`], nulls as empty
+//! fields, integers without `.0`, prices with two decimals, times as
+//! `YYYY-MM-DDTHH:MM:SS.mmmZ`), the file naming scheme and the publish
+//! protocol: write `.<name>.tmp` in the output folder, `sync_all`, rename to
+//! `<name>`, fsync the folder. This module must never let a reader see a
+//! partial file under a final name, never overwrite an existing file, and
+//! never leave its temp file behind when a write fails.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use csv::ByteRecord;
+
+use super::catalogue::Catalogue;
+use super::error::GenerateError;
+use super::model::{Event, TimeCell, TypeCell};
+use crate::event::Field;
+
+/// Reuses one record and scratch buffers for every row.
+#[derive(Debug, Default)]
+pub struct RowEncoder {
+    record: ByteRecord,
+}
+
+impl RowEncoder {
+    pub fn new() -> RowEncoder {
+        RowEncoder {
+            record: ByteRecord::with_capacity(512, Field::ALL.len()),
+        }
+    }
+
+    /// Encodes `event` into the reused record and returns it.
+    pub fn encode(&mut self, e: &Event, catalogue: &Catalogue) -> &ByteRecord {
+        let rec = &mut self.record;
+        rec.clear();
+        let product = catalogue.product(e.product);
+        let mut uuid_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let mut num = [0u8; 24];
+        let mut time = [0u8; 24];
+        for field in Field::ALL {
+            match field {
+                Field::EventId => match e.event_id {
+                    Some(id) => {
+                        rec.push_field(id.hyphenated().encode_lower(&mut uuid_buf).as_bytes())
+                    }
+                    None => rec.push_field(b""),
+                },
+                Field::UserId => match e.user {
+                    Some(u) => rec.push_field(format_user_id(u, &mut num)),
+                    None => rec.push_field(b""),
+                },
+                Field::SessionId => rec.push_field(&e.session_id),
+                Field::EventType => match e.event_type {
+                    TypeCell::Known(t) => rec.push_field(t.as_str().as_bytes()),
+                    TypeCell::Unknown(t) => rec.push_field(t.as_bytes()),
+                },
+                Field::ProductId => rec.push_field(product.id.as_bytes()),
+                Field::ProductName => rec.push_field(product.name.as_bytes()),
+                Field::Category => rec.push_field(product.category.as_str().as_bytes()),
+                Field::Price => match e.price_cents {
+                    Some(c) => rec.push_field(format_cents(c, &mut num)),
+                    None => rec.push_field(b""),
+                },
+                Field::Quantity => rec.push_field(format_uint(u64::from(e.quantity), 1, &mut num)),
+                Field::UserSegment => rec.push_field(e.segment.as_str().as_bytes()),
+                Field::SearchQuery => rec.push_field(e.search_query.unwrap_or("").as_bytes()),
+                Field::EventTime => match &e.time {
+                    TimeCell::Millis(ms) => rec.push_field(format_iso_millis(*ms, &mut time)),
+                    TimeCell::Text(t) => rec.push_field(t.as_bytes()),
+                },
+                Field::DeviceType => rec.push_field(e.device.as_bytes()),
+                Field::Browser => rec.push_field(e.browser.as_bytes()),
+                Field::GeoCountry => rec.push_field(e.country.as_bytes()),
+                Field::GeoCity => rec.push_field(e.city.as_bytes()),
+                Field::Referrer => rec.push_field(e.referrer.as_bytes()),
+                Field::CampaignId => rec.push_field(e.campaign.unwrap_or("").as_bytes()),
+            }
+        }
+        &self.record
+    }
+}
+
+/// `v` in decimal, zero-padded to at least `width` digits (≤ 20).
+fn format_uint(mut v: u64, width: usize, buf: &mut [u8; 24]) -> &[u8] {
+    let mut pos = buf.len();
+    loop {
+        pos -= 1;
+        buf[pos] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 && buf.len() - pos >= width.min(20) {
+            break;
+        }
+    }
+    &buf[pos..]
+}
+
+/// `U000123`.
+fn format_user_id(user: u32, buf: &mut [u8; 24]) -> &[u8] {
+    let len = format_uint(u64::from(user), 6, buf).len();
+    let start = buf.len() - len - 1;
+    buf[start] = b'U';
+    &buf[start..]
+}
+
+/// Cents as a decimal with two places: `1234` → `12.34`, `-5` → `-0.05`.
+fn format_cents(cents: i64, buf: &mut [u8; 24]) -> &[u8] {
+    let abs = cents.unsigned_abs();
+    let len = format_uint(abs, 3, buf).len();
+    // Shift the last two digits right by one to make room for the point.
+    let end = buf.len();
+    let start = end - len;
+    let mut out = [0u8; 24];
+    let mut n = 0;
+    if cents < 0 {
+        out[0] = b'-';
+        n = 1;
+    }
+    for (i, &d) in buf[start..end].iter().enumerate() {
+        if i == len - 2 {
+            out[n] = b'.';
+            n += 1;
+        }
+        out[n] = d;
+        n += 1;
+    }
+    buf[..n].copy_from_slice(&out[..n]);
+    &buf[..n]
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (years are
+/// clamped to 0000..=9999; the generator validates its clock range).
+pub fn format_iso_millis(ms: i64, buf: &mut [u8; 24]) -> &[u8] {
+    const DAY: i64 = 86_400_000;
+    let days = ms.div_euclid(DAY);
+    let rem = ms.rem_euclid(DAY);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 9999);
+
+    let parts = [
+        (year, 4usize, b'-'),
+        (month, 2, b'-'),
+        (day, 2, b'T'),
+        (rem / 3_600_000, 2, b':'),
+        (rem / 60_000 % 60, 2, b':'),
+        (rem / 1000 % 60, 2, b'.'),
+        (rem % 1000, 3, b'Z'),
+    ];
+    let mut pos = 0;
+    for (value, width, sep) in parts {
+        let mut v = value;
+        for i in (0..width).rev() {
+            buf[pos + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        pos += width;
+        buf[pos] = sep;
+        pos += 1;
+    }
+    &buf[..pos]
+}
+
+/// The output folder of one run and its file-naming scheme:
+/// `events_<run start yyyymmddTHHMMSSZ>_<run id>_<6-digit sequence>.csv`.
+#[derive(Debug, Clone)]
+pub struct OutputDir {
+    dir: PathBuf,
+    prefix: String,
+}
+
+impl OutputDir {
+    /// Creates the folder if missing.
+    pub fn prepare(
+        dir: &Path,
+        run_start: DateTime<Utc>,
+        run_id: &str,
+    ) -> Result<OutputDir, GenerateError> {
+        fs::create_dir_all(dir).map_err(|source| GenerateError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(OutputDir {
+            dir: dir.to_path_buf(),
+            prefix: format!("events_{}_{}_", run_start.format("%Y%m%dT%H%M%SZ"), run_id),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn file_name(&self, seq: u64) -> String {
+        format!("{}{seq:06}.csv", self.prefix)
+    }
+
+    /// Starts file number `seq`: creates its hidden temp file and writes the
+    /// header.
+    pub fn begin(&self, seq: u64) -> Result<PendingFile, GenerateError> {
+        let name = self.file_name(seq);
+        let final_path = self.dir.join(&name);
+        let temp_path = self.dir.join(format!(".{name}.tmp"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp_path)
+            .map_err(|source| GenerateError::Io {
+                path: temp_path.clone(),
+                source,
+            })?;
+        let writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .buffer_capacity(64 * 1024)
+            .from_writer(file);
+        let mut pending = PendingFile {
+            name,
+            dir: self.dir.clone(),
+            final_path,
+            temp_path,
+            writer: Some(writer),
+            published: false,
+        };
+        let header = ByteRecord::from(Field::ALL.map(Field::name).to_vec());
+        pending.write(&header)?;
+        Ok(pending)
+    }
+}
+
+/// A file being written under its hidden temp name. Dropping it without
+/// [`PendingFile::commit`] deletes the temp file.
+#[derive(Debug)]
+pub struct PendingFile {
+    name: String,
+    dir: PathBuf,
+    final_path: PathBuf,
+    temp_path: PathBuf,
+    writer: Option<csv::Writer<File>>,
+    published: bool,
+}
+
+impl PendingFile {
+    pub fn write(&mut self, record: &ByteRecord) -> Result<(), GenerateError> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(());
+        };
+        writer
+            .write_byte_record(record)
+            .map_err(|source| GenerateError::Csv {
+                path: self.temp_path.clone(),
+                source,
+            })
+    }
+
+    /// Flushes and syncs the temp file, renames it to its final name and
+    /// syncs the folder. Returns the final file name.
+    pub fn commit(mut self) -> Result<String, GenerateError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| GenerateError::Io { path, source }
+        };
+        if let Some(writer) = self.writer.take() {
+            let file = writer.into_inner().map_err(|e| GenerateError::Io {
+                path: self.temp_path.clone(),
+                source: e.into_error(),
+            })?;
+            file.sync_all().map_err(io(&self.temp_path))?;
+        }
+        if fs::symlink_metadata(&self.final_path).is_ok() {
+            return Err(GenerateError::AlreadyExists {
+                path: self.final_path.clone(),
+            });
+        }
+        fs::rename(&self.temp_path, &self.final_path).map_err(|source| GenerateError::Rename {
+            from: self.temp_path.clone(),
+            to: self.final_path.clone(),
+            source,
+        })?;
+        self.published = true;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| GenerateError::SyncDir {
+                path: self.dir.clone(),
+                source,
+            })?;
+        Ok(std::mem::take(&mut self.name))
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.published {
+            // Close before removing; errors cannot be reported from drop and
+            // the file is hidden anyway.
+            self.writer = None;
+            let _ = fs::remove_file(&self.temp_path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::model::{Model, Need};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn iso_matches_chrono() {
+        let mut buf = [0u8; 24];
+        for ms in [
+            0i64,
+            1_795_255_200_123,
+            951_782_400_000, // 2000-02-29
+            4_102_444_799_999,
+            1_700_000_000_001,
+            86_399_999,
+        ] {
+            let ours = std::str::from_utf8(format_iso_millis(ms, &mut buf))
+                .unwrap()
+                .to_string();
+            let theirs = DateTime::<Utc>::from_timestamp_millis(ms)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string();
+            assert_eq!(ours, theirs);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        for _ in 0..10_000 {
+            let ms = rand::Rng::random_range(&mut rng, 0..4_102_444_800_000i64);
+            let ours = String::from_utf8(format_iso_millis(ms, &mut buf).to_vec()).unwrap();
+            let back = DateTime::parse_from_rfc3339(&ours).unwrap();
+            assert_eq!(back.timestamp_millis(), ms);
+        }
+    }
+
+    #[test]
+    fn numbers_are_plain() {
+        let mut b = [0u8; 24];
+        assert_eq!(format_cents(1234, &mut b), b"12.34");
+        assert_eq!(format_cents(99, &mut b), b"0.99");
+        assert_eq!(format_cents(5, &mut b), b"0.05");
+        assert_eq!(format_cents(-5, &mut b), b"-0.05");
+        assert_eq!(format_cents(-123_456, &mut b), b"-1234.56");
+        assert_eq!(format_cents(9_999_999, &mut b), b"99999.99");
+        assert_eq!(format_cents(500_000, &mut b), b"5000.00");
+        assert_eq!(format_uint(0, 1, &mut b), b"0");
+        assert_eq!(format_uint(3, 1, &mut b), b"3");
+        assert_eq!(format_user_id(123, &mut b), b"U000123");
+        assert_eq!(format_user_id(20_000, &mut b), b"U020000");
+    }
+
+    #[test]
+    fn rows_have_all_columns_in_order() {
+        let cat = Catalogue::standard();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut model = Model::new(cat, 10.0);
+        let mut enc = RowEncoder::new();
+        for _ in 0..1000 {
+            let e = model.next_event(&mut rng, 1_795_255_200_000, Need::Any, None);
+            let rec = enc.encode(&e, cat);
+            assert_eq!(rec.len(), Field::ALL.len());
+            let get = |f: Field| std::str::from_utf8(&rec[f.index()]).unwrap();
+            assert_eq!(get(Field::EventId), e.event_id.unwrap().to_string());
+            assert_eq!(get(Field::EventTime), "2026-11-21T10:00:00.000Z");
+            assert_eq!(get(Field::ProductId), cat.product(e.product).id);
+            assert!(!get(Field::Quantity).contains('.'));
+            if !get(Field::Price).is_empty() {
+                let p: f64 = get(Field::Price).parse().unwrap();
+                assert!(p > 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn publish_is_atomic_and_never_overwrites() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("nested/out");
+        let start = DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let out = OutputDir::prepare(&dir, start, "0badcafe").unwrap();
+        assert_eq!(
+            out.file_name(7),
+            "events_20261121T100000Z_0badcafe_000007.csv"
+        );
+
+        let mut f = out.begin(1).unwrap();
+        f.write(&ByteRecord::from(vec!["a"; 18])).unwrap();
+        let listing = || {
+            let mut v: Vec<String> = fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            listing(),
+            vec![".events_20261121T100000Z_0badcafe_000001.csv.tmp"]
+        );
+        let name = f.commit().unwrap();
+        assert_eq!(listing(), vec![name.clone()]);
+        let text = fs::read_to_string(dir.join(&name)).unwrap();
+        assert!(text.starts_with("event_id,user_id,session_id,event_type,"));
+        assert_eq!(text.lines().count(), 2);
+
+        // Same name again: refused, and the temp file is cleaned up.
+        let f = out.begin(2).unwrap();
+        fs::write(dir.join(out.file_name(2)), "someone else's").unwrap();
+        let err = f.commit().unwrap_err().to_string();
+        assert!(err.contains("refusing to overwrite"), "{err}");
+        assert_eq!(listing().len(), 2);
+        assert!(listing().iter().all(|n| !n.starts_with('.')));
+
+        // Dropped without commit: nothing left.
+        let f = out.begin(3).unwrap();
+        drop(f);
+        assert_eq!(listing().len(), 2);
+    }
+
+    #[test]
+    fn unwritable_folder_is_named_in_the_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("plain-file");
+        fs::write(&file, "x").unwrap();
+        let err = OutputDir::prepare(&file.join("sub"), Utc::now(), "00000000")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plain-file"), "{err}");
+    }
+}
