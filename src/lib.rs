@@ -12,6 +12,7 @@
 //! * [`shutdown`]: the signal every long-running stage listens to.
 
 pub mod db;
+pub mod demo;
 pub mod event;
 pub mod generate;
 pub mod pipeline;

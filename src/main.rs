@@ -1,1 +1,128 @@
-fn main() {}
+//! The `shopstream` binary: parses arguments and wires the stages together.
+//! All behaviour lives in the library; this file only decides which stage
+//! runs with which options, and turns errors into exit codes.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use shopstream::db::connect::{Database, DbArgs};
+use shopstream::demo::DemoArgs;
+use shopstream::generate::GenerateArgs;
+use shopstream::pipeline::run::RunArgs;
+use shopstream::shutdown::Shutdown;
+
+/// Loads e-commerce event CSV files into PostgreSQL: validated,
+/// deduplicated, exactly once, in real time.
+///
+/// Without --database-url (or DATABASE_URL / POSTGRES_HOST) shopstream
+/// starts its own private PostgreSQL server in --data-dir, from the
+/// PostgreSQL binaries installed on this machine.
+#[derive(Parser, Debug)]
+#[command(name = "shopstream", version, propagate_version = true)]
+struct Cli {
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, global = true, env = "SHOPSTREAM_LOG", default_value = "info")]
+    log_level: tracing::Level,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Watch a folder and load every CSV file into PostgreSQL exactly once.
+    Run {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Write realistic fake event files (bounded or continuous).
+    Generate(GenerateArgs),
+    /// Apply the schema migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Generator and loader together on the embedded database, printing
+    /// what flows. Ctrl-C stops it and checks the counts.
+    Demo {
+        #[command(flatten)]
+        demo: DemoArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(cli.log_level)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open_migrated(args: &DbArgs) -> anyhow::Result<Database> {
+    let db = Database::open(args).await?;
+    let mut client = db.connect().await?;
+    shopstream::db::migrate::migrate(&mut client)
+        .await
+        .with_context(|| format!("migrating {}", db.describe()))?;
+    Ok(db)
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    shutdown.on_signals()?;
+    match command {
+        Command::Run { run, db } => {
+            let db = open_migrated(&db).await?;
+            let result = shopstream::pipeline::run::run(&run, &db, &shutdown, |_| {}).await;
+            db.close().await?;
+            let summary = result?;
+            println!("{}", serde_json::to_string(&summary)?);
+        }
+        Command::Generate(args) => {
+            let report = shopstream::generate::generate(&args, &shutdown).await?;
+            println!("{}", report.summary());
+            if let Some(path) = &args.report_json {
+                report.write_json(path)?;
+            }
+        }
+        Command::Migrate { db } => {
+            let db = Database::open(&db).await?;
+            let mut client = db.connect().await?;
+            let report = shopstream::db::migrate::migrate(&mut client).await?;
+            drop(client);
+            for (v, name) in &report.applied {
+                println!("applied migration {v} ({name})");
+            }
+            println!("{} is at schema version {}", db.describe(), report.current);
+            db.close().await?;
+        }
+        Command::Demo { demo, db } => {
+            let db = open_migrated(&db).await?;
+            let result = shopstream::demo::demo(&demo, &db, &shutdown).await;
+            db.close().await?;
+            result?;
+        }
+    }
+    Ok(())
+}

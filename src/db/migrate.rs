@@ -83,7 +83,10 @@ pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError>
 
 async fn apply_pending(client: &mut Client) -> Result<MigrateReport, MigrateError> {
     let rows = client
-        .query("SELECT version, checksum FROM schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version, checksum FROM schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .map_err(MigrateError::History)?;
     let applied: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();

@@ -68,7 +68,8 @@ pub fn parse_batch(
         });
     }
     copy::trailer(&mut buf);
-    out.blocking_send(buf.split().freeze()).map_err(|_| Aborted)?;
+    out.blocking_send(buf.split().freeze())
+        .map_err(|_| Aborted)?;
     Ok(results)
 }
 
@@ -178,7 +179,8 @@ fn parse_file(
             }
         }
         if buf.len() >= CHUNK {
-            out.blocking_send(buf.split().freeze()).map_err(|_| Aborted)?;
+            out.blocking_send(buf.split().freeze())
+                .map_err(|_| Aborted)?;
         }
     }
     stats.hash = reader.content_hash();
@@ -282,5 +284,7 @@ fn clean_text(b: &[u8]) -> std::borrow::Cow<'_, str> {
 
 /// Counts by code, with codes as strings (for JSON).
 pub fn codes_to_strings(m: &BTreeMap<RuleCode, u64>) -> BTreeMap<String, u64> {
-    m.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect()
+    m.iter()
+        .map(|(k, v)| (k.as_str().to_string(), *v))
+        .collect()
 }

@@ -44,7 +44,10 @@ pub struct ParsedFile {
 pub enum FileOutcome {
     Parsed(ParsedFile),
     /// The whole file is rejected (recorded in the ledger with the reason).
-    Rejected { hash: Option<String>, reason: String },
+    Rejected {
+        hash: Option<String>,
+        reason: String,
+    },
     /// It changed while being read: not recorded, tried again later.
     Changed,
     /// It was gone before it could be opened: nothing to record.
@@ -66,8 +69,12 @@ pub struct FileResult {
 pub enum FileStatus {
     Loaded,
     /// Same content as a file already in the ledger: nothing added.
-    Duplicate { of: String },
-    Rejected { reason: String },
+    Duplicate {
+        of: String,
+    },
+    Rejected {
+        reason: String,
+    },
     /// This exact path and content is already in the ledger.
     AlreadyDone,
     Changed,
@@ -128,12 +135,16 @@ fn lock_key(hash: &str) -> i64 {
 }
 
 fn unix_micros(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Loads one batch. `produce` runs on a blocking thread and streams the
 /// binary COPY of the staging rows.
-pub async fn commit_batch(client: &mut Client, produce: Producer) -> Result<BatchReport, SinkError> {
+pub async fn commit_batch(
+    client: &mut Client,
+    produce: Producer,
+) -> Result<BatchReport, SinkError> {
     let started = Instant::now();
     let started_at = unix_micros(SystemTime::now());
     let tx = client.transaction().await?;
@@ -396,7 +407,11 @@ async fn insert_ledger(
 ) -> Result<(), tokio_postgres::Error> {
     let (status, reason, dup_of): (&str, Option<&str>, Option<&str>) = match &fr.status {
         FileStatus::Loaded => ("loaded", None, None),
-        FileStatus::Duplicate { of } => ("duplicate", Some("same content as a file already loaded"), Some(of)),
+        FileStatus::Duplicate { of } => (
+            "duplicate",
+            Some("same content as a file already loaded"),
+            Some(of),
+        ),
         FileStatus::Rejected { reason } => ("rejected", Some(reason), None),
         _ => return Ok(()),
     };

@@ -156,7 +156,13 @@ mod tests {
         ] {
             assert!(is_ignored(n), "{n}");
         }
-        for n in ["events.csv", "tmp.csv", "partition.csv", "a_b.csv", "x.csv.bak"] {
+        for n in [
+            "events.csv",
+            "tmp.csv",
+            "partition.csv",
+            "a_b.csv",
+            "x.csv.bak",
+        ] {
             assert!(!is_ignored(n), "{n}");
         }
     }
@@ -178,7 +184,10 @@ mod tests {
             .map(|c| c.path.strip_prefix(p).expect("under").to_path_buf())
             .collect();
         names.sort();
-        assert_eq!(names, [PathBuf::from("2026/11/b.csv"), PathBuf::from("a.csv")]);
+        assert_eq!(
+            names,
+            [PathBuf::from("2026/11/b.csv"), PathBuf::from("a.csv")]
+        );
     }
 
     #[tokio::test]
@@ -189,6 +198,9 @@ mod tests {
         std::fs::rename(d.path().join(".x.tmp"), d.path().join("x.csv")).expect("rename");
         let t = std::time::Instant::now();
         w.wait(Duration::from_secs(10)).await;
-        assert!(t.elapsed() < Duration::from_secs(5), "woken by the event, not the timeout");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "woken by the event, not the timeout"
+        );
     }
 }

@@ -14,7 +14,10 @@ use crate::validate::RawFields;
 /// Why a header cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
-    #[error("the file is empty: expected a header row naming at least {}", required_list())]
+    #[error(
+        "the file is empty: expected a header row naming at least {}",
+        required_list()
+    )]
     Empty,
     #[error("the header lacks required column(s) {missing}; it has: {found}")]
     MissingColumns { missing: String, found: String },
@@ -41,7 +44,9 @@ pub struct Layout {
 
 impl Layout {
     /// Builds the layout from the header cells.
-    pub fn from_header<'a>(cells: impl IntoIterator<Item = &'a [u8]>) -> Result<Layout, LayoutError> {
+    pub fn from_header<'a>(
+        cells: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Layout, LayoutError> {
         let mut positions = [None; FIELD_COUNT];
         let mut ignored = vec![];
         let mut names = vec![];

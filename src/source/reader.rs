@@ -217,7 +217,11 @@ mod tests {
             let fields = (0..rec.len())
                 .map(|i| String::from_utf8_lossy(rec.field(i)).into_owned())
                 .collect();
-            v.push((rec.line, String::from_utf8_lossy(rec.raw).into_owned(), fields));
+            v.push((
+                rec.line,
+                String::from_utf8_lossy(rec.raw).into_owned(),
+                fields,
+            ));
         }
         v
     }
@@ -247,7 +251,10 @@ mod tests {
         assert_eq!(v[1].1, "\"x, y\",\"say \"\"hi\"\"\"");
         assert_eq!(v[2].2, vec!["multi\nline", "z"]);
         assert_eq!(v[2].0, 3);
-        assert_eq!(v[3].0, 5, "the line count includes the newline inside quotes");
+        assert_eq!(
+            v[3].0, 5,
+            "the line count includes the newline inside quotes"
+        );
     }
 
     #[test]
@@ -265,7 +272,10 @@ mod tests {
         let mut r = RecordReader::new(&input[..], 1000);
         assert!(r.next_record().expect("header").is_some());
         match r.next_record() {
-            Err(ReadError::RecordTooLong { line: 2, limit: 1000 }) => {}
+            Err(ReadError::RecordTooLong {
+                line: 2,
+                limit: 1000,
+            }) => {}
             other => panic!("expected RecordTooLong, got {other:?}"),
         }
     }

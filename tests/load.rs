@@ -1,0 +1,413 @@
+//! End-to-end loading against a real PostgreSQL server and the real binary:
+//! exact counts against the generator's report, idempotence, dead letters,
+//! header handling, continuous mode and shutdown.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{shopstream, test_db, TestDb};
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn shopstream");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn generate(dir: &Path, files: u32, per_file: u32, seed: u64, extra: &[&str]) -> serde_json::Value {
+    let report = dir.with_extension("report.json");
+    run_ok(
+        shopstream()
+            .args(["generate", "--output"])
+            .arg(dir)
+            .args([
+                "--files",
+                &files.to_string(),
+                "--events-per-file",
+                &per_file.to_string(),
+            ])
+            .args(["--seed", &seed.to_string(), "--report-json"])
+            .arg(&report)
+            .args(extra),
+    );
+    serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json")
+}
+
+fn load_once(db: &TestDb, dir: &Path, extra: &[&str]) -> String {
+    run_ok(
+        shopstream()
+            .args(["run", "--once", "--database-url", &db.url, "--input"])
+            .arg(dir)
+            .args(extra),
+    )
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client()
+        .await
+        .query_one(sql, &[])
+        .await
+        .expect(sql)
+        .get(0)
+}
+
+/// Everything that must not change when nothing new is loaded.
+async fn snapshot(db: &TestDb) -> (i64, i64, i64, String) {
+    let c = db.client().await;
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM ecommerce_events),
+                    (SELECT count(*) FROM dead_letter_events),
+                    (SELECT count(*) FROM ingested_files),
+                    (SELECT coalesce(md5(string_agg(event_id::text, ',' ORDER BY event_id)), '')
+                       FROM ecommerce_events)",
+            &[],
+        )
+        .await
+        .expect("snapshot");
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+#[tokio::test]
+async fn once_load_matches_the_generator_report_exactly() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("in");
+    let rep = generate(
+        &dir,
+        6,
+        500,
+        7,
+        &["--invalid-share", "0.06", "--duplicate-share", "0.04"],
+    );
+    load_once(&db, &dir, &[]);
+
+    let loaded = rep["loaded"].as_u64().expect("loaded") as i64;
+    let dups = rep["duplicates"].as_u64().expect("duplicates") as i64;
+    let rows = rep["rows"].as_u64().expect("rows") as i64;
+    assert!(
+        dups > 0,
+        "the dataset must contain duplicates to test anything"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ecommerce_events").await,
+        loaded
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(rows_duplicate)::int8 FROM ingested_files").await,
+        dups
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(rows_read)::int8 FROM ingested_files").await,
+        rows
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM ingested_files WHERE status = 'loaded'"
+        )
+        .await,
+        6
+    );
+    // Dead letters per rule code equal the generator's injected anomalies.
+    let c = db.client().await;
+    let got: BTreeMap<String, u64> = c
+        .query(
+            "SELECT code, count(*) FROM dead_letter_events, unnest(error_codes) code GROUP BY code",
+            &[],
+        )
+        .await
+        .expect("codes")
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+        .collect();
+    let want: BTreeMap<String, u64> = rep["rejected"]
+        .as_object()
+        .expect("rejected map")
+        .iter()
+        .filter(|(_, v)| v.as_u64() != Some(0))
+        .map(|(k, v)| (k.clone(), v.as_u64().expect("n")))
+        .collect();
+    assert!(
+        want.len() >= 5,
+        "several anomaly kinds expected, got {want:?}"
+    );
+    assert_eq!(got, want);
+    // Per file and per batch, rows read = loaded + duplicate + rejected.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM ingested_files
+             WHERE rows_read <> rows_loaded + rows_duplicate + rows_rejected"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT sum(rows_read)::int8 FROM data_quality_metrics").await,
+        rows
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT sum(rows_rejected)::int8 FROM data_quality_metrics"
+        )
+        .await,
+        want.values().sum::<u64>() as i64
+    );
+}
+
+#[tokio::test]
+async fn running_again_changes_nothing_and_a_copy_under_a_new_name_adds_nothing() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("in");
+    generate(&dir, 3, 200, 11, &[]);
+    load_once(&db, &dir, &[]);
+    let before = snapshot(&db).await;
+    assert!(before.0 > 0);
+
+    load_once(&db, &dir, &[]);
+    assert_eq!(
+        snapshot(&db).await,
+        before,
+        "a second run over the same folder"
+    );
+
+    // Touching a file (new mtime, same content) adds nothing either.
+    let first = std::fs::read_dir(&dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "csv"))
+        .expect("a csv");
+    let copy = dir.join("copy_of_first.csv");
+    std::fs::copy(&first, &copy).expect("copy");
+    load_once(&db, &dir, &[]);
+    let after = snapshot(&db).await;
+    assert_eq!(
+        (after.0, after.1, &after.3),
+        (before.0, before.1, &before.3)
+    );
+    let c = db.client().await;
+    let row = c
+        .query_one(
+            "SELECT status, duplicate_of, rows_read, rows_duplicate, rows_loaded
+             FROM ingested_files WHERE path = $1",
+            &[&copy.display().to_string()],
+        )
+        .await
+        .expect("ledger row for the copy");
+    assert_eq!(row.get::<_, String>(0), "duplicate");
+    assert_eq!(row.get::<_, String>(1), first.display().to_string());
+    assert_eq!(row.get::<_, i64>(2), row.get::<_, i64>(3));
+    assert_eq!(row.get::<_, i64>(4), 0);
+}
+
+const HEADER: &str = "event_id,user_id,event_type,product_id,price,quantity,event_time";
+
+#[tokio::test]
+async fn dead_letters_keep_the_raw_line_its_number_and_every_failed_rule() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let csv = format!(
+        "{HEADER}\r\n\
+         6f1c2e0b-5d3a-4f8e-9a1b-2c3d4e5f6a7b,U1, VIEW ,P1,,,2026-01-01 10:00:00\r\n\
+         not-a-uuid,,purchase,P2,-3,x,2099-01-01T00:00:00Z\r\n\
+         \"7f1c2e0b-5d3a-4f8e-9a1b-2c3d4e5f6a7b\",\"Doe, Jane\",purchase,P3,19.99,2,2026-01-01T10:00:00+02:00\r\n\
+         8f1c2e0b-5d3a-4f8e-9a1b-2c3d4e5f6a7b,U1,view\r\n"
+    );
+    std::fs::write(dir.join("hand.csv"), csv).expect("write");
+    load_once(&db, dir, &[]);
+
+    let c = db.client().await;
+    let dl = c
+        .query(
+            "SELECT source_line, raw_line, event_id, error_codes, errors::text
+             FROM dead_letter_events ORDER BY source_line",
+            &[],
+        )
+        .await
+        .expect("dead letters");
+    assert_eq!(dl.len(), 2);
+    assert_eq!(dl[0].get::<_, i64>(0), 3);
+    assert_eq!(
+        dl[0].get::<_, String>(1),
+        "not-a-uuid,,purchase,P2,-3,x,2099-01-01T00:00:00Z"
+    );
+    assert_eq!(
+        dl[0].get::<_, Option<String>>(2).as_deref(),
+        Some("not-a-uuid")
+    );
+    assert_eq!(
+        dl[0].get::<_, Vec<String>>(3),
+        [
+            "invalid_event_id",
+            "missing_user",
+            "negative_price",
+            "invalid_quantity",
+            "future_event_time"
+        ]
+    );
+    let errors: serde_json::Value = serde_json::from_str(&dl[0].get::<_, String>(4)).expect("json");
+    assert_eq!(errors[3]["column"], "quantity");
+    assert_eq!(errors[3]["value"], "x");
+    assert!(errors[3]["message"]
+        .as_str()
+        .expect("msg")
+        .contains("whole number"));
+    assert_eq!(dl[1].get::<_, i64>(0), 5);
+    assert_eq!(dl[1].get::<_, Vec<String>>(3), ["malformed_row"]);
+
+    let ev = c
+        .query(
+            "SELECT event_type, user_id, quantity, total_amount::text, event_time = '2026-01-01T08:00:00Z', source_line
+             FROM ecommerce_events ORDER BY source_line",
+            &[],
+        )
+        .await
+        .expect("events");
+    assert_eq!(ev.len(), 2);
+    assert_eq!(ev[0].get::<_, String>(0), "view", "trimmed and lower-cased");
+    assert_eq!(ev[0].get::<_, i32>(2), 0);
+    assert_eq!(ev[1].get::<_, String>(1), "Doe, Jane", "quoted comma");
+    assert_eq!(ev[1].get::<_, String>(3), "39.98");
+    assert!(ev[1].get::<_, bool>(4), "the +02:00 offset is applied");
+    assert_eq!(ev[1].get::<_, i64>(5), 4);
+}
+
+#[tokio::test]
+async fn header_driven_parsing_and_rejected_files_do_not_stop_the_run() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    // Required columns only, in an unusual order, upper case, no final newline.
+    std::fs::write(
+        dir.join("minimal.csv"),
+        "EVENT_TIME,Product_ID,event_type,event_id\n2026-01-01 00:00:00,P9,search,9f1c2e0b-5d3a-4f8e-9a1b-2c3d4e5f6a7b",
+    )
+    .expect("write");
+    std::fs::write(dir.join("wrong.csv"), "id,when,what\n1,2,3\n").expect("write");
+    std::fs::write(dir.join("empty.csv"), "").expect("write");
+    load_once(&db, dir, &[]);
+
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 1);
+    let c = db.client().await;
+    let rejected = c
+        .query(
+            "SELECT path, reason FROM ingested_files WHERE status = 'rejected' ORDER BY path",
+            &[],
+        )
+        .await
+        .expect("rejected");
+    assert_eq!(rejected.len(), 2);
+    assert!(rejected[0].get::<_, String>(0).ends_with("empty.csv"));
+    assert!(rejected[0].get::<_, String>(1).contains("empty"));
+    let reason: String = rejected[1].get(1);
+    assert!(
+        reason.contains("event_type, product_id, event_time") && reason.contains("id, when, what"),
+        "{reason}"
+    );
+    // And a second run does not record the rejected files again.
+    load_once(&db, dir, &[]);
+    assert_eq!(count(&db, "SELECT count(*) FROM ingested_files").await, 3);
+}
+
+fn write_atomically(dir: &Path, name: &str, body: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, body).expect("write temp");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename");
+}
+
+fn row(i: u32) -> String {
+    format!(
+        "{:08x}-0000-4000-8000-000000000000,U{i},view,P{i},1.00,0,2026-01-01 00:00:00\n",
+        i
+    )
+}
+
+async fn wait_for(db: &TestDb, sql: &str, want: i64, limit: Duration) {
+    let start = Instant::now();
+    let c = db.client().await;
+    loop {
+        // The table appears once the child has migrated the database.
+        let got = match c.query_one(sql, &[]).await {
+            Ok(r) => r.get::<_, i64>(0),
+            Err(_) => -1,
+        };
+        if got == want {
+            return;
+        }
+        assert!(start.elapsed() < limit, "{sql}: still {got}, want {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn continuous_run_loads_renamed_files_ignores_temp_names_and_stops_on_sigterm() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().to_path_buf();
+    let mut child = shopstream()
+        .args([
+            "run",
+            "--relist-secs",
+            "30",
+            "--database-url",
+            &db.url,
+            "--input",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn run");
+
+    // A file still being written under a temp name is not loaded...
+    std::fs::write(dir.join("later.csv.part"), format!("{HEADER}\n{}", row(1))).expect("write");
+    write_atomically(&dir, "a.csv", &format!("{HEADER}\n{}{}", row(2), row(3)));
+    // Relisting is every 30 s, so only the OS file event can make this fast.
+    wait_for(
+        &db,
+        "SELECT count(*) FROM ecommerce_events",
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    // ...until it is renamed in.
+    std::fs::rename(dir.join("later.csv.part"), dir.join("later.csv")).expect("rename");
+    wait_for(
+        &db,
+        "SELECT count(*) FROM ecommerce_events",
+        3,
+        Duration::from_secs(20),
+    )
+    .await;
+
+    // SAFETY-free signal delivery through the kill(1) command.
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+}
