@@ -22,9 +22,10 @@ use shopstream::shutdown::Shutdown;
 #[derive(Parser, Debug)]
 #[command(name = "shopstream", version, propagate_version = true)]
 struct Cli {
-    /// Log level: error, warn, info, debug or trace.
-    #[arg(long, global = true, env = "SHOPSTREAM_LOG", default_value = "info")]
-    log_level: tracing::Level,
+    /// Log level: error, warn, info, debug or trace [default: info; warn for
+    /// `demo`, which prints its own lines].
+    #[arg(long, global = true, env = "SHOPSTREAM_LOG")]
+    log_level: Option<tracing::Level>,
 
     #[command(subcommand)]
     command: Command,
@@ -58,8 +59,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Demo { .. } => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
     tracing_subscriber::fmt()
-        .with_max_level(cli.log_level)
+        .with_max_level(cli.log_level.unwrap_or(default_level))
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();

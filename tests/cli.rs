@@ -1,0 +1,221 @@
+//! The binary as a person uses it: the demo, and stopping long-running
+//! commands with real signals.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{shopstream, test_db};
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        assert!(start.elapsed() < limit, "did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn csv_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn demo_prints_batches_and_proves_exactly_once() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = shopstream()
+        .args([
+            "demo",
+            "--duration-secs",
+            "3",
+            "--rate",
+            "400",
+            "--database-url",
+            &db.url,
+        ])
+        .arg("--input")
+        .arg(tmp.path().join("demo"))
+        .output()
+        .expect("demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("loaded  batch"), "{stdout}");
+    assert!(
+        stdout.contains("exactly once: every generated row is in exactly one place"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("MISMATCH"), "{stdout}");
+    let events: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM ecommerce_events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert!(
+        events > 500,
+        "3 s at 400 events/s loads more than 500 rows, got {events}"
+    );
+}
+
+#[tokio::test]
+async fn continuous_generator_stops_cleanly_on_sigint_with_an_exact_report() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("out");
+    let report = tmp.path().join("report.json");
+    let mut child = shopstream()
+        .args([
+            "generate",
+            "--rate",
+            "2000",
+            "--events-per-file",
+            "100",
+            "--output",
+        ])
+        .arg(&dir)
+        .arg("--report-json")
+        .arg(&report)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, "-INT");
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+
+    let files = csv_files(&dir);
+    assert!(
+        files.len() >= 5,
+        "about 20 files a second, got {}",
+        files.len()
+    );
+    assert!(
+        files.iter().all(|f| !f
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .starts_with('.')),
+        "no temp file left behind: {files:?}"
+    );
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    assert_eq!(rep["files"].as_array().expect("files").len(), files.len());
+    let rows: usize = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("read").lines().count() - 1)
+        .sum();
+    assert_eq!(rep["rows"].as_u64(), Some(rows as u64));
+}
+
+#[tokio::test]
+async fn sigterm_during_a_load_exits_zero_and_leaves_whole_files_only() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("in");
+    let gen = shopstream()
+        .args([
+            "generate",
+            "--files",
+            "60",
+            "--events-per-file",
+            "500",
+            "--output",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("generate");
+    assert!(gen.status.success());
+
+    let mut child = shopstream()
+        .args([
+            "run",
+            "--once",
+            "--batch-max-files",
+            "1",
+            "--database-url",
+            &db.url,
+            "--input",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until loading is under way, then ask it to stop.
+    let c = db.client().await;
+    let start = Instant::now();
+    loop {
+        let n: i64 = match c
+            .query_one("SELECT count(*) FROM ingested_files", &[])
+            .await
+        {
+            Ok(r) => r.get(0),
+            Err(_) => 0,
+        };
+        if n > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "loading never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&child, "-TERM");
+    assert!(wait_exit(&mut child, Duration::from_secs(20)).success());
+
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM ingested_files),
+                    (SELECT coalesce(sum(rows_loaded), 0)::int8 FROM ingested_files),
+                    (SELECT count(*) FROM ecommerce_events),
+                    (SELECT coalesce(sum(rows_rejected), 0)::int8 FROM ingested_files),
+                    (SELECT count(*) FROM dead_letter_events)",
+            &[],
+        )
+        .await
+        .expect("state");
+    let files: i64 = row.get(0);
+    assert!(files < 60, "stopped before the end ({files} files)");
+    // Only whole files are visible: the events and dead letters present are
+    // exactly those of the files the ledger records.
+    assert_eq!(row.get::<_, i64>(1), row.get::<_, i64>(2));
+    assert_eq!(row.get::<_, i64>(3), row.get::<_, i64>(4));
+
+    // A restart finishes the job.
+    let again = shopstream()
+        .args(["run", "--once", "--database-url", &db.url, "--input"])
+        .arg(&dir)
+        .output()
+        .expect("rerun");
+    assert!(again.status.success());
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM ingested_files", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 60);
+}
