@@ -392,22 +392,7 @@ async fn continuous_run_loads_renamed_files_ignores_temp_names_and_stops_on_sigt
     )
     .await;
 
-    // SAFETY-free signal delivery through the kill(1) command.
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    common::signal(&child, "-TERM");
+    let exit = common::wait_exit(&mut child, Duration::from_secs(15));
     assert!(exit.success(), "exit status {exit:?}");
 }

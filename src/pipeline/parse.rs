@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::event::{Field, RuleCode, FIELD_COUNT};
 use crate::sink::batch::{FileOutcome, FileResult, ParsedFile};
 use crate::sink::{copy, stage};
-use crate::source::discover::Candidate;
+use crate::source::discover::{mtime_micros, Candidate};
 use crate::source::layout::Layout;
 use crate::source::reader::RecordReader;
 use crate::validate::{validate, Failure, RawFields, Rules};
@@ -203,14 +203,7 @@ fn changed_since_listing(file: &Candidate, bytes_read: u64) -> bool {
         return true;
     }
     match std::fs::metadata(&file.path) {
-        Ok(md) => {
-            let mtime = md
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_micros() as i64);
-            md.len() != file.size || mtime != file.mtime_micros
-        }
+        Ok(md) => md.len() != file.size || mtime_micros(&md) != file.mtime_micros,
         // Gone after a complete read: what we read is what was listed.
         Err(_) => false,
     }

@@ -80,16 +80,20 @@ fn candidate(path: &Path) -> Option<Candidate> {
     if !md.is_file() {
         return None;
     }
-    let mtime_micros = md
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_micros() as i64);
     Some(Candidate {
         path: path.to_path_buf(),
         size: md.len(),
-        mtime_micros,
+        mtime_micros: mtime_micros(&md),
     })
+}
+
+/// A file's modification time in microseconds since the Unix epoch (0 when
+/// the platform cannot tell).
+pub fn mtime_micros(md: &std::fs::Metadata) -> i64 {
+    md.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Wakes the loader when something changes in the input folder.

@@ -168,3 +168,30 @@ pub fn shopstream() -> Command {
     }
     cmd
 }
+
+/// Sends a signal (e.g. `-TERM`) to a child through kill(1).
+#[allow(dead_code)]
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// Waits for a child to exit, failing the test after `limit`.
+#[allow(dead_code)]
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        assert!(start.elapsed() < limit, "did not exit within {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+}
