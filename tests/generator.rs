@@ -241,12 +241,54 @@ fn assert_report_matches(dir: &Path, report: &Report, late_before: Option<DateTi
 // ----------------------------------------------------------------- tests ---
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_without_a_seed_never_repeat_event_ids() {
+    // Two runs of the demo or of a continuous generator must not produce the
+    // same event_ids, or the loader would rightly drop the second run as
+    // duplicates.
+    let end = end_time("2026-11-21T10:00:00.5Z");
+    let mut ids = std::collections::HashSet::new();
+    let mut seeds = vec![];
+    for _ in 0..2 {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = GenerateArgs {
+            seed: None,
+            files: Some(2),
+            events_per_file: 200,
+            end_time: end,
+            ..args(tmp.path())
+        };
+        let report = generate(&a, &Shutdown::new()).await.unwrap();
+        seeds.push(report.seed);
+        for c in contents_in_order(tmp.path(), &report) {
+            for line in String::from_utf8_lossy(&c).lines().skip(1) {
+                let id = line.split(',').next().unwrap_or("");
+                if !id.is_empty() {
+                    ids.insert((seeds.len(), id.to_string()));
+                }
+            }
+        }
+    }
+    assert_ne!(seeds[0], seeds[1], "each run draws its own seed");
+    let first: std::collections::HashSet<_> = ids
+        .iter()
+        .filter(|(r, _)| *r == 1)
+        .map(|(_, i)| i)
+        .collect();
+    assert!(
+        ids.iter()
+            .filter(|(r, _)| *r == 2)
+            .all(|(_, i)| !first.contains(i)),
+        "no event_id of run 2 appears in run 1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_seed_and_end_time_give_identical_bytes() {
     let end = end_time("2026-11-21T10:00:00.5Z");
     let run = |seed: u64| async move {
         let tmp = tempfile::tempdir().unwrap();
         let a = GenerateArgs {
-            seed,
+            seed: Some(seed),
             files: Some(5),
             events_per_file: 400,
             end_time: end,
@@ -369,7 +411,7 @@ async fn report_matches_the_files() {
         invalid_share: 0.07,
         duplicate_share: 0.03,
         late_share: 0.04,
-        seed: 99,
+        seed: Some(99),
         ..args(tmp.path())
     };
     let report = generate(&a, &Shutdown::new()).await.unwrap();
@@ -619,6 +661,7 @@ async fn continuous_mode_stops_by_itself_and_shutdown_before_start_writes_nothin
 async fn bounded_mode_can_be_paced() {
     let tmp = tempfile::tempdir().unwrap();
     let a = GenerateArgs {
+        seed: Some(5),
         files: Some(3),
         events_per_file: 100,
         rate: Some(1000.0),

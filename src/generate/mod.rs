@@ -45,7 +45,6 @@ use report::FileTally;
 use writer::{OutputDir, RowEncoder};
 
 pub const DEFAULT_OUTPUT: &str = "./incoming";
-pub const DEFAULT_SEED: u64 = 42;
 pub const DEFAULT_FILES: u64 = 10;
 pub const DEFAULT_EVENTS_PER_FILE: u64 = 1000;
 pub const DEFAULT_SPAN_SECS: u64 = 60;
@@ -76,10 +75,12 @@ pub struct GenerateArgs {
     pub output: PathBuf,
 
     /// Seed of the event stream. The same seed, options and --end-time give
-    /// byte-identical file contents. The product catalogue does not depend
-    /// on it, and neither do the file names (they carry a random run id).
-    #[arg(long, env = "SHOPSTREAM_SEED", default_value_t = DEFAULT_SEED)]
-    pub seed: u64,
+    /// byte-identical file contents. Without it every run draws a fresh
+    /// random seed (printed in the report), so two runs never repeat
+    /// event_ids. The product catalogue does not depend on it, and neither
+    /// do the file names (they carry a random run id).
+    #[arg(long, env = "SHOPSTREAM_SEED")]
+    pub seed: Option<u64>,
 
     /// Number of files to write, then stop (bounded mode). Without it,
     /// --rate runs continuously; with neither, 10 files are written.
@@ -149,7 +150,7 @@ impl Default for GenerateArgs {
     fn default() -> Self {
         GenerateArgs {
             output: PathBuf::from(DEFAULT_OUTPUT),
-            seed: DEFAULT_SEED,
+            seed: None,
             files: None,
             events_per_file: DEFAULT_EVENTS_PER_FILE,
             span_secs: DEFAULT_SPAN_SECS,
@@ -179,18 +180,22 @@ pub async fn generate(args: &GenerateArgs, shutdown: &Shutdown) -> Result<Report
     let plan = RunPlan::new(args, now)?;
     let planner = Planner::new(plan.shares, &args.invalid_kinds, plan.duplicate_boost())?;
     let run_id = run_id()?;
+    let seed = match args.seed {
+        Some(s) => s,
+        None => random_seed()?,
+    };
     let out = OutputDir::prepare(&args.output, now, &run_id)?;
     tracing::info!(
         output = %args.output.display(),
         run_id = %run_id,
-        seed = args.seed,
+        seed,
         mode = plan.describe(),
         "generating event files"
     );
 
     let catalogue = Catalogue::standard();
     let mut engine = Engine {
-        rng: ChaCha8Rng::seed_from_u64(args.seed),
+        rng: ChaCha8Rng::seed_from_u64(seed),
         catalogue,
         model: Model::new(catalogue, plan.events_per_sec()),
         planner,
@@ -203,7 +208,7 @@ pub async fn generate(args: &GenerateArgs, shutdown: &Shutdown) -> Result<Report
         },
         out,
         next_seq: 1,
-        report: Report::new(run_id, args.seed),
+        report: Report::new(run_id, seed),
     };
 
     let started = Instant::now();
@@ -304,6 +309,14 @@ async fn sleep_until(at: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
+}
+
+/// A seed from OS randomness, for runs without --seed.
+fn random_seed() -> Result<u64, GenerateError> {
+    use rand::TryRngCore;
+    rand::rngs::OsRng
+        .try_next_u64()
+        .map_err(|e| GenerateError::OsRandom(e.to_string()))
 }
 
 /// 8 hex digits from OS randomness: unique per run, independent of --seed.
