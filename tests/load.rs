@@ -396,3 +396,34 @@ async fn continuous_run_loads_renamed_files_ignores_temp_names_and_stops_on_sigt
     let exit = common::wait_exit(&mut child, Duration::from_secs(15));
     assert!(exit.success(), "exit status {exit:?}");
 }
+
+#[tokio::test]
+async fn undecodable_bytes_become_invalid_encoding_dead_letters() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut body = format!("{HEADER}\n{}", row(1)).into_bytes();
+    // A Latin-1 "é" in user_id, then a NUL byte in product_id.
+    body.extend_from_slice(
+        b"a1000000-0000-4000-8000-000000000000,caf\xe9,view,P1,1.00,0,2026-01-01 00:00:00\n",
+    );
+    body.extend_from_slice(
+        b"a2000000-0000-4000-8000-000000000000,U2,view,P\x001,1.00,0,2026-01-01 00:00:00\n",
+    );
+    std::fs::write(tmp.path().join("bytes.csv"), body).expect("write");
+    load_once(&db, tmp.path(), &[]);
+
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 1);
+    let c = db.client().await;
+    let dl = c
+        .query(
+            "SELECT source_line, error_codes, raw_line FROM dead_letter_events ORDER BY source_line",
+            &[],
+        )
+        .await
+        .expect("dead letters");
+    assert_eq!(dl.len(), 2);
+    assert_eq!(dl[0].get::<_, i64>(0), 3);
+    assert_eq!(dl[0].get::<_, Vec<String>>(1), ["invalid_encoding"]);
+    assert!(dl[0].get::<_, String>(2).contains("caf\u{FFFD}"));
+    assert_eq!(dl[1].get::<_, Vec<String>>(1), ["invalid_encoding"]);
+}

@@ -144,9 +144,13 @@ fn parse_file(
                     layout.width
                 ),
             )])
-        } else if let Some(strs) = utf8_fields(&rec, layout.width) {
+        } else if all_text(&rec, layout.width) {
             let mut raw: RawFields<'_> = [None; FIELD_COUNT];
-            layout.fill(|i| strs[i], &mut raw);
+            // Checked just above: every field is UTF-8 without NUL.
+            layout.fill(
+                |i| std::str::from_utf8(rec.field(i)).unwrap_or(""),
+                &mut raw,
+            );
             validate(&raw, now, &cfg.rules)
         } else {
             Err(encoding_failures(&rec, &layout, now, &cfg.rules))
@@ -209,18 +213,13 @@ fn changed_since_listing(file: &Candidate, bytes_read: u64) -> bool {
     }
 }
 
-/// The row's fields as text, or `None` if any is not valid UTF-8 or holds a
-/// NUL byte (which PostgreSQL text cannot store).
-fn utf8_fields<'r>(rec: &crate::source::reader::Record<'r>, width: usize) -> Option<Vec<&'r str>> {
-    let mut v = Vec::with_capacity(width);
-    for i in 0..width {
+/// True when every field is UTF-8 without NUL bytes (PostgreSQL text
+/// cannot store NUL). No allocation: this runs for every row.
+fn all_text(rec: &crate::source::reader::Record<'_>, width: usize) -> bool {
+    (0..width).all(|i| {
         let b = rec.field(i);
-        if b.contains(&0) {
-            return None;
-        }
-        v.push(std::str::from_utf8(b).ok()?);
-    }
-    Some(v)
+        !b.contains(&0) && std::str::from_utf8(b).is_ok()
+    })
 }
 
 /// Failures for a row with undecodable bytes: `invalid_encoding` for each
