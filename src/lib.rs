@@ -8,6 +8,7 @@
 //! * [`validate`]: turns a raw row into a canonical event or a list of failures.
 //! * [`sink`]: encodes rows for binary COPY and commits one batch per transaction.
 //! * [`db`]: where the database is (embedded server or URL) and its schema.
+//! * [`schema`]: the registry of layouts (versions v1–v3 and the seed systems).
 //! * [`pipeline`]: wires source → validate → sink and owns batching and shutdown.
 //! * [`shutdown`]: the signal every long-running stage listens to.
 
@@ -16,6 +17,7 @@ pub mod demo;
 pub mod event;
 pub mod generate;
 pub mod pipeline;
+pub mod schema;
 pub mod shutdown;
 pub mod sink;
 pub mod source;

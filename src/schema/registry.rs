@@ -1,0 +1,417 @@
+//! The registry's data: one [`LayoutSpec`] per layout.
+
+use super::LayoutId;
+use crate::event::Field;
+
+/// The current canonical version: what every row is migrated to.
+pub const CURRENT: LayoutId = LayoutId::V3;
+
+/// A column's value type, as the canonical table stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    Uuid,
+    Text,
+    Integer,
+    Decimal,
+    Timestamp,
+}
+
+impl ColumnType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnType::Uuid => "uuid",
+            ColumnType::Text => "text",
+            ColumnType::Integer => "integer",
+            ColumnType::Decimal => "decimal(12,2)",
+            ColumnType::Timestamp => "timestamptz",
+        }
+    }
+}
+
+/// Where a file column's value goes in the canonical event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// One canonical column.
+    Field(Field),
+    /// Both `product_id` and `product_name` (seed 002's `product`).
+    ProductIdAndName,
+    /// Not a canonical column: kept in the row's `extra` JSON object.
+    Extra,
+}
+
+/// One column of a layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnSpec {
+    /// The header cell naming it (matched trimmed, ASCII case ignored).
+    pub name: &'static str,
+    pub target: Target,
+    pub ty: ColumnType,
+    /// False when a row cannot be stored without a value.
+    pub nullable: bool,
+    /// What an empty or absent value becomes, when not NULL.
+    pub default: Option<&'static str>,
+    /// The value forms files of this layout hold, and how they are read.
+    pub format: &'static str,
+}
+
+/// One layout: a version of shopstream's own CSV, or a seed system's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayoutSpec {
+    pub id: LayoutId,
+    /// When the version was introduced (for seed layouts: the date of the
+    /// seed system's commit the layout was taken from).
+    pub introduced: &'static str,
+    pub description: &'static str,
+    pub columns: &'static [ColumnSpec],
+    /// Quirks of the layout and how shopstream normalises them.
+    pub notes: &'static [&'static str],
+}
+
+impl LayoutSpec {
+    /// The file column that feeds canonical field `f`, if any.
+    pub fn column_for(&self, f: Field) -> Option<&'static ColumnSpec> {
+        self.columns.iter().find(|c| match c.target {
+            Target::Field(t) => t == f,
+            Target::ProductIdAndName => matches!(f, Field::ProductId | Field::ProductName),
+            Target::Extra => false,
+        })
+    }
+}
+
+/// The registry entry of `id`.
+pub fn spec(id: LayoutId) -> &'static LayoutSpec {
+    match id {
+        LayoutId::V1 => &V1,
+        LayoutId::V2 => &V2,
+        LayoutId::V3 => &V3,
+        LayoutId::Seed000 => &SEED000,
+        LayoutId::Seed001 => &SEED001,
+        LayoutId::Seed002 => &SEED002,
+        LayoutId::Seed003 => &SEED003,
+        LayoutId::Seed004 => &SEED004,
+    }
+}
+
+/// The canonical (current version's) spec of field `f`.
+pub fn canonical(f: Field) -> &'static ColumnSpec {
+    &V3_COLUMNS[f.index()]
+}
+
+const fn col(
+    f: Field,
+    name: &'static str,
+    ty: ColumnType,
+    nullable: bool,
+    default: Option<&'static str>,
+    format: &'static str,
+) -> ColumnSpec {
+    ColumnSpec {
+        name,
+        target: Target::Field(f),
+        ty,
+        nullable,
+        default,
+        format,
+    }
+}
+
+use ColumnType::{Decimal, Integer, Text, Timestamp, Uuid};
+
+const EVENT_ID: ColumnSpec = col(
+    Field::EventId,
+    "event_id",
+    Uuid,
+    false,
+    Some("when the layout has no event_id column: a UUIDv5 of the row's values and its occurrence number in the file"),
+    "UUID",
+);
+const USER_ID: ColumnSpec = col(
+    Field::UserId,
+    "user_id",
+    Text,
+    true,
+    None,
+    "text; empty only for anonymous view and search events; 512.0 is read as 512",
+);
+const SESSION_ID: ColumnSpec = col(Field::SessionId, "session_id", Text, true, None, "text");
+const EVENT_TYPE: ColumnSpec = col(
+    Field::EventType,
+    "event_type",
+    Text,
+    false,
+    None,
+    "view, search, add_to_cart, remove_from_cart, wishlist or purchase (case and spaces ignored)",
+);
+const PRODUCT_ID: ColumnSpec = col(
+    Field::ProductId,
+    "product_id",
+    Text,
+    false,
+    None,
+    "text; 512.0 is read as 512",
+);
+const PRODUCT_NAME: ColumnSpec = col(Field::ProductName, "product_name", Text, true, None, "text");
+const CATEGORY: ColumnSpec = col(
+    Field::Category,
+    "category",
+    Text,
+    true,
+    None,
+    "stored as lower-case words joined by _ (Home & Garden and home_garden are both home_garden)",
+);
+const PRICE: ColumnSpec = col(
+    Field::Price,
+    "price",
+    Decimal,
+    true,
+    None,
+    "decimal, 0 to --max-price; required above 0 for purchase and add_to_cart",
+);
+const QUANTITY: ColumnSpec = col(
+    Field::Quantity,
+    "quantity",
+    Integer,
+    false,
+    Some("1 for purchase, add_to_cart and remove_from_cart; 0 otherwise"),
+    "whole number ≥ 0 (≥ 1 for a purchase)",
+);
+const USER_SEGMENT: ColumnSpec = col(
+    Field::UserSegment,
+    "user_segment",
+    Text,
+    true,
+    None,
+    "text, stored lower-case",
+);
+const SEARCH_QUERY: ColumnSpec = col(Field::SearchQuery, "search_query", Text, true, None, "text");
+const EVENT_TIME: ColumnSpec = col(
+    Field::EventTime,
+    "event_time",
+    Timestamp,
+    false,
+    None,
+    "YYYY-MM-DD HH:MM:SS[.ffffff] or ISO-8601 (T), optional Z or ±HH:MM; no zone means UTC",
+);
+const fn text(f: Field, name: &'static str, format: &'static str) -> ColumnSpec {
+    col(f, name, Text, true, None, format)
+}
+
+const V3_COLUMNS: [ColumnSpec; 18] = [
+    EVENT_ID,
+    USER_ID,
+    SESSION_ID,
+    EVENT_TYPE,
+    PRODUCT_ID,
+    PRODUCT_NAME,
+    CATEGORY,
+    PRICE,
+    QUANTITY,
+    USER_SEGMENT,
+    SEARCH_QUERY,
+    EVENT_TIME,
+    text(Field::DeviceType, "device_type", "text, stored lower-case"),
+    text(Field::Browser, "browser", "text"),
+    text(Field::GeoCountry, "geo_country", "text (ISO country code)"),
+    text(Field::GeoCity, "geo_city", "text"),
+    text(Field::Referrer, "referrer", "text"),
+    text(Field::CampaignId, "campaign_id", "text"),
+];
+
+const V1_COLUMNS: [ColumnSpec; 6] = [EVENT_ID, USER_ID, EVENT_TYPE, PRODUCT_ID, PRICE, EVENT_TIME];
+
+const V2_COLUMNS: [ColumnSpec; 12] = [
+    EVENT_ID,
+    USER_ID,
+    SESSION_ID,
+    EVENT_TYPE,
+    PRODUCT_ID,
+    PRODUCT_NAME,
+    CATEGORY,
+    PRICE,
+    QUANTITY,
+    USER_SEGMENT,
+    SEARCH_QUERY,
+    EVENT_TIME,
+];
+
+static V1: LayoutSpec = LayoutSpec {
+    id: LayoutId::V1,
+    introduced: "2025-01-01",
+    description: "shopstream v1: the six core columns of an event",
+    columns: &V1_COLUMNS,
+    notes: &["quantity is not in v1: purchases count 1, views 0"],
+};
+
+static V2: LayoutSpec = LayoutSpec {
+    id: LayoutId::V2,
+    introduced: "2025-06-01",
+    description: "shopstream v2: v1 plus session, product name, category, quantity, segment and search query",
+    columns: &V2_COLUMNS,
+    notes: &[],
+};
+
+static V3: LayoutSpec = LayoutSpec {
+    id: LayoutId::V3,
+    introduced: "2026-01-01",
+    description: "shopstream v3 (current): v2 plus device, browser, geo, referrer and campaign",
+    columns: &V3_COLUMNS,
+    notes: &["what `shopstream generate` writes by default"],
+};
+
+static SEED000: LayoutSpec = LayoutSpec {
+    id: LayoutId::Seed000,
+    introduced: "2026-01-29",
+    description: "seed 000 (Olivia-21 Spark pipeline), table user_events",
+    columns: &[
+        col(Field::EventId, "event_id", Uuid, false, None, "UUID (MD5 of user, product and second)"),
+        text(Field::UserId, "user_id", "USER_000001 … USER_001000"),
+        col(Field::ProductId, "product_id", Text, false, None, "PROD_000001 …"),
+        text(Field::ProductName, "product_name", "catalogue name, e.g. Wireless Headphones"),
+        text(Field::Category, "product_category", "Title Case, e.g. Home & Garden, stored as home_garden"),
+        col(Field::EventType, "event_type", Text, false, None, "view or purchase"),
+        col(Field::Price, "price", Decimal, true, None, "empty on views (NULL), 2 decimals on purchases"),
+        col(Field::EventTime, "event_timestamp", Timestamp, false, None, "YYYY-MM-DD HH:MM:SS, UTC"),
+    ],
+    notes: &["product_category → category, event_timestamp → event_time"],
+};
+
+static SEED001: LayoutSpec = LayoutSpec {
+    id: LayoutId::Seed001,
+    introduced: "2026-01-30",
+    description: "seed 001 (Damas200 Spark pipeline), table user_events",
+    columns: &[
+        col(Field::EventId, "event_id", Uuid, false, None, "UUID (uuid4)"),
+        text(Field::UserId, "user_id", "integer 1–100"),
+        col(Field::EventType, "event_type", Text, false, None, "view or purchase"),
+        col(Field::ProductId, "product_id", Text, false, None, "integer 1–50"),
+        text(Field::ProductName, "product_name", "a random word"),
+        col(Field::Price, "price", Decimal, true, None, "whole number 0–99, on views too"),
+        col(Field::EventTime, "event_timestamp", Timestamp, false, None, "ISO-8601 with T and no zone (UTC), any moment since 1970"),
+    ],
+    notes: &[
+        "event_timestamp → event_time",
+        "views keep the price the file gives them; a purchase at 0 is a missing_price dead letter",
+    ],
+};
+
+static SEED002: LayoutSpec = LayoutSpec {
+    id: LayoutId::Seed002,
+    introduced: "2025-04-30",
+    description: "seed 002 (Elias-DE Spark pipeline): four columns, no event id, no price",
+    columns: &[
+        text(Field::UserId, "user_id", "integer 1001–1010"),
+        col(Field::EventType, "action", Text, false, None, "view or purchase"),
+        ColumnSpec {
+            name: "product",
+            target: Target::ProductIdAndName,
+            ty: Text,
+            nullable: false,
+            default: None,
+            format: "a product name (laptop, headphones, …), stored as both product_id and product_name",
+        },
+        col(Field::EventTime, "timestamp", Timestamp, false, None, "YYYY-MM-DD HH:MM:SS without zone, read as UTC"),
+    ],
+    notes: &[
+        "no event_id: each row gets a UUIDv5 of its values and its occurrence number in the file, so re-sending a file adds nothing while two identical rows in one file both load",
+        "no price column: purchases load with a NULL price (missing_price does not apply)",
+        "action → event_type, product → product_id and product_name, timestamp → event_time",
+    ],
+};
+
+static SEED003: LayoutSpec = LayoutSpec {
+    id: LayoutId::Seed003,
+    introduced: "2026-01-29",
+    description: "seed 003 (Zaina-M Spark pipeline), table ecommerce_events",
+    columns: &[
+        col(Field::EventId, "event_id", Uuid, false, None, "UUID (uuid4)"),
+        text(Field::UserId, "user_id", "integer 1–1000, often written 512.0 by pandas (read as 512); empty for anonymous views and searches"),
+        text(Field::SessionId, "session_id", "<user>-<30-min bucket>, or guest-<bucket>-<n> for anonymous users"),
+        col(Field::EventType, "event_type", Text, false, None, "the six event types"),
+        col(Field::ProductId, "product_id", Text, false, None, "integer 1–500, may be written 512.0"),
+        text(Field::Category, "category", "lower-case, e.g. home_garden"),
+        col(Field::Price, "price", Decimal, true, None, "2 decimals on purchase and add_to_cart, 0.0 otherwise"),
+        col(Field::Quantity, "quantity", Integer, false, QUANTITY.default, "purchase 1–5, add_to_cart 1–3, otherwise 0"),
+        text(Field::UserSegment, "user_segment", "new, returning, premium, inactive or anonymous"),
+        text(Field::SearchQuery, "search_query", "text on searches, empty otherwise (stored NULL)"),
+        col(Field::EventTime, "event_time", Timestamp, false, None, "ISO-8601 with microseconds and +00:00"),
+        ColumnSpec {
+            name: "source_system",
+            target: Target::Extra,
+            ty: Text,
+            nullable: true,
+            default: None,
+            format: "always web; kept in extra as {\"source_system\": …}",
+        },
+    ],
+    notes: &["user_id and product_id written as 512.0 are stored as 512"],
+};
+
+static SEED004: LayoutSpec = LayoutSpec {
+    id: LayoutId::Seed004,
+    introduced: "2026-01-29",
+    description: "seed 004 (jill-break Spark pipeline), table user_activity",
+    columns: &[
+        col(Field::EventId, "event_id", Uuid, false, None, "UUID (uuid4)"),
+        col(Field::EventTime, "event_time", Timestamp, false, None, "YYYY-MM-DD HH:MM:SS without zone, read as UTC"),
+        col(Field::EventType, "event_type", Text, false, None, "view or purchase"),
+        col(Field::ProductId, "product_id", Text, false, None, "integer 100–200"),
+        col(Field::Price, "price", Decimal, true, None, "10.00–500.00, on views too"),
+        text(Field::UserId, "user_id", "integer 1000–5000"),
+        text(Field::SessionId, "session_id", "a fresh UUID per event"),
+    ],
+    notes: &["session_id carries no session meaning (one per event)"],
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn names(id: LayoutId) -> BTreeSet<String> {
+        id.spec().columns.iter().map(|c| c.name.to_string()).collect()
+    }
+
+    #[test]
+    fn every_layout_has_a_distinct_column_set() {
+        for a in LayoutId::ALL {
+            assert_eq!(a.spec().id, a);
+            assert_eq!(names(a).len(), a.spec().columns.len(), "{a} repeats a column");
+            for b in LayoutId::ALL {
+                if a != b {
+                    assert_ne!(names(a), names(b), "{a} and {b}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn versions_grow_and_keep_the_canonical_specs() {
+        assert!(names(LayoutId::V1).is_subset(&names(LayoutId::V2)));
+        assert!(names(LayoutId::V2).is_subset(&names(LayoutId::V3)));
+        assert_eq!(V3.columns.len(), Field::ALL.len());
+        for f in Field::ALL {
+            assert_eq!(canonical(f).name, f.name());
+            assert_eq!(canonical(f).target, Target::Field(f));
+        }
+        for v in [LayoutId::V1, LayoutId::V2] {
+            for c in v.spec().columns {
+                let Target::Field(f) = c.target else {
+                    panic!("{v} has a non-canonical column")
+                };
+                assert_eq!(c, canonical(f));
+            }
+        }
+    }
+
+    #[test]
+    fn every_layout_feeds_the_required_fields() {
+        for id in LayoutId::ALL {
+            for f in [Field::EventType, Field::ProductId, Field::EventTime] {
+                assert!(id.spec().column_for(f).is_some(), "{id} lacks {f:?}");
+            }
+        }
+        assert!(LayoutId::Seed002.spec().column_for(Field::EventId).is_none());
+        assert!(LayoutId::Seed002.spec().column_for(Field::Price).is_none());
+    }
+}
