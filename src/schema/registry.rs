@@ -246,7 +246,8 @@ static V1: LayoutSpec = LayoutSpec {
 static V2: LayoutSpec = LayoutSpec {
     id: LayoutId::V2,
     introduced: "2025-06-01",
-    description: "shopstream v2: v1 plus session, product name, category, quantity, segment and search query",
+    description:
+        "shopstream v2: v1 plus session, product name, category, quantity, segment and search query",
     columns: &V2_COLUMNS,
     notes: &[],
 };
@@ -264,14 +265,57 @@ static SEED000: LayoutSpec = LayoutSpec {
     introduced: "2026-01-29",
     description: "seed 000 (Olivia-21 Spark pipeline), table user_events",
     columns: &[
-        col(Field::EventId, "event_id", Uuid, false, None, "UUID (MD5 of user, product and second)"),
+        col(
+            Field::EventId,
+            "event_id",
+            Uuid,
+            false,
+            None,
+            "UUID (MD5 of user, product and second)",
+        ),
         text(Field::UserId, "user_id", "USER_000001 … USER_001000"),
-        col(Field::ProductId, "product_id", Text, false, None, "PROD_000001 …"),
-        text(Field::ProductName, "product_name", "catalogue name, e.g. Wireless Headphones"),
-        text(Field::Category, "product_category", "Title Case, e.g. Home & Garden, stored as home_garden"),
-        col(Field::EventType, "event_type", Text, false, None, "view or purchase"),
-        col(Field::Price, "price", Decimal, true, None, "empty on views (NULL), 2 decimals on purchases"),
-        col(Field::EventTime, "event_timestamp", Timestamp, false, None, "YYYY-MM-DD HH:MM:SS, UTC"),
+        col(
+            Field::ProductId,
+            "product_id",
+            Text,
+            false,
+            None,
+            "PROD_000001 …",
+        ),
+        text(
+            Field::ProductName,
+            "product_name",
+            "catalogue name, e.g. Wireless Headphones",
+        ),
+        text(
+            Field::Category,
+            "product_category",
+            "Title Case, e.g. Home & Garden, stored as home_garden",
+        ),
+        col(
+            Field::EventType,
+            "event_type",
+            Text,
+            false,
+            None,
+            "view or purchase",
+        ),
+        col(
+            Field::Price,
+            "price",
+            Decimal,
+            true,
+            None,
+            "empty on views (NULL), 2 decimals on purchases",
+        ),
+        col(
+            Field::EventTime,
+            "event_timestamp",
+            Timestamp,
+            false,
+            None,
+            "YYYY-MM-DD HH:MM:SS, UTC",
+        ),
     ],
     notes: &["product_category → category, event_timestamp → event_time"],
 };
@@ -281,13 +325,48 @@ static SEED001: LayoutSpec = LayoutSpec {
     introduced: "2026-01-30",
     description: "seed 001 (Damas200 Spark pipeline), table user_events",
     columns: &[
-        col(Field::EventId, "event_id", Uuid, false, None, "UUID (uuid4)"),
+        col(
+            Field::EventId,
+            "event_id",
+            Uuid,
+            false,
+            None,
+            "UUID (uuid4)",
+        ),
         text(Field::UserId, "user_id", "integer 1–100"),
-        col(Field::EventType, "event_type", Text, false, None, "view or purchase"),
-        col(Field::ProductId, "product_id", Text, false, None, "integer 1–50"),
+        col(
+            Field::EventType,
+            "event_type",
+            Text,
+            false,
+            None,
+            "view or purchase",
+        ),
+        col(
+            Field::ProductId,
+            "product_id",
+            Text,
+            false,
+            None,
+            "integer 1–50",
+        ),
         text(Field::ProductName, "product_name", "a random word"),
-        col(Field::Price, "price", Decimal, true, None, "whole number 0–99, on views too"),
-        col(Field::EventTime, "event_timestamp", Timestamp, false, None, "ISO-8601 with T and no zone (UTC), any moment since 1970"),
+        col(
+            Field::Price,
+            "price",
+            Decimal,
+            true,
+            None,
+            "whole number 0–99, on views too",
+        ),
+        col(
+            Field::EventTime,
+            "event_timestamp",
+            Timestamp,
+            false,
+            None,
+            "ISO-8601 with T and no zone (UTC), any moment since 1970",
+        ),
     ],
     notes: &[
         "event_timestamp → event_time",
@@ -352,11 +431,46 @@ static SEED004: LayoutSpec = LayoutSpec {
     introduced: "2026-01-29",
     description: "seed 004 (jill-break Spark pipeline), table user_activity",
     columns: &[
-        col(Field::EventId, "event_id", Uuid, false, None, "UUID (uuid4)"),
-        col(Field::EventTime, "event_time", Timestamp, false, None, "YYYY-MM-DD HH:MM:SS without zone, read as UTC"),
-        col(Field::EventType, "event_type", Text, false, None, "view or purchase"),
-        col(Field::ProductId, "product_id", Text, false, None, "integer 100–200"),
-        col(Field::Price, "price", Decimal, true, None, "10.00–500.00, on views too"),
+        col(
+            Field::EventId,
+            "event_id",
+            Uuid,
+            false,
+            None,
+            "UUID (uuid4)",
+        ),
+        col(
+            Field::EventTime,
+            "event_time",
+            Timestamp,
+            false,
+            None,
+            "YYYY-MM-DD HH:MM:SS without zone, read as UTC",
+        ),
+        col(
+            Field::EventType,
+            "event_type",
+            Text,
+            false,
+            None,
+            "view or purchase",
+        ),
+        col(
+            Field::ProductId,
+            "product_id",
+            Text,
+            false,
+            None,
+            "integer 100–200",
+        ),
+        col(
+            Field::Price,
+            "price",
+            Decimal,
+            true,
+            None,
+            "10.00–500.00, on views too",
+        ),
         text(Field::UserId, "user_id", "integer 1000–5000"),
         text(Field::SessionId, "session_id", "a fresh UUID per event"),
     ],
@@ -369,14 +483,22 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn names(id: LayoutId) -> BTreeSet<String> {
-        id.spec().columns.iter().map(|c| c.name.to_string()).collect()
+        id.spec()
+            .columns
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect()
     }
 
     #[test]
     fn every_layout_has_a_distinct_column_set() {
         for a in LayoutId::ALL {
             assert_eq!(a.spec().id, a);
-            assert_eq!(names(a).len(), a.spec().columns.len(), "{a} repeats a column");
+            assert_eq!(
+                names(a).len(),
+                a.spec().columns.len(),
+                "{a} repeats a column"
+            );
             for b in LayoutId::ALL {
                 if a != b {
                     assert_ne!(names(a), names(b), "{a} and {b}");
@@ -411,7 +533,10 @@ mod tests {
                 assert!(id.spec().column_for(f).is_some(), "{id} lacks {f:?}");
             }
         }
-        assert!(LayoutId::Seed002.spec().column_for(Field::EventId).is_none());
+        assert!(LayoutId::Seed002
+            .spec()
+            .column_for(Field::EventId)
+            .is_none());
         assert!(LayoutId::Seed002.spec().column_for(Field::Price).is_none());
     }
 }
