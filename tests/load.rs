@@ -289,10 +289,10 @@ async fn header_driven_parsing_and_rejected_files_do_not_stop_the_run() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
-    // Required columns only, in an unusual order, upper case, no final newline.
+    // Layout v1 in an unusual order, upper case, no final newline.
     std::fs::write(
         dir.join("minimal.csv"),
-        "EVENT_TIME,Product_ID,event_type,event_id\n2026-01-01 00:00:00,P9,search,9f1c2e0b-5d3a-4f8e-9a1b-2c3d4e5f6a7b",
+        "EVENT_TIME,Price,Product_ID,user_id,event_type,event_id\n2026-01-01 00:00:00,,P9,,search,9f1c2e0b-5d3a-4f8e-9a1b-2c3d4e5f6a7b",
     )
     .expect("write");
     std::fs::write(dir.join("wrong.csv"), "id,when,what\n1,2,3\n").expect("write");
@@ -313,7 +313,7 @@ async fn header_driven_parsing_and_rejected_files_do_not_stop_the_run() {
     assert!(rejected[0].get::<_, String>(1).contains("empty"));
     let reason: String = rejected[1].get(1);
     assert!(
-        reason.contains("event_type, product_id, event_time") && reason.contains("id, when, what"),
+        reason.contains("matches no known layout") && reason.contains("does not know: id, when, what"),
         "{reason}"
     );
     // And a second run does not record the rejected files again.

@@ -18,11 +18,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "core_tables",
-    sql: include_str!("../../migrations/0001_core_tables.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core_tables",
+        sql: include_str!("../../migrations/0001_core_tables.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "layouts",
+        sql: include_str!("../../migrations/0002_layouts.sql"),
+    },
+];
 
 /// Key of the advisory lock held while migrating ("shopstrm").
 const LOCK_KEY: i64 = 0x73686f7073747231;

@@ -18,10 +18,11 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use crate::event::{Field, RuleCode, FIELD_COUNT};
+use crate::schema::derived_event_id;
 use crate::sink::batch::{FileOutcome, FileResult, ParsedFile};
 use crate::sink::{copy, stage};
 use crate::source::discover::{mtime_micros, Candidate};
-use crate::source::layout::Layout;
+use crate::source::layout::{Layout, UnknownColumns};
 use crate::source::reader::RecordReader;
 use crate::validate::{validate, Failure, RawFields, Rules};
 
@@ -31,6 +32,8 @@ pub struct ParseConfig {
     pub rules: Rules,
     /// Longest accepted CSV record, in bytes.
     pub max_record_bytes: usize,
+    /// What becomes of header columns the detected layout does not know.
+    pub unknown_columns: UnknownColumns,
 }
 
 impl Default for ParseConfig {
@@ -38,6 +41,7 @@ impl Default for ParseConfig {
         ParseConfig {
             rules: Rules::default(),
             max_record_bytes: 1 << 20,
+            unknown_columns: UnknownColumns::Keep,
         }
     }
 }
@@ -98,7 +102,10 @@ fn parse_file(
     };
     let mut reader = RecordReader::new(f, cfg.max_record_bytes);
     let layout = match reader.next_record() {
-        Ok(Some(header)) => Layout::from_header((0..header.len()).map(|i| header.field(i))),
+        Ok(Some(header)) => Layout::from_header(
+            (0..header.len()).map(|i| header.field(i)),
+            cfg.unknown_columns,
+        ),
         Ok(None) => Err(crate::source::layout::LayoutError::Empty),
         Err(e) => return Ok(reject_read(&mut reader, e.to_string())),
     };
@@ -118,13 +125,25 @@ fn parse_file(
             });
         }
     };
-    if !layout.ignored.is_empty() {
-        tracing::debug!(file = %file.path.display(), ignored = ?layout.ignored, "ignoring unknown columns");
+    if !layout.unknown.is_empty() {
+        tracing::info!(
+            file = %file.path.display(),
+            layout = %layout.id,
+            unknown = ?layout.unknown,
+            policy = ?cfg.unknown_columns,
+            "columns outside the layout"
+        );
     }
 
     let now = now_micros();
-    let mut stats = ParsedFile::default();
+    let mut stats = ParsedFile {
+        layout: Some(layout.id),
+        unknown_columns: layout.unknown.clone(),
+        ..ParsedFile::default()
+    };
     let mut json = Vec::new();
+    let mut extra = Vec::new();
+    let mut ids = DerivedIds::default();
     loop {
         let rec = match reader.next_record() {
             Ok(Some(r)) => r,
@@ -133,6 +152,7 @@ fn parse_file(
         };
         stats.rows_read += 1;
         let line = rec.line;
+        let mut id_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let result = if rec.len() != layout.width {
             Err(vec![Failure::new(
                 RuleCode::MalformedRow,
@@ -147,10 +167,12 @@ fn parse_file(
         } else if all_text(&rec, layout.width) {
             let mut raw: RawFields<'_> = [None; FIELD_COUNT];
             // Checked just above: every field is UTF-8 without NUL.
-            layout.fill(
-                |i| std::str::from_utf8(rec.field(i)).unwrap_or(""),
-                &mut raw,
-            );
+            let text = |i| std::str::from_utf8(rec.field(i)).unwrap_or("");
+            layout.fill(text, &mut raw);
+            if let Some(cols) = &layout.derive_id_from {
+                let id = ids.next(layout.id, cols.iter().map(|&i| text(i)));
+                raw[Field::EventId.index()] = Some(id.hyphenated().encode_lower(&mut id_buf));
+            }
             validate(&raw, now, &cfg.rules)
         } else {
             Err(encoding_failures(&rec, &layout, now, &cfg.rules))
@@ -159,7 +181,8 @@ fn parse_file(
             Ok(ev) => {
                 stats.rows_valid += 1;
                 stats.late += u64::from(ev.is_late_arrival);
-                stage::encode_valid(buf, file_no, line, &ev);
+                let extra = extra_json(&mut extra, &layout, &rec);
+                stage::encode_valid(buf, file_no, line, &ev, extra);
             }
             Err(fails) => {
                 stats.rows_rejected += 1;
@@ -193,6 +216,61 @@ fn parse_file(
         return Ok(FileOutcome::Changed);
     }
     Ok(FileOutcome::Parsed(stats))
+}
+
+/// Occurrence numbers of identical rows within one file, for layouts whose
+/// event ids are derived from the row's values.
+#[derive(Default)]
+struct DerivedIds {
+    seen: std::collections::HashMap<[u8; 16], u32>,
+}
+
+impl DerivedIds {
+    fn next<'a>(
+        &mut self,
+        layout: crate::schema::LayoutId,
+        values: impl Iterator<Item = &'a str> + Clone,
+    ) -> uuid::Uuid {
+        let mut h = blake3::Hasher::new();
+        for v in values.clone() {
+            h.update(v.trim().as_bytes());
+            h.update(&[0x1f]);
+        }
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        let n = self.seen.entry(key).or_default();
+        *n += 1;
+        derived_event_id(layout, values, *n)
+    }
+}
+
+/// The row's `extra` JSON object (`None` when the layout keeps no extra
+/// column). Empty values are `null`. `buf` is reused between rows.
+fn extra_json<'b>(
+    buf: &'b mut Vec<u8>,
+    layout: &Layout,
+    rec: &crate::source::reader::Record<'_>,
+) -> Option<&'b [u8]> {
+    if layout.extras.is_empty() {
+        return None;
+    }
+    let map: serde_json::Map<String, serde_json::Value> = layout
+        .extras
+        .iter()
+        .map(|(name, p)| {
+            let v = clean_text(rec.field(*p));
+            let v = v.trim();
+            let v = if v.is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::Value::String(v.to_string())
+            };
+            (name.clone(), v)
+        })
+        .collect();
+    buf.clear();
+    serde_json::to_writer(&mut *buf, &map).ok()?;
+    Some(buf)
 }
 
 fn reject_read<R: std::io::Read>(reader: &mut RecordReader<R>, reason: String) -> FileOutcome {

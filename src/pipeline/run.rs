@@ -20,6 +20,7 @@ use crate::db::connect::Database;
 use crate::shutdown::Shutdown;
 use crate::sink::batch::{self, BatchReport, FileStatus, Producer};
 use crate::source::discover::{self, Candidate, FolderWatcher};
+use crate::source::layout::UnknownColumns;
 use crate::validate::parse::{parse_decimal, Decimal};
 use crate::validate::Rules;
 
@@ -67,6 +68,13 @@ pub struct RunArgs {
     /// Longest accepted CSV record in bytes; a longer one rejects its file.
     #[arg(long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value_t = 1 << 20)]
     pub max_line_bytes: usize,
+
+    /// What to do with header columns the detected layout does not know:
+    /// keep their values in `ecommerce_events.extra` (JSON), drop them, or
+    /// reject the file. Their names are recorded in the ledger either way.
+    /// Canonical column names (`quantity`, `category`, …) are always read.
+    #[arg(long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
+    pub unknown_columns: UnknownColumns,
 }
 
 /// Highest `--max-price` the schema can hold with any quantity.
@@ -103,6 +111,7 @@ impl RunArgs {
                 late_threshold_micros: self.late_threshold_secs as i64 * 1_000_000,
             },
             max_record_bytes: self.max_line_bytes,
+            unknown_columns: self.unknown_columns,
         })
     }
 }

@@ -24,6 +24,7 @@ use tokio_postgres::{Client, Transaction};
 
 use super::stage;
 use crate::event::RuleCode;
+use crate::schema::LayoutId;
 use crate::source::discover::Candidate;
 
 /// What the parser found in one file that it read to the end.
@@ -37,6 +38,10 @@ pub struct ParsedFile {
     pub late: u64,
     /// Failed rules by code (a row failing two rules counts in both).
     pub rejects_by_code: BTreeMap<RuleCode, u64>,
+    /// The layout detected from the header.
+    pub layout: Option<LayoutId>,
+    /// Header columns the layout does not know.
+    pub unknown_columns: Vec<String>,
 }
 
 /// What became of one file while parsing.
@@ -253,21 +258,29 @@ pub async fn commit_batch(
         .iter()
         .map(|r| r.candidate.path.display().to_string())
         .collect();
+    let layouts: Vec<Option<&str>> = results
+        .iter()
+        .map(|r| match &r.outcome {
+            FileOutcome::Parsed(p) => p.layout.map(LayoutId::as_str),
+            _ => None,
+        })
+        .collect();
 
     // 3. Move rows: events deduplicated by event_id, rejects to dead letters.
     let loaded_rows = tx
         .query(
             &format!(
                 "WITH ins AS (
-                   INSERT INTO ecommerce_events ({cols}, source_file, source_line, batch_id)
-                   SELECT {cols}, ($1::text[])[file_no], source_line, $2
+                   INSERT INTO ecommerce_events
+                     ({cols}, source_file, source_line, batch_id, source_layout)
+                   SELECT {cols}, ($1::text[])[file_no], source_line, $2, ($3::text[])[file_no]
                    FROM shopstream_stage WHERE ok
                    ON CONFLICT (event_id) DO NOTHING
                    RETURNING source_file)
                  SELECT source_file, count(*) FROM ins GROUP BY source_file",
                 cols = stage::EVENT_COLUMNS
             ),
-            &[&paths, &batch_id],
+            &[&paths, &batch_id, &layouts],
         )
         .await?;
     let loaded: HashMap<String, i64> = loaded_rows
@@ -276,10 +289,12 @@ pub async fn commit_batch(
         .collect();
     tx.execute(
         "INSERT INTO dead_letter_events
-           (batch_id, source_file, source_line, raw_line, event_id, error_codes, errors)
-         SELECT $2, ($1::text[])[file_no], source_line, raw_line, raw_event_id, error_codes, errors
+           (batch_id, source_file, source_line, raw_line, event_id, error_codes, errors,
+            source_layout)
+         SELECT $2, ($1::text[])[file_no], source_line, raw_line, raw_event_id, error_codes, errors,
+                ($3::text[])[file_no]
          FROM shopstream_stage WHERE NOT ok",
-        &[&paths, &batch_id],
+        &[&paths, &batch_id, &layouts],
     )
     .await?;
 
@@ -415,16 +430,22 @@ async fn insert_ledger(
         FileStatus::Rejected { reason } => ("rejected", Some(reason), None),
         _ => return Ok(()),
     };
-    let hash = match &r.outcome {
-        FileOutcome::Parsed(p) => Some(p.hash.as_str()),
-        FileOutcome::Rejected { hash, .. } => hash.as_deref(),
-        _ => None,
+    let (hash, layout, unknown) = match &r.outcome {
+        FileOutcome::Parsed(p) => (
+            Some(p.hash.as_str()),
+            p.layout.map(LayoutId::as_str),
+            Some(&p.unknown_columns).filter(|u| !u.is_empty()),
+        ),
+        FileOutcome::Rejected { hash, .. } => (hash.as_deref(), None, None),
+        _ => (None, None, None),
     };
     tx.execute(
         "INSERT INTO ingested_files
            (path, size_bytes, modified_at, content_hash, status, reason, duplicate_of,
-            rows_read, rows_loaded, rows_duplicate, rows_rejected, late_arrivals, batch_id)
-         VALUES ($1, $2, timestamptz 'epoch' + $3::int8 * interval '1 microsecond', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            rows_read, rows_loaded, rows_duplicate, rows_rejected, late_arrivals, batch_id,
+            layout, unknown_columns)
+         VALUES ($1, $2, timestamptz 'epoch' + $3::int8 * interval '1 microsecond', $4, $5, $6, $7,
+                 $8, $9, $10, $11, $12, $13, $14, $15)",
         &[
             &fr.path,
             &(r.candidate.size as i64),
@@ -439,6 +460,8 @@ async fn insert_ledger(
             &(fr.rows_rejected as i64),
             &(fr.late as i64),
             &batch_id,
+            &layout,
+            &unknown,
         ],
     )
     .await?;

@@ -22,22 +22,29 @@ pub const CREATE_STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS shopstream_stage
     product_name text, category text, price numeric(12,2), quantity int4,
     user_segment text, search_query text, event_time timestamptz, device_type text,
     browser text, geo_country text, geo_city text, referrer text, campaign_id text,
-    total_amount numeric(18,2), is_late_arrival bool,
+    total_amount numeric(18,2), is_late_arrival bool, extra jsonb,
     raw_line text, raw_event_id text, error_codes text[], errors jsonb
 ) ON COMMIT DELETE ROWS";
 
 pub const COPY_STAGE: &str = "COPY shopstream_stage FROM STDIN (FORMAT binary)";
 
-const STAGE_FIELDS: i16 = 27;
+const STAGE_FIELDS: i16 = 28;
 
 /// The event columns shared by the staging and the final table, in order.
 pub const EVENT_COLUMNS: &str = "event_id, user_id, session_id, event_type, product_id, \
     product_name, category, price, quantity, user_segment, search_query, event_time, \
     device_type, browser, geo_country, geo_city, referrer, campaign_id, total_amount, \
-    is_late_arrival";
+    is_late_arrival, extra";
 
 /// Appends one valid event.
-pub fn encode_valid(buf: &mut BytesMut, file_no: i32, line: u64, e: &ValidEvent<'_>) {
+/// `extra` is the JSON of the columns kept outside the canonical schema.
+pub fn encode_valid(
+    buf: &mut BytesMut,
+    file_no: i32,
+    line: u64,
+    e: &ValidEvent<'_>,
+    extra: Option<&[u8]>,
+) {
     copy::row(buf, STAGE_FIELDS);
     copy::int4(buf, file_no);
     copy::int8(buf, line as i64);
@@ -48,7 +55,7 @@ pub fn encode_valid(buf: &mut BytesMut, file_no: i32, line: u64, e: &ValidEvent<
     copy::text(buf, e.event_type.as_str());
     copy::text(buf, e.product_id);
     copy::opt_text(buf, e.product_name);
-    copy::opt_text(buf, e.category);
+    copy::opt_text(buf, e.category.as_deref());
     match e.price_cents {
         Some(c) => copy::numeric_cents(buf, c),
         None => copy::null(buf),
@@ -65,6 +72,10 @@ pub fn encode_valid(buf: &mut BytesMut, file_no: i32, line: u64, e: &ValidEvent<
     copy::opt_text(buf, e.campaign_id);
     copy::numeric_cents(buf, e.total_cents);
     copy::bool(buf, e.is_late_arrival);
+    match extra {
+        Some(j) => copy::jsonb(buf, j),
+        None => copy::null(buf),
+    }
     for _ in 0..4 {
         copy::null(buf);
     }
@@ -85,7 +96,7 @@ pub fn encode_rejected(
     copy::int4(buf, file_no);
     copy::int8(buf, line as i64);
     copy::bool(buf, false);
-    for _ in 0..20 {
+    for _ in 0..21 {
         copy::null(buf);
     }
     copy::text(buf, raw_line);

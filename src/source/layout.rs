@@ -1,85 +1,183 @@
-//! Maps a file's header row onto the canonical columns.
+//! Detects a file's layout from its header row alone and maps its columns
+//! onto the canonical event.
 //!
-//! Parsing is header-driven: columns may come in any order, names are
-//! matched trimmed and case-insensitively, and every column except
-//! `event_id`, `event_type`, `product_id` and `event_time` may be absent.
-//! Columns shopstream does not know are ignored (documented policy). A header
-//! that lacks a required column, or names one twice, rejects the file.
+//! Detection never looks at values. Header cells are matched trimmed and
+//! ASCII case-insensitively against every layout of the registry
+//! ([`crate::schema`]); a layout matches when the header names all of its
+//! columns, in any order, and the match naming the most columns wins (the
+//! registry guarantees no two layouts have the same column set, so v3 beats
+//! v2 beats v1). Columns beyond the detected layout that are canonical
+//! column names (`quantity` next to a v1 header, say) are read as that
+//! column. Every other column is *unknown*, and [`UnknownColumns`] decides
+//! its fate: kept in the row's `extra` JSON (default), dropped, or the file
+//! rejected. A header matching no layout rejects the file with the closest
+//! layout and its missing and unknown columns.
 //!
-//! This module never looks at data rows' values beyond splitting them.
+//! This module never reads data rows' values beyond splitting them.
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
 
 use crate::event::{Field, FIELD_COUNT};
+use crate::schema::{LayoutId, Target};
 use crate::validate::RawFields;
+
+/// What happens to header columns the detected layout does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum UnknownColumns {
+    /// Store their values in `ecommerce_events.extra` as a JSON object.
+    #[default]
+    Keep,
+    /// Ignore their values (their names are still recorded in the ledger).
+    Drop,
+    /// Reject the whole file, naming them.
+    Reject,
+}
 
 /// Why a header cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayoutError {
     #[error(
-        "the file is empty: expected a header row naming at least {}",
-        required_list()
+        "the file is empty: expected a header row (see `shopstream schema list` for the layouts)"
     )]
     Empty,
-    #[error("the header lacks required column(s) {missing}; it has: {found}")]
-    MissingColumns { missing: String, found: String },
+    #[error("{}", no_match(*.closest, .missing, .unknown))]
+    NoMatch {
+        closest: LayoutId,
+        missing: Vec<String>,
+        unknown: Vec<String>,
+    },
+    #[error("the header has column(s) layout {layout} does not know: {} (--unknown-columns reject)", .unknown.join(", "))]
+    UnknownColumns {
+        layout: LayoutId,
+        unknown: Vec<String>,
+    },
     #[error("the header names column {0:?} more than once")]
     DuplicateColumn(String),
     #[error("the header is not UTF-8 text")]
     NotUtf8,
 }
 
-fn required_list() -> String {
-    Field::REQUIRED.map(Field::name).join(", ")
+fn no_match(closest: LayoutId, missing: &[String], unknown: &[String]) -> String {
+    let mut s = format!(
+        "the header matches no known layout; the closest is {closest} ({}), which lacks {}",
+        closest.spec().description,
+        missing.join(", ")
+    );
+    if !unknown.is_empty() {
+        let _ = write!(s, "; columns it does not know: {}", unknown.join(", "));
+    }
+    s.push_str(" (see `shopstream schema show ");
+    s.push_str(closest.as_str());
+    s.push_str("`)");
+    s
 }
 
 /// Where each canonical column sits in a file's rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    pub id: LayoutId,
     /// For each canonical field, its position in the row.
     positions: [Option<usize>; FIELD_COUNT],
     /// How many fields every row must have.
     pub width: usize,
-    /// Header cells shopstream ignores.
-    pub ignored: Vec<String>,
+    /// Columns whose values go to `extra`: (name as in the header, position).
+    pub extras: Vec<(String, usize)>,
+    /// Header columns the layout does not know, as written.
+    pub unknown: Vec<String>,
+    /// For layouts without `event_id`: the positions of the layout's
+    /// columns in registry order, the input of the derived id.
+    pub derive_id_from: Option<Vec<usize>>,
 }
 
 impl Layout {
-    /// Builds the layout from the header cells.
+    /// Detects the layout of a header row.
     pub fn from_header<'a>(
         cells: impl IntoIterator<Item = &'a [u8]>,
+        policy: UnknownColumns,
     ) -> Result<Layout, LayoutError> {
-        let mut positions = [None; FIELD_COUNT];
-        let mut ignored = vec![];
-        let mut names = vec![];
-        for (i, cell) in cells.into_iter().enumerate() {
+        let mut names: Vec<&str> = vec![];
+        for cell in cells {
             let name = std::str::from_utf8(cell).map_err(|_| LayoutError::NotUtf8)?;
-            names.push(name.trim().to_string());
-            match Field::from_header(name) {
-                Some(f) if positions[f.index()].is_some() => {
-                    return Err(LayoutError::DuplicateColumn(f.name().to_string()))
-                }
-                Some(f) => positions[f.index()] = Some(i),
-                None => ignored.push(name.trim().to_string()),
-            }
+            names.push(name.trim());
         }
-        let width = names.len();
-        if width == 0 || (width == 1 && names[0].is_empty()) {
+        if names.is_empty() || (names.len() == 1 && names[0].is_empty()) {
             return Err(LayoutError::Empty);
         }
-        let missing: Vec<&str> = Field::REQUIRED
-            .iter()
-            .filter(|f| positions[f.index()].is_none())
-            .map(|f| f.name())
-            .collect();
-        if !missing.is_empty() {
-            return Err(LayoutError::MissingColumns {
-                missing: missing.join(", "),
-                found: names.join(", "),
-            });
+        let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        let mut seen = HashSet::new();
+        for (i, n) in lower.iter().enumerate() {
+            if !seen.insert(n.as_str()) {
+                return Err(LayoutError::DuplicateColumn(names[i].to_string()));
+            }
         }
+        let pos = |col: &str| lower.iter().position(|n| n == col);
+
+        let best = LayoutId::ALL
+            .into_iter()
+            .filter(|id| id.spec().columns.iter().all(|c| pos(c.name).is_some()))
+            .max_by_key(|id| id.spec().columns.len());
+        let Some(id) = best else {
+            return Err(closest(&names, &lower));
+        };
+        let spec = id.spec();
+        let mut positions = [None; FIELD_COUNT];
+        let mut extras = vec![];
+        let mut known = vec![false; names.len()];
+        for c in spec.columns {
+            // Every column is present: checked by the filter above.
+            let Some(p) = pos(c.name) else { continue };
+            known[p] = true;
+            match c.target {
+                Target::Field(f) => positions[f.index()] = Some(p),
+                Target::ProductIdAndName => {
+                    positions[Field::ProductId.index()] = Some(p);
+                    positions[Field::ProductName.index()] = Some(p);
+                }
+                Target::Extra => extras.push((names[p].to_string(), p)),
+            }
+        }
+        let mut unknown = vec![];
+        for (p, name) in names.iter().enumerate() {
+            if known[p] {
+                continue;
+            }
+            match Field::from_header(name) {
+                Some(f) if positions[f.index()].is_none() => positions[f.index()] = Some(p),
+                _ => unknown.push(name.to_string()),
+            }
+        }
+        if !unknown.is_empty() {
+            match policy {
+                UnknownColumns::Reject => {
+                    return Err(LayoutError::UnknownColumns {
+                        layout: id,
+                        unknown,
+                    })
+                }
+                UnknownColumns::Keep => {
+                    for (p, name) in names.iter().enumerate() {
+                        if unknown.iter().any(|u| u == name) {
+                            extras.push((name.to_string(), p));
+                        }
+                    }
+                }
+                UnknownColumns::Drop => {}
+            }
+        }
+        let derive_id_from = positions[Field::EventId.index()].is_none().then(|| {
+            spec.columns
+                .iter()
+                .filter_map(|c| pos(c.name))
+                .collect::<Vec<_>>()
+        });
         Ok(Layout {
+            id,
             positions,
-            width,
-            ignored,
+            width: names.len(),
+            extras,
+            unknown,
+            derive_id_from,
         })
     }
 
@@ -96,39 +194,166 @@ impl Layout {
     }
 }
 
+/// The layout sharing the most columns with the header (ties: the one
+/// missing fewest), with what it lacks and what it does not know.
+fn closest(names: &[&str], lower: &[String]) -> LayoutError {
+    let score = |id: LayoutId| {
+        let cols = id.spec().columns;
+        let hits = cols
+            .iter()
+            .filter(|c| lower.iter().any(|n| n == c.name))
+            .count();
+        (hits, std::cmp::Reverse(cols.len() - hits))
+    };
+    let id = LayoutId::ALL
+        .into_iter()
+        .rev()
+        .max_by_key(|id| score(*id))
+        .unwrap_or(crate::schema::CURRENT);
+    let cols = id.spec().columns;
+    LayoutError::NoMatch {
+        closest: id,
+        missing: cols
+            .iter()
+            .filter(|c| !lower.iter().any(|n| n == c.name))
+            .map(|c| c.name.to_string())
+            .collect(),
+        unknown: names
+            .iter()
+            .zip(lower)
+            .filter(|(_, l)| !cols.iter().any(|c| c.name == l.as_str()))
+            .map(|(n, _)| n.to_string())
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn layout(h: &str) -> Result<Layout, LayoutError> {
-        Layout::from_header(h.split(',').map(str::as_bytes))
+    fn detect(h: &str) -> Result<Layout, LayoutError> {
+        Layout::from_header(h.split(',').map(str::as_bytes), UnknownColumns::Keep)
+    }
+
+    fn id(h: &str) -> LayoutId {
+        match detect(h) {
+            Ok(l) => l.id,
+            Err(e) => panic!("{h}: {e}"),
+        }
     }
 
     #[test]
-    fn any_order_and_case() {
-        let l = layout("Event_Time, product_id ,EVENT_TYPE,event_id,extra").expect("ok");
-        assert_eq!(l.position(Field::EventId), Some(3));
-        assert_eq!(l.position(Field::EventTime), Some(0));
-        assert_eq!(l.position(Field::Price), None);
-        assert_eq!(l.width, 5);
-        assert_eq!(l.ignored, ["extra"]);
+    fn every_registered_header_detects_its_own_layout() {
+        for l in LayoutId::ALL {
+            let header: Vec<&str> = l.spec().columns.iter().map(|c| c.name).collect();
+            assert_eq!(id(&header.join(",")), l);
+            let mut reversed = header.clone();
+            reversed.reverse();
+            assert_eq!(id(&reversed.join(",").to_uppercase()), l, "order and case");
+        }
     }
 
     #[test]
-    fn missing_required_columns_are_named() {
-        let e = layout("event_id,user_id,price").expect_err("missing");
+    fn versions_are_told_apart_and_nested_seeds_are_exact() {
+        assert_eq!(
+            id("event_id,user_id,event_type,product_id,price,event_time"),
+            LayoutId::V1
+        );
+        // v1 plus session_id is exactly seed 004's column set.
+        assert_eq!(
+            id("event_id,event_time,event_type,product_id,price,user_id,session_id"),
+            LayoutId::Seed004
+        );
+        // seed 001 is seed 000 without product_category.
+        assert_eq!(
+            id("event_id,user_id,event_type,product_id,product_name,price,event_timestamp"),
+            LayoutId::Seed001
+        );
+    }
+
+    #[test]
+    fn canonical_extras_are_read_and_unknown_ones_kept() {
+        let l = detect("event_id,user_id,event_type,product_id,price,quantity,event_time,colour")
+            .expect("v1 plus");
+        assert_eq!(l.id, LayoutId::V1);
+        assert_eq!(l.position(Field::Quantity), Some(5));
+        assert_eq!(l.unknown, ["colour"]);
+        assert_eq!(l.extras, [("colour".to_string(), 7)]);
+        let dropped = Layout::from_header(
+            "event_id,user_id,event_type,product_id,price,event_time,colour"
+                .split(',')
+                .map(str::as_bytes),
+            UnknownColumns::Drop,
+        )
+        .expect("drop");
+        assert!(dropped.extras.is_empty());
+        assert_eq!(dropped.unknown, ["colour"]);
+        let e = Layout::from_header(
+            "event_id,user_id,event_type,product_id,price,event_time,colour"
+                .split(',')
+                .map(str::as_bytes),
+            UnknownColumns::Reject,
+        )
+        .expect_err("reject");
         assert_eq!(
             e.to_string(),
-            "the header lacks required column(s) event_type, product_id, event_time; it has: event_id, user_id, price"
+            "the header has column(s) layout v1 does not know: colour (--unknown-columns reject)"
+        );
+    }
+
+    #[test]
+    fn seed_layouts_map_their_aliases() {
+        let l = detect("user_id,action,product,timestamp").expect("seed002");
+        assert_eq!(l.id, LayoutId::Seed002);
+        assert_eq!(l.position(Field::EventType), Some(1));
+        assert_eq!(l.position(Field::ProductId), Some(2));
+        assert_eq!(l.position(Field::ProductName), Some(2));
+        assert_eq!(l.position(Field::EventTime), Some(3));
+        assert_eq!(l.position(Field::EventId), None);
+        assert_eq!(l.derive_id_from, Some(vec![0, 1, 2, 3]));
+        let l = detect("event_id,user_id,session_id,event_type,product_id,category,price,quantity,user_segment,search_query,event_time,source_system")
+            .expect("seed003");
+        assert_eq!(l.extras, [("source_system".to_string(), 11)]);
+        assert!(l.unknown.is_empty());
+        assert_eq!(l.derive_id_from, None);
+        let l = detect("event_id,user_id,product_id,product_name,product_category,event_type,price,event_timestamp")
+            .expect("seed000");
+        assert_eq!(l.position(Field::Category), Some(4));
+    }
+
+    #[test]
+    fn an_unknown_header_names_the_closest_layout() {
+        let e = detect("event_id,user,event_type,product_id,price,event_time").expect_err("no");
+        assert_eq!(
+            e,
+            LayoutError::NoMatch {
+                closest: LayoutId::V1,
+                missing: vec!["user_id".into()],
+                unknown: vec!["user".into()],
+            }
+        );
+        assert!(e.to_string().starts_with(
+            "the header matches no known layout; the closest is v1 (shopstream v1: the six core columns of an event), which lacks user_id; columns it does not know: user"
+        ), "{e}");
+        let e = detect("user_id,action,product").expect_err("no");
+        assert!(
+            matches!(
+                e,
+                LayoutError::NoMatch {
+                    closest: LayoutId::Seed002,
+                    ..
+                }
+            ),
+            "{e:?}"
         );
     }
 
     #[test]
     fn duplicates_and_empty_are_rejected() {
         assert!(matches!(
-            layout("event_id,event_type,product_id,event_time,EVENT_ID"),
+            detect("event_id,user_id,event_type,product_id,price,event_time,EVENT_ID"),
             Err(LayoutError::DuplicateColumn(_))
         ));
-        assert_eq!(layout(""), Err(LayoutError::Empty));
+        assert_eq!(detect(""), Err(LayoutError::Empty));
     }
 }

@@ -191,7 +191,7 @@ fn extreme_price() {
 #[test]
 fn missing_price_on_purchase_and_cart() {
     assert_eq!(
-        codes(&without(row(), Field::Price)),
+        codes(&with(row(), Field::Price, "")),
         [RuleCode::MissingPrice]
     );
     assert_eq!(
@@ -199,7 +199,7 @@ fn missing_price_on_purchase_and_cart() {
         [RuleCode::MissingPrice]
     );
     let cart = with(
-        without(row(), Field::Price),
+        with(row(), Field::Price, " "),
         Field::EventType,
         "add_to_cart",
     );
@@ -351,4 +351,47 @@ fn text_fields_are_trimmed_and_segment_lowercased() {
     let e = check(&r).expect("valid");
     assert_eq!(e.user_segment.as_deref(), Some("premium"));
     assert_eq!(e.user_id, Some("U1"));
+}
+
+#[test]
+fn float_written_ids_become_integers() {
+    let e = check(&with(
+        with(row(), Field::UserId, "512.0"),
+        Field::ProductId,
+        " 7.00 ",
+    ))
+    .expect("valid");
+    assert_eq!(e.user_id, Some("512"));
+    assert_eq!(e.product_id, "7");
+    for kept in ["512.5", "USER_000001", ".0", "5.", "1e3", "-3.0x"] {
+        let e = check(&with(row(), Field::UserId, kept)).expect("valid");
+        assert_eq!(e.user_id, Some(kept));
+    }
+}
+
+#[test]
+fn categories_have_one_spelling() {
+    for (raw, canonical) in [
+        ("Home & Garden", "home_garden"),
+        ("home_garden", "home_garden"),
+        (" HOME-garden ", "home_garden"),
+        ("Food & Grocery", "food_grocery"),
+        ("electronics", "electronics"),
+        ("Électronique", "électronique"),
+    ] {
+        let e = check(&with(row(), Field::Category, raw)).expect("valid");
+        assert_eq!(e.category.as_deref(), Some(canonical), "{raw}");
+    }
+}
+
+#[test]
+fn a_layout_without_prices_loads_purchases_with_null_price() {
+    let e = check(&without(row(), Field::Price)).expect("no price column");
+    assert_eq!(e.price_cents, None);
+    assert_eq!(e.total_cents, 0);
+    // The column present but empty is still a missing price.
+    assert_eq!(
+        codes(&with(row(), Field::Price, "")),
+        [RuleCode::MissingPrice]
+    );
 }
