@@ -11,6 +11,8 @@ use shopstream::db::connect::{Database, DbArgs};
 use shopstream::demo::DemoArgs;
 use shopstream::generate::GenerateArgs;
 use shopstream::pipeline::run::RunArgs;
+use shopstream::schema::show::Format;
+use shopstream::schema::LayoutId;
 use shopstream::shutdown::Shutdown;
 
 /// Loads e-commerce event CSV files into PostgreSQL: validated,
@@ -47,6 +49,12 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Print the layouts shopstream reads (versions v1–v3 and the seed
+    /// systems' layouts) and how each migrates to the current version.
+    Schema {
+        #[command(subcommand)]
+        what: SchemaCommand,
+    },
     /// Generator and loader together on the embedded database, printing
     /// what flows. Ctrl-C stops it and checks the counts.
     Demo {
@@ -54,6 +62,26 @@ enum Command {
         demo: DemoArgs,
         #[command(flatten)]
         db: DbArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SchemaCommand {
+    /// One line per layout: kind, date introduced, column count.
+    List {
+        /// text (aligned columns) or json.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// A layout's columns, their canonical targets, types and value forms,
+    /// and what migration fills in for the columns it lacks.
+    Show {
+        /// v1, v2, v3, seed000, seed001, seed002, seed003 or seed004.
+        #[arg(value_enum)]
+        layout: LayoutId,
+        /// text (aligned columns) or json.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
@@ -122,6 +150,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{} is at schema version {}", db.describe(), report.current);
             db.close().await?;
         }
+        Command::Schema { what } => match what {
+            SchemaCommand::List { format } => print!("{}", shopstream::schema::show::list(format)),
+            SchemaCommand::Show { layout, format } => {
+                print!("{}", shopstream::schema::show::show(layout, format))
+            }
+        },
         Command::Demo { demo, db } => {
             let db = open_migrated(&db).await?;
             let result = shopstream::demo::demo(&demo, &db, &shutdown).await;

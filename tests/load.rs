@@ -313,7 +313,8 @@ async fn header_driven_parsing_and_rejected_files_do_not_stop_the_run() {
     assert!(rejected[0].get::<_, String>(1).contains("empty"));
     let reason: String = rejected[1].get(1);
     assert!(
-        reason.contains("matches no known layout") && reason.contains("does not know: id, when, what"),
+        reason.contains("matches no known layout")
+            && reason.contains("does not know: id, when, what"),
         "{reason}"
     );
     // And a second run does not record the rejected files again.

@@ -12,6 +12,7 @@
 //! touches the database.
 
 mod registry;
+pub mod show;
 
 pub use registry::{canonical, ColumnSpec, ColumnType, LayoutSpec, Target, CURRENT};
 
