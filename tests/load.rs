@@ -6,58 +6,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{shopstream, test_db, TestDb};
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("spawn shopstream");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn generate(dir: &Path, files: u32, per_file: u32, seed: u64, extra: &[&str]) -> serde_json::Value {
-    let report = dir.with_extension("report.json");
-    run_ok(
-        shopstream()
-            .args(["generate", "--output"])
-            .arg(dir)
-            .args([
-                "--files",
-                &files.to_string(),
-                "--events-per-file",
-                &per_file.to_string(),
-            ])
-            .args(["--seed", &seed.to_string(), "--report-json"])
-            .arg(&report)
-            .args(extra),
-    );
-    serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json")
-}
-
-fn load_once(db: &TestDb, dir: &Path, extra: &[&str]) -> String {
-    run_ok(
-        shopstream()
-            .args(["run", "--once", "--database-url", &db.url, "--input"])
-            .arg(dir)
-            .args(extra),
-    )
-}
-
-async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.client()
-        .await
-        .query_one(sql, &[])
-        .await
-        .expect(sql)
-        .get(0)
-}
+use common::{count, generate, load_once, shopstream, test_db, TestDb};
 
 /// Everything that must not change when nothing new is loaded.
 async fn snapshot(db: &TestDb) -> (i64, i64, i64, String) {

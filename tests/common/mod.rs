@@ -9,6 +9,7 @@
 //! any other server.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::Command;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -194,4 +195,62 @@ pub fn wait_exit(
         assert!(start.elapsed() < limit, "did not exit within {limit:?}");
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
+}
+
+/// Runs a shopstream command, failing the test with its output if it fails.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn shopstream");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `shopstream generate` with a fixed seed; returns its JSON report.
+pub fn generate(
+    dir: &Path,
+    files: u32,
+    per_file: u32,
+    seed: u64,
+    extra: &[&str],
+) -> serde_json::Value {
+    let report = dir.with_extension("report.json");
+    run_ok(
+        shopstream()
+            .args(["generate", "--output"])
+            .arg(dir)
+            .args([
+                "--files",
+                &files.to_string(),
+                "--events-per-file",
+                &per_file.to_string(),
+            ])
+            .args(["--seed", &seed.to_string(), "--report-json"])
+            .arg(&report)
+            .args(extra),
+    );
+    serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json")
+}
+
+/// `shopstream run --once` over `dir` into `db`; returns stdout.
+pub fn load_once(db: &TestDb, dir: &Path, extra: &[&str]) -> String {
+    run_ok(
+        shopstream()
+            .args(["run", "--once", "--database-url", &db.url, "--input"])
+            .arg(dir)
+            .args(extra),
+    )
+}
+
+/// The single value of a `SELECT count(*) …`.
+pub async fn count(db: &TestDb, sql: &str) -> i64 {
+    db.client()
+        .await
+        .query_one(sql, &[])
+        .await
+        .expect(sql)
+        .get(0)
 }
