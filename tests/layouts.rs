@@ -92,6 +92,12 @@ async fn one_folder_of_every_layout_loads_in_one_run_with_canonical_values() {
     }
     write(
         dir,
+        "seed004_bad.csv",
+        "event_id,event_time,event_type,product_id,price,user_id,session_id\n\
+         2c3d4e5f-0000-4000-8000-000000000009,2026-01-05 11:12:15,click,150,1.00,4321,s\n",
+    );
+    write(
+        dir,
         "unknown.csv",
         "event_id,user,event_type,product_id,price,event_time,colour\n1,2,3,4,5,6,7\n",
     );
@@ -128,13 +134,20 @@ async fn one_folder_of_every_layout_loads_in_one_run_with_canonical_values() {
             expect("seed002.csv", "seed002", 3),
             expect("seed003.csv", "seed003", 3),
             expect("seed004.csv", "seed004", 2),
+            (
+                "seed004_bad.csv".into(),
+                "loaded".into(),
+                Some("seed004".into()),
+                1,
+                0
+            ),
             ("unknown.csv".into(), "rejected".into(), None, 0, 0),
             expect("v1.csv", "v1", 1),
             expect("v2.csv", "v2", 1),
             expect("v3.csv", "v3", 1),
         ]
     );
-    let reason: String = ledger[5].get(5);
+    let reason: String = ledger[6].get(5);
     assert_eq!(
         reason,
         "the header matches no known layout; the closest is v1 (shopstream v1: the six core columns of an event), which lacks user_id; columns it does not know: user, colour (see `shopstream schema show v1`)"
@@ -144,8 +157,9 @@ async fn one_folder_of_every_layout_loads_in_one_run_with_canonical_values() {
         15
     );
     assert_eq!(
-        count(&db, "SELECT count(*) FROM dead_letter_events").await,
-        0
+        count(&db, "SELECT count(*) FROM dead_letter_events WHERE source_layout = 'seed004' AND error_codes = '{invalid_event_type}'").await,
+        1,
+        "a dead letter names its layout"
     );
     assert_eq!(
         count(&db, "SELECT count(*) FROM ecommerce_events e JOIN ingested_files f ON f.path = e.source_file WHERE e.source_layout IS DISTINCT FROM f.layout").await,

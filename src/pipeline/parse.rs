@@ -254,22 +254,24 @@ fn extra_json<'b>(
     if layout.extras.is_empty() {
         return None;
     }
-    let map: serde_json::Map<String, serde_json::Value> = layout
-        .extras
-        .iter()
-        .map(|(name, p)| {
-            let v = clean_text(rec.field(*p));
-            let v = v.trim();
-            let v = if v.is_empty() {
-                serde_json::Value::Null
-            } else {
-                serde_json::Value::String(v.to_string())
-            };
-            (name.clone(), v)
-        })
-        .collect();
     buf.clear();
-    serde_json::to_writer(&mut *buf, &map).ok()?;
+    buf.push(b'{');
+    for (i, (name, p)) in layout.extras.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        let v = clean_text(rec.field(*p));
+        let v = v.trim();
+        // Writing strings into a Vec cannot fail.
+        serde_json::to_writer(&mut *buf, name).ok()?;
+        buf.push(b':');
+        if v.is_empty() {
+            buf.extend_from_slice(b"null");
+        } else {
+            serde_json::to_writer(&mut *buf, v).ok()?;
+        }
+    }
+    buf.push(b'}');
     Some(buf)
 }
 
