@@ -6,7 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{count, load_once, test_db, TestDb};
+use common::{count, generate, load_once, test_db, TestDb};
+use futures_util::SinkExt;
+use shopstream::event::Field;
+use shopstream::schema::{LayoutId, Target};
 use tokio_postgres::Row;
 
 const SEED000: &str = "event_id,user_id,product_id,product_name,product_category,event_type,price,event_timestamp
@@ -371,5 +374,190 @@ async fn unknown_columns_are_kept_dropped_or_reject_the_file() {
             "a canonical column next to v1 is read"
         );
         assert_eq!(e.get::<_, String>(2), "10.00");
+    }
+}
+
+/// The SQL, over a joined `csv` row `c` and its `ecommerce_events` row `e`,
+/// that is true when the stored canonical value is what the registry says
+/// the file's value becomes. PostgreSQL's own CSV reader and casts are the
+/// oracle here, independent of shopstream's parsers.
+fn expected_sql(layout: LayoutId) -> String {
+    let spec = layout.spec();
+    let id = |x: &str| format!("NULLIF(regexp_replace(trim({x}), '^(-?[0-9]+)\\.0+$', '\\1'), '')");
+    let txt = |x: &str| format!("NULLIF(trim({x}), '')");
+    let mut checks = vec![];
+    for f in Field::ALL {
+        let e = format!("e.{}", f.name());
+        let Some(col) = spec.column_for(f) else {
+            checks.push(match f {
+                Field::EventId => "true".to_string(),
+                Field::Quantity => "e.quantity = CASE WHEN e.event_type IN ('purchase','add_to_cart','remove_from_cart') THEN 1 ELSE 0 END".to_string(),
+                _ => format!("{e} IS NULL"),
+            });
+            continue;
+        };
+        let c = format!("c.\"{}\"", col.name);
+        checks.push(match f {
+            Field::EventId => format!("{e}::text = lower(trim({c}))"),
+            Field::UserId | Field::ProductId => format!("{e} IS NOT DISTINCT FROM {}", id(&c)),
+            Field::EventType => format!("{e} = lower(trim({c}))"),
+            Field::Category => format!(
+                "{e} IS NOT DISTINCT FROM NULLIF(lower(trim(both '_' from regexp_replace({c}, '[^[:alnum:]]+', '_', 'g'))), '')"
+            ),
+            Field::Price => format!("{e} IS NOT DISTINCT FROM {}::numeric", txt(&c)),
+            Field::Quantity => format!(
+                "{e} = COALESCE({}::int, CASE WHEN e.event_type IN ('purchase','add_to_cart','remove_from_cart') THEN 1 ELSE 0 END)",
+                txt(&c)
+            ),
+            Field::EventTime => format!("{e} = trim({c})::timestamptz"),
+            Field::UserSegment | Field::DeviceType => {
+                format!("{e} IS NOT DISTINCT FROM lower({})", txt(&c))
+            }
+            _ => format!("{e} IS NOT DISTINCT FROM {}", txt(&c)),
+        });
+    }
+    for col in spec.columns {
+        if col.target == Target::Extra {
+            checks.push(format!(
+                "e.extra ->> '{}' IS NOT DISTINCT FROM {}",
+                col.name,
+                txt(&format!("c.\"{}\"", col.name))
+            ));
+        }
+    }
+    checks.push(format!("e.source_layout = '{layout}'"));
+    checks.join("\n AND ")
+}
+
+/// How a `csv` row finds its event: by event_id, or for layouts without
+/// one by all of its values.
+fn join_sql(layout: LayoutId) -> String {
+    if layout.spec().column_for(Field::EventId).is_some() {
+        return "e.event_id::text = lower(trim(c.event_id))".to_string();
+    }
+    "e.source_layout = 'seed002' AND e.user_id IS NOT DISTINCT FROM NULLIF(trim(c.user_id), '')
+     AND e.event_type = lower(trim(c.action)) AND e.product_id = trim(c.product)
+     AND to_char(e.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') = trim(c.timestamp)"
+        .to_string()
+}
+
+/// Copies every CSV file of `dir` into a temporary table `csv` whose text
+/// columns are named like the layout's header.
+async fn import_csv(c: &tokio_postgres::Client, dir: &Path, layout: LayoutId) {
+    let cols: Vec<String> = layout
+        .spec()
+        .columns
+        .iter()
+        .map(|col| format!("\"{}\" text", col.name))
+        .collect();
+    c.batch_execute(&format!(
+        "SET TimeZone = 'UTC'; CREATE TEMP TABLE csv ({})",
+        cols.join(", ")
+    ))
+    .await
+    .expect("csv table");
+    let names: Vec<String> = layout
+        .spec()
+        .columns
+        .iter()
+        .map(|col| format!("\"{}\"", col.name))
+        .collect();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("csv") {
+            continue;
+        }
+        let body = std::fs::read(&path).expect("read csv");
+        let sink = c
+            .copy_in(&format!(
+                "COPY csv ({}) FROM STDIN (FORMAT csv, HEADER match)",
+                names.join(", ")
+            ))
+            .await
+            .expect("copy");
+        let mut sink = std::pin::pin!(sink);
+        sink.send(bytes::Bytes::from(body)).await.expect("send");
+        sink.as_mut().finish().await.expect("finish");
+    }
+}
+
+#[tokio::test]
+async fn every_generated_layout_loads_exactly_with_canonical_values() {
+    for layout in LayoutId::ALL {
+        let db = test_db().await;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join(layout.as_str());
+        let rep = generate(
+            &dir,
+            4,
+            300,
+            11,
+            &["--layout", layout.as_str(), "--duplicate-share", "0.03"],
+        );
+        load_once(&db, &dir, &[]);
+
+        // Exactly the generator's report.
+        let n = |k: &str| rep[k].as_u64().unwrap_or_else(|| panic!("{k}")) as i64;
+        assert_eq!(
+            count(&db, "SELECT count(*) FROM ecommerce_events").await,
+            n("loaded"),
+            "{layout}"
+        );
+        assert_eq!(
+            count(&db, "SELECT sum(rows_duplicate)::int8 FROM ingested_files").await,
+            n("duplicates"),
+            "{layout}"
+        );
+        assert_eq!(
+            count(&db, "SELECT sum(rows_read)::int8 FROM ingested_files").await,
+            n("rows"),
+            "{layout}"
+        );
+        assert_eq!(
+            count(&db, &format!("SELECT count(*) FROM ingested_files WHERE layout = '{layout}' AND status = 'loaded'")).await,
+            4,
+            "{layout}"
+        );
+
+        // Every stored event equals what its CSV row says, canonicalised.
+        let c = db.client().await;
+        import_csv(&c, &dir, layout).await;
+        let sql = format!(
+            "SELECT count(DISTINCT e.event_id),
+                    count(DISTINCT e.event_id) FILTER (WHERE {expected})
+             FROM ecommerce_events e JOIN csv c ON {join}",
+            expected = expected_sql(layout),
+            join = join_sql(layout)
+        );
+        let row = c
+            .query_one(&sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{layout}: {e}\n{sql}"));
+        let (matched, equal): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(
+            matched,
+            n("loaded"),
+            "{layout}: every event has its CSV row"
+        );
+        assert_eq!(equal, matched, "{layout}: canonical values differ\n{sql}");
+
+        // The layout's quirks really were in the files.
+        let quirk = match layout {
+            LayoutId::Seed000 => Some("SELECT count(*) FROM csv WHERE user_id LIKE 'USER\\_%' AND event_type = 'view' AND price = ''"),
+            LayoutId::Seed001 => Some("SELECT count(*) FROM csv WHERE event_timestamp LIKE '%T%' AND event_type = 'view' AND price <> ''"),
+            LayoutId::Seed003 => Some("SELECT count(*) FROM csv WHERE user_id LIKE '%.0' AND event_time LIKE '%+00:00'"),
+            LayoutId::Seed004 => Some("SELECT count(*) FROM csv WHERE event_type = 'view' AND price <> ''"),
+            _ => None,
+        };
+        if let Some(q) = quirk {
+            let n: i64 = c.query_one(q, &[]).await.expect(q).get(0);
+            assert!(n > 0, "{layout}: {q}");
+        }
+        if layout == LayoutId::Seed003 {
+            assert!(
+                count(&db, "SELECT count(*) FROM ecommerce_events WHERE user_id IS NULL AND session_id LIKE 'guest-%' AND user_segment = 'anonymous'").await > 0,
+                "anonymous users"
+            );
+        }
     }
 }
