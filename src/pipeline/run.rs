@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use super::parse::{parse_batch, ParseConfig};
+use super::retry::{classify, Backoff, Class};
 use crate::db::connect::Database;
 use crate::shutdown::Shutdown;
 use crate::sink::batch::{self, BatchReport, FileStatus, Producer};
@@ -75,6 +76,20 @@ pub struct RunArgs {
     /// Canonical column names (`quantity`, `category`, …) are always read.
     #[arg(long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
     pub unknown_columns: UnknownColumns,
+
+    /// Seconds before the first retry after a failed batch or a lost
+    /// database; each further retry waits --retry-factor times longer (±20%
+    /// jitter), up to --retry-max-secs.
+    #[arg(long, env = "SHOPSTREAM_RETRY_INITIAL_SECS", default_value_t = 1.0)]
+    pub retry_initial_secs: f64,
+
+    /// Growth of the wait between consecutive retries.
+    #[arg(long, env = "SHOPSTREAM_RETRY_FACTOR", default_value_t = 2.0)]
+    pub retry_factor: f64,
+
+    /// Longest wait between retries, in seconds.
+    #[arg(long, env = "SHOPSTREAM_RETRY_MAX_SECS", default_value_t = 60.0)]
+    pub retry_max_secs: f64,
 }
 
 /// Highest `--max-price` the schema can hold with any quantity.
@@ -86,6 +101,10 @@ pub enum PipelineError {
     MaxPrice(String),
     #[error("--relist-secs must be above 0")]
     Relist,
+    #[error(
+        "--retry-initial-secs and --retry-max-secs must be above 0 and --retry-factor at least 1"
+    )]
+    Retry,
     #[error("cannot list the input folder {path}: {source}; create it or pass --input DIR")]
     Input {
         path: String,
@@ -99,6 +118,22 @@ pub enum PipelineError {
 }
 
 impl RunArgs {
+    /// The retry pacing from the `--retry-*` options.
+    pub fn backoff(&self) -> Result<Backoff, PipelineError> {
+        let ok = |s: f64| s > 0.0 && s.is_finite() && s < 1e9;
+        if !ok(self.retry_initial_secs)
+            || !ok(self.retry_max_secs)
+            || !(self.retry_factor >= 1.0 && self.retry_factor.is_finite())
+        {
+            return Err(PipelineError::Retry);
+        }
+        Ok(Backoff {
+            initial: Duration::from_secs_f64(self.retry_initial_secs),
+            factor: self.retry_factor,
+            max: Duration::from_secs_f64(self.retry_max_secs),
+        })
+    }
+
     pub fn parse_config(&self) -> Result<ParseConfig, PipelineError> {
         let max_price_cents = match parse_decimal(self.max_price.trim()) {
             Some(Decimal::Cents(c)) if (0..=MAX_PRICE_LIMIT_CENTS).contains(&c) => c,
@@ -203,6 +238,8 @@ pub async fn run(
     mut on_batch: impl FnMut(&BatchReport),
 ) -> Result<RunSummary, PipelineError> {
     let cfg = args.parse_config()?;
+    let backoff = args.backoff()?;
+    let mut rng = rand::rng();
     if !(args.relist_secs > 0.0 && args.relist_secs.is_finite()) {
         return Err(PipelineError::Relist);
     }
@@ -220,24 +257,31 @@ pub async fn run(
 
     tracing::info!(input = %input.display(), db = %db.describe(), once = args.once, "loader started");
     'outer: while !shutdown.is_triggered() {
-        let attempt: Result<bool, String> = async {
+        let attempt: Result<bool, (String, Class)> = async {
             if client.as_ref().is_none_or(Client::is_closed) {
-                let c = db.connect().await.map_err(|e| e.to_string())?;
-                batch::prepare(&c).await.map_err(|e| e.to_string())?;
+                let c = db
+                    .connect()
+                    .await
+                    .map_err(|e| (e.to_string(), Class::Transient))?;
+                batch::prepare(&c).await.map_err(sink_failure)?;
                 client = Some(c);
             }
             let Some(c) = client.as_mut() else {
-                return Err("no connection".to_string());
+                return Err(("no connection".to_string(), Class::Transient));
             };
-            let listed = discover::list(&input)
-                .map_err(|e| format!("cannot list {}: {e}", input.display()))?;
+            let listed = discover::list(&input).map_err(|e| {
+                (
+                    format!("cannot list {}: {e}", input.display()),
+                    Class::Transient,
+                )
+            })?;
             let fresh: Vec<Candidate> = listed
                 .into_iter()
                 .filter(|f| !done.contains(&key(f)))
                 .collect();
             let fresh = skip_ledgered(c, fresh, &mut done)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| (e.to_string(), classify(&e)))?;
             if fresh.is_empty() {
                 return Ok(false);
             }
@@ -252,7 +296,7 @@ pub async fn run(
                 });
                 let report = batch::commit_batch(c, produce)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(sink_failure)?;
                 for f in &report.files {
                     if let Some(cand) = &f.candidate {
                         if !matches!(f.status, FileStatus::Changed) {
@@ -279,7 +323,7 @@ pub async fn run(
                     break 'outer;
                 }
             }
-            Err(e) => {
+            Err((e, class)) => {
                 failures += 1;
                 if args.once && failures >= 5 {
                     return Err(PipelineError::GaveUp {
@@ -287,14 +331,17 @@ pub async fn run(
                         last: e,
                     });
                 }
-                let backoff = Duration::from_secs((1u64 << failures.min(6)).min(60));
-                tracing::error!("{e}; batch rolled back, retrying in {}s", backoff.as_secs());
-                if client.as_ref().is_some_and(|c| !c.is_closed()) && e.contains("database") {
-                    // A fresh connection after a failed batch is cheap and safe.
-                    client = None;
-                }
+                let wait = backoff.delay(failures, &mut rng);
+                tracing::error!(
+                    class = ?class,
+                    attempt = failures,
+                    "{e}; nothing was committed, retrying in {:.1}s",
+                    wait.as_secs_f64()
+                );
+                // A fresh connection after a failed batch is cheap and safe.
+                client = None;
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {},
+                    _ = tokio::time::sleep(wait) => {},
                     _ = shutdown.wait() => break 'outer,
                 }
                 continue;
@@ -321,6 +368,15 @@ pub async fn run(
         summary.rows_rejected
     );
     Ok(summary)
+}
+
+/// The message and class of a failed batch.
+fn sink_failure(e: batch::SinkError) -> (String, Class) {
+    let class = match &e {
+        batch::SinkError::Db(db) => classify(db),
+        batch::SinkError::Parser(_) => Class::Fatal,
+    };
+    (e.to_string(), class)
 }
 
 /// Removes (and remembers) files whose path, size and mtime the ledger has.
