@@ -121,10 +121,8 @@ impl RunArgs {
     /// The retry pacing from the `--retry-*` options.
     pub fn backoff(&self) -> Result<Backoff, PipelineError> {
         let ok = |s: f64| s > 0.0 && s.is_finite() && s < 1e9;
-        if !ok(self.retry_initial_secs)
-            || !ok(self.retry_max_secs)
-            || !(self.retry_factor >= 1.0 && self.retry_factor.is_finite())
-        {
+        let factor_ok = self.retry_factor >= 1.0 && self.retry_factor.is_finite();
+        if !(ok(self.retry_initial_secs) && ok(self.retry_max_secs) && factor_ok) {
             return Err(PipelineError::Retry);
         }
         Ok(Backoff {
