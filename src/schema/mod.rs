@@ -132,26 +132,13 @@ mod tests {
 
     #[test]
     fn derived_ids_depend_on_values_and_occurrence_only() {
-        let a = derived_event_id(
-            LayoutId::Seed002,
-            ["1001", "view", "laptop", "2026-01-01 10:00:00"],
-            1,
-        );
-        let b = derived_event_id(
-            LayoutId::Seed002,
-            [" 1001 ", "view", "laptop", "2026-01-01 10:00:00"],
-            1,
-        );
-        let c = derived_event_id(
-            LayoutId::Seed002,
-            ["1001", "view", "laptop", "2026-01-01 10:00:00"],
-            2,
-        );
-        let d = derived_event_id(
-            LayoutId::Seed002,
-            ["1001", "view", "laptop", "2026-01-01 10:00:01"],
-            1,
-        );
+        let id = |user: &str, time: &str, n| {
+            derived_event_id(LayoutId::Seed002, [user, "view", "laptop", time], n)
+        };
+        let a = id("1001", "2026-01-01 10:00:00", 1);
+        let b = id(" 1001 ", "2026-01-01 10:00:00", 1);
+        let c = id("1001", "2026-01-01 10:00:00", 2);
+        let d = id("1001", "2026-01-01 10:00:01", 1);
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_ne!(a, d);

@@ -126,46 +126,34 @@ const EVENT_ID: ColumnSpec = col(
     Some("when the layout has no event_id column: a UUIDv5 of the row's values and its occurrence number in the file"),
     "UUID",
 );
-const USER_ID: ColumnSpec = col(
+const USER_ID: ColumnSpec = text(
     Field::UserId,
     "user_id",
-    Text,
-    true,
-    None,
     "text; empty only for anonymous view and search events; 512.0 is read as 512",
 );
-const SESSION_ID: ColumnSpec = col(Field::SessionId, "session_id", Text, true, None, "text");
-const EVENT_TYPE: ColumnSpec = col(
+const SESSION_ID: ColumnSpec = text(Field::SessionId, "session_id", "text");
+const EVENT_TYPE: ColumnSpec = req(
     Field::EventType,
     "event_type",
     Text,
-    false,
-    None,
     "view, search, add_to_cart, remove_from_cart, wishlist or purchase (case and spaces ignored)",
 );
-const PRODUCT_ID: ColumnSpec = col(
+const PRODUCT_ID: ColumnSpec = req(
     Field::ProductId,
     "product_id",
     Text,
-    false,
-    None,
     "text; 512.0 is read as 512",
 );
-const PRODUCT_NAME: ColumnSpec = col(Field::ProductName, "product_name", Text, true, None, "text");
-const CATEGORY: ColumnSpec = col(
+const PRODUCT_NAME: ColumnSpec = text(Field::ProductName, "product_name", "text");
+const CATEGORY: ColumnSpec = text(
     Field::Category,
     "category",
-    Text,
-    true,
-    None,
     "stored as lower-case words joined by _ (Home & Garden and home_garden are both home_garden)",
 );
-const PRICE: ColumnSpec = col(
+const PRICE: ColumnSpec = opt(
     Field::Price,
     "price",
     Decimal,
-    true,
-    None,
     "decimal, 0 to --max-price; required above 0 for purchase and add_to_cart",
 );
 const QUANTITY: ColumnSpec = col(
@@ -176,25 +164,30 @@ const QUANTITY: ColumnSpec = col(
     Some("1 for purchase, add_to_cart and remove_from_cart; 0 otherwise"),
     "whole number ≥ 0 (≥ 1 for a purchase)",
 );
-const USER_SEGMENT: ColumnSpec = col(
+const USER_SEGMENT: ColumnSpec = text(
     Field::UserSegment,
     "user_segment",
-    Text,
-    true,
-    None,
     "text, stored lower-case",
 );
-const SEARCH_QUERY: ColumnSpec = col(Field::SearchQuery, "search_query", Text, true, None, "text");
-const EVENT_TIME: ColumnSpec = col(
+const SEARCH_QUERY: ColumnSpec = text(Field::SearchQuery, "search_query", "text");
+const EVENT_TIME: ColumnSpec = req(
     Field::EventTime,
     "event_time",
     Timestamp,
-    false,
-    None,
     "YYYY-MM-DD HH:MM:SS[.ffffff] or ISO-8601 (T), optional Z or ±HH:MM; no zone means UTC",
 );
+/// A column every row must have, without a default.
+const fn req(f: Field, name: &'static str, ty: ColumnType, format: &'static str) -> ColumnSpec {
+    col(f, name, ty, false, None, format)
+}
+
+/// A nullable column without a default.
+const fn opt(f: Field, name: &'static str, ty: ColumnType, format: &'static str) -> ColumnSpec {
+    col(f, name, ty, true, None, format)
+}
+
 const fn text(f: Field, name: &'static str, format: &'static str) -> ColumnSpec {
-    col(f, name, Text, true, None, format)
+    opt(f, name, Text, format)
 }
 
 const V3_COLUMNS: [ColumnSpec; 18] = [
@@ -220,20 +213,8 @@ const V3_COLUMNS: [ColumnSpec; 18] = [
 
 const V1_COLUMNS: [ColumnSpec; 6] = [EVENT_ID, USER_ID, EVENT_TYPE, PRODUCT_ID, PRICE, EVENT_TIME];
 
-const V2_COLUMNS: [ColumnSpec; 12] = [
-    EVENT_ID,
-    USER_ID,
-    SESSION_ID,
-    EVENT_TYPE,
-    PRODUCT_ID,
-    PRODUCT_NAME,
-    CATEGORY,
-    PRICE,
-    QUANTITY,
-    USER_SEGMENT,
-    SEARCH_QUERY,
-    EVENT_TIME,
-];
+/// v2 is v3 without its last six columns (same order).
+const V2_COLUMNS: &[ColumnSpec] = V3_COLUMNS.split_at(12).0;
 
 static V1: LayoutSpec = LayoutSpec {
     id: LayoutId::V1,
@@ -248,7 +229,7 @@ static V2: LayoutSpec = LayoutSpec {
     introduced: "2025-06-01",
     description:
         "shopstream v2: v1 plus session, product name, category, quantity, segment and search query",
-    columns: &V2_COLUMNS,
+    columns: V2_COLUMNS,
     notes: &[],
 };
 
@@ -265,23 +246,14 @@ static SEED000: LayoutSpec = LayoutSpec {
     introduced: "2026-01-29",
     description: "seed 000 (Olivia-21 Spark pipeline), table user_events",
     columns: &[
-        col(
+        req(
             Field::EventId,
             "event_id",
             Uuid,
-            false,
-            None,
             "UUID (MD5 of user, product and second)",
         ),
         text(Field::UserId, "user_id", "USER_000001 … USER_001000"),
-        col(
-            Field::ProductId,
-            "product_id",
-            Text,
-            false,
-            None,
-            "PROD_000001 …",
-        ),
+        req(Field::ProductId, "product_id", Text, "PROD_000001 …"),
         text(
             Field::ProductName,
             "product_name",
@@ -292,28 +264,17 @@ static SEED000: LayoutSpec = LayoutSpec {
             "product_category",
             "Title Case, e.g. Home & Garden, stored as home_garden",
         ),
-        col(
-            Field::EventType,
-            "event_type",
-            Text,
-            false,
-            None,
-            "view or purchase",
-        ),
-        col(
+        req(Field::EventType, "event_type", Text, "view or purchase"),
+        opt(
             Field::Price,
             "price",
             Decimal,
-            true,
-            None,
             "empty on views (NULL), 2 decimals on purchases",
         ),
-        col(
+        req(
             Field::EventTime,
             "event_timestamp",
             Timestamp,
-            false,
-            None,
             "YYYY-MM-DD HH:MM:SS, UTC",
         ),
     ],
@@ -325,46 +286,21 @@ static SEED001: LayoutSpec = LayoutSpec {
     introduced: "2026-01-30",
     description: "seed 001 (Damas200 Spark pipeline), table user_events",
     columns: &[
-        col(
-            Field::EventId,
-            "event_id",
-            Uuid,
-            false,
-            None,
-            "UUID (uuid4)",
-        ),
+        req(Field::EventId, "event_id", Uuid, "UUID (uuid4)"),
         text(Field::UserId, "user_id", "integer 1–100"),
-        col(
-            Field::EventType,
-            "event_type",
-            Text,
-            false,
-            None,
-            "view or purchase",
-        ),
-        col(
-            Field::ProductId,
-            "product_id",
-            Text,
-            false,
-            None,
-            "integer 1–50",
-        ),
+        req(Field::EventType, "event_type", Text, "view or purchase"),
+        req(Field::ProductId, "product_id", Text, "integer 1–50"),
         text(Field::ProductName, "product_name", "a random word"),
-        col(
+        opt(
             Field::Price,
             "price",
             Decimal,
-            true,
-            None,
             "whole number 0–99, on views too",
         ),
-        col(
+        req(
             Field::EventTime,
             "event_timestamp",
             Timestamp,
-            false,
-            None,
             "ISO-8601 with T and no zone (UTC), any moment since 1970",
         ),
     ],
@@ -380,7 +316,7 @@ static SEED002: LayoutSpec = LayoutSpec {
     description: "seed 002 (Elias-DE Spark pipeline): four columns, no event id, no price",
     columns: &[
         text(Field::UserId, "user_id", "integer 1001–1010"),
-        col(Field::EventType, "action", Text, false, None, "view or purchase"),
+        req(Field::EventType, "action", Text, "view or purchase"),
         ColumnSpec {
             name: "product",
             target: Target::ProductIdAndName,
@@ -389,7 +325,7 @@ static SEED002: LayoutSpec = LayoutSpec {
             default: None,
             format: "a product name (laptop, headphones, …), stored as both product_id and product_name",
         },
-        col(Field::EventTime, "timestamp", Timestamp, false, None, "YYYY-MM-DD HH:MM:SS without zone, read as UTC"),
+        req(Field::EventTime, "timestamp", Timestamp, "YYYY-MM-DD HH:MM:SS without zone, read as UTC"),
     ],
     notes: &[
         "no event_id: each row gets a UUIDv5 of its values and its occurrence number in the file, so re-sending a file adds nothing while two identical rows in one file both load",
@@ -403,17 +339,17 @@ static SEED003: LayoutSpec = LayoutSpec {
     introduced: "2026-01-29",
     description: "seed 003 (Zaina-M Spark pipeline), table ecommerce_events",
     columns: &[
-        col(Field::EventId, "event_id", Uuid, false, None, "UUID (uuid4)"),
+        req(Field::EventId, "event_id", Uuid, "UUID (uuid4)"),
         text(Field::UserId, "user_id", "integer 1–1000, often written 512.0 by pandas (read as 512); empty for anonymous views and searches"),
         text(Field::SessionId, "session_id", "<user>-<30-min bucket>, or guest-<bucket>-<n> for anonymous users"),
-        col(Field::EventType, "event_type", Text, false, None, "the six event types"),
-        col(Field::ProductId, "product_id", Text, false, None, "integer 1–500, may be written 512.0"),
+        req(Field::EventType, "event_type", Text, "the six event types"),
+        req(Field::ProductId, "product_id", Text, "integer 1–500, may be written 512.0"),
         text(Field::Category, "category", "lower-case, e.g. home_garden"),
-        col(Field::Price, "price", Decimal, true, None, "2 decimals on purchase and add_to_cart, 0.0 otherwise"),
+        opt(Field::Price, "price", Decimal, "2 decimals on purchase and add_to_cart, 0.0 otherwise"),
         col(Field::Quantity, "quantity", Integer, false, QUANTITY.default, "purchase 1–5, add_to_cart 1–3, otherwise 0"),
         text(Field::UserSegment, "user_segment", "new, returning, premium, inactive or anonymous"),
         text(Field::SearchQuery, "search_query", "text on searches, empty otherwise (stored NULL)"),
-        col(Field::EventTime, "event_time", Timestamp, false, None, "ISO-8601 with microseconds and +00:00"),
+        req(Field::EventTime, "event_time", Timestamp, "ISO-8601 with microseconds and +00:00"),
         ColumnSpec {
             name: "source_system",
             target: Target::Extra,
@@ -431,46 +367,16 @@ static SEED004: LayoutSpec = LayoutSpec {
     introduced: "2026-01-29",
     description: "seed 004 (jill-break Spark pipeline), table user_activity",
     columns: &[
-        col(
-            Field::EventId,
-            "event_id",
-            Uuid,
-            false,
-            None,
-            "UUID (uuid4)",
-        ),
-        col(
+        req(Field::EventId, "event_id", Uuid, "UUID (uuid4)"),
+        req(
             Field::EventTime,
             "event_time",
             Timestamp,
-            false,
-            None,
             "YYYY-MM-DD HH:MM:SS without zone, read as UTC",
         ),
-        col(
-            Field::EventType,
-            "event_type",
-            Text,
-            false,
-            None,
-            "view or purchase",
-        ),
-        col(
-            Field::ProductId,
-            "product_id",
-            Text,
-            false,
-            None,
-            "integer 100–200",
-        ),
-        col(
-            Field::Price,
-            "price",
-            Decimal,
-            true,
-            None,
-            "10.00–500.00, on views too",
-        ),
+        req(Field::EventType, "event_type", Text, "view or purchase"),
+        req(Field::ProductId, "product_id", Text, "integer 100–200"),
+        opt(Field::Price, "price", Decimal, "10.00–500.00, on views too"),
         text(Field::UserId, "user_id", "integer 1000–5000"),
         text(Field::SessionId, "session_id", "a fresh UUID per event"),
     ],
