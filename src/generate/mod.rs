@@ -197,7 +197,7 @@ pub async fn generate(args: &GenerateArgs, shutdown: &Shutdown) -> Result<Report
     let mut engine = Engine {
         rng: ChaCha8Rng::seed_from_u64(seed),
         catalogue,
-        model: Model::new(catalogue, plan.events_per_sec()),
+        model: Model::with_mix(catalogue, plan.events_per_sec(), &model::TYPE_WEIGHTS, true),
         planner,
         encoder: RowEncoder::new(),
         pool: Vec::new(),
