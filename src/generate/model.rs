@@ -57,6 +57,20 @@ pub enum TimeCell {
 /// `s-` followed by 16 lower-case hex digits.
 pub type SessionId = [u8; 18];
 
+/// A session id in a seed layout's own form, fixed before any anomaly is
+/// injected (so a broken row keeps the session its event had).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedSession {
+    /// The layout uses the model's `session_id` (or has no session column).
+    Model,
+    /// Seed 003, signed in: `<user>-<bucket>` (bucket = unix seconds / 1800).
+    Bucket { user: u32, bucket: i64 },
+    /// Seed 003, anonymous: `guest-<bucket>-<n>`, n in 10000..=99999.
+    Guest { bucket: i64, n: u32 },
+    /// Seed 004: a fresh UUID per event.
+    Uuid(Uuid),
+}
+
 /// One event, before it is encoded as a CSV row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -80,6 +94,8 @@ pub struct Event {
     pub city: &'static str,
     pub referrer: &'static str,
     pub campaign: Option<&'static str>,
+    /// Set by the layout (`layout::dress`); `Model` for the model's own.
+    pub seed_session: SeedSession,
 }
 
 impl Event {
@@ -447,6 +463,7 @@ impl Session {
             city: self.city,
             referrer: self.referrer,
             campaign: self.campaign,
+            seed_session: SeedSession::Model,
         }
     }
 }
