@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use shopstream::event::{EventType, Field, FIELD_COUNT};
-use shopstream::generate::{generate, GenerateArgs, InvalidKind, Report};
+use shopstream::generate::{generate, FileReport, GenerateArgs, InvalidKind, Report};
 use shopstream::shutdown::Shutdown;
 
 fn end_time(s: &str) -> Option<DateTime<Utc>> {
@@ -236,6 +236,18 @@ fn assert_report_matches(dir: &Path, report: &Report, late_before: Option<DateTi
     }
     let rejected: u64 = report.rejected.values().sum();
     assert_eq!(report.rows, report.loaded + report.duplicates + rejected);
+    // Per file: the same names, and counts that add up to the totals.
+    let per_file_names: Vec<&String> = report.per_file.iter().map(|f| &f.file).collect();
+    assert_eq!(per_file_names, report.files.iter().collect::<Vec<_>>());
+    for f in &report.per_file {
+        let rejected: u64 = f.rejected.values().sum();
+        assert_eq!(f.rows, f.loaded + f.duplicates + rejected, "{}", f.file);
+    }
+    let sum = |g: fn(&FileReport) -> u64| report.per_file.iter().map(g).sum::<u64>();
+    assert_eq!(sum(|f| f.rows), report.rows);
+    assert_eq!(sum(|f| f.loaded), report.loaded);
+    assert_eq!(sum(|f| f.duplicates), report.duplicates);
+    assert_eq!(sum(|f| f.late), report.late);
 }
 
 // ----------------------------------------------------------------- tests ---
@@ -318,6 +330,14 @@ async fn same_seed_and_end_time_give_identical_bytes() {
     let strip = |r: &Report| Report {
         run_id: String::new(),
         files: Vec::new(),
+        per_file: r
+            .per_file
+            .iter()
+            .map(|f| FileReport {
+                file: String::new(),
+                ..f.clone()
+            })
+            .collect(),
         ..r.clone()
     };
     assert_eq!(strip(&r1), strip(&r2));
@@ -505,7 +525,7 @@ async fn only_the_chosen_kinds_are_injected() {
         files: Some(2),
         events_per_file: 1000,
         invalid_share: 0.2,
-        invalid_kinds: vec![InvalidKind::MissingUser, InvalidKind::NegativePrice],
+        invalid_kinds: Some(vec![InvalidKind::MissingUser, InvalidKind::NegativePrice]),
         ..args(tmp.path())
     };
     let report = generate(&a, &Shutdown::new()).await.unwrap();
@@ -528,7 +548,7 @@ async fn bad_options_fail_before_writing() {
         ),
         (
             GenerateArgs {
-                invalid_kinds: vec![],
+                invalid_kinds: Some(vec![]),
                 ..args(&dir)
             },
             "--invalid-kinds",

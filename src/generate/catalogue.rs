@@ -59,6 +59,20 @@ impl Category {
         }
     }
 
+    /// The name seed 000 writes in `product_category`: Title Case with `&`.
+    pub fn title(self) -> &'static str {
+        match self {
+            Category::Electronics => "Electronics",
+            Category::Clothing => "Clothing",
+            Category::HomeGarden => "Home & Garden",
+            Category::Sports => "Sports",
+            Category::Books => "Books",
+            Category::Beauty => "Beauty",
+            Category::Toys => "Toys",
+            Category::Grocery => "Food & Grocery",
+        }
+    }
+
     fn index(self) -> usize {
         self as usize
     }

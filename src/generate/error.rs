@@ -6,6 +6,9 @@
 
 use std::path::PathBuf;
 
+use super::anomaly::InvalidKind;
+use crate::schema::LayoutId;
+
 /// Why a generation run could not start or stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -15,6 +18,17 @@ pub enum GenerateError {
     InvalidOption {
         option: &'static str,
         message: String,
+    },
+
+    /// `--invalid-kinds` asks for a kind of broken row the chosen layout
+    /// has no column for.
+    #[error(
+        "invalid option --invalid-kinds: layout {layout} cannot express {kind} rows: {reason}"
+    )]
+    KindNotInLayout {
+        layout: LayoutId,
+        kind: InvalidKind,
+        reason: &'static str,
     },
 
     #[error("cannot create output folder {}: {source}", path.display())]

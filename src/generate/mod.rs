@@ -7,8 +7,10 @@
 //!
 //! * `catalogue`: products, users and vocabularies, identical for every seed;
 //! * `model`: sessions and the valid events they emit;
+//! * `layout`: what each `--layout` can hold (event types, visitors, kinds
+//!   of broken rows) and the values its own system draws;
 //! * `anomaly`: which rows are broken, duplicated or late, and how;
-//! * `writer`: row encoding and atomic file publication;
+//! * `writer`: row encoding per layout and atomic file publication;
 //! * `report`: the exact expected ingestion outcome ([`Report`]).
 //!
 //! With the same `--seed`, options and `--end-time`, bounded runs write
@@ -19,30 +21,32 @@
 mod anomaly;
 mod catalogue;
 mod error;
+mod layout;
 mod model;
 mod report;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use csv::ByteRecord;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::time::Instant;
 
 pub use anomaly::InvalidKind;
 pub use error::GenerateError;
-pub use report::Report;
+pub use report::{FileReport, Report};
 
 use crate::event::RuleCode;
+use crate::schema::LayoutId;
 use crate::shutdown::Shutdown;
 use anomaly::{inject, Planner, RowPlan, Shares, LATE_MAX_MS, LATE_MIN_MS};
 use catalogue::Catalogue;
-use model::{Model, Need, TypeCell};
-use report::FileTally;
-use writer::{OutputDir, RowEncoder};
+use model::{Event, Model, Need, TypeCell};
+use report::{FileTally, LoadedIds};
+use writer::{OutputDir, PendingFile, RowEncoder};
 
 pub const DEFAULT_OUTPUT: &str = "./incoming";
 pub const DEFAULT_FILES: u64 = 10;
@@ -58,6 +62,9 @@ const FUTURE_TOLERANCE_MS: i64 = 60_000;
 const DUPLICATE_POOL: usize = 4096;
 /// Longest accepted file interval, duration or pacing horizon.
 const MAX_SECS: f64 = 366.0 * 24.0 * 3600.0;
+/// Seed 000: how often a fresh event whose id clashes with a loaded row of
+/// another type is redrawn before it is written as a duplicate anyway.
+const MAX_REDRAWS: u32 = 64;
 
 /// Options of `shopstream generate`.
 ///
@@ -68,6 +75,21 @@ const MAX_SECS: f64 = 366.0 * 24.0 * 3600.0;
 /// until stopped.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct GenerateArgs {
+    /// Column layout of the files: header names and order as the schema
+    /// registry defines them. v1, v2 and v3 (default, 18 columns) are
+    /// shopstream's own versions with its own values. The seed layouts write
+    /// what each seed system's generator writes, quirks included (README,
+    /// "generate"). Seed layouts other than seed003 hold only views and
+    /// purchases from signed-in users. Broken rows (--invalid-kinds) are
+    /// limited to the kinds the layout can express.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_LAYOUT",
+        value_enum,
+        default_value_t = LayoutId::V3
+    )]
+    pub layout: LayoutId,
+
     /// Folder the CSV files are published into (created if missing). Point
     /// `shopstream run` at it. Files appear atomically; in-progress files are
     /// hidden (`.events_….csv.tmp`).
@@ -124,15 +146,17 @@ pub struct GenerateArgs {
     #[arg(long, env = "SHOPSTREAM_INVALID_SHARE", default_value_t = DEFAULT_INVALID_SHARE)]
     pub invalid_share: f64,
 
-    /// Comma-separated kinds of broken rows (default: all seven).
+    /// Comma-separated kinds of broken rows. Default: every kind the
+    /// --layout can express (all seven, except in seed002, which has no
+    /// event_id or price column). Naming a kind the layout cannot express is
+    /// an error.
     #[arg(
         long,
         env = "SHOPSTREAM_INVALID_KINDS",
         value_enum,
-        value_delimiter = ',',
-        default_values_t = InvalidKind::ALL
+        value_delimiter = ','
     )]
-    pub invalid_kinds: Vec<InvalidKind>,
+    pub invalid_kinds: Option<Vec<InvalidKind>>,
 
     /// Fraction of rows that are exact copies (same event_id, same line) of
     /// valid rows written in an earlier file of this run.
@@ -149,6 +173,7 @@ impl Default for GenerateArgs {
     /// The same values as the command line's defaults (environment ignored).
     fn default() -> Self {
         GenerateArgs {
+            layout: LayoutId::V3,
             output: PathBuf::from(DEFAULT_OUTPUT),
             seed: None,
             files: None,
@@ -159,7 +184,7 @@ impl Default for GenerateArgs {
             duration_secs: None,
             late_share: DEFAULT_LATE_SHARE,
             invalid_share: DEFAULT_INVALID_SHARE,
-            invalid_kinds: InvalidKind::ALL.to_vec(),
+            invalid_kinds: None,
             duplicate_share: DEFAULT_DUPLICATE_SHARE,
             report_json: None,
         }
@@ -178,15 +203,18 @@ fn parse_end_time(s: &str) -> Result<DateTime<Utc>, String> {
 pub async fn generate(args: &GenerateArgs, shutdown: &Shutdown) -> Result<Report, GenerateError> {
     let now = Utc::now();
     let plan = RunPlan::new(args, now)?;
-    let planner = Planner::new(plan.shares, &args.invalid_kinds, plan.duplicate_boost())?;
+    let layout = args.layout;
+    let kinds = layout::invalid_kinds(layout, args.invalid_kinds.as_deref())?;
+    let planner = Planner::new(plan.shares, &kinds, plan.duplicate_boost())?;
     let run_id = run_id()?;
     let seed = match args.seed {
         Some(s) => s,
         None => random_seed()?,
     };
-    let out = OutputDir::prepare(&args.output, now, &run_id)?;
+    let out = OutputDir::prepare(&args.output, now, &run_id, layout)?;
     tracing::info!(
         output = %args.output.display(),
+        layout = %layout,
         run_id = %run_id,
         seed,
         mode = plan.describe(),
@@ -197,18 +225,25 @@ pub async fn generate(args: &GenerateArgs, shutdown: &Shutdown) -> Result<Report
     let mut engine = Engine {
         rng: ChaCha8Rng::seed_from_u64(seed),
         catalogue,
-        model: Model::new(catalogue, plan.events_per_sec()),
+        layout,
+        model: Model::with_mix(
+            catalogue,
+            plan.events_per_sec(),
+            layout::mix(layout),
+            layout::anonymous_allowed(layout),
+        ),
         planner,
-        encoder: RowEncoder::new(),
+        encoder: RowEncoder::new(layout),
         pool: Vec::new(),
         sample_prob: (DUPLICATE_POOL as f64 / plan.per_file as f64).min(1.0),
         future_floor_ms: match plan.mode {
             Mode::Bounded { end_ms, .. } => Some(end_ms),
             Mode::Continuous { .. } => None,
         },
+        loaded_ids: layout::has_content_ids(layout).then(LoadedIds::default),
         out,
         next_seq: 1,
-        report: Report::new(run_id, seed),
+        report: Report::new(run_id, seed, layout),
     };
 
     let started = Instant::now();
@@ -449,7 +484,10 @@ impl RunPlan {
                     })?;
                 let day_ms = 24 * 3600 * 1000;
                 if args.invalid_share > 0.0
-                    && args.invalid_kinds.contains(&InvalidKind::FutureTimestamp)
+                    && args
+                        .invalid_kinds
+                        .as_ref()
+                        .is_none_or(|k| k.contains(&InvalidKind::FutureTimestamp))
                     && end_ms + day_ms < now.timestamp_millis()
                 {
                     tracing::warn!(
@@ -550,18 +588,55 @@ impl Clock {
     }
 }
 
+/// One row of a file, drawn but not yet encoded.
+struct Row {
+    event: Event,
+    kind: RowKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowKind {
+    /// A new valid event, back-dated if `late`.
+    Fresh { late: bool },
+    /// A new event broken in one way.
+    Invalid(InvalidKind),
+    /// A copy of a valid row of an earlier file.
+    Copy { late: bool },
+}
+
+/// A valid, loaded row of a published file: a duplicate candidate.
+#[derive(Debug, Clone)]
+struct PoolRow {
+    event: Event,
+    late: bool,
+}
+
+/// The bookkeeping of the file being written.
+#[derive(Default)]
+struct FileState {
+    tally: FileTally,
+    /// Fresh loaded rows picked as future duplicate candidates.
+    sampled: Vec<PoolRow>,
+    /// Seed 002: how often each row (its cells joined) occurred so far.
+    occurrences: HashMap<Vec<u8>, u32>,
+}
+
 /// All state that carries from one file to the next.
 struct Engine {
     rng: ChaCha8Rng,
     catalogue: &'static Catalogue,
+    layout: LayoutId,
     model: Model,
     planner: Planner,
     encoder: RowEncoder,
     /// Valid rows of already published files: the duplicate candidates.
-    pool: Vec<ByteRecord>,
+    pool: Vec<PoolRow>,
     sample_prob: f64,
     /// Future timestamps lie after this (bounded) or the event's clock time.
     future_floor_ms: Option<i64>,
+    /// For layouts whose ids derive from row content: the ids loaded so
+    /// far (recent ones), to tell loaded rows from duplicates.
+    loaded_ids: Option<LoadedIds>,
     out: OutputDir,
     next_seq: u64,
     report: Report,
@@ -570,42 +645,30 @@ struct Engine {
 impl Engine {
     /// Writes and publishes the next file with `rows` data rows.
     fn write_file(&mut self, rows: u64, clock: Clock) -> Result<(), GenerateError> {
-        let rng = &mut self.rng;
-        let cat = self.catalogue;
+        if let Some(ids) = &mut self.loaded_ids {
+            // No fresh row of this file is older than this; copies older
+            // than what the ledger remembers are dropped with the ids.
+            ids.forget_before(clock.at(0) - LATE_MAX_MS - 1000);
+            let floor = ids.floor_ms();
+            self.pool
+                .retain(|r| r.event.millis().is_some_and(|ms| ms >= floor));
+        }
         let mut file = self.out.begin(self.next_seq)?;
-        let mut tally = FileTally::default();
-        let mut sampled = Vec::new();
-        for j in 0..rows {
-            let clock_ms = clock.at(j);
-            match self.planner.plan(rng, !self.pool.is_empty()) {
-                RowPlan::Duplicate => {
-                    let i = rng.random_range(0..self.pool.len());
-                    file.write(&self.pool[i])?;
-                    tally.duplicate();
-                }
-                RowPlan::Invalid(kind) => {
-                    let mut event = self.model.next_event(rng, clock_ms, kind.need(), None);
-                    let floor = self.future_floor_ms.unwrap_or(clock_ms);
-                    inject(kind, &mut event, rng, cat, floor);
-                    file.write(self.encoder.encode(&event, cat))?;
-                    tally.rejected(kind.expected_rule());
-                }
-                RowPlan::Fresh { late } => {
-                    let shift = late.then(|| rng.random_range(LATE_MIN_MS..=LATE_MAX_MS));
-                    let event = self.model.next_event(rng, clock_ms, Need::Any, shift);
-                    let record = self.encoder.encode(&event, cat);
-                    file.write(record)?;
-                    match event.event_type {
-                        TypeCell::Known(t) => tally.loaded(t, late),
-                        TypeCell::Unknown(_) => tally.rejected(RuleCode::InvalidEventType),
-                    }
-                    if self.sample_prob >= 1.0 || rng.random_bool(self.sample_prob) {
-                        sampled.push(record.clone());
-                    }
-                }
+        let mut state = FileState::default();
+        if layout::needs_whole_file(self.layout) {
+            let drawn: Vec<Row> = (0..rows).map(|j| self.draw(clock.at(j))).collect();
+            let float_user_ids = drawn.iter().any(|r| r.event.user.is_none());
+            for row in &drawn {
+                self.emit(&mut file, &mut state, row, float_user_ids)?;
+            }
+        } else {
+            for j in 0..rows {
+                let row = self.draw(clock.at(j));
+                self.emit(&mut file, &mut state, &row, false)?;
             }
         }
         let name = file.commit()?;
+        let tally = state.tally;
         tracing::info!(
             file = %name,
             rows = tally.rows,
@@ -616,10 +679,133 @@ impl Engine {
         self.report.add_file(name, &tally);
         self.next_seq += 1;
         // Only now may this file's rows be copied: they are in an earlier file.
-        self.pool.extend(sampled);
+        self.pool.extend(state.sampled);
         while self.pool.len() > DUPLICATE_POOL {
-            let i = rng.random_range(0..self.pool.len());
+            let i = self.rng.random_range(0..self.pool.len());
             self.pool.swap_remove(i);
+        }
+        Ok(())
+    }
+
+    /// Decides and draws the row at clock time `clock_ms`.
+    fn draw(&mut self, clock_ms: i64) -> Row {
+        match self.planner.plan(&mut self.rng, !self.pool.is_empty()) {
+            RowPlan::Duplicate => {
+                let i = self.rng.random_range(0..self.pool.len());
+                let copy = &self.pool[i];
+                Row {
+                    event: copy.event.clone(),
+                    kind: RowKind::Copy { late: copy.late },
+                }
+            }
+            RowPlan::Invalid(kind) => {
+                let rng = &mut self.rng;
+                let mut event = self.model.next_event(rng, clock_ms, kind.need(), None);
+                layout::dress(self.layout, &mut event, rng);
+                let floor = self.future_floor_ms.unwrap_or(clock_ms);
+                inject(kind, &mut event, rng, self.catalogue, floor);
+                Row {
+                    event,
+                    kind: RowKind::Invalid(kind),
+                }
+            }
+            RowPlan::Fresh { late } => {
+                let rng = &mut self.rng;
+                let shift = late.then(|| rng.random_range(LATE_MIN_MS..=LATE_MAX_MS));
+                let mut attempt = 0;
+                loop {
+                    let rng = &mut self.rng;
+                    let mut event = self.model.next_event(rng, clock_ms, Need::Any, shift);
+                    layout::dress(self.layout, &mut event, rng);
+                    attempt += 1;
+                    if attempt >= MAX_REDRAWS || !self.clashes(&event, late) {
+                        break Row {
+                            event,
+                            kind: RowKind::Fresh { late },
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Seed 000: whether `event` would get the id of an already loaded row
+    /// of another type or lateness. (A clash of the same type and lateness
+    /// is a byte-identical row and simply counts as a duplicate, as in the
+    /// seed system; a different one is redrawn so that `by_type` and `late`
+    /// do not depend on which of the two the loader keeps.)
+    fn clashes(&mut self, event: &Event, late: bool) -> bool {
+        let (LayoutId::Seed000, Some(ids), TypeCell::Known(t)) =
+            (self.layout, &self.loaded_ids, event.event_type)
+        else {
+            return false;
+        };
+        let rec = self.encoder.encode(event, self.catalogue, false);
+        layout::content_id(self.layout, rec, 1)
+            .and_then(|id| ids.get(&id))
+            .is_some_and(|seen| seen != (t, late))
+    }
+
+    /// Encodes and writes `row`, and counts what the loader will make of it.
+    fn emit(
+        &mut self,
+        file: &mut PendingFile,
+        state: &mut FileState,
+        row: &Row,
+        float_user_ids: bool,
+    ) -> Result<(), GenerateError> {
+        let rec = self
+            .encoder
+            .encode(&row.event, self.catalogue, float_user_ids);
+        file.write(rec)?;
+        let occurrence = if self.layout == LayoutId::Seed002 {
+            let mut key = Vec::with_capacity(rec.as_slice().len() + rec.len());
+            for cell in rec.iter() {
+                key.extend_from_slice(cell);
+                key.push(0x1f);
+            }
+            let n = state.occurrences.entry(key).or_insert(0);
+            *n += 1;
+            *n
+        } else {
+            1
+        };
+        let late = match row.kind {
+            RowKind::Invalid(kind) => {
+                state.tally.rejected(kind.expected_rule());
+                return Ok(());
+            }
+            RowKind::Fresh { late } | RowKind::Copy { late } => late,
+        };
+        let fresh = matches!(row.kind, RowKind::Fresh { .. });
+        let t = match row.event.event_type {
+            TypeCell::Known(t) => t,
+            TypeCell::Unknown(_) => {
+                state.tally.rejected(RuleCode::InvalidEventType);
+                return Ok(());
+            }
+        };
+        let loaded = match &mut self.loaded_ids {
+            // Random UUIDs: new rows load, copies are duplicates.
+            None => fresh,
+            Some(ids) => match (
+                layout::content_id(self.layout, rec, occurrence),
+                row.event.millis(),
+            ) {
+                (Some(id), Some(ms)) => ids.insert(id, ms, t, late),
+                _ => fresh,
+            },
+        };
+        if !loaded {
+            state.tally.duplicate();
+            return Ok(());
+        }
+        state.tally.loaded(t, late);
+        if fresh && (self.sample_prob >= 1.0 || self.rng.random_bool(self.sample_prob)) {
+            state.sampled.push(PoolRow {
+                event: row.event.clone(),
+                late,
+            });
         }
         Ok(())
     }
@@ -678,8 +864,9 @@ mod tests {
         .unwrap();
         assert_eq!(
             cli.args.invalid_kinds,
-            vec![InvalidKind::MissingUser, InvalidKind::BadTimestamp]
+            Some(vec![InvalidKind::MissingUser, InvalidKind::BadTimestamp])
         );
+        assert_eq!(cli.args.layout, LayoutId::V3);
         assert_eq!(cli.args.end_time, Some(at("2026-11-21T10:00:00Z")));
         assert!(Cli::try_parse_from(["generate", "--invalid-kinds", "nope"]).is_err());
         assert!(Cli::try_parse_from(["generate", "--end-time", "yesterday"]).is_err());

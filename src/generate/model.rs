@@ -39,14 +39,6 @@ pub const TYPE_WEIGHTS: [(EventType, u32); 6] = [
     (EventType::Purchase, 4),
 ];
 
-/// The mix among login-only types (used when a broken row needs one).
-const LOGIN_ONLY_WEIGHTS: [(EventType, u32); 4] = [
-    (EventType::AddToCart, 10),
-    (EventType::Wishlist, 6),
-    (EventType::RemoveFromCart, 5),
-    (EventType::Purchase, 4),
-];
-
 /// The `event_type` cell: one of the six, or (anomalies only) anything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeCell {
@@ -64,6 +56,20 @@ pub enum TimeCell {
 
 /// `s-` followed by 16 lower-case hex digits.
 pub type SessionId = [u8; 18];
+
+/// A session id in a seed layout's own form, fixed before any anomaly is
+/// injected (so a broken row keeps the session its event had).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeedSession {
+    /// The layout uses the model's `session_id` (or has no session column).
+    Model,
+    /// Seed 003, signed in: `<user>-<bucket>` (bucket = unix seconds / 1800).
+    Bucket { user: u32, bucket: i64 },
+    /// Seed 003, anonymous: `guest-<bucket>-<n>`, n in 10000..=99999.
+    Guest { bucket: i64, n: u32 },
+    /// Seed 004: a fresh UUID per event.
+    Uuid(Uuid),
+}
 
 /// One event, before it is encoded as a CSV row.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +94,8 @@ pub struct Event {
     pub city: &'static str,
     pub referrer: &'static str,
     pub campaign: Option<&'static str>,
+    /// Set by the layout (`layout::dress`); `Model` for the model's own.
+    pub seed_session: SeedSession,
 }
 
 impl Event {
@@ -144,6 +152,12 @@ struct Session {
 #[derive(Debug)]
 pub struct Model {
     catalogue: &'static Catalogue,
+    /// The event-type mix.
+    mix: &'static [(EventType, u32)],
+    /// The login-only part of `mix` (used when a broken row needs one).
+    login_only: Vec<(EventType, u32)>,
+    /// Whether views and searches may come from anonymous visitors.
+    anonymous_allowed: bool,
     anonymous: Vec<Session>,
     logged_in: Vec<Session>,
     anonymous_target: usize,
@@ -151,8 +165,22 @@ pub struct Model {
 }
 
 impl Model {
-    /// A model whose pool of concurrent sessions suits `events_per_sec`.
+    /// A model whose pool of concurrent sessions suits `events_per_sec`,
+    /// with the standard mix ([`TYPE_WEIGHTS`]) and anonymous visitors.
+    #[cfg(test)]
     pub fn new(catalogue: &'static Catalogue, events_per_sec: f64) -> Model {
+        Model::with_mix(catalogue, events_per_sec, &TYPE_WEIGHTS, true)
+    }
+
+    /// A model emitting only the types of `mix` (weights in any unit, at
+    /// least one above 0), with anonymous views and searches only if
+    /// `anonymous_allowed`.
+    pub fn with_mix(
+        catalogue: &'static Catalogue,
+        events_per_sec: f64,
+        mix: &'static [(EventType, u32)],
+        anonymous_allowed: bool,
+    ) -> Model {
         let total = if events_per_sec.is_finite() && events_per_sec > 0.0 {
             (events_per_sec * MEAN_SESSION_GAP_SECS).round() as usize
         } else {
@@ -161,11 +189,26 @@ impl Model {
         .clamp(4, MAX_ACTIVE_SESSIONS);
         // Anonymous sessions emit views and searches only; their share of
         // all events is ANONYMOUS_SHARE of the view+search share.
-        let view_search: u32 = TYPE_WEIGHTS[..2].iter().map(|(_, w)| w).sum();
-        let anon_fraction = ANONYMOUS_SHARE * f64::from(view_search) / 100.0;
-        let anonymous_target = ((total as f64 * anon_fraction).round() as usize).max(1);
+        let weight = |keep: &dyn Fn(EventType) -> bool| -> u32 {
+            mix.iter().filter(|(t, _)| keep(*t)).map(|(_, w)| w).sum()
+        };
+        let all = weight(&|_| true).max(1);
+        let view_search = weight(&|t| !t.needs_user());
+        let anonymous_target = if anonymous_allowed {
+            let anon_fraction = ANONYMOUS_SHARE * f64::from(view_search) / f64::from(all);
+            ((total as f64 * anon_fraction).round() as usize).max(1)
+        } else {
+            0
+        };
         Model {
             catalogue,
+            mix,
+            login_only: mix
+                .iter()
+                .copied()
+                .filter(|(t, w)| t.needs_user() && *w > 0)
+                .collect(),
+            anonymous_allowed,
             anonymous: Vec::new(),
             logged_in: Vec::new(),
             anonymous_target,
@@ -184,11 +227,13 @@ impl Model {
         late_by_ms: Option<i64>,
     ) -> Event {
         let etype = match need {
-            Need::Any | Need::LoggedIn => *pick_weighted(&TYPE_WEIGHTS, rng),
-            Need::LoginOnly => *pick_weighted(&LOGIN_ONLY_WEIGHTS, rng),
+            Need::LoginOnly if !self.login_only.is_empty() => *pick_weighted(&self.login_only, rng),
+            _ => *pick_weighted(self.mix, rng),
         };
-        let anonymous =
-            need == Need::Any && !etype.needs_user() && rng.random_bool(ANONYMOUS_SHARE);
+        let anonymous = self.anonymous_allowed
+            && need == Need::Any
+            && !etype.needs_user()
+            && rng.random_bool(ANONYMOUS_SHARE);
         let time = clock_ms - late_by_ms.unwrap_or(0);
         let catalogue = self.catalogue;
 
@@ -418,6 +463,7 @@ impl Session {
             city: self.city,
             referrer: self.referrer,
             campaign: self.campaign,
+            seed_session: SeedSession::Model,
         }
     }
 }
@@ -587,6 +633,27 @@ mod tests {
         }
         for e in run(2_000, Need::LoggedIn) {
             assert!(e.user.is_some());
+        }
+    }
+
+    #[test]
+    fn a_restricted_mix_is_honoured() {
+        static VIEW_PURCHASE: [(EventType, u32); 2] =
+            [(EventType::View, 70), (EventType::Purchase, 30)];
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut model = Model::with_mix(Catalogue::standard(), 100.0, &VIEW_PURCHASE, false);
+        let mut purchases = 0;
+        for i in 0..20_000 {
+            let e = model.next_event(&mut rng, 1_700_000_000_000 + i * 10, Need::Any, None);
+            let t = e.known_type().unwrap();
+            assert!(matches!(t, EventType::View | EventType::Purchase), "{t}");
+            assert!(e.user.is_some(), "no anonymous visitors");
+            purchases += usize::from(t == EventType::Purchase);
+        }
+        assert!((5_400..6_600).contains(&purchases), "{purchases}");
+        for i in 0..500 {
+            let e = model.next_event(&mut rng, 1_700_000_300_000 + i, Need::LoginOnly, None);
+            assert_eq!(e.known_type(), Some(EventType::Purchase));
         }
     }
 

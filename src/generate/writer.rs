@@ -1,85 +1,312 @@
 //! Turning events into CSV rows and publishing files atomically.
 //!
-//! Owns the row encoding (column order = [`Field::ALL`], nulls as empty
-//! fields, integers without `.0`, prices with two decimals, times as
-//! `YYYY-MM-DDTHH:MM:SS.mmmZ`), the file naming scheme and the publish
-//! protocol: write `.<name>.tmp` in the output folder, `sync_all`, rename to
-//! `<name>`, fsync the folder. This module must never let a reader see a
-//! partial file under a final name, never overwrite an existing file, and
-//! never leave its temp file behind when a write fails.
+//! Owns the row encoding of every layout (column names and order from the
+//! schema registry, [`crate::schema::LayoutId::spec`]; nulls as empty
+//! fields) and the publish protocol. shopstream's own layouts (v1–v3) write
+//! integers without `.0`, prices with two decimals and times as
+//! `YYYY-MM-DDTHH:MM:SS.mmmZ`; the seed layouts write their systems' forms
+//! (`USER_000123`, `Home & Garden`, `12.5`, `512.0`, `2026-11-21 10:20:30`,
+//! `…T10:20:30.123000+00:00`, see [`RowEncoder::encode`]). Publishing: write
+//! `.<name>.tmp` in the output folder, `sync_all`, rename to `<name>`, fsync
+//! the folder. This module must never let a reader see a partial file under
+//! a final name, never overwrite an existing file, and never leave its temp
+//! file behind when a write fails.
 
 use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use csv::ByteRecord;
+use md5::{Digest, Md5};
+use uuid::Uuid;
 
-use super::catalogue::Catalogue;
+use super::catalogue::{Catalogue, Product};
 use super::error::GenerateError;
-use super::model::{Event, TimeCell, TypeCell};
+use super::model::{Event, SeedSession, TimeCell, TypeCell};
 use crate::event::Field;
+use crate::schema::{LayoutId, Target};
 
-/// Reuses one record and scratch buffers for every row.
-#[derive(Debug, Default)]
+/// Seed 002's whole product range; model product `i` is `SEED002_PRODUCTS[i % 4]`.
+pub const SEED002_PRODUCTS: [&str; 4] = ["laptop", "headphones", "keyboard", "mouse"];
+/// Seed 002's users are 1001..=1010; model user `u` is `1001 + (u - 1) % 10`.
+pub const SEED002_FIRST_USER: u32 = 1001;
+
+/// The header row of `layout`: the registry's column names, in order.
+pub fn header(layout: LayoutId) -> ByteRecord {
+    layout.spec().columns.iter().map(|c| c.name).collect()
+}
+
+/// Encodes events as rows of one layout, reusing one record and one
+/// scratch buffer for every row.
+#[derive(Debug)]
 pub struct RowEncoder {
+    layout: LayoutId,
     record: ByteRecord,
+    scratch: Vec<u8>,
 }
 
 impl RowEncoder {
-    pub fn new() -> RowEncoder {
+    pub fn new(layout: LayoutId) -> RowEncoder {
         RowEncoder {
-            record: ByteRecord::with_capacity(512, Field::ALL.len()),
+            layout,
+            record: ByteRecord::with_capacity(512, layout.spec().columns.len()),
+            scratch: Vec::with_capacity(64),
         }
     }
 
-    /// Encodes `event` into the reused record and returns it.
-    pub fn encode(&mut self, e: &Event, catalogue: &Catalogue) -> &ByteRecord {
-        let rec = &mut self.record;
-        rec.clear();
+    /// Encodes `event` into the reused record and returns it. With
+    /// `float_user_ids` (seed 003 only: some row of the file has no user),
+    /// user ids are written as pandas writes a float column: `512.0`.
+    ///
+    /// Per layout: v1–v3 write the model's values; seed 000 `USER_%06d`,
+    /// `PROD_%06d`, Title Case categories, second-precision times and an
+    /// event id that is the MD5 of `<user_id>_<product_id>_<time>`; seed 001
+    /// integer ids, whole-number prices and `T` times without zone; seed 002
+    /// users 1001–1010 and four product names; seed 003 integer ids,
+    /// Python-style float prices, `+00:00` times with microseconds and
+    /// `source_system` `web`; seed 004 integer ids and second-precision
+    /// times.
+    pub fn encode(
+        &mut self,
+        e: &Event,
+        catalogue: &Catalogue,
+        float_user_ids: bool,
+    ) -> &ByteRecord {
+        let layout = self.layout;
+        let RowEncoder {
+            record, scratch, ..
+        } = self;
+        record.clear();
         let product = catalogue.product(e.product);
-        let mut uuid_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let event_id = match (layout, e.event_id) {
+            (_, None) => None,
+            (LayoutId::Seed000, Some(_)) => Some(seed000_event_id(e, scratch)),
+            (_, Some(id)) => Some(id),
+        };
+        let cell = Cell {
+            layout,
+            event: e,
+            event_id,
+            product,
+            float_user_ids,
+        };
+        for column in layout.spec().columns {
+            scratch.clear();
+            match column.target {
+                Target::Field(f) => cell.write(f, scratch),
+                Target::ProductIdAndName => push_product_id(layout, e.product, product, scratch),
+                Target::Extra => scratch.extend_from_slice(extra_value(column.name).as_bytes()),
+            }
+            record.push_field(scratch);
+        }
+        record
+    }
+}
+
+/// Everything one row's cells are made from.
+struct Cell<'a> {
+    layout: LayoutId,
+    event: &'a Event,
+    event_id: Option<Uuid>,
+    product: &'a Product,
+    float_user_ids: bool,
+}
+
+impl Cell<'_> {
+    fn write(&self, field: Field, out: &mut Vec<u8>) {
+        let (layout, e) = (self.layout, self.event);
         let mut num = [0u8; 24];
-        let mut time = [0u8; 24];
-        for field in Field::ALL {
-            match field {
-                Field::EventId => match e.event_id {
-                    Some(id) => {
-                        rec.push_field(id.hyphenated().encode_lower(&mut uuid_buf).as_bytes())
-                    }
-                    None => rec.push_field(b""),
-                },
-                Field::UserId => match e.user {
-                    Some(u) => rec.push_field(format_user_id(u, &mut num)),
-                    None => rec.push_field(b""),
-                },
-                Field::SessionId => rec.push_field(&e.session_id),
-                Field::EventType => match e.event_type {
-                    TypeCell::Known(t) => rec.push_field(t.as_str().as_bytes()),
-                    TypeCell::Unknown(t) => rec.push_field(t.as_bytes()),
-                },
-                Field::ProductId => rec.push_field(product.id.as_bytes()),
-                Field::ProductName => rec.push_field(product.name.as_bytes()),
-                Field::Category => rec.push_field(product.category.as_str().as_bytes()),
-                Field::Price => match e.price_cents {
-                    Some(c) => rec.push_field(format_cents(c, &mut num)),
-                    None => rec.push_field(b""),
-                },
-                Field::Quantity => rec.push_field(format_uint(u64::from(e.quantity), 1, &mut num)),
-                Field::UserSegment => rec.push_field(e.segment.as_str().as_bytes()),
-                Field::SearchQuery => rec.push_field(e.search_query.unwrap_or("").as_bytes()),
-                Field::EventTime => match &e.time {
-                    TimeCell::Millis(ms) => rec.push_field(format_iso_millis(*ms, &mut time)),
-                    TimeCell::Text(t) => rec.push_field(t.as_bytes()),
-                },
-                Field::DeviceType => rec.push_field(e.device.as_bytes()),
-                Field::Browser => rec.push_field(e.browser.as_bytes()),
-                Field::GeoCountry => rec.push_field(e.country.as_bytes()),
-                Field::GeoCity => rec.push_field(e.city.as_bytes()),
-                Field::Referrer => rec.push_field(e.referrer.as_bytes()),
-                Field::CampaignId => rec.push_field(e.campaign.unwrap_or("").as_bytes()),
+        match field {
+            Field::EventId => {
+                if let Some(id) = self.event_id {
+                    push_uuid(id, out);
+                }
+            }
+            Field::UserId => {
+                if let Some(u) = e.user {
+                    push_user_id(layout, u, self.float_user_ids, out);
+                }
+            }
+            Field::SessionId => match e.seed_session {
+                SeedSession::Model => out.extend_from_slice(&e.session_id),
+                SeedSession::Bucket { user, bucket } => {
+                    let _ = write!(out, "{user}-{bucket}");
+                }
+                SeedSession::Guest { bucket, n } => {
+                    let _ = write!(out, "guest-{bucket}-{n}");
+                }
+                SeedSession::Uuid(id) => push_uuid(id, out),
+            },
+            Field::EventType => match e.event_type {
+                TypeCell::Known(t) => out.extend_from_slice(t.as_str().as_bytes()),
+                TypeCell::Unknown(t) => out.extend_from_slice(t.as_bytes()),
+            },
+            Field::ProductId => push_product_id(layout, e.product, self.product, out),
+            Field::ProductName => {
+                // Seed 001's names are single words, not catalogue titles.
+                let name = match layout {
+                    LayoutId::Seed001 => self.product.query,
+                    _ => &self.product.name,
+                };
+                out.extend_from_slice(name.as_bytes());
+            }
+            Field::Category => {
+                let c = self.product.category;
+                let name = match layout {
+                    LayoutId::Seed000 => c.title(),
+                    _ => c.as_str(),
+                };
+                out.extend_from_slice(name.as_bytes());
+            }
+            Field::Price => {
+                if let Some(c) = e.price_cents {
+                    push_price(layout, c, out);
+                }
+            }
+            Field::Quantity => {
+                out.extend_from_slice(format_uint(u64::from(e.quantity), 1, &mut num));
+            }
+            Field::UserSegment => out.extend_from_slice(e.segment.as_str().as_bytes()),
+            Field::SearchQuery => out.extend_from_slice(e.search_query.unwrap_or("").as_bytes()),
+            Field::EventTime => match &e.time {
+                TimeCell::Millis(ms) => push_time(layout, *ms, out),
+                TimeCell::Text(t) => out.extend_from_slice(t.as_bytes()),
+            },
+            Field::DeviceType => out.extend_from_slice(e.device.as_bytes()),
+            Field::Browser => out.extend_from_slice(e.browser.as_bytes()),
+            Field::GeoCountry => out.extend_from_slice(e.country.as_bytes()),
+            Field::GeoCity => out.extend_from_slice(e.city.as_bytes()),
+            Field::Referrer => out.extend_from_slice(e.referrer.as_bytes()),
+            Field::CampaignId => out.extend_from_slice(e.campaign.unwrap_or("").as_bytes()),
+        }
+    }
+}
+
+/// The value of a column kept in `extra` (only seed 003's `source_system`).
+fn extra_value(column: &str) -> &'static str {
+    if column.eq_ignore_ascii_case("source_system") {
+        "web"
+    } else {
+        ""
+    }
+}
+
+fn push_uuid(id: Uuid, out: &mut Vec<u8>) {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.extend_from_slice(id.hyphenated().encode_lower(&mut buf).as_bytes());
+}
+
+/// Seed 000's event id: the MD5 digest of `<user_id>_<product_id>_<time>`
+/// (the cells as written) taken as a UUID. Uses `scratch`.
+fn seed000_event_id(e: &Event, scratch: &mut Vec<u8>) -> Uuid {
+    scratch.clear();
+    if let Some(u) = e.user {
+        push_user_id(LayoutId::Seed000, u, false, scratch);
+    }
+    scratch.push(b'_');
+    scratch.extend_from_slice(b"PROD_");
+    let mut num = [0u8; 24];
+    scratch.extend_from_slice(format_uint(u64::from(e.product) + 1, 6, &mut num));
+    scratch.push(b'_');
+    match &e.time {
+        TimeCell::Millis(ms) => push_time(LayoutId::Seed000, *ms, scratch),
+        TimeCell::Text(t) => scratch.extend_from_slice(t.as_bytes()),
+    }
+    let digest: [u8; 16] = Md5::digest(scratch.as_slice()).into();
+    Uuid::from_bytes(digest)
+}
+
+fn push_user_id(layout: LayoutId, user: u32, float: bool, out: &mut Vec<u8>) {
+    let mut num = [0u8; 24];
+    match layout {
+        LayoutId::V1 | LayoutId::V2 | LayoutId::V3 => {
+            out.extend_from_slice(format_user_id(user, &mut num))
+        }
+        LayoutId::Seed000 => {
+            out.extend_from_slice(b"USER_");
+            out.extend_from_slice(format_uint(u64::from(user), 6, &mut num));
+        }
+        LayoutId::Seed002 => {
+            let u = SEED002_FIRST_USER + user.saturating_sub(1) % 10;
+            out.extend_from_slice(format_uint(u64::from(u), 1, &mut num));
+        }
+        LayoutId::Seed001 | LayoutId::Seed003 | LayoutId::Seed004 => {
+            out.extend_from_slice(format_uint(u64::from(user), 1, &mut num));
+            if float {
+                out.extend_from_slice(b".0");
             }
         }
-        &self.record
+    }
+}
+
+fn push_product_id(layout: LayoutId, index: u32, product: &Product, out: &mut Vec<u8>) {
+    let mut num = [0u8; 24];
+    match layout {
+        LayoutId::V1 | LayoutId::V2 | LayoutId::V3 => out.extend_from_slice(product.id.as_bytes()),
+        LayoutId::Seed000 => {
+            out.extend_from_slice(b"PROD_");
+            out.extend_from_slice(format_uint(u64::from(index) + 1, 6, &mut num));
+        }
+        LayoutId::Seed002 => out.extend_from_slice(SEED002_PRODUCTS[index as usize % 4].as_bytes()),
+        LayoutId::Seed001 | LayoutId::Seed003 | LayoutId::Seed004 => {
+            out.extend_from_slice(format_uint(u64::from(index) + 1, 1, &mut num))
+        }
+    }
+}
+
+fn push_price(layout: LayoutId, cents: i64, out: &mut Vec<u8>) {
+    let mut num = [0u8; 24];
+    match layout {
+        LayoutId::Seed001 => {
+            // A whole number, rounded away from zero so that a broken price
+            // stays negative or above the maximum.
+            let whole = cents.unsigned_abs().div_ceil(100);
+            if cents < 0 {
+                out.push(b'-');
+            }
+            out.extend_from_slice(format_uint(whole, 1, &mut num));
+        }
+        LayoutId::Seed003 => push_python_float(cents, out),
+        _ => out.extend_from_slice(format_cents(cents, &mut num)),
+    }
+}
+
+/// Cents as Python's `repr` of the float `round(x, 2)`: `12.5`, `100.0`,
+/// `19.99`, `-0.05`.
+fn push_python_float(cents: i64, out: &mut Vec<u8>) {
+    let mut num = [0u8; 24];
+    let abs = cents.unsigned_abs();
+    if cents < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(format_uint(abs / 100, 1, &mut num));
+    out.push(b'.');
+    let frac = abs % 100;
+    if frac % 10 == 0 {
+        out.push(b'0' + (frac / 10) as u8);
+    } else {
+        out.extend_from_slice(format_uint(frac, 2, &mut num));
+    }
+}
+
+/// A clock value in `layout`'s time format (all UTC).
+fn push_time(layout: LayoutId, ms: i64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 24];
+    // YYYY-MM-DDTHH:MM:SS.mmmZ
+    let iso = format_iso_millis(ms, &mut buf);
+    match layout {
+        LayoutId::V1 | LayoutId::V2 | LayoutId::V3 => out.extend_from_slice(iso),
+        LayoutId::Seed000 | LayoutId::Seed002 | LayoutId::Seed004 => {
+            out.extend_from_slice(&iso[..10]);
+            out.push(b' ');
+            out.extend_from_slice(&iso[11..19]);
+        }
+        LayoutId::Seed001 => out.extend_from_slice(&iso[..19]),
+        LayoutId::Seed003 => {
+            out.extend_from_slice(&iso[..23]);
+            out.extend_from_slice(b"000+00:00");
+        }
     }
 }
 
@@ -176,14 +403,16 @@ pub fn format_iso_millis(ms: i64, buf: &mut [u8; 24]) -> &[u8] {
 pub struct OutputDir {
     dir: PathBuf,
     prefix: String,
+    header: ByteRecord,
 }
 
 impl OutputDir {
-    /// Creates the folder if missing.
+    /// Creates the folder if missing. Files get `layout`'s header.
     pub fn prepare(
         dir: &Path,
         run_start: DateTime<Utc>,
         run_id: &str,
+        layout: LayoutId,
     ) -> Result<OutputDir, GenerateError> {
         fs::create_dir_all(dir).map_err(|source| GenerateError::CreateDir {
             path: dir.to_path_buf(),
@@ -192,6 +421,7 @@ impl OutputDir {
         Ok(OutputDir {
             dir: dir.to_path_buf(),
             prefix: format!("events_{}_{}_", run_start.format("%Y%m%dT%H%M%SZ"), run_id),
+            header: header(layout),
         })
     }
 
@@ -229,8 +459,7 @@ impl OutputDir {
             writer: Some(writer),
             published: false,
         };
-        let header = ByteRecord::from(Field::ALL.map(Field::name).to_vec());
-        pending.write(&header)?;
+        pending.write(&self.header)?;
         Ok(pending)
     }
 }
@@ -363,10 +592,10 @@ mod tests {
         let cat = Catalogue::standard();
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         let mut model = Model::new(cat, 10.0);
-        let mut enc = RowEncoder::new();
+        let mut enc = RowEncoder::new(LayoutId::V3);
         for _ in 0..1000 {
             let e = model.next_event(&mut rng, 1_795_255_200_000, Need::Any, None);
-            let rec = enc.encode(&e, cat);
+            let rec = enc.encode(&e, cat, false);
             assert_eq!(rec.len(), Field::ALL.len());
             let get = |f: Field| std::str::from_utf8(&rec[f.index()]).unwrap();
             assert_eq!(get(Field::EventId), e.event_id.unwrap().to_string());
@@ -387,7 +616,7 @@ mod tests {
         let start = DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let out = OutputDir::prepare(&dir, start, "0badcafe").unwrap();
+        let out = OutputDir::prepare(&dir, start, "0badcafe", LayoutId::V3).unwrap();
         assert_eq!(
             out.file_name(7),
             "events_20261121T100000Z_0badcafe_000007.csv"
@@ -432,7 +661,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("plain-file");
         fs::write(&file, "x").unwrap();
-        let err = OutputDir::prepare(&file.join("sub"), Utc::now(), "00000000")
+        let err = OutputDir::prepare(&file.join("sub"), Utc::now(), "00000000", LayoutId::V3)
             .unwrap_err()
             .to_string();
         assert!(err.contains("plain-file"), "{err}");
