@@ -543,7 +543,7 @@ async fn every_generated_layout_loads_exactly_with_canonical_values() {
 
         // The layout's quirks really were in the files.
         let quirk = match layout {
-            LayoutId::Seed000 => Some("SELECT count(*) FROM csv WHERE user_id LIKE 'USER\\_%' AND event_type = 'view' AND price = ''"),
+            LayoutId::Seed000 => Some("SELECT count(*) FROM csv WHERE user_id LIKE 'USER\\_%' AND event_type = 'view' AND price IS NULL"),
             LayoutId::Seed001 => Some("SELECT count(*) FROM csv WHERE event_timestamp LIKE '%T%' AND event_type = 'view' AND price <> ''"),
             LayoutId::Seed003 => Some("SELECT count(*) FROM csv WHERE user_id LIKE '%.0' AND event_time LIKE '%+00:00'"),
             LayoutId::Seed004 => Some("SELECT count(*) FROM csv WHERE event_type = 'view' AND price <> ''"),
