@@ -118,6 +118,104 @@ async fn once_load_matches_the_generator_report_exactly() {
 }
 
 #[tokio::test]
+async fn version_layouts_load_exactly_as_reported_per_file_and_type() {
+    for layout in ["v1", "v2", "v3"] {
+        let db = test_db().await;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("in");
+        let rep = generate(
+            &dir,
+            4,
+            400,
+            21,
+            &[
+                "--layout",
+                layout,
+                "--invalid-share",
+                "0.06",
+                "--duplicate-share",
+                "0.05",
+            ],
+        );
+        assert_eq!(rep["layout"], layout);
+        let header = std::fs::read_to_string(dir.join(rep["files"][0].as_str().expect("file")))
+            .expect("read");
+        let columns = header.lines().next().expect("header").split(',').count();
+        assert_eq!(
+            columns,
+            match layout {
+                "v1" => 6,
+                "v2" => 12,
+                _ => 18,
+            }
+        );
+        load_once(&db, &dir, &[]);
+
+        let c = db.client().await;
+        let by_type: BTreeMap<String, u64> = c
+            .query(
+                "SELECT event_type, count(*) FROM ecommerce_events GROUP BY 1",
+                &[],
+            )
+            .await
+            .expect("by type")
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect();
+        let want: BTreeMap<String, u64> = rep["by_type"]
+            .as_object()
+            .expect("by_type")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_u64().expect("n")))
+            .collect();
+        assert_eq!(by_type, want, "{layout}");
+
+        let files: BTreeMap<String, (u64, u64, u64)> = c
+            .query(
+                "SELECT path, rows_loaded, rows_duplicate, rows_rejected FROM ingested_files",
+                &[],
+            )
+            .await
+            .expect("files")
+            .iter()
+            .map(|r| {
+                let path: String = r.get(0);
+                let name = Path::new(&path)
+                    .file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned();
+                let n = |i: usize| r.get::<_, i64>(i) as u64;
+                (name, (n(1), n(2), n(3)))
+            })
+            .collect();
+        let per_file: BTreeMap<String, (u64, u64, u64)> = rep["per_file"]
+            .as_array()
+            .expect("per_file")
+            .iter()
+            .map(|f| {
+                let rejected: u64 = f["rejected"]
+                    .as_object()
+                    .expect("rejected")
+                    .values()
+                    .map(|v| v.as_u64().expect("n"))
+                    .sum();
+                (
+                    f["file"].as_str().expect("file").to_string(),
+                    (
+                        f["loaded"].as_u64().expect("loaded"),
+                        f["duplicates"].as_u64().expect("duplicates"),
+                        rejected,
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(files, per_file, "{layout}");
+        assert!(per_file.values().skip(1).any(|(_, d, _)| *d > 0));
+    }
+}
+
+#[tokio::test]
 async fn running_again_changes_nothing_and_a_copy_under_a_new_name_adds_nothing() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tmp");

@@ -22,6 +22,8 @@ mod anomaly;
 mod catalogue;
 mod error;
 mod layout;
+#[cfg(test)]
+mod layout_tests;
 mod model;
 mod report;
 mod writer;

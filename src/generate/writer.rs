@@ -609,6 +609,90 @@ mod tests {
         }
     }
 
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = Vec::new();
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn seed_values_have_the_seed_forms() {
+        let py = |c| text(|o| push_python_float(c, o));
+        assert_eq!(py(1250), "12.5");
+        assert_eq!(py(10_000), "100.0");
+        assert_eq!(py(1999), "19.99");
+        assert_eq!(py(-5), "-0.05");
+        assert_eq!(py(0), "0.0");
+        assert_eq!(py(-1000), "-10.0");
+        assert_eq!(py(9_999_999), "99999.99");
+        let whole = |c| text(|o| push_price(LayoutId::Seed001, c, o));
+        assert_eq!(whole(4200), "42");
+        assert_eq!(whole(0), "0");
+        assert_eq!(whole(-2999), "-30");
+        assert_eq!(whole(-1), "-1");
+        assert_eq!(whole(1_000_001), "10001");
+        assert_eq!(text(|o| push_price(LayoutId::Seed004, 1000, o)), "10.00");
+
+        let ms = 1_795_256_430_123; // 2026-11-21T10:20:30.123Z
+        let time = |l| text(|o| push_time(l, ms, o));
+        assert_eq!(time(LayoutId::V1), "2026-11-21T10:20:30.123Z");
+        for l in [LayoutId::Seed000, LayoutId::Seed002, LayoutId::Seed004] {
+            assert_eq!(time(l), "2026-11-21 10:20:30");
+        }
+        assert_eq!(time(LayoutId::Seed001), "2026-11-21T10:20:30");
+        assert_eq!(time(LayoutId::Seed003), "2026-11-21T10:20:30.123000+00:00");
+
+        let user = |l, u, float| text(|o| push_user_id(l, u, float, o));
+        assert_eq!(user(LayoutId::V2, 42, false), "U000042");
+        assert_eq!(user(LayoutId::Seed000, 42, false), "USER_000042");
+        assert_eq!(user(LayoutId::Seed001, 42, false), "42");
+        assert_eq!(user(LayoutId::Seed003, 512, true), "512.0");
+        assert_eq!(user(LayoutId::Seed003, 512, false), "512");
+        assert_eq!(user(LayoutId::Seed002, 1, false), "1001");
+        assert_eq!(user(LayoutId::Seed002, 20, false), "1010");
+        assert_eq!(user(LayoutId::Seed002, 21, false), "1001");
+    }
+
+    #[test]
+    fn seed000_event_id_is_the_md5_of_user_product_and_second() {
+        let cat = Catalogue::standard();
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut model = Model::new(cat, 10.0);
+        let mut e = model.next_event(&mut rng, 1_795_256_430_123, Need::LoggedIn, None);
+        e.user = Some(1);
+        e.product = 0;
+        let mut enc = RowEncoder::new(LayoutId::Seed000);
+        let rec = enc.encode(&e, cat, false);
+        let cells: Vec<&str> = rec
+            .iter()
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        // Python: uuid.UUID(hashlib.md5(b"USER_000001_PROD_000001_2026-11-21 10:20:30").hexdigest())
+        assert_eq!(cells[0], "74f37e51-0d66-a8ac-b347-37b0295b1b54");
+        assert_eq!(&cells[1..3], ["USER_000001", "PROD_000001"]);
+        assert_eq!(cells[7], "2026-11-21 10:20:30");
+        e.event_id = None;
+        assert_eq!(&enc.encode(&e, cat, false)[0], b"");
+    }
+
+    #[test]
+    fn every_layout_encodes_its_registry_columns() {
+        let cat = Catalogue::standard();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut model = Model::new(cat, 10.0);
+        for layout in LayoutId::ALL {
+            let names: Vec<&str> = layout.spec().columns.iter().map(|c| c.name).collect();
+            assert_eq!(header(layout), ByteRecord::from(names.clone()));
+            let mut enc = RowEncoder::new(layout);
+            for _ in 0..200 {
+                let e = model.next_event(&mut rng, 1_795_255_200_000, Need::Any, None);
+                assert_eq!(enc.encode(&e, cat, false).len(), names.len(), "{layout}");
+            }
+        }
+        let v3: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(header(LayoutId::V3), ByteRecord::from(v3));
+    }
+
     #[test]
     fn publish_is_atomic_and_never_overwrites() {
         let tmp = tempfile::tempdir().unwrap();
