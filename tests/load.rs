@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{count, generate, load_once, shopstream, test_db, TestDb};
+use common::{count, counts_by, generate, load_once, shopstream, test_db, TestDb};
 
 /// Everything that must not change when nothing new is loaded.
 async fn snapshot(db: &TestDb) -> (i64, i64, i64, String) {
@@ -70,17 +70,11 @@ async fn once_load_matches_the_generator_report_exactly() {
         6
     );
     // Dead letters per rule code equal the generator's injected anomalies.
-    let c = db.client().await;
-    let got: BTreeMap<String, u64> = c
-        .query(
-            "SELECT code, count(*) FROM dead_letter_events, unnest(error_codes) code GROUP BY code",
-            &[],
-        )
-        .await
-        .expect("codes")
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
-        .collect();
+    let got = counts_by(
+        &db,
+        "SELECT code, count(*) FROM dead_letter_events, unnest(error_codes) code GROUP BY code",
+    )
+    .await;
     let want: BTreeMap<String, u64> = rep["rejected"]
         .as_object()
         .expect("rejected map")
@@ -151,17 +145,11 @@ async fn version_layouts_load_exactly_as_reported_per_file_and_type() {
         );
         load_once(&db, &dir, &[]);
 
-        let c = db.client().await;
-        let by_type: BTreeMap<String, u64> = c
-            .query(
-                "SELECT event_type, count(*) FROM ecommerce_events GROUP BY 1",
-                &[],
-            )
-            .await
-            .expect("by type")
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
-            .collect();
+        let by_type = counts_by(
+            &db,
+            "SELECT event_type, count(*) FROM ecommerce_events GROUP BY 1",
+        )
+        .await;
         let want: BTreeMap<String, u64> = rep["by_type"]
             .as_object()
             .expect("by_type")
@@ -170,6 +158,7 @@ async fn version_layouts_load_exactly_as_reported_per_file_and_type() {
             .collect();
         assert_eq!(by_type, want, "{layout}");
 
+        let c = db.client().await;
         let files: BTreeMap<String, (u64, u64, u64)> = c
             .query(
                 "SELECT path, rows_loaded, rows_duplicate, rows_rejected FROM ingested_files",

@@ -254,3 +254,15 @@ pub async fn count(db: &TestDb, sql: &str) -> i64 {
         .expect(sql)
         .get(0)
 }
+
+/// A `SELECT key, count(*) … GROUP BY key` as a map.
+pub async fn counts_by(db: &TestDb, sql: &str) -> std::collections::BTreeMap<String, u64> {
+    db.client()
+        .await
+        .query(sql, &[])
+        .await
+        .expect(sql)
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+        .collect()
+}
