@@ -199,3 +199,37 @@ async fn sigterm_during_a_load_exits_zero_and_leaves_whole_files_only() {
         .get(0);
     assert_eq!(n, 60);
 }
+
+#[test]
+fn schema_list_and_show_print_the_registry_without_a_database() {
+    let list = common::run_ok(shopstream().args(["schema", "list"]));
+    for layout in [
+        "v1",
+        "v2",
+        "v3 (current)",
+        "seed000",
+        "seed001",
+        "seed002",
+        "seed003",
+        "seed004",
+    ] {
+        assert!(list.contains(layout), "{layout} missing from:\n{list}");
+    }
+    let show = common::run_ok(shopstream().args(["schema", "show", "seed003", "--format", "json"]));
+    let j: serde_json::Value = serde_json::from_str(&show).expect("json");
+    assert_eq!(j["name"], "seed003");
+    assert_eq!(j["columns"].as_array().map(Vec::len), Some(12));
+    assert_eq!(j["columns"][11]["name"], "source_system");
+    assert_eq!(j["columns"][11]["maps_to"][0], "extra");
+    let text = common::run_ok(shopstream().args(["schema", "show", "v1"]));
+    assert!(text.contains("Canonical columns v1 lacks"), "{text}");
+    let bad = shopstream()
+        .args(["schema", "show", "v9"])
+        .output()
+        .expect("spawn");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("seed004"),
+        "lists the valid layouts"
+    );
+}

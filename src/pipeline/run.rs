@@ -444,6 +444,52 @@ mod tests {
         }
     }
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn args(extra: &[&str]) -> RunArgs {
+        use clap::Parser;
+        let argv = std::iter::once("shopstream").chain(extra.iter().copied());
+        match Cli::try_parse_from(argv) {
+            Ok(c) => c.run,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn retry_options_build_the_backoff_and_bad_ones_are_refused() {
+        assert_eq!(args(&[]).backoff().ok(), Some(Backoff::default()));
+        let b = args(&[
+            "--retry-initial-secs",
+            "0.5",
+            "--retry-factor",
+            "3",
+            "--retry-max-secs",
+            "10",
+        ])
+        .backoff()
+        .ok();
+        assert_eq!(
+            b,
+            Some(Backoff {
+                initial: Duration::from_millis(500),
+                factor: 3.0,
+                max: Duration::from_secs(10),
+            })
+        );
+        for bad in [
+            ["--retry-factor", "0.5"],
+            ["--retry-initial-secs", "0"],
+            ["--retry-max-secs=-1", "--once"],
+            ["--retry-max-secs", "inf"],
+        ] {
+            assert!(args(&bad).backoff().is_err(), "{bad:?}");
+        }
+    }
+
     #[test]
     fn batches_respect_count_and_bytes() {
         let files = vec![c("a", 10), c("b", 10), c("c", 10), c("d", 100), c("e", 1)];

@@ -137,16 +137,17 @@ impl Layout {
                 Target::Extra => extras.push((names[p].to_string(), p)),
             }
         }
-        let mut unknown = vec![];
+        let mut unknown_at = vec![];
         for (p, name) in names.iter().enumerate() {
             if known[p] {
                 continue;
             }
             match Field::from_header(name) {
                 Some(f) if positions[f.index()].is_none() => positions[f.index()] = Some(p),
-                _ => unknown.push(name.to_string()),
+                _ => unknown_at.push(p),
             }
         }
+        let unknown: Vec<String> = unknown_at.iter().map(|&p| names[p].to_string()).collect();
         if !unknown.is_empty() {
             match policy {
                 UnknownColumns::Reject => {
@@ -156,11 +157,7 @@ impl Layout {
                     })
                 }
                 UnknownColumns::Keep => {
-                    for (p, name) in names.iter().enumerate() {
-                        if unknown.iter().any(|u| u == name) {
-                            extras.push((name.to_string(), p));
-                        }
-                    }
+                    extras.extend(unknown_at.iter().map(|&p| (names[p].to_string(), p)));
                 }
                 UnknownColumns::Drop => {}
             }
