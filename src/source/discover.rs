@@ -5,8 +5,9 @@
 //! `.crdownload`, `_COPYING_`): writers create files under such names and
 //! rename them in when complete, so a file "counts" once renamed. The folder
 //! is listed recursively (hidden and `_` folders are skipped, symlinked
-//! folders are not followed). [`FolderWatcher`] turns OS file events into
-//! wake-ups; the listing stays the source of truth because events can be lost
+//! folders are not followed; [`list_excluding`] also skips given folders such
+//! as the archive). [`FolderWatcher`] turns OS file events into wake-ups; the
+//! listing stays the source of truth because events can be lost
 //! (queue overflow, network filesystems).
 //!
 //! This module never opens file contents and never decides whether a file
@@ -40,6 +41,17 @@ pub fn is_ignored(name: &str) -> bool {
 
 /// Lists every candidate below `dir`, oldest first (then by path).
 pub fn list(dir: &Path) -> std::io::Result<Vec<Candidate>> {
+    list_excluding(dir, &[])
+}
+
+/// Like [`list`], but skips the sub-folders that are (canonically) one of
+/// `excluded`, e.g. the archive and quarantine folders. Excluded folders that
+/// do not exist are ignored.
+pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<Candidate>> {
+    let excluded: Vec<PathBuf> = excluded
+        .iter()
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .collect();
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -64,7 +76,12 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<Candidate>> {
             }
             let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
-                stack.push(entry.path());
+                let sub = entry.path();
+                if excluded.is_empty()
+                    || !std::fs::canonicalize(&sub).is_ok_and(|c| excluded.contains(&c))
+                {
+                    stack.push(sub);
+                }
             } else if let Some(c) = candidate(&entry.path()) {
                 out.push(c);
             }
@@ -191,6 +208,23 @@ mod tests {
         assert_eq!(
             names,
             [PathBuf::from("2026/11/b.csv"), PathBuf::from("a.csv")]
+        );
+    }
+
+    #[test]
+    fn list_excluding_skips_excluded_folders() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path();
+        std::fs::write(p.join("a.csv"), "x").expect("write");
+        std::fs::create_dir_all(p.join("archive/sub")).expect("mkdir");
+        std::fs::write(p.join("archive/sub/b.csv"), "x").expect("write");
+        assert_eq!(list(p).expect("list").len(), 2, "list does not exclude");
+        // Given by another spelling of the same folder: still excluded.
+        let excluded = [p.join("archive/../archive"), p.join("missing")];
+        let found = list_excluding(p, &excluded).expect("list");
+        assert_eq!(
+            found.into_iter().map(|c| c.path).collect::<Vec<_>>(),
+            [p.join("a.csv")]
         );
     }
 
