@@ -14,6 +14,7 @@ use clap::Parser;
 
 use crate::db::connect::Database;
 use crate::generate::{GenerateArgs, Report};
+use crate::pipeline::health::Health;
 use crate::pipeline::run::{run, RunArgs};
 use crate::shutdown::Shutdown;
 use crate::sink::batch::BatchReport;
@@ -137,13 +138,14 @@ pub async fn demo(args: &DemoArgs, db: &Database, shutdown: &Shutdown) -> Result
         loader_stop.trigger();
         r
     };
-    let loader = run(&load, db, &loader_stop, print_batch);
+    let health = Health::default();
+    let loader = run(&load, db, &loader_stop, &health, print_batch);
     let (report, loaded) = tokio::join!(generator, loader);
     let report = report?;
     loaded?;
     // Drain what the generator wrote after the loader's last look.
     load.once = true;
-    run(&load, db, &Shutdown::new(), print_batch).await?;
+    run(&load, db, &Shutdown::new(), &health, print_batch).await?;
     check(db, &report).await
 }
 

@@ -187,10 +187,13 @@ pub enum RuleCode {
     FutureEventTime,
     MalformedRow,
     InvalidEncoding,
+    /// The database refused the row (a constraint or type the validator
+    /// does not know); the server's message is kept.
+    RejectedByDatabase,
 }
 
 impl RuleCode {
-    pub const ALL: [RuleCode; 16] = [
+    pub const ALL: [RuleCode; 17] = [
         RuleCode::NullEventId,
         RuleCode::InvalidEventId,
         RuleCode::NullEventType,
@@ -207,6 +210,7 @@ impl RuleCode {
         RuleCode::FutureEventTime,
         RuleCode::MalformedRow,
         RuleCode::InvalidEncoding,
+        RuleCode::RejectedByDatabase,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -227,6 +231,7 @@ impl RuleCode {
             RuleCode::FutureEventTime => "future_event_time",
             RuleCode::MalformedRow => "malformed_row",
             RuleCode::InvalidEncoding => "invalid_encoding",
+            RuleCode::RejectedByDatabase => "rejected_by_database",
         }
     }
 

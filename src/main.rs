@@ -126,8 +126,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
     shutdown.on_signals()?;
     match command {
         Command::Run { run, db } => {
-            let db = open_migrated(&db).await?;
-            let result = shopstream::pipeline::run::run(&run, &db, &shutdown, |_| {}).await;
+            // The loader connects and migrates itself, waiting for the
+            // database with backoff.
+            let db = Database::open(&db).await?;
+            let health = shopstream::pipeline::health::Health::default();
+            let result =
+                shopstream::pipeline::run::run(&run, &db, &shutdown, &health, |_| {}).await;
             db.close().await?;
             let summary = result?;
             println!("{}", serde_json::to_string(&summary)?);

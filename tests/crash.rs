@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{shopstream, test_db, TestDb};
+use common::{fingerprint, shopstream, test_db, TestDb};
 
 fn gen(dir: &Path) {
     let out = shopstream()
@@ -42,33 +42,6 @@ fn run_cmd(db: &TestDb, dir: &Path) -> Command {
     c
 }
 
-/// A fingerprint of everything a load produces that does not depend on
-/// timing (batch ids and ingest times do).
-async fn fingerprint(db: &TestDb) -> Vec<String> {
-    let c = db.client().await;
-    let mut v = vec![];
-    for sql in [
-        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', event_id, user_id, session_id,
-            event_type, product_id, product_name, category, price, quantity, user_segment, search_query,
-            event_time, device_type, browser, geo_country, geo_city, referrer, campaign_id, total_amount,
-            is_late_arrival), ',' ORDER BY event_id)) FROM ecommerce_events",
-        // Messages are left out: a future time's message says how far ahead
-        // it was when processed.
-        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', source_file, source_line, raw_line,
-            event_id, error_codes, jsonb_path_query_array(errors, '$[*].column'),
-            jsonb_path_query_array(errors, '$[*].value')), ',' ORDER BY source_file, source_line))
-         FROM dead_letter_events",
-        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', path, size_bytes, content_hash,
-            status, rows_read, rows_loaded + rows_duplicate, rows_rejected), ',' ORDER BY path))
-         FROM ingested_files",
-        "SELECT sum(rows_read)::text || ' ' || sum(rows_loaded)::text || ' ' || sum(rows_duplicate)::text
-            || ' ' || sum(rows_rejected)::text FROM data_quality_metrics",
-    ] {
-        v.push(c.query_one(sql, &[]).await.expect(sql).get::<_, Option<String>>(0).unwrap_or_default());
-    }
-    v
-}
-
 #[tokio::test]
 async fn kill_9_at_random_moments_then_restart_equals_an_uninterrupted_load() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -81,7 +54,7 @@ async fn kill_9_at_random_moments_then_restart_equals_an_uninterrupted_load() {
     // Kill points are spread over the first third of an uninterrupted load,
     // whatever the machine speed.
     let full = t.elapsed().as_millis() as u64;
-    let want = fingerprint(&reference).await;
+    let want = fingerprint(&reference.client().await, &dir).await;
 
     let crashed = test_db().await;
     let mut seed = SystemTime::now()
@@ -126,5 +99,5 @@ async fn kill_9_at_random_moments_then_restart_equals_an_uninterrupted_load() {
         .status()
         .expect("final run")
         .success());
-    assert_eq!(fingerprint(&crashed).await, want);
+    assert_eq!(fingerprint(&crashed.client().await, &dir).await, want);
 }

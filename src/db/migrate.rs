@@ -29,6 +29,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "layouts",
         sql: include_str!("../../migrations/0002_layouts.sql"),
     },
+    Migration {
+        version: 3,
+        name: "dispositions",
+        sql: include_str!("../../migrations/0003_dispositions.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("shopstrm").

@@ -5,9 +5,12 @@
 //! * [`embedded`]: starts, reuses and stops a private PostgreSQL server from
 //!   the binaries installed on the machine.
 //! * [`migrate`]: the versioned, forward-only schema.
+//! * [`retry`]: what a database error means (SQLSTATE classes) and backoff
+//!   with jitter.
 //!
 //! Nothing here reads input files or knows about events beyond the schema.
 
 pub mod connect;
 pub mod embedded;
 pub mod migrate;
+pub mod retry;

@@ -1,11 +1,13 @@
 //! Wires the stages together: source → validate → sink.
 //!
+//! * [`breaker`]: the circuit breaker around the database.
+//! * [`health`]: the loader's state as the rest of the process sees it.
 //! * [`parse`]: a batch's files → encoded staging rows (blocking thread).
 //! * [`run`]: the loader loop: list the folder, skip what the ledger has,
 //!   group files into batches, commit them, wait for more; shutdown and
 //!   retry policy live here.
-//! * [`retry`]: SQLSTATE classification and backoff with jitter.
 
+pub mod breaker;
+pub mod health;
 pub mod parse;
-pub mod retry;
 pub mod run;

@@ -212,10 +212,64 @@ fn parse_file(
     }
     stats.hash = reader.content_hash();
     stats.bytes = reader.bytes_read();
-    if changed_since_listing(file, stats.bytes) {
-        return Ok(FileOutcome::Changed);
+    match changed_since_listing(file, stats.bytes) {
+        Change::None => {}
+        Change::Modified => return Ok(FileOutcome::Changed),
+        Change::Shrank(now) => {
+            return Ok(FileOutcome::Rejected {
+                hash: None,
+                reason: format!(
+                    "the file shrank while being read (listed with {} bytes, {now} there now): \
+                     truncated or rewritten in place; write files under a temporary name and \
+                     rename them when complete",
+                    file.size
+                ),
+            })
+        }
+    }
+    if stats.rows_read == 0 {
+        return Ok(FileOutcome::Rejected {
+            hash: Some(stats.hash),
+            reason: "the file has a header but no data rows".to_string(),
+        });
     }
     Ok(FileOutcome::Parsed(stats))
+}
+
+/// The raw text of the records starting on `lines` of `file` (for rows the
+/// database refused after parsing). Returns nothing for a file that is no
+/// longer the listed version.
+pub fn raw_lines(
+    file: &Candidate,
+    lines: &[i64],
+    max_record_bytes: usize,
+) -> std::collections::HashMap<i64, String> {
+    let mut out = std::collections::HashMap::new();
+    let unchanged = |f: &Candidate| {
+        std::fs::metadata(&f.path)
+            .is_ok_and(|md| md.len() == f.size && mtime_micros(&md) == f.mtime_micros)
+    };
+    if !unchanged(file) {
+        return out;
+    }
+    let Ok(f) = File::open(&file.path) else {
+        return out;
+    };
+    let wanted: std::collections::HashSet<i64> = lines.iter().copied().collect();
+    let mut reader = RecordReader::new(f, max_record_bytes);
+    while out.len() < wanted.len() {
+        match reader.next_record() {
+            Ok(Some(rec)) if wanted.contains(&(rec.line as i64)) => {
+                out.insert(rec.line as i64, clean_text(rec.raw).into_owned());
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if !unchanged(file) {
+        out.clear();
+    }
+    out
 }
 
 /// Occurrence numbers of identical rows within one file, for layouts whose
@@ -280,16 +334,30 @@ fn reject_read<R: std::io::Read>(reader: &mut RecordReader<R>, reason: String) -
     FileOutcome::Rejected { hash, reason }
 }
 
-/// True when the file on disk is no longer what was listed (a writer is
-/// still appending, or replaced it): the load is retried later.
-fn changed_since_listing(file: &Candidate, bytes_read: u64) -> bool {
-    if bytes_read != file.size {
-        return true;
+/// How the file on disk compares with what was listed.
+enum Change {
+    None,
+    /// A writer is still appending, or replaced it: retried later.
+    Modified,
+    /// Fewer bytes than listed (truncated while being read): rejected.
+    Shrank(u64),
+}
+
+fn changed_since_listing(file: &Candidate, bytes_read: u64) -> Change {
+    let now = std::fs::metadata(&file.path);
+    let now_len = now.as_ref().map_or(bytes_read, |md| md.len());
+    if bytes_read < file.size || now_len < file.size {
+        return Change::Shrank(bytes_read.min(now_len));
     }
-    match std::fs::metadata(&file.path) {
-        Ok(md) => md.len() != file.size || mtime_micros(&md) != file.mtime_micros,
+    if bytes_read != file.size {
+        return Change::Modified;
+    }
+    match now {
+        Ok(md) if md.len() != file.size || mtime_micros(&md) != file.mtime_micros => {
+            Change::Modified
+        }
         // Gone after a complete read: what we read is what was listed.
-        Err(_) => false,
+        _ => Change::None,
     }
 }
 
@@ -359,4 +427,101 @@ pub fn codes_to_strings(m: &BTreeMap<RuleCode, u64>) -> BTreeMap<String, u64> {
     m.iter()
         .map(|(k, v)| (k.as_str().to_string(), *v))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str = "event_id,user_id,event_type,product_id,price,event_time\n";
+    const ROW: &str = "0b6f1c2e-5d4a-4c3b-9a1e-2f3d4c5b6a79,u1,view,p1,,2026-01-02 03:04:05\n";
+
+    fn candidate(path: &std::path::Path) -> Candidate {
+        let md = std::fs::metadata(path).expect("metadata");
+        Candidate {
+            path: path.to_path_buf(),
+            size: md.len(),
+            mtime_micros: mtime_micros(&md),
+        }
+    }
+
+    fn outcome(file: &Candidate) -> FileOutcome {
+        let (tx, mut rx) = mpsc::channel(8);
+        let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
+        let mut results =
+            parse_batch(std::slice::from_ref(file), &ParseConfig::default(), &tx).expect("parse");
+        drop(tx);
+        drain.join().expect("drain");
+        results.remove(0).outcome
+    }
+
+    fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> Candidate {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).expect("write");
+        candidate(&p)
+    }
+
+    fn reason(o: FileOutcome) -> String {
+        match o {
+            FileOutcome::Rejected { reason, .. } => reason,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_header_without_rows_is_rejected() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let c = write(d.path(), "h.csv", V1.as_bytes());
+        assert_eq!(
+            reason(outcome(&c)),
+            "the file has a header but no data rows"
+        );
+        let c = write(d.path(), "ok.csv", format!("{V1}{ROW}").as_bytes());
+        assert!(matches!(outcome(&c), FileOutcome::Parsed(p) if p.rows_read == 1));
+    }
+
+    #[test]
+    fn a_file_shorter_than_listed_was_truncated_and_is_rejected() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut c = write(d.path(), "t.csv", format!("{V1}{ROW}{ROW}").as_bytes());
+        c.size += 100;
+        assert!(reason(outcome(&c)).starts_with("the file shrank while being read"));
+    }
+
+    #[test]
+    fn a_file_that_grew_is_tried_again_later() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut c = write(d.path(), "g.csv", format!("{V1}{ROW}").as_bytes());
+        c.size -= 10;
+        assert_eq!(outcome(&c), FileOutcome::Changed);
+    }
+
+    #[test]
+    fn binary_and_utf16_files_are_rejected_with_their_kind() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let c = write(d.path(), "b.csv", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0");
+        assert!(reason(outcome(&c)).contains("binary"));
+        let utf16: Vec<u8> = std::iter::once(0xFEFFu16)
+            .chain(V1.encode_utf16())
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let c = write(d.path(), "u.csv", &utf16);
+        assert!(reason(outcome(&c)).contains("UTF-16"));
+    }
+
+    #[test]
+    fn raw_lines_reads_back_exact_records_of_an_unchanged_file() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let text = format!("{V1}{ROW}\"q,1\",\"a\nb\",view,p,1,2026-01-01\r\n{ROW}");
+        let c = write(d.path(), "r.csv", text.as_bytes());
+        let got = raw_lines(&c, &[3, 5], 1 << 20);
+        assert_eq!(
+            got.get(&3).map(String::as_str),
+            Some("\"q,1\",\"a\nb\",view,p,1,2026-01-01")
+        );
+        assert_eq!(got.get(&5).map(String::as_str), Some(ROW.trim_end()));
+        let mut changed = c.clone();
+        changed.size += 1;
+        assert!(raw_lines(&changed, &[3], 1 << 20).is_empty());
+    }
 }

@@ -1,26 +1,40 @@
 //! The loader loop behind `shopstream run`.
 //!
-//! Lists the input folder (woken early by OS file events), drops files the
-//! ledger already has (same path, size and modification time), groups the
-//! rest into batches of whole files and commits each batch through
-//! [`crate::sink::batch`]. On SIGINT/SIGTERM it stops taking files, lets the
-//! batch in flight commit, and returns. Database errors roll the batch back;
-//! it is retried after a backoff, so nothing is lost or doubled.
+//! Connects (waiting for the database with backoff, migrating the schema
+//! once), lists the input folder (woken early by OS file events), drops
+//! files the ledger already has (same path, size and modification time),
+//! groups the rest into batches of whole files and commits each batch
+//! through [`crate::sink::batch`]. Only after a commit does it carry out each
+//! file's fate on disk through [`crate::source::dispose`] (keep, archive or
+//! delete; quarantine for rejected files); a crash in between is finished
+//! at the next start. On SIGINT/SIGTERM it stops taking files, lets the
+//! batch in flight commit, and returns.
 //!
-//! It never edits, moves or deletes input files.
+//! Failures roll the batch back and are retried with backoff; after
+//! `--breaker-failures` in a row the [`super::breaker`] opens and intake
+//! pauses until probes find the database again, so nothing is lost or
+//! doubled and nothing spins.
+//!
+//! It never edits input files and never moves one before its fate is
+//! committed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
-use super::parse::{parse_batch, ParseConfig};
-use super::retry::{classify, Backoff, Class};
+use super::breaker::{Breaker, BreakerConfig, BreakerState, Step};
+use super::health::Health;
+use super::parse::{parse_batch, raw_lines, ParseConfig};
 use crate::db::connect::Database;
+use crate::db::migrate::{self, MigrateError};
+use crate::db::retry::{classify, Backoff, Class};
 use crate::shutdown::Shutdown;
-use crate::sink::batch::{self, BatchReport, FileStatus, Producer};
+use crate::sink::batch::{self, BatchReport, FileStatus, Producer, RawLines};
 use crate::source::discover::{self, Candidate, FolderWatcher};
+use crate::source::dispose::{AfterLoad, Disposer, Disposition, Fate};
 use crate::source::layout::UnknownColumns;
 use crate::validate::parse::{parse_decimal, Decimal};
 use crate::validate::Rules;
@@ -90,6 +104,36 @@ pub struct RunArgs {
     /// Longest wait between retries, in seconds.
     #[arg(long, env = "SHOPSTREAM_RETRY_MAX_SECS", default_value_t = 60.0)]
     pub retry_max_secs: f64,
+
+    /// Consecutive failures (connect, batch or probe) that open the circuit
+    /// breaker: intake pauses, files stay where they are. With --once the
+    /// run gives up instead (exit 1).
+    #[arg(long, env = "SHOPSTREAM_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_failures: u32,
+
+    /// Seconds the circuit stays open before probing the database.
+    #[arg(long, env = "SHOPSTREAM_BREAKER_OPEN_SECS", default_value_t = 30.0)]
+    pub breaker_open_secs: f64,
+
+    /// Successful probes in a row that close the circuit again.
+    #[arg(long, env = "SHOPSTREAM_BREAKER_SUCCESSES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_successes: u32,
+
+    /// What to do with a file once its rows are committed (loaded or a
+    /// duplicate): keep it in place, move it under --archive-dir (keeping
+    /// its sub-folders), or delete it. Never before the commit.
+    #[arg(long, env = "SHOPSTREAM_AFTER_LOAD", value_enum, default_value_t = AfterLoad::Keep)]
+    pub after_load: AfterLoad,
+
+    /// Where --after-load archive moves files [default: INPUT/_archive].
+    #[arg(long, env = "SHOPSTREAM_ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
+
+    /// Where rejected files (unreadable, binary, empty, unknown header, …)
+    /// are moved, each with a `.reason.txt` beside it [default:
+    /// INPUT/_quarantine].
+    #[arg(long, env = "SHOPSTREAM_QUARANTINE_DIR")]
+    pub quarantine_dir: Option<PathBuf>,
 }
 
 /// Highest `--max-price` the schema can hold with any quantity.
@@ -113,8 +157,12 @@ pub enum PipelineError {
     },
     #[error(transparent)]
     Db(#[from] crate::db::connect::DbError),
-    #[error("giving up after {attempts} failed attempts: {last}")]
+    #[error("giving up after {attempts} failed attempts in a row (the circuit breaker opened; without --once the loader would wait for the database): {last}")]
     GaveUp { attempts: u32, last: String },
+    #[error("--breaker-open-secs must be above 0")]
+    Breaker,
+    #[error(transparent)]
+    Migrate(MigrateError),
 }
 
 impl RunArgs {
@@ -129,6 +177,19 @@ impl RunArgs {
             initial: Duration::from_secs_f64(self.retry_initial_secs),
             factor: self.retry_factor,
             max: Duration::from_secs_f64(self.retry_max_secs),
+        })
+    }
+
+    /// The circuit breaker settings from the `--breaker-*` options.
+    pub fn breaker(&self) -> Result<BreakerConfig, PipelineError> {
+        let open = self.breaker_open_secs;
+        if !(open > 0.0 && open.is_finite() && open < 1e9) {
+            return Err(PipelineError::Breaker);
+        }
+        Ok(BreakerConfig {
+            failures_to_open: self.breaker_failures,
+            open_for: Duration::from_secs_f64(open),
+            successes_to_close: self.breaker_successes,
         })
     }
 
@@ -156,6 +217,9 @@ pub struct RunSummary {
     pub files_loaded: u64,
     pub files_duplicate: u64,
     pub files_rejected: u64,
+    pub files_quarantined: u64,
+    pub files_archived: u64,
+    pub files_deleted: u64,
     pub rows_read: u64,
     pub rows_loaded: u64,
     pub rows_duplicate: u64,
@@ -227,16 +291,76 @@ pub fn log_batch(r: &BatchReport) {
     );
 }
 
+/// Why one pass of the loader failed.
+enum Failed {
+    /// Worth trying again (after a backoff; counts for the breaker).
+    Retry { message: String, class: Class },
+    /// Needs a person: the run ends with this error.
+    Stop(PipelineError),
+}
+
+impl Failed {
+    fn db(e: tokio_postgres::Error) -> Failed {
+        let class = classify(&e);
+        Failed::Retry {
+            message: crate::db::connect::error_chain(&e),
+            class,
+        }
+    }
+}
+
+impl From<batch::SinkError> for Failed {
+    fn from(e: batch::SinkError) -> Failed {
+        let class = match &e {
+            batch::SinkError::Db(db) => classify(db),
+            batch::SinkError::Parser(_) => Class::Fatal,
+        };
+        Failed::Retry {
+            message: e.to_string(),
+            class,
+        }
+    }
+}
+
+/// A file whose fate is committed and now must be carried out on disk:
+/// `Some(reason)` when it was rejected.
+type Job = (Candidate, Option<String>);
+
+/// The loader's state between passes.
+struct Loader<'a> {
+    args: &'a RunArgs,
+    db: &'a Database,
+    health: &'a Health,
+    cfg: ParseConfig,
+    disposer: Arc<Disposer>,
+    excluded: Vec<PathBuf>,
+    raw_lines: RawLines,
+    client: Option<Client>,
+    migrated: bool,
+    done: HashSet<FileKey>,
+    summary: RunSummary,
+    /// Fault injection for the crash tests: a pause between a commit and
+    /// carrying out the files' fates, so a test can kill the process there.
+    pause_after_commit: Option<Duration>,
+}
+
+/// The environment variable behind [`Loader::pause_after_commit`]
+/// (milliseconds). Not an option: it exists to test crash safety.
+pub const PAUSE_AFTER_COMMIT_ENV: &str = "SHOPSTREAM_DEBUG_PAUSE_AFTER_COMMIT_MS";
+
 /// Runs the loader until the folder is drained (`--once`) or shutdown.
-/// `on_batch` sees every committed batch.
+/// `on_batch` sees every committed batch; `health` follows the loader's
+/// state.
 pub async fn run(
     args: &RunArgs,
     db: &Database,
     shutdown: &Shutdown,
+    health: &Health,
     mut on_batch: impl FnMut(&BatchReport),
 ) -> Result<RunSummary, PipelineError> {
     let cfg = args.parse_config()?;
     let backoff = args.backoff()?;
+    let mut breaker = Breaker::new(args.breaker()?);
     let mut rng = rand::rng();
     if !(args.relist_secs > 0.0 && args.relist_secs.is_finite()) {
         return Err(PipelineError::Relist);
@@ -247,73 +371,92 @@ pub async fn run(
         path: input.display().to_string(),
         source,
     })?;
+    let disposer = Disposer::new(
+        &input,
+        args.after_load,
+        args.archive_dir.clone(),
+        args.quarantine_dir.clone(),
+    );
+    let max_record_bytes = cfg.max_record_bytes;
+    let mut loader = Loader {
+        args,
+        db,
+        health,
+        cfg,
+        excluded: disposer.excluded_dirs(),
+        disposer: Arc::new(disposer),
+        raw_lines: Arc::new(move |file: &Candidate, lines: &[i64]| {
+            raw_lines(file, lines, max_record_bytes)
+        }),
+        client: None,
+        migrated: false,
+        done: HashSet::new(),
+        summary: RunSummary::default(),
+        pause_after_commit: std::env::var(PAUSE_AFTER_COMMIT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis),
+    };
     let mut watcher = (!args.once).then(|| FolderWatcher::new(&input));
-    let mut client: Option<Client> = None;
-    let mut done: HashSet<FileKey> = HashSet::new();
-    let mut summary = RunSummary::default();
-    let mut failures: u32 = 0;
 
     tracing::info!(input = %input.display(), db = %db.describe(), once = args.once, "loader started");
     'outer: while !shutdown.is_triggered() {
-        let attempt: Result<bool, (String, Class)> = async {
-            if client.as_ref().is_none_or(Client::is_closed) {
-                let c = db
-                    .connect()
-                    .await
-                    .map_err(|e| (e.to_string(), Class::Transient))?;
-                batch::prepare(&c).await.map_err(sink_failure)?;
-                client = Some(c);
-            }
-            let Some(c) = client.as_mut() else {
-                return Err(("no connection".to_string(), Class::Transient));
-            };
-            let listed = discover::list(&input).map_err(|e| {
-                (
-                    format!("cannot list {}: {e}", input.display()),
-                    Class::Transient,
-                )
-            })?;
-            let fresh: Vec<Candidate> = listed
-                .into_iter()
-                .filter(|f| !done.contains(&key(f)))
-                .collect();
-            let fresh = skip_ledgered(c, fresh, &mut done)
-                .await
-                .map_err(|e| (e.to_string(), classify(&e)))?;
-            if fresh.is_empty() {
-                return Ok(false);
-            }
-            let mut progressed = false;
-            for group in batches(fresh, args.batch_max_files as usize, args.batch_max_bytes) {
-                if shutdown.is_triggered() {
-                    break;
+        match breaker.step(Instant::now()) {
+            Step::WaitUntil(until) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until.into()) => {},
+                    _ = shutdown.wait() => break 'outer,
                 }
-                let files = group.clone();
-                let produce: Producer = Box::new(move |tx| {
-                    parse_batch(&files, &cfg, &tx).map_err(|_| "the COPY was abandoned".to_string())
-                });
-                let report = batch::commit_batch(c, produce)
-                    .await
-                    .map_err(sink_failure)?;
-                for f in &report.files {
-                    if let Some(cand) = &f.candidate {
-                        if !matches!(f.status, FileStatus::Changed) {
-                            done.insert(key(cand));
-                            progressed = true;
+                continue;
+            }
+            Step::Probe => {
+                health.update(|h| h.breaker = BreakerState::HalfOpen);
+                match loader.probe().await {
+                    Ok(()) => {
+                        if breaker.success() == Some(BreakerState::Closed) {
+                            tracing::info!(
+                                "the database answers again: circuit closed, intake resumes"
+                            );
+                            health.update(|h| {
+                                h.breaker = BreakerState::Closed;
+                                h.consecutive_failures = 0;
+                                h.last_error = None;
+                            });
+                            continue;
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff.initial) => {},
+                            _ = shutdown.wait() => break 'outer,
                         }
                     }
+                    Err(Failed::Stop(e)) => return Err(e),
+                    Err(Failed::Retry { message, .. }) => {
+                        loader.client = None;
+                        breaker.failure(Instant::now());
+                        tracing::warn!(
+                            "probe failed: {message}; circuit stays open, intake paused; next probe in {:.0}s",
+                            breaker.config().open_for.as_secs_f64()
+                        );
+                        health.update(|h| {
+                            h.breaker = BreakerState::Open;
+                            h.consecutive_failures = breaker.failures();
+                            h.last_error = Some(message);
+                        });
+                    }
                 }
-                log_batch(&report);
-                summary.add(&report);
-                on_batch(&report);
+                continue;
             }
-            Ok(progressed)
+            Step::Work => {}
         }
-        .await;
 
-        match attempt {
+        match loader.pass(shutdown, &mut on_batch).await {
             Ok(progressed) => {
-                failures = 0;
+                breaker.success();
+                health.update(|h| {
+                    h.ready = true;
+                    h.consecutive_failures = 0;
+                    h.last_error = None;
+                });
                 if progressed {
                     continue;
                 }
@@ -321,23 +464,39 @@ pub async fn run(
                     break 'outer;
                 }
             }
-            Err((e, class)) => {
-                failures += 1;
-                if args.once && failures >= 5 {
-                    return Err(PipelineError::GaveUp {
-                        attempts: failures,
-                        last: e,
-                    });
+            Err(Failed::Stop(e)) => return Err(e),
+            Err(Failed::Retry { message, class }) => {
+                // A fresh connection after a failed batch is cheap and safe.
+                loader.client = None;
+                let opened = breaker.failure(Instant::now()) == Some(BreakerState::Open);
+                let failures = breaker.failures();
+                health.update(|h| {
+                    h.breaker = breaker.state();
+                    h.consecutive_failures = failures;
+                    h.last_error = Some(message.clone());
+                });
+                if opened {
+                    if args.once {
+                        return Err(PipelineError::GaveUp {
+                            attempts: failures,
+                            last: message,
+                        });
+                    }
+                    tracing::error!(
+                        class = ?class,
+                        "{message}; {failures} failures in a row: circuit open, intake paused \
+                         (files stay where they are, nothing is marked done); next probe in {:.0}s",
+                        breaker.config().open_for.as_secs_f64()
+                    );
+                    continue;
                 }
                 let wait = backoff.delay(failures, &mut rng);
                 tracing::error!(
                     class = ?class,
                     attempt = failures,
-                    "{e}; nothing was committed, retrying in {:.1}s",
+                    "{message}; nothing was committed, retrying in {:.1}s",
                     wait.as_secs_f64()
                 );
-                // A fresh connection after a failed batch is cheap and safe.
-                client = None;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {},
                     _ = shutdown.wait() => break 'outer,
@@ -354,12 +513,14 @@ pub async fn run(
             None => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
+    let summary = loader.summary;
     tracing::info!(
-        "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected; rows {} read, {} loaded, {} duplicate, {} rejected",
+        "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected",
         summary.batches,
         summary.files_loaded,
         summary.files_duplicate,
         summary.files_rejected,
+        summary.files_quarantined,
         summary.rows_read,
         summary.rows_loaded,
         summary.rows_duplicate,
@@ -368,49 +529,272 @@ pub async fn run(
     Ok(summary)
 }
 
-/// The message and class of a failed batch.
-fn sink_failure(e: batch::SinkError) -> (String, Class) {
-    let class = match &e {
-        batch::SinkError::Db(db) => classify(db),
-        batch::SinkError::Parser(_) => Class::Fatal,
-    };
-    (e.to_string(), class)
+impl Loader<'_> {
+    /// The connection, made (and the schema migrated, once) when missing.
+    async fn client(&mut self) -> Result<&mut Client, Failed> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            self.client = None;
+            let mut c = self.db.connect().await.map_err(|e| Failed::Retry {
+                message: e.to_string(),
+                class: Class::Transient,
+            })?;
+            if !self.migrated {
+                match migrate::migrate(&mut c).await {
+                    Ok(report) => {
+                        for (v, name) in &report.applied {
+                            tracing::info!("applied migration {v} ({name})");
+                        }
+                    }
+                    Err(MigrateError::Apply { source, .. } | MigrateError::History(source)) => {
+                        return Err(Failed::db(source))
+                    }
+                    Err(e) => return Err(Failed::Stop(PipelineError::Migrate(e))),
+                }
+                self.migrated = true;
+            }
+            batch::prepare(&c).await?;
+            self.client = Some(c);
+        }
+        self.client.as_mut().ok_or_else(|| Failed::Retry {
+            message: "no connection".to_string(),
+            class: Class::Transient,
+        })
+    }
+
+    /// One trivial round trip: is the database back?
+    async fn probe(&mut self) -> Result<(), Failed> {
+        let c = self.client().await?;
+        c.simple_query("SELECT 1").await.map_err(Failed::db)?;
+        Ok(())
+    }
+
+    /// Lists the folder, finishes files the ledger already has, and commits
+    /// the rest in batches. `Ok(true)` when some file was settled.
+    async fn pass(
+        &mut self,
+        shutdown: &Shutdown,
+        on_batch: &mut impl FnMut(&BatchReport),
+    ) -> Result<bool, Failed> {
+        let input = &self.args.input;
+        let listed =
+            discover::list_excluding(input, &self.excluded).map_err(|e| Failed::Retry {
+                message: format!("cannot list {}: {e}", input.display()),
+                class: Class::Transient,
+            })?;
+        let fresh: Vec<Candidate> = listed
+            .into_iter()
+            .filter(|f| !self.done.contains(&key(f)))
+            .collect();
+        if fresh.is_empty() {
+            // Nothing to do, but a dead connection must still be noticed.
+            let c = self.client().await?;
+            c.simple_query("SELECT 1").await.map_err(Failed::db)?;
+            return Ok(false);
+        }
+        let after_load = self.args.after_load;
+        let c = self.client().await?;
+        let (fresh, leftovers) = skip_ledgered(c, fresh, after_load)
+            .await
+            .map_err(Failed::db)?;
+        for (cand, _) in &leftovers {
+            self.done.insert(key(cand));
+        }
+        if !leftovers.is_empty() {
+            self.dispose(leftovers).await;
+        }
+        let mut progressed = false;
+        let batches = batches(
+            fresh,
+            self.args.batch_max_files as usize,
+            self.args.batch_max_bytes,
+        );
+        for group in batches {
+            if shutdown.is_triggered() {
+                break;
+            }
+            let cfg = self.cfg;
+            let produce: Producer = Box::new(move |tx| {
+                parse_batch(&group, &cfg, &tx).map_err(|_| "the COPY was abandoned".to_string())
+            });
+            let raw_lines = self.raw_lines.clone();
+            let c = self.client().await?;
+            let report = batch::commit_batch(c, produce, &raw_lines).await?;
+            self.health.committed();
+            let mut jobs: Vec<Job> = vec![];
+            for f in &report.files {
+                let Some(cand) = &f.candidate else { continue };
+                let rejected = match &f.status {
+                    FileStatus::Changed => continue,
+                    FileStatus::Loaded | FileStatus::Duplicate { .. } => None,
+                    FileStatus::Rejected { reason } => Some(reason.clone()),
+                    FileStatus::AlreadyDone { rejected } => rejected.clone(),
+                };
+                self.done.insert(key(cand));
+                progressed = true;
+                jobs.push((cand.clone(), rejected));
+            }
+            log_batch(&report);
+            self.summary.add(&report);
+            on_batch(&report);
+            if let Some(pause) = self.pause_after_commit {
+                tracing::warn!(
+                    "committed; pausing {} ms before moving files ({PAUSE_AFTER_COMMIT_ENV})",
+                    pause.as_millis()
+                );
+                tokio::time::sleep(pause).await;
+            }
+            self.dispose(jobs).await;
+        }
+        Ok(progressed)
+    }
+
+    /// Carries out committed fates on disk (keep, archive, delete,
+    /// quarantine) and records where each file went. Never fails the pass:
+    /// the data is committed; a file that cannot be moved is logged and
+    /// tried again at the next start.
+    async fn dispose(&mut self, jobs: Vec<Job>) {
+        let disposer = self.disposer.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            jobs.into_iter()
+                .map(|(c, rejected)| {
+                    let fate = match &rejected {
+                        Some(reason) => Fate::Rejected { reason },
+                        None => Fate::Processed,
+                    };
+                    let result = disposer.finish(&c, fate);
+                    (c, rejected, result)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(done) = done else {
+            tracing::error!("the file mover thread failed; files stay where they are");
+            return;
+        };
+        let mut records: Vec<(Candidate, Disposition)> = vec![];
+        for (c, rejected, result) in done {
+            let path = c.path.display();
+            match result {
+                Ok(d) => {
+                    match (&d, &rejected) {
+                        (Disposition::Quarantined(to), Some(reason)) => {
+                            self.summary.files_quarantined += 1;
+                            tracing::warn!(file = %path, "quarantined to {}: {reason}", to.display());
+                        }
+                        (Disposition::Archived(to), _) => {
+                            self.summary.files_archived += 1;
+                            tracing::debug!(file = %path, "archived to {}", to.display());
+                        }
+                        (Disposition::Deleted, _) => {
+                            self.summary.files_deleted += 1;
+                            tracing::debug!(file = %path, "deleted after the commit");
+                        }
+                        (Disposition::Changed, _) => tracing::info!(
+                            file = %path,
+                            "left in place: it changed after it was read (the new version is a new file)"
+                        ),
+                        _ => {}
+                    }
+                    records.push((c, d));
+                }
+                Err(e) => tracing::error!(file = %path, "{e}; it stays where it is"),
+            }
+        }
+        if records.is_empty() {
+            return;
+        }
+        let recorded = match self.client().await {
+            Ok(c) => record_dispositions(c, &records).await.map_err(Failed::db),
+            Err(e) => Err(e),
+        };
+        let message = match recorded {
+            Ok(()) => return,
+            Err(Failed::Retry { message, .. }) => message,
+            Err(Failed::Stop(e)) => e.to_string(),
+        };
+        tracing::warn!("could not record where files went in the ledger: {message}");
+    }
 }
 
-/// Removes (and remembers) files whose path, size and mtime the ledger has.
+/// Writes each file's disposition into its ledger row. "gone" and
+/// "changed" never overwrite what another process recorded.
+async fn record_dispositions(
+    client: &Client,
+    records: &[(Candidate, Disposition)],
+) -> Result<(), tokio_postgres::Error> {
+    let paths: Vec<String> = records
+        .iter()
+        .map(|(c, _)| c.path.display().to_string())
+        .collect();
+    let sizes: Vec<i64> = records.iter().map(|(c, _)| c.size as i64).collect();
+    let mtimes: Vec<i64> = records.iter().map(|(c, _)| c.mtime_micros).collect();
+    let what: Vec<&str> = records.iter().map(|(_, d)| d.as_str()).collect();
+    let to: Vec<Option<String>> = records
+        .iter()
+        .map(|(_, d)| d.moved_to().map(|p| p.display().to_string()))
+        .collect();
+    client
+        .execute(
+            "UPDATE ingested_files f
+             SET disposition = CASE WHEN d.what IN ('gone', 'changed') AND f.disposition IS NOT NULL
+                                    THEN f.disposition ELSE d.what END,
+                 moved_to = CASE WHEN d.what IN ('gone', 'changed') AND f.disposition IS NOT NULL
+                                 THEN f.moved_to ELSE d.moved_to END
+             FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[])
+                  AS d(path, size, mtime, what, moved_to)
+             WHERE f.path = d.path AND f.size_bytes = d.size
+               AND f.modified_at = timestamptz 'epoch' + d.mtime * interval '1 microsecond'",
+            &[&paths, &sizes, &mtimes, &what, &to],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Splits listed files into those to load and those the ledger already
+/// has (same path, size and mtime). Of the latter, returns the ones whose
+/// fate is not yet carried out on disk (a crash between commit and move,
+/// or a new `--after-load`), with the reason when they were rejected.
 async fn skip_ledgered(
     client: &Client,
     fresh: Vec<Candidate>,
-    done: &mut HashSet<FileKey>,
-) -> Result<Vec<Candidate>, tokio_postgres::Error> {
-    if fresh.is_empty() {
-        return Ok(fresh);
-    }
+    after_load: AfterLoad,
+) -> Result<(Vec<Candidate>, Vec<Job>), tokio_postgres::Error> {
     let paths: Vec<String> = fresh.iter().map(|c| c.path.display().to_string()).collect();
     let sizes: Vec<i64> = fresh.iter().map(|c| c.size as i64).collect();
     let mtimes: Vec<i64> = fresh.iter().map(|c| c.mtime_micros).collect();
     let rows = client
         .query(
-            "SELECT c.i FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS c(path, size, mtime, i)
-             WHERE EXISTS (SELECT 1 FROM ingested_files f
-                           WHERE f.path = c.path AND f.size_bytes = c.size
-                             AND f.modified_at = timestamptz 'epoch' + c.mtime * interval '1 microsecond')",
+            "SELECT c.i, f.status, f.reason, f.disposition
+             FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS c(path, size, mtime, i)
+             CROSS JOIN LATERAL (
+               SELECT status, reason, disposition FROM ingested_files f
+               WHERE f.path = c.path AND f.size_bytes = c.size
+                 AND f.modified_at = timestamptz 'epoch' + c.mtime * interval '1 microsecond'
+               ORDER BY id DESC LIMIT 1) f",
             &[&paths, &sizes, &mtimes],
         )
         .await?;
-    let known: HashSet<usize> = rows
-        .iter()
-        .map(|r| r.get::<_, i64>(0) as usize - 1)
-        .collect();
-    let mut out = Vec::with_capacity(fresh.len() - known.len());
+    let mut known: HashMap<usize, (String, Option<String>, Option<String>)> = HashMap::new();
+    for r in &rows {
+        let i = r.get::<_, i64>(0) as usize - 1;
+        known.insert(i, (r.get(1), r.get(2), r.get(3)));
+    }
+    let mut load = Vec::with_capacity(fresh.len() - known.len());
+    let mut leftovers = vec![];
     for (i, c) in fresh.into_iter().enumerate() {
-        if known.contains(&i) {
-            done.insert(key(&c));
-        } else {
-            out.push(c);
+        let Some((status, reason, disposition)) = known.remove(&i) else {
+            load.push(c);
+            continue;
+        };
+        let rejected = (status == "rejected").then(|| reason.unwrap_or_default());
+        let settled = rejected.is_none()
+            && after_load == AfterLoad::Keep
+            && disposition.as_deref() == Some("kept");
+        if !settled {
+            leftovers.push((c, rejected));
         }
     }
-    Ok(out)
+    Ok((load, leftovers))
 }
 
 /// Groups files, in order, into batches bounded by count and bytes.

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::{Client, Transaction};
 
 use super::stage;
+use crate::db::retry::{classify_state, Class};
 use crate::event::RuleCode;
 use crate::schema::LayoutId;
 use crate::source::discover::Candidate;
@@ -55,7 +56,8 @@ pub enum FileOutcome {
     },
     /// It changed while being read: not recorded, tried again later.
     Changed,
-    /// It was gone before it could be opened: nothing to record.
+    /// It was gone before it could be opened: recorded as rejected unless
+    /// the ledger already has it (another process loaded and moved it).
     Vanished,
 }
 
@@ -80,10 +82,14 @@ pub enum FileStatus {
     Rejected {
         reason: String,
     },
-    /// This exact path and content is already in the ledger.
-    AlreadyDone,
+    /// This exact path and content is already in the ledger; `rejected`
+    /// holds the reason when it was recorded as rejected.
+    AlreadyDone {
+        rejected: Option<String>,
+    },
+    /// It changed while being read (a writer is still at it): tried again
+    /// later, nothing recorded.
     Changed,
-    Vanished,
 }
 
 /// The accounting of one file in a committed batch.
@@ -128,6 +134,13 @@ pub enum SinkError {
 pub type Producer =
     Box<dyn FnOnce(mpsc::Sender<Bytes>) -> Result<Vec<FileResult>, String> + Send + 'static>;
 
+/// Re-reads the raw text of some lines of a file, for rows the server
+/// refused (valid rows are staged without their raw line). Lines it cannot
+/// vouch for (the file changed or is gone) are left out; their dead letter
+/// then holds the staged values instead.
+pub type RawLines =
+    std::sync::Arc<dyn Fn(&Candidate, &[i64]) -> HashMap<i64, String> + Send + Sync + 'static>;
+
 /// Prepares a connection for loading (creates its staging table).
 pub async fn prepare(client: &Client) -> Result<(), SinkError> {
     client.batch_execute(stage::CREATE_STAGE).await?;
@@ -149,6 +162,7 @@ fn unix_micros(t: SystemTime) -> i64 {
 pub async fn commit_batch(
     client: &mut Client,
     produce: Producer,
+    raw_lines: &RawLines,
 ) -> Result<BatchReport, SinkError> {
     let started = Instant::now();
     let started_at = unix_micros(SystemTime::now());
@@ -183,7 +197,12 @@ pub async fn commit_batch(
         .filter_map(|(i, r)| match &r.outcome {
             FileOutcome::Parsed(p) => Some((lock_key(&p.hash), i)),
             FileOutcome::Rejected { hash: Some(h), .. } => Some((lock_key(h), i)),
-            _ => None,
+            // No content to go by: the listed version (path) is the identity.
+            FileOutcome::Rejected { hash: None, .. } | FileOutcome::Vanished => {
+                let path = r.candidate.path.as_os_str().as_encoded_bytes();
+                Some((lock_key(&blake3::hash(path).to_hex()), i))
+            }
+            FileOutcome::Changed => None,
         })
         .collect();
     keys.sort_unstable();
@@ -197,10 +216,16 @@ pub async fn commit_batch(
         let path = r.candidate.path.display().to_string();
         let status = match &r.outcome {
             FileOutcome::Changed => FileStatus::Changed,
-            FileOutcome::Vanished => FileStatus::Vanished,
+            FileOutcome::Vanished => match ledger_lookup(&tx, r, None).await? {
+                // Another process loaded it and moved it away.
+                Some(Lookup::SamePath(rejected)) => FileStatus::AlreadyDone { rejected },
+                _ => FileStatus::Rejected {
+                    reason: "the file disappeared before it could be read".to_string(),
+                },
+            },
             FileOutcome::Rejected { hash, reason } => {
-                match ledger_lookup(&tx, &path, hash.as_deref()).await? {
-                    Some(Lookup::SamePath) => FileStatus::AlreadyDone,
+                match ledger_lookup(&tx, r, hash.as_deref()).await? {
+                    Some(Lookup::SamePath(rejected)) => FileStatus::AlreadyDone { rejected },
                     _ => FileStatus::Rejected {
                         reason: reason.clone(),
                     },
@@ -210,8 +235,8 @@ pub async fn commit_batch(
                 if let Some(first) = seen_in_batch.get(&p.hash) {
                     FileStatus::Duplicate { of: first.clone() }
                 } else {
-                    match ledger_lookup(&tx, &path, Some(&p.hash)).await? {
-                        Some(Lookup::SamePath) => FileStatus::AlreadyDone,
+                    match ledger_lookup(&tx, r, Some(&p.hash)).await? {
+                        Some(Lookup::SamePath(rejected)) => FileStatus::AlreadyDone { rejected },
                         Some(Lookup::Other(of)) => FileStatus::Duplicate { of },
                         None => {
                             seen_in_batch.insert(p.hash.clone(), path.clone());
@@ -266,27 +291,43 @@ pub async fn commit_batch(
         })
         .collect();
 
-    // 3. Move rows: events deduplicated by event_id, rejects to dead letters.
-    let loaded_rows = tx
-        .query(
-            &format!(
-                "WITH ins AS (
-                   INSERT INTO ecommerce_events
-                     ({cols}, source_file, source_line, batch_id, source_layout)
-                   SELECT {cols}, ($1::text[])[file_no], source_line, $2, ($3::text[])[file_no]
-                   FROM shopstream_stage WHERE ok
-                   ON CONFLICT (event_id) DO NOTHING
-                   RETURNING source_file)
-                 SELECT source_file, count(*) FROM ins GROUP BY source_file",
-                cols = stage::EVENT_COLUMNS
-            ),
-            &[&paths, &batch_id, &layouts],
-        )
-        .await?;
-    let loaded: HashMap<String, i64> = loaded_rows
-        .iter()
-        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
-        .collect();
+    // 3. Move rows: events deduplicated by event_id (rows the server refuses
+    //    become dead letters), rejects to dead letters.
+    let moved = insert_events(&tx, &paths, batch_id, &layouts).await?;
+    let mut refused_by_file: HashMap<i32, u64> = HashMap::new();
+    if !moved.refused.is_empty() {
+        for r in &moved.refused {
+            *refused_by_file.entry(r.file_no).or_default() += 1;
+        }
+        let raw = refused_raw_lines(&results, &moved.refused, raw_lines).await;
+        for r in &moved.refused {
+            tracing::warn!(
+                file = %paths.get(r.file_no as usize - 1).map_or("?", String::as_str),
+                line = r.line,
+                "the database refused the row: {}",
+                r.message
+            );
+            tx.execute(
+                &format!(
+                    "UPDATE shopstream_stage SET ok = false,
+                       raw_line = coalesce($3, concat_ws(',', {cols})),
+                       raw_event_id = event_id::text,
+                       error_codes = ARRAY['{code}'], errors = $4::text::jsonb
+                     WHERE file_no = $1 AND source_line = $2",
+                    cols = stage::RAW_FALLBACK_COLUMNS,
+                    code = RuleCode::RejectedByDatabase.as_str(),
+                ),
+                &[
+                    &r.file_no,
+                    &r.line,
+                    &raw.get(&(r.file_no, r.line)),
+                    &r.errors_json(),
+                ],
+            )
+            .await?;
+        }
+    }
+    let loaded = moved.loaded;
     tx.execute(
         "INSERT INTO dead_letter_events
            (batch_id, source_file, source_line, raw_line, event_id, error_codes, errors,
@@ -303,14 +344,20 @@ pub async fn commit_batch(
     for (r, path, status) in reports {
         let mut fr = empty_report(r, path, status);
         if let (FileOutcome::Parsed(p), FileStatus::Loaded) = (&r.outcome, &fr.status) {
-            let l = loaded.get(&fr.path).copied().unwrap_or(0) as u64;
+            let l = loaded.get(&fr.path).copied().unwrap_or(0);
+            let refused = refused_by_file.get(&r.file_no).copied().unwrap_or(0);
             fr.rows_read = p.rows_read;
             fr.rows_loaded = l;
-            fr.rows_duplicate = p.rows_valid.saturating_sub(l);
-            fr.rows_rejected = p.rows_rejected;
+            fr.rows_duplicate = p.rows_valid.saturating_sub(l + refused);
+            fr.rows_rejected = p.rows_rejected + refused;
             fr.late = p.late;
             for (c, n) in &p.rejects_by_code {
                 *codes.entry(c.as_str().to_string()).or_default() += n;
+            }
+            if refused > 0 {
+                *codes
+                    .entry(RuleCode::RejectedByDatabase.as_str().to_string())
+                    .or_default() += refused;
             }
         }
         if let (FileOutcome::Parsed(p), FileStatus::Duplicate { .. }) = (&r.outcome, &fr.status) {
@@ -385,21 +432,42 @@ fn empty_report(r: &FileResult, path: String, status: FileStatus) -> FileReport 
 }
 
 enum Lookup {
-    /// This path with this content is already recorded.
-    SamePath,
+    /// This path with this content is already recorded (with the reason if
+    /// it was rejected).
+    SamePath(Option<String>),
     /// Another path with this content is recorded.
     Other(String),
 }
 
+/// What the ledger holds for this file: by content when it was read, else
+/// by the listed version (path, size, modification time).
 async fn ledger_lookup(
     tx: &Transaction<'_>,
-    path: &str,
+    file: &FileResult,
     hash: Option<&str>,
 ) -> Result<Option<Lookup>, tokio_postgres::Error> {
-    let Some(hash) = hash else { return Ok(None) };
+    let path = file.candidate.path.display().to_string();
+    let path = path.as_str();
+    let Some(hash) = hash else {
+        let row = tx
+            .query_opt(
+                "SELECT CASE WHEN status = 'rejected' THEN coalesce(reason, '') END
+                 FROM ingested_files WHERE path = $1 AND size_bytes = $2
+                   AND modified_at = timestamptz 'epoch' + $3::int8 * interval '1 microsecond'
+                 LIMIT 1",
+                &[
+                    &path,
+                    &(file.candidate.size as i64),
+                    &file.candidate.mtime_micros,
+                ],
+            )
+            .await?;
+        return Ok(row.map(|r| Lookup::SamePath(r.get(0))));
+    };
     let row = tx
         .query_opt(
-            "SELECT path FROM ingested_files WHERE content_hash = $1
+            "SELECT path, CASE WHEN status = 'rejected' THEN coalesce(reason, '') END
+             FROM ingested_files WHERE content_hash = $1
              ORDER BY (path = $2) DESC, (status = 'loaded') DESC, id LIMIT 1",
             &[&hash, &path],
         )
@@ -407,7 +475,7 @@ async fn ledger_lookup(
     Ok(row.map(|r| {
         let p: String = r.get(0);
         if p == path {
-            Lookup::SamePath
+            Lookup::SamePath(r.get(1))
         } else {
             Lookup::Other(p)
         }
@@ -466,4 +534,219 @@ async fn insert_ledger(
     )
     .await?;
     Ok(())
+}
+
+/// A row the server refused, with what it said.
+#[derive(Debug, Clone)]
+struct Refused {
+    file_no: i32,
+    line: i64,
+    sqlstate: String,
+    message: String,
+    detail: Option<String>,
+    column: Option<String>,
+    constraint: Option<String>,
+}
+
+impl Refused {
+    fn new(file_no: i32, line: i64, e: &tokio_postgres::Error) -> Refused {
+        let db = e.as_db_error();
+        Refused {
+            file_no,
+            line,
+            sqlstate: e.code().map_or("", |c| c.code()).to_string(),
+            message: db.map_or_else(|| e.to_string(), |d| d.message().to_string()),
+            detail: db.and_then(|d| d.detail()).map(str::to_string),
+            column: db.and_then(|d| d.column()).map(str::to_string),
+            constraint: db.and_then(|d| d.constraint()).map(str::to_string),
+        }
+    }
+
+    /// The `errors` array of its dead letter (same shape as the
+    /// validator's failures, plus what the server said).
+    fn errors_json(&self) -> String {
+        let column = self
+            .column
+            .clone()
+            .or_else(|| self.constraint.clone())
+            .unwrap_or_default();
+        let message = match &self.constraint {
+            Some(c) => format!(
+                "the database refused the row: {} (constraint {c}, SQLSTATE {})",
+                self.message, self.sqlstate
+            ),
+            None => format!(
+                "the database refused the row: {} (SQLSTATE {})",
+                self.message, self.sqlstate
+            ),
+        };
+        serde_json::json!([{
+            "code": RuleCode::RejectedByDatabase.as_str(),
+            "column": column,
+            "value": "",
+            "message": message,
+            "sqlstate": self.sqlstate,
+            "constraint": self.constraint,
+            "detail": self.detail,
+        }])
+        .to_string()
+    }
+}
+
+/// What moving the staged valid rows did.
+struct Moved {
+    /// Rows inserted, by source file path.
+    loaded: HashMap<String, u64>,
+    /// Rows the server refused.
+    refused: Vec<Refused>,
+}
+
+/// Rows tried together while isolating refused rows.
+const ISOLATE_CHUNK: usize = 1024;
+
+/// Inserts the staged valid rows. If the server refuses a row (a check or
+/// not-null constraint, a value out of range, …) the refused rows are
+/// isolated by bisection under savepoints: every other row is inserted and
+/// each refused one is returned with the server's message. Each row is
+/// tried at most about log2(1024) + 1 times, so nothing is retried forever.
+async fn insert_events(
+    tx: &Transaction<'_>,
+    paths: &[String],
+    batch_id: i64,
+    layouts: &[Option<&str>],
+) -> Result<Moved, tokio_postgres::Error> {
+    let sql = format!(
+        "WITH ins AS (
+           INSERT INTO ecommerce_events
+             ({cols}, source_file, source_line, batch_id, source_layout)
+           SELECT {cols}, ($1::text[])[file_no], source_line, $2, ($3::text[])[file_no]
+           FROM shopstream_stage
+           WHERE ok AND (file_no, source_line) >= ($4, $5) AND (file_no, source_line) <= ($6, $7)
+           ON CONFLICT (event_id) DO NOTHING
+           RETURNING source_file)
+         SELECT source_file, count(*) FROM ins GROUP BY source_file",
+        cols = stage::EVENT_COLUMNS
+    );
+    let mut moved = Moved {
+        loaded: HashMap::new(),
+        refused: vec![],
+    };
+    let full = ((i32::MIN, i64::MIN), (i32::MAX, i64::MAX));
+    match try_insert(tx, &sql, paths, batch_id, layouts, full).await? {
+        Ok(counts) => {
+            add_counts(&mut moved.loaded, counts);
+            return Ok(moved);
+        }
+        Err(e) => tracing::warn!(
+            "the database refused a row of the batch ({}); isolating it",
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_string())
+        ),
+    }
+    tx.batch_execute(
+        "CREATE INDEX shopstream_stage_key ON shopstream_stage (file_no, source_line) WHERE ok;
+         ANALYZE shopstream_stage",
+    )
+    .await?;
+    let keys: Vec<(i32, i64)> = tx
+        .query(
+            "SELECT file_no, source_line FROM shopstream_stage WHERE ok ORDER BY 1, 2",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut todo: Vec<(usize, usize)> = (0..keys.len())
+        .step_by(ISOLATE_CHUNK)
+        .map(|lo| (lo, (lo + ISOLATE_CHUNK).min(keys.len())))
+        .rev()
+        .collect();
+    while let Some((lo, hi)) = todo.pop() {
+        match try_insert(tx, &sql, paths, batch_id, layouts, (keys[lo], keys[hi - 1])).await? {
+            Ok(counts) => add_counts(&mut moved.loaded, counts),
+            Err(e) if hi - lo == 1 => {
+                let (file_no, line) = keys[lo];
+                moved.refused.push(Refused::new(file_no, line, &e));
+            }
+            Err(_) => {
+                let mid = lo + (hi - lo) / 2;
+                todo.push((mid, hi));
+                todo.push((lo, mid));
+            }
+        }
+    }
+    tx.batch_execute("DROP INDEX shopstream_stage_key").await?;
+    Ok(moved)
+}
+
+fn add_counts(into: &mut HashMap<String, u64>, rows: Vec<tokio_postgres::Row>) {
+    for row in rows {
+        *into.entry(row.get::<_, String>(0)).or_default() += row.get::<_, i64>(1) as u64;
+    }
+}
+
+/// Inserts the valid staged rows between two (file_no, line) keys under a
+/// savepoint. `Ok(Err(e))`: the server refused a row in the range (rolled
+/// back to the savepoint); `Err`: any other failure (the batch fails).
+async fn try_insert(
+    tx: &Transaction<'_>,
+    sql: &str,
+    paths: &[String],
+    batch_id: i64,
+    layouts: &[Option<&str>],
+    ((f0, l0), (f1, l1)): ((i32, i64), (i32, i64)),
+) -> Result<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>, tokio_postgres::Error> {
+    tx.batch_execute("SAVEPOINT shopstream_rows").await?;
+    match tx
+        .query(sql, &[&paths, &batch_id, &layouts, &f0, &l0, &f1, &l1])
+        .await
+    {
+        Ok(rows) => {
+            tx.batch_execute("RELEASE SAVEPOINT shopstream_rows")
+                .await?;
+            Ok(Ok(rows))
+        }
+        Err(e)
+            if e.code()
+                .is_some_and(|c| classify_state(c) == Class::RowData) =>
+        {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT shopstream_rows")
+                .await?;
+            Ok(Err(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The raw text of the refused rows, re-read from their files on a
+/// blocking thread.
+async fn refused_raw_lines(
+    results: &[FileResult],
+    refused: &[Refused],
+    raw_lines: &RawLines,
+) -> HashMap<(i32, i64), String> {
+    let mut by_file: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for r in refused {
+        by_file.entry(r.file_no).or_default().push(r.line);
+    }
+    let jobs: Vec<(i32, Candidate, Vec<i64>)> = by_file
+        .into_iter()
+        .filter_map(|(no, lines)| {
+            let c = results.iter().find(|r| r.file_no == no)?.candidate.clone();
+            Some((no, c, lines))
+        })
+        .collect();
+    let read = raw_lines.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let mut out = HashMap::new();
+        for (no, c, lines) in jobs {
+            for (line, text) in read(&c, &lines) {
+                out.insert((no, line), text);
+            }
+        }
+        out
+    })
+    .await;
+    found.unwrap_or_default()
 }

@@ -36,6 +36,12 @@ pub const EVENT_COLUMNS: &str = "event_id, user_id, session_id, event_type, prod
     device_type, browser, geo_country, geo_city, referrer, campaign_id, total_amount, \
     is_late_arrival, extra";
 
+/// The staged columns joined into a stand-in raw line when a refused row's
+/// file can no longer be re-read.
+pub const RAW_FALLBACK_COLUMNS: &str = "event_id, user_id, session_id, event_type, product_id, \
+    product_name, category, price, quantity, user_segment, search_query, event_time, \
+    device_type, browser, geo_country, geo_city, referrer, campaign_id";
+
 /// Appends one valid event.
 /// `extra` is the JSON of the columns kept outside the canonical schema.
 pub fn encode_valid(

@@ -54,7 +54,14 @@ pub enum LayoutError {
     },
     #[error("the header names column {0:?} more than once")]
     DuplicateColumn(String),
-    #[error("the header is not UTF-8 text")]
+    #[error("the file is UTF-16 text; shopstream reads UTF-8 CSV (re-save it as UTF-8)")]
+    Utf16,
+    #[error("the file is binary, not CSV text (its header holds NUL bytes)")]
+    Binary,
+    #[error(
+        "the file is not UTF-8 text (binary, or another encoding such as Latin-1): its header \
+         holds bytes that are not UTF-8; re-save it as UTF-8 CSV"
+    )]
     NotUtf8,
 }
 
@@ -96,6 +103,16 @@ impl Layout {
         cells: impl IntoIterator<Item = &'a [u8]>,
         policy: UnknownColumns,
     ) -> Result<Layout, LayoutError> {
+        let cells: Vec<&[u8]> = cells.into_iter().collect();
+        if cells
+            .first()
+            .is_some_and(|c| c.starts_with(b"\xFF\xFE") || c.starts_with(b"\xFE\xFF"))
+        {
+            return Err(LayoutError::Utf16);
+        }
+        if cells.iter().any(|c| c.contains(&0)) {
+            return Err(LayoutError::Binary);
+        }
         let mut names: Vec<&str> = vec![];
         for cell in cells {
             let name = std::str::from_utf8(cell).map_err(|_| LayoutError::NotUtf8)?;
@@ -352,5 +369,20 @@ mod tests {
             Err(LayoutError::DuplicateColumn(_))
         ));
         assert_eq!(detect(""), Err(LayoutError::Empty));
+    }
+
+    #[test]
+    fn binary_and_foreign_encodings_are_named() {
+        let from =
+            |cells: &[&[u8]]| Layout::from_header(cells.iter().copied(), UnknownColumns::Keep);
+        assert_eq!(from(&[b"\xFF\xFEe\0v\0", b"x"]), Err(LayoutError::Utf16));
+        assert_eq!(from(&[b"\x89PNG\r", b"\0\0"]), Err(LayoutError::Binary));
+        assert_eq!(
+            from(&[b"event_id", b"cat\xE9gorie"]),
+            Err(LayoutError::NotUtf8)
+        );
+        assert!(LayoutError::NotUtf8
+            .to_string()
+            .contains("re-save it as UTF-8"));
     }
 }

@@ -9,10 +9,13 @@
 //! any other server.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use shopstream::db::connect::{config_to_url, error_chain};
 use shopstream::db::embedded::{EmbeddedOptions, EmbeddedServer};
@@ -255,6 +258,17 @@ pub async fn count(db: &TestDb, sql: &str) -> i64 {
         .get(0)
 }
 
+/// Like [`count`], but `None` while the query fails (e.g. before the
+/// loader has created the tables).
+pub async fn try_count(db: &TestDb, sql: &str) -> Option<i64> {
+    let config = db.config();
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
+}
+
 /// A `SELECT key, count(*) … GROUP BY key` as a map.
 pub async fn counts_by(db: &TestDb, sql: &str) -> std::collections::BTreeMap<String, u64> {
     db.client()
@@ -265,4 +279,118 @@ pub async fn counts_by(db: &TestDb, sql: &str) -> std::collections::BTreeMap<Str
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
         .collect()
+}
+
+/// A fingerprint of everything a load produces that does not depend on
+/// timing (batch ids and ingest times do) or on where the input folder was:
+/// file paths are taken relative to `root`.
+pub async fn fingerprint(c: &Client, root: &Path) -> Vec<String> {
+    let root = format!("{}/", root.display());
+    let mut v = vec![];
+    for sql in [
+        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', event_id, user_id, session_id,
+            event_type, product_id, product_name, category, price, quantity, user_segment, search_query,
+            event_time, device_type, browser, geo_country, geo_city, referrer, campaign_id, total_amount,
+            is_late_arrival), ',' ORDER BY event_id)) FROM ecommerce_events",
+        // Messages are left out: a future time's message says how far ahead
+        // it was when processed.
+        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', replace(source_file, $1, ''),
+            source_line, raw_line, event_id, error_codes, jsonb_path_query_array(errors, '$[*].column'),
+            jsonb_path_query_array(errors, '$[*].value')), ',' ORDER BY source_file, source_line))
+         FROM dead_letter_events",
+        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', replace(path, $1, ''), size_bytes,
+            content_hash, status, rows_read, rows_loaded + rows_duplicate, rows_rejected), ','
+            ORDER BY path)) FROM ingested_files",
+        "SELECT sum(rows_read)::text || ' ' || sum(rows_loaded)::text || ' ' || sum(rows_duplicate)::text
+            || ' ' || sum(rows_rejected)::text FROM data_quality_metrics",
+    ] {
+        let with_root: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&root];
+        let params = if sql.contains("$1") { with_root } else { &[] };
+        v.push(
+            c.query_one(sql, params)
+                .await
+                .expect(sql)
+                .get::<_, Option<String>>(0)
+                .unwrap_or_default(),
+        );
+    }
+    v
+}
+
+/// A running `shopstream run` whose stderr lines are collected; killed if
+/// the test fails.
+pub struct Loader {
+    pub child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Loader {
+    pub fn spawn(cmd: &mut std::process::Command) -> Loader {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shopstream");
+        let lines = Arc::new(Mutex::new(vec![]));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        Loader { child, lines }
+    }
+
+    pub fn logged(&self, needle: &str) -> bool {
+        self.lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains(needle))
+    }
+
+    pub fn log(&self) -> String {
+        self.lines.lock().expect("lines").join("\n")
+    }
+
+    pub fn assert_alive(&mut self) {
+        assert!(
+            self.child.try_wait().expect("try_wait").is_none(),
+            "the loader exited:\n{}",
+            self.log()
+        );
+    }
+
+    /// SIGTERM, exit 0, and the summary line it printed.
+    pub fn stop(mut self) -> serde_json::Value {
+        signal(&self.child, "-TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(60));
+        assert!(status.success(), "exit {status:?}:\n{}", self.log());
+        let mut out = String::new();
+        if let Some(mut o) = self.child.stdout.take() {
+            std::io::Read::read_to_string(&mut o, &mut out).expect("stdout");
+        }
+        serde_json::from_str(out.trim()).expect("summary JSON")
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `cond` holds, failing after `limit` with `what`.
+pub async fn wait_for<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

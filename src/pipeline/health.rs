@@ -1,0 +1,66 @@
+//! The loader's health as other parts of the process see it: whether the
+//! database is reachable, the state of the circuit breaker, the last error
+//! and the last commit.
+//!
+//! The loader writes it; readers (logs today, the health endpoints of the
+//! HTTP server) only take snapshots. It never decides anything itself.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use super::breaker::BreakerState;
+
+/// A snapshot of the loader's health.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HealthState {
+    /// The loader connected, migrated and can take files.
+    pub ready: bool,
+    pub breaker: BreakerState,
+    /// Consecutive failed attempts.
+    pub consecutive_failures: u32,
+    /// The last failure, while it is not followed by a success.
+    pub last_error: Option<String>,
+    /// Seconds since the Unix epoch of the last committed batch.
+    pub last_commit_unix: Option<u64>,
+}
+
+impl Default for HealthState {
+    fn default() -> Self {
+        HealthState {
+            ready: false,
+            breaker: BreakerState::Closed,
+            consecutive_failures: 0,
+            last_error: None,
+            last_commit_unix: None,
+        }
+    }
+}
+
+/// A cloneable handle on the loader's health.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    inner: Arc<Mutex<HealthState>>,
+}
+
+impl Health {
+    pub fn snapshot(&self) -> HealthState {
+        match self.inner.lock() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut HealthState)) {
+        match self.inner.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    pub(crate) fn committed(&self) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.update(|h| h.last_commit_unix = Some(now));
+    }
+}
