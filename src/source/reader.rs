@@ -66,6 +66,9 @@ pub struct RecordReader<R> {
     out: Vec<u8>,
     ends: Vec<usize>,
     next_line: u64,
+    /// The last byte of the previous record was `\r` (so a `\n` right
+    /// after it ends the same line).
+    after_cr: bool,
     max_record_bytes: usize,
     hasher: blake3::Hasher,
     bytes_read: u64,
@@ -85,6 +88,7 @@ impl<R: Read> RecordReader<R> {
             out: vec![0; 4096],
             ends: vec![0; 64],
             next_line: 1,
+            after_cr: false,
             max_record_bytes,
             hasher: blake3::Hasher::new(),
             bytes_read: 0,
@@ -182,9 +186,10 @@ impl<R: Read> RecordReader<R> {
                         .iter()
                         .take_while(|&&b| b == b'\n' || b == b'\r')
                         .count();
-                    let lead_lines = count_newlines(&consumed[..lead]);
+                    let lead_lines = count_line_breaks(&consumed[..lead], self.after_cr);
                     let line = self.next_line + lead_lines;
-                    self.next_line += count_newlines(consumed);
+                    self.next_line += count_line_breaks(consumed, self.after_cr);
+                    self.after_cr = consumed.last() == Some(&b'\r');
                     let mut raw = &consumed[lead..];
                     while let [rest @ .., b'\n' | b'\r'] = raw {
                         raw = rest;
@@ -202,8 +207,16 @@ impl<R: Read> RecordReader<R> {
     }
 }
 
-fn count_newlines(b: &[u8]) -> u64 {
-    b.iter().filter(|&&c| c == b'\n').count() as u64
+/// The lines `b` ends: `\n`, `\r\n` and a lone `\r` each end one, as each
+/// ends a record for csv-core (inside quotes too, as editors show them).
+/// `after_cr` tells whether the byte before `b` was `\r`.
+fn count_line_breaks(b: &[u8], mut after_cr: bool) -> u64 {
+    let mut n = 0;
+    for &c in b {
+        n += u64::from(c == b'\r' || (c == b'\n' && !after_cr));
+        after_cr = c == b'\r';
+    }
+    n
 }
 
 #[cfg(test)]
@@ -262,6 +275,38 @@ mod tests {
         let v = all(b"a\n\n1\n\n\n2\n");
         let lines: Vec<u64> = v.iter().map(|r| r.0).collect();
         assert_eq!(lines, [1, 3, 6]);
+    }
+
+    #[test]
+    fn a_lone_cr_ends_a_line_like_lf_and_crlf() {
+        // Regression: lines were counted by `\n` only, so every record of a
+        // CR-terminated file was "line 1", the header's line.
+        let v = all(b"a\r1\r2\r\r3\r\n\n4\n\"x\ry\"\r5");
+        let lines: Vec<u64> = v.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [1, 2, 3, 5, 7, 8, 10]);
+        assert_eq!(v[5].2, ["x\ry"]);
+        // A CRLF split between two reads is still one line break.
+        let mut r = RecordReader::new(Chunks(&[b"a\r", b"\n1\r", b"\n2"]), 1 << 20);
+        let mut lines = vec![];
+        while let Some(rec) = r.next_record().expect("reads") {
+            lines.push(rec.line);
+        }
+        assert_eq!(lines, [1, 2, 3]);
+    }
+
+    /// A source that hands out its bytes in the given pieces.
+    struct Chunks<'a>(&'a [&'a [u8]]);
+
+    impl Read for Chunks<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let Some((first, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            assert!(first.len() <= out.len(), "pieces fit one read");
+            out[..first.len()].copy_from_slice(first);
+            self.0 = rest;
+            Ok(first.len())
+        }
     }
 
     #[test]
