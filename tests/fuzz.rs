@@ -552,6 +552,11 @@ proptest! {
                     prop_assert_eq!(p.rows_rejected, 0);
                 }
             }
+            // A header with no rows is a poison file, whatever the header.
+            FileOutcome::Rejected { reason, .. } if file.rows.is_empty() => {
+                prop_assert_eq!(reason, "the file has a header but no data rows");
+                prop_assert!(staged.is_empty());
+            }
             FileOutcome::Rejected { reason, .. } if !exact => {
                 prop_assert!(reason.contains("matches no known layout"), "{}", reason);
                 prop_assert!(staged.is_empty());
