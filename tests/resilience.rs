@@ -553,3 +553,71 @@ async fn once_gives_up_when_the_circuit_opens_and_continuous_mode_keeps_waiting(
     loader.assert_alive();
     loader.stop();
 }
+
+/// Commits one batch of `files` straight through the library, as the
+/// loader does.
+async fn commit(
+    client: &mut tokio_postgres::Client,
+    files: Vec<shopstream::source::discover::Candidate>,
+) -> shopstream::sink::batch::BatchReport {
+    use shopstream::pipeline::parse::{parse_batch, ParseConfig};
+    use shopstream::sink::batch::{commit_batch, prepare, Producer, RawLines};
+    prepare(client).await.expect("prepare");
+    let produce: Producer = Box::new(move |tx| {
+        parse_batch(&files, &ParseConfig::default(), &tx).map_err(|_| "aborted".to_string())
+    });
+    let raw: RawLines = std::sync::Arc::new(|_, _| Default::default());
+    commit_batch(client, produce, &raw).await.expect("commit")
+}
+
+#[tokio::test]
+async fn a_file_gone_before_it_is_read_is_rejected_unless_the_ledger_has_it() {
+    use shopstream::sink::batch::FileStatus;
+    use shopstream::source::discover::list;
+    let db = test_db().await;
+    run_ok(shopstream().args(["migrate", "--database-url", &db.url]));
+    let mut client = db.client().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        tmp.path().join("a.csv"),
+        "event_id,user_id,event_type,product_id,price,event_time\n\
+         00000000-0000-4000-8000-000000000001,u,view,p,,2026-01-01 00:00:00\n",
+    )
+    .expect("write");
+    std::fs::write(tmp.path().join("b.csv"), "whatever\n").expect("write");
+    let listed = list(tmp.path()).expect("list");
+    let (a, b) = (listed[0].clone(), listed[1].clone());
+
+    // b was listed, then removed before it could be read.
+    std::fs::remove_file(&b.path).expect("rm");
+    let report = commit(&mut client, vec![a.clone(), b.clone()]).await;
+    assert_eq!(report.files[0].status, FileStatus::Loaded);
+    assert_eq!(
+        report.files[1].status,
+        FileStatus::Rejected {
+            reason: "the file disappeared before it could be read".into()
+        }
+    );
+
+    // Another loader had listed a too; a was loaded and moved away before
+    // that loader could read it: it is already done, not rejected.
+    std::fs::remove_file(&a.path).expect("rm");
+    let report = commit(&mut client, vec![a, b]).await;
+    assert_eq!(
+        report.files[0].status,
+        FileStatus::AlreadyDone { rejected: None }
+    );
+    assert!(matches!(
+        &report.files[1].status,
+        FileStatus::AlreadyDone { rejected: Some(r) } if r.contains("disappeared")
+    ));
+    let statuses = common::counts_by(
+        &db,
+        "SELECT status, count(*) FROM ingested_files GROUP BY 1",
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        [("loaded".to_string(), 1), ("rejected".to_string(), 1)].into()
+    );
+}
