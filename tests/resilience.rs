@@ -621,3 +621,82 @@ async fn a_file_gone_before_it_is_read_is_rejected_unless_the_ledger_has_it() {
         [("loaded".to_string(), 1), ("rejected".to_string(), 1)].into()
     );
 }
+
+#[tokio::test]
+async fn the_health_state_follows_the_breaker_and_recovers_with_the_database() {
+    use clap::Parser;
+    use shopstream::db::connect::{Database, DbArgs};
+    use shopstream::pipeline::breaker::BreakerState;
+    use shopstream::pipeline::health::Health;
+    use shopstream::pipeline::run::{run, RunArgs};
+    use shopstream::shutdown::Shutdown;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cli = Cli::try_parse_from([
+        "x",
+        "--input",
+        tmp.path().to_str().expect("utf-8"),
+        "--breaker-failures",
+        "2",
+        "--breaker-open-secs",
+        "0.5",
+        "--retry-initial-secs",
+        "0.1",
+    ])
+    .expect("args");
+    let health = Health::default();
+    let shutdown = Shutdown::new();
+
+    // A database that refuses connections: the circuit opens.
+    let down = Database::open(&DbArgs {
+        database_url: Some("postgresql://x@127.0.0.1:9/none".into()),
+        ..DbArgs::default()
+    })
+    .await
+    .expect("open");
+    let loader = {
+        let (health, shutdown, args) = (health.clone(), shutdown.clone(), cli.run.clone());
+        tokio::spawn(async move { run(&args, &down, &shutdown, &health, |_| {}).await })
+    };
+    wait_for(Duration::from_secs(30), "the circuit to open", || async {
+        health.snapshot().breaker == BreakerState::Open
+    })
+    .await;
+    let h = health.snapshot();
+    assert!(!h.ready);
+    assert!(h.consecutive_failures >= 2);
+    assert!(h
+        .last_error
+        .is_some_and(|e| e.contains("could not connect")));
+    shutdown.trigger();
+    loader.await.expect("join").expect("a clean stop");
+
+    // A reachable database: ready, closed, no error.
+    let db = test_db().await;
+    let up = Database::open(&DbArgs {
+        database_url: Some(db.url.clone()),
+        ..DbArgs::default()
+    })
+    .await
+    .expect("open");
+    let shutdown = Shutdown::new();
+    let health = Health::default();
+    let loader = {
+        let (health, shutdown, args) = (health.clone(), shutdown.clone(), cli.run.clone());
+        tokio::spawn(async move { run(&args, &up, &shutdown, &health, |_| {}).await })
+    };
+    wait_for(Duration::from_secs(30), "ready", || async {
+        health.snapshot().ready
+    })
+    .await;
+    let h = health.snapshot();
+    assert_eq!(h.breaker, BreakerState::Closed);
+    assert_eq!(h.last_error, None);
+    shutdown.trigger();
+    loader.await.expect("join").expect("a clean stop");
+}

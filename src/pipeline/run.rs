@@ -361,7 +361,8 @@ pub async fn run(
     let cfg = args.parse_config()?;
     let backoff = args.backoff()?;
     let mut breaker = Breaker::new(args.breaker()?);
-    let mut rng = rand::rng();
+    // Seeded once; a `ThreadRng` would make the loader future non-`Send`.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_rng(&mut rand::rng());
     if !(args.relist_secs > 0.0 && args.relist_secs.is_finite()) {
         return Err(PipelineError::Relist);
     }
