@@ -300,32 +300,51 @@ pub async fn commit_batch(
             *refused_by_file.entry(r.file_no).or_default() += 1;
         }
         let raw = refused_raw_lines(&results, &moved.refused, raw_lines).await;
+        let file_of = |r: &Refused| {
+            paths
+                .get(r.file_no as usize - 1)
+                .map_or("?", String::as_str)
+        };
         for r in &moved.refused {
+            tracing::debug!(file = %file_of(r), line = r.line, "the database refused the row: {}", r.message);
+        }
+        if let Some(r) = moved.refused.first() {
             tracing::warn!(
-                file = %paths.get(r.file_no as usize - 1).map_or("?", String::as_str),
-                line = r.line,
-                "the database refused the row: {}",
+                "the database refused {} row(s), now dead letters ({}); the first: {} line {}: {}",
+                moved.refused.len(),
+                RuleCode::RejectedByDatabase,
+                file_of(r),
+                r.line,
                 r.message
             );
-            tx.execute(
-                &format!(
-                    "UPDATE shopstream_stage SET ok = false,
-                       raw_line = coalesce($3, concat_ws(',', {cols})),
-                       raw_event_id = event_id::text,
-                       error_codes = ARRAY['{code}'], errors = $4::text::jsonb
-                     WHERE file_no = $1 AND source_line = $2",
-                    cols = stage::RAW_FALLBACK_COLUMNS,
-                    code = RuleCode::RejectedByDatabase.as_str(),
-                ),
-                &[
-                    &r.file_no,
-                    &r.line,
-                    &raw.get(&(r.file_no, r.line)),
-                    &r.errors_json(),
-                ],
-            )
-            .await?;
         }
+        let file_nos: Vec<i32> = moved.refused.iter().map(|r| r.file_no).collect();
+        let lines: Vec<i64> = moved.refused.iter().map(|r| r.line).collect();
+        let raws: Vec<Option<&String>> = moved
+            .refused
+            .iter()
+            .map(|r| raw.get(&(r.file_no, r.line)))
+            .collect();
+        let errors: Vec<String> = moved.refused.iter().map(Refused::errors_json).collect();
+        tx.execute(
+            &format!(
+                "UPDATE shopstream_stage s SET ok = false,
+                   raw_line = coalesce(r.raw, concat_ws(',', {cols})),
+                   raw_event_id = s.event_id::text,
+                   error_codes = ARRAY['{code}'], errors = r.errors::jsonb
+                 FROM unnest($1::int4[], $2::int8[], $3::text[], $4::text[])
+                      AS r(file_no, line, raw, errors)
+                 WHERE s.ok AND s.file_no = r.file_no AND s.source_line = r.line",
+                cols = stage::RAW_FALLBACK_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("s.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                code = RuleCode::RejectedByDatabase.as_str(),
+            ),
+            &[&file_nos, &lines, &raws, &errors],
+        )
+        .await?;
     }
     let loaded = moved.loaded;
     tx.execute(
@@ -602,13 +621,20 @@ struct Moved {
 }
 
 /// Rows tried together while isolating refused rows.
-const ISOLATE_CHUNK: usize = 1024;
+const ISOLATE_CHUNK: i64 = 1024;
+
+/// A staged row's key: (file number, line). Ranges are half open.
+type Key = (i32, i64);
+const KEY_MIN: Key = (i32::MIN, i64::MIN);
+const KEY_MAX: Key = (i32::MAX, i64::MAX);
 
 /// Inserts the staged valid rows. If the server refuses a row (a check or
 /// not-null constraint, a value out of range, …) the refused rows are
-/// isolated by bisection under savepoints: every other row is inserted and
-/// each refused one is returned with the server's message. Each row is
-/// tried at most about log2(1024) + 1 times, so nothing is retried forever.
+/// isolated under savepoints: the batch is retried in chunks of
+/// [`ISOLATE_CHUNK`] rows and a failing chunk is bisected down to single
+/// rows. Every other row is inserted; each refused one is returned with
+/// the server's message. A row is tried at most about a dozen times, and
+/// memory holds at most one chunk's keys plus one key per chunk.
 async fn insert_events(
     tx: &Transaction<'_>,
     paths: &[String],
@@ -621,18 +647,18 @@ async fn insert_events(
              ({cols}, source_file, source_line, batch_id, source_layout)
            SELECT {cols}, ($1::text[])[file_no], source_line, $2, ($3::text[])[file_no]
            FROM shopstream_stage
-           WHERE ok AND (file_no, source_line) >= ($4, $5) AND (file_no, source_line) <= ($6, $7)
+           WHERE ok AND (file_no, source_line) >= ($4, $5) AND (file_no, source_line) < ($6, $7)
            ON CONFLICT (event_id) DO NOTHING
            RETURNING source_file)
          SELECT source_file, count(*) FROM ins GROUP BY source_file",
         cols = stage::EVENT_COLUMNS
     );
+    let insert = |range: (Key, Key)| try_insert(tx, &sql, paths, batch_id, layouts, range);
     let mut moved = Moved {
         loaded: HashMap::new(),
         refused: vec![],
     };
-    let full = ((i32::MIN, i64::MIN), (i32::MAX, i64::MAX));
-    match try_insert(tx, &sql, paths, batch_id, layouts, full).await? {
+    match insert((KEY_MIN, KEY_MAX)).await? {
         Ok(counts) => {
             add_counts(&mut moved.loaded, counts);
             return Ok(moved);
@@ -648,36 +674,77 @@ async fn insert_events(
          ANALYZE shopstream_stage",
     )
     .await?;
-    let keys: Vec<(i32, i64)> = tx
-        .query(
-            "SELECT file_no, source_line FROM shopstream_stage WHERE ok ORDER BY 1, 2",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let mut todo: Vec<(usize, usize)> = (0..keys.len())
-        .step_by(ISOLATE_CHUNK)
-        .map(|lo| (lo, (lo + ISOLATE_CHUNK).min(keys.len())))
-        .rev()
-        .collect();
-    while let Some((lo, hi)) = todo.pop() {
-        match try_insert(tx, &sql, paths, batch_id, layouts, (keys[lo], keys[hi - 1])).await? {
-            Ok(counts) => add_counts(&mut moved.loaded, counts),
-            Err(e) if hi - lo == 1 => {
-                let (file_no, line) = keys[lo];
-                moved.refused.push(Refused::new(file_no, line, &e));
+    // The first key of every chunk.
+    let mut starts: Vec<Key> = keys(
+        tx,
+        &format!(
+            "SELECT file_no, source_line FROM (
+               SELECT file_no, source_line,
+                      row_number() OVER (ORDER BY file_no, source_line) - 1 AS n
+               FROM shopstream_stage WHERE ok) k
+             WHERE n % {ISOLATE_CHUNK} = 0 ORDER BY 1, 2"
+        ),
+        &[],
+    )
+    .await?;
+    starts.push(KEY_MAX);
+    for chunk in starts.windows(2) {
+        let (lo, hi) = (chunk[0], chunk[1]);
+        let first = match insert((lo, hi)).await? {
+            Ok(counts) => {
+                add_counts(&mut moved.loaded, counts);
+                continue;
             }
-            Err(_) => {
-                let mid = lo + (hi - lo) / 2;
-                todo.push((mid, hi));
-                todo.push((lo, mid));
+            Err(e) => e,
+        };
+        // Bisect the chunk: its keys, then ranges [keys[i], keys[j]).
+        let mut ks = keys(
+            tx,
+            "SELECT file_no, source_line FROM shopstream_stage
+             WHERE ok AND (file_no, source_line) >= ($1, $2) AND (file_no, source_line) < ($3, $4)
+             ORDER BY 1, 2",
+            &[&lo.0, &lo.1, &hi.0, &hi.1],
+        )
+        .await?;
+        ks.push(hi);
+        let rows = ks.len() - 1;
+        let mut todo: Vec<(usize, usize, Option<tokio_postgres::Error>)> =
+            vec![(0, rows, Some(first))];
+        while let Some((i, j, known)) = todo.pop() {
+            let failed = match known {
+                Some(e) => e,
+                None => match insert((ks[i], ks[j])).await? {
+                    Ok(counts) => {
+                        add_counts(&mut moved.loaded, counts);
+                        continue;
+                    }
+                    Err(e) => e,
+                },
+            };
+            if j - i == 1 {
+                moved.refused.push(Refused::new(ks[i].0, ks[i].1, &failed));
+            } else {
+                let mid = i + (j - i) / 2;
+                todo.push((mid, j, None));
+                todo.push((i, mid, None));
             }
         }
     }
     tx.batch_execute("DROP INDEX shopstream_stage_key").await?;
     Ok(moved)
+}
+
+async fn keys(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Vec<Key>, tokio_postgres::Error> {
+    Ok(tx
+        .query(sql, params)
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
 }
 
 fn add_counts(into: &mut HashMap<String, u64>, rows: Vec<tokio_postgres::Row>) {
@@ -686,7 +753,7 @@ fn add_counts(into: &mut HashMap<String, u64>, rows: Vec<tokio_postgres::Row>) {
     }
 }
 
-/// Inserts the valid staged rows between two (file_no, line) keys under a
+/// Inserts the valid staged rows with keys in `[from, to)` under a
 /// savepoint. `Ok(Err(e))`: the server refused a row in the range (rolled
 /// back to the savepoint); `Err`: any other failure (the batch fails).
 async fn try_insert(
@@ -695,7 +762,7 @@ async fn try_insert(
     paths: &[String],
     batch_id: i64,
     layouts: &[Option<&str>],
-    ((f0, l0), (f1, l1)): ((i32, i64), (i32, i64)),
+    ((f0, l0), (f1, l1)): (Key, Key),
 ) -> Result<Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>, tokio_postgres::Error> {
     tx.batch_execute("SAVEPOINT shopstream_rows").await?;
     match tx
