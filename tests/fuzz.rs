@@ -26,10 +26,14 @@ use shopstream::sink::batch::{FileOutcome, FileResult};
 use shopstream::source::discover::{mtime_micros, Candidate};
 use shopstream::validate::{validate, RawFields, Rules};
 
-/// A fixed number of cases, and no regression files written into the repo.
+/// 256 cases (or `PROPTEST_CASES`), and no regression files written into
+/// the repo.
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: 256,
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256),
         failure_persistence: None,
         ..ProptestConfig::default()
     }
