@@ -92,7 +92,15 @@ fn print_batch(r: &BatchReport) {
 }
 
 /// Runs the demo until `shutdown` (or the duration) and checks the counts.
-pub async fn demo(args: &DemoArgs, db: &Database, shutdown: &Shutdown) -> Result<(), DemoError> {
+/// Runs the demo. `health` is shared with the HTTP endpoint whose
+/// dashboard URL (if it is on) is printed.
+pub async fn demo(
+    args: &DemoArgs,
+    db: &Database,
+    shutdown: &Shutdown,
+    health: &Health,
+    dashboard: Option<&str>,
+) -> Result<(), DemoError> {
     std::fs::create_dir_all(&args.input).map_err(|source| DemoError::Input {
         path: args.input.display().to_string(),
         source,
@@ -119,6 +127,9 @@ pub async fn demo(args: &DemoArgs, db: &Database, shutdown: &Shutdown) -> Result
     println!("shopstream demo");
     println!("  database : {}", db.describe());
     println!("  folder   : {input} ({rate} events/s, ~2 files/s)");
+    if let Some(url) = dashboard {
+        println!("  dashboard: {url}  (metrics: {url}metrics)");
+    }
     println!(
         "  inspect  : psql '{}' -c 'SELECT event_type, count(*) FROM ecommerce_events GROUP BY 1'",
         db.url()
@@ -138,14 +149,13 @@ pub async fn demo(args: &DemoArgs, db: &Database, shutdown: &Shutdown) -> Result
         loader_stop.trigger();
         r
     };
-    let health = Health::default();
-    let loader = run(&load, db, &loader_stop, &health, print_batch);
+    let loader = run(&load, db, &loader_stop, health, print_batch);
     let (report, loaded) = tokio::join!(generator, loader);
     let report = report?;
     loaded?;
     // Drain what the generator wrote after the loader's last look.
     load.once = true;
-    run(&load, db, &Shutdown::new(), &health, print_batch).await?;
+    run(&load, db, &Shutdown::new(), health, print_batch).await?;
     check(db, &report).await
 }
 

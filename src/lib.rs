@@ -16,6 +16,7 @@ pub mod db;
 pub mod demo;
 pub mod event;
 pub mod generate;
+pub mod observe;
 pub mod pipeline;
 pub mod schema;
 pub mod shutdown;

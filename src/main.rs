@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand};
 use shopstream::db::connect::{Database, DbArgs};
 use shopstream::demo::DemoArgs;
 use shopstream::generate::GenerateArgs;
+use shopstream::observe::dashboard::Dashboard;
+use shopstream::observe::http::{HttpArgs, HttpState};
+use shopstream::pipeline::health::Health;
 use shopstream::pipeline::run::RunArgs;
 use shopstream::schema::show::Format;
 use shopstream::schema::LayoutId;
@@ -29,8 +32,19 @@ struct Cli {
     #[arg(long, global = true, env = "SHOPSTREAM_LOG")]
     log_level: Option<tracing::Level>,
 
+    /// Log format on stderr: text (for people; coloured on a terminal) or
+    /// json (one object per line, for log collectors).
+    #[arg(long, global = true, env = "SHOPSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -39,6 +53,8 @@ enum Command {
     Run {
         #[command(flatten)]
         run: RunArgs,
+        #[command(flatten)]
+        http: HttpArgs,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -60,6 +76,8 @@ enum Command {
     Demo {
         #[command(flatten)]
         demo: DemoArgs,
+        #[command(flatten)]
+        http: HttpArgs,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -91,11 +109,17 @@ fn main() -> ExitCode {
         Command::Demo { .. } => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     };
-    tracing_subscriber::fmt()
-        .with_max_level(cli.log_level.unwrap_or(default_level))
+    let level = cli.log_level.unwrap_or(default_level);
+    let logs = tracing_subscriber::fmt()
+        .with_max_level(level)
         .with_target(false)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -121,15 +145,39 @@ async fn open_migrated(args: &DbArgs) -> anyhow::Result<Database> {
     Ok(db)
 }
 
+/// Starts the HTTP endpoint (metrics, health, dashboard) unless it is
+/// switched off; returns the dashboard's URL.
+async fn serve(
+    http: &HttpArgs,
+    db: &Database,
+    health: &Health,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<String>> {
+    let Some(endpoint) = http.bind().await? else {
+        return Ok(None);
+    };
+    let metrics =
+        shopstream::observe::metrics::install().context("installing the metrics recorder")?;
+    let url = endpoint.url();
+    let state = HttpState {
+        metrics: Some(metrics),
+        health: health.clone(),
+        dashboard: Some(Dashboard::new(db)),
+    };
+    endpoint.spawn(state, shutdown.clone());
+    Ok(Some(url))
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.on_signals()?;
     match command {
-        Command::Run { run, db } => {
+        Command::Run { run, http, db } => {
             // The loader connects and migrates itself, waiting for the
             // database with backoff.
             let db = Database::open(&db).await?;
-            let health = shopstream::pipeline::health::Health::default();
+            let health = Health::default();
+            serve(&http, &db, &health, &shutdown).await?;
             let result =
                 shopstream::pipeline::run::run(&run, &db, &shutdown, &health, |_| {}).await;
             db.close().await?;
@@ -160,9 +208,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 print!("{}", shopstream::schema::show::show(layout, format))
             }
         },
-        Command::Demo { demo, db } => {
+        Command::Demo { demo, http, db } => {
             let db = open_migrated(&db).await?;
-            let result = shopstream::demo::demo(&demo, &db, &shutdown).await;
+            let health = Health::default();
+            let url = serve(&http, &db, &health, &shutdown).await?;
+            let result =
+                shopstream::demo::demo(&demo, &db, &shutdown, &health, url.as_deref()).await;
             db.close().await?;
             result?;
         }

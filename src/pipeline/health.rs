@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use super::breaker::BreakerState;
 
 /// A snapshot of the loader's health.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HealthState {
     /// The loader connected, migrated and can take files.
     pub ready: bool,
@@ -22,6 +22,10 @@ pub struct HealthState {
     pub last_error: Option<String>,
     /// Seconds since the Unix epoch of the last committed batch.
     pub last_commit_unix: Option<u64>,
+    /// Files waiting to be loaded at the last listing.
+    pub waiting_files: u64,
+    /// Age in seconds of the oldest waiting file (0 when none waits).
+    pub oldest_waiting_secs: f64,
 }
 
 impl Default for HealthState {
@@ -32,6 +36,8 @@ impl Default for HealthState {
             consecutive_failures: 0,
             last_error: None,
             last_commit_unix: None,
+            waiting_files: 0,
+            oldest_waiting_secs: 0.0,
         }
     }
 }
@@ -55,6 +61,15 @@ impl Health {
             Ok(mut g) => f(&mut g),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
+    }
+
+    /// Records the ingest lag (and publishes it as metrics).
+    pub(crate) fn lag(&self, files: usize, oldest_secs: f64) {
+        crate::observe::metrics::lag(files, oldest_secs);
+        self.update(|h| {
+            h.waiting_files = files as u64;
+            h.oldest_waiting_secs = oldest_secs;
+        });
     }
 
     pub(crate) fn committed(&self) {

@@ -31,6 +31,7 @@ use super::parse::{parse_batch, raw_lines, ParseConfig};
 use crate::db::connect::Database;
 use crate::db::migrate::{self, MigrateError};
 use crate::db::retry::{classify, Backoff, Class};
+use crate::observe::metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::batch::{self, BatchReport, FileStatus, Producer, RawLines};
 use crate::source::discover::{self, Candidate, FolderWatcher};
@@ -404,6 +405,7 @@ pub async fn run(
     'outer: while !shutdown.is_triggered() {
         match breaker.step(Instant::now()) {
             Step::WaitUntil(until) => {
+                loader.relist_for_lag();
                 tokio::select! {
                     _ = tokio::time::sleep_until(until.into()) => {},
                     _ = shutdown.wait() => break 'outer,
@@ -412,9 +414,11 @@ pub async fn run(
             }
             Step::Probe => {
                 health.update(|h| h.breaker = BreakerState::HalfOpen);
+                metrics::breaker(BreakerState::HalfOpen);
                 match loader.probe().await {
                     Ok(()) => {
                         if breaker.success() == Some(BreakerState::Closed) {
+                            metrics::breaker(BreakerState::Closed);
                             tracing::info!(
                                 "the database answers again: circuit closed, intake resumes"
                             );
@@ -431,9 +435,11 @@ pub async fn run(
                         }
                     }
                     Err(Failed::Stop(e)) => return Err(e),
-                    Err(Failed::Retry { message, .. }) => {
+                    Err(Failed::Retry { message, class }) => {
                         loader.client = None;
                         breaker.failure(Instant::now());
+                        metrics::retry(class);
+                        metrics::breaker(BreakerState::Open);
                         tracing::warn!(
                             "probe failed: {message}; circuit stays open, intake paused; next probe in {:.0}s",
                             breaker.config().open_for.as_secs_f64()
@@ -471,6 +477,8 @@ pub async fn run(
                 loader.client = None;
                 let opened = breaker.failure(Instant::now()) == Some(BreakerState::Open);
                 let failures = breaker.failures();
+                metrics::retry(class);
+                metrics::breaker(breaker.state());
                 health.update(|h| {
                     h.breaker = breaker.state();
                     h.consecutive_failures = failures;
@@ -586,6 +594,7 @@ impl Loader<'_> {
             .into_iter()
             .filter(|f| !self.done.contains(&key(f)))
             .collect();
+        self.record_lag(&fresh);
         if fresh.is_empty() {
             // Nothing to do, but a dead connection must still be noticed.
             let c = self.client().await?;
@@ -609,10 +618,12 @@ impl Loader<'_> {
             self.args.batch_max_files as usize,
             self.args.batch_max_bytes,
         );
+        let mut waiting: Vec<Candidate> = batches.iter().flatten().cloned().collect();
         for group in batches {
             if shutdown.is_triggered() {
                 break;
             }
+            waiting.drain(..group.len().min(waiting.len()));
             let cfg = self.cfg;
             let produce: Producer = Box::new(move |tx| {
                 parse_batch(&group, &cfg, &tx).map_err(|_| "the COPY was abandoned".to_string())
@@ -621,6 +632,7 @@ impl Loader<'_> {
             let c = self.client().await?;
             let report = batch::commit_batch(c, produce, &raw_lines).await?;
             self.health.committed();
+            metrics::batch(&report, now_micros());
             let mut jobs: Vec<Job> = vec![];
             for f in &report.files {
                 let Some(cand) = &f.candidate else { continue };
@@ -634,6 +646,7 @@ impl Loader<'_> {
                 progressed = true;
                 jobs.push((cand.clone(), rejected));
             }
+            self.record_lag(&waiting);
             log_batch(&report);
             self.summary.add(&report);
             on_batch(&report);
@@ -647,6 +660,29 @@ impl Loader<'_> {
             self.dispose(jobs).await;
         }
         Ok(progressed)
+    }
+
+    /// Publishes how many files wait and how old the oldest is.
+    fn record_lag(&self, waiting: &[Candidate]) {
+        let now = now_micros();
+        let oldest = waiting
+            .iter()
+            .map(|c| (now - c.mtime_micros).max(0))
+            .max()
+            .unwrap_or(0);
+        self.health.lag(waiting.len(), oldest as f64 / 1e6);
+    }
+
+    /// Lists the folder without reading or loading anything (while the
+    /// circuit is open), to keep the lag current.
+    fn relist_for_lag(&self) {
+        if let Ok(listed) = discover::list_excluding(&self.args.input, &self.excluded) {
+            let waiting: Vec<Candidate> = listed
+                .into_iter()
+                .filter(|f| !self.done.contains(&key(f)))
+                .collect();
+            self.record_lag(&waiting);
+        }
     }
 
     /// Carries out committed fates on disk (keep, archive, delete,
@@ -696,6 +732,7 @@ impl Loader<'_> {
                         ),
                         _ => {}
                     }
+                    metrics::disposed(&d);
                     records.push((c, d));
                 }
                 Err(e) => tracing::error!(file = %path, "{e}; it stays where it is"),
@@ -796,6 +833,12 @@ async fn skip_ledgered(
         }
     }
     Ok((load, leftovers))
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Groups files, in order, into batches bounded by count and bytes.

@@ -157,7 +157,8 @@ pub async fn shared_server_is_embedded() -> bool {
 
 /// The shopstream binary with no database settings, log level or other
 /// shopstream configuration inherited from the environment: only explicit
-/// flags apply.
+/// flags apply, except that the HTTP endpoint of `run` and `demo` listens
+/// on a free port (tests run in parallel; the log names the port).
 pub fn shopstream() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shopstream"));
     for (key, _) in std::env::vars_os() {
@@ -170,7 +171,46 @@ pub fn shopstream() -> Command {
             cmd.env_remove(key);
         }
     }
+    cmd.env("SHOPSTREAM_HTTP_ADDR", "127.0.0.1:0");
     cmd
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+pub fn http_get(base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&host).expect("connect to the HTTP endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status code");
+    (status, body.to_string())
+}
+
+/// The value of one sample line (`name{labels} value`) of a Prometheus
+/// text exposition; `None` when absent.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Sends a signal (e.g. `-TERM`) to a child through kill(1).
@@ -348,6 +388,18 @@ impl Loader {
             .expect("lines")
             .iter()
             .any(|l| l.contains(needle))
+    }
+
+    /// The base URL of its HTTP endpoint, once it has logged it.
+    pub fn http_url(&self) -> Option<String> {
+        self.lines.lock().expect("lines").iter().find_map(|l| {
+            let at = l.find("http://")?;
+            let hostport: String = l[at + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
+                .collect();
+            Some(format!("http://{hostport}"))
+        })
     }
 
     pub fn log(&self) -> String {

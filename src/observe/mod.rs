@@ -1,0 +1,11 @@
+//! How the process is watched: metrics, health endpoints, alerts and the
+//! live dashboard.
+//!
+//! * [`metrics`]: the Prometheus metrics and where each is recorded.
+//! * [`http`]: the endpoint serving `/metrics`, `/healthz`, `/readyz` and
+//!   the dashboard.
+//! * [`dashboard`]: the live dashboard's page and its data.
+
+pub mod dashboard;
+pub mod http;
+pub mod metrics;

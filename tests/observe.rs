@@ -1,0 +1,201 @@
+//! Watching the pipeline: after a known load the Prometheus metrics equal
+//! the table counts; `/healthz` and `/readyz` say what they should while
+//! the database is there and while it is not; the endpoint can be moved or
+//! switched off, and a taken port is a clear error. JSON logs parse.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    count, counts_by, generate, http_get, metric, shopstream, test_db, try_count, wait_for, Loader,
+};
+
+#[tokio::test]
+async fn after_a_known_load_the_metrics_equal_the_table_counts() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    generate(
+        &input,
+        5,
+        300,
+        3,
+        &["--invalid-share", "0.1", "--duplicate-share", "0.1"],
+    );
+    let mut loader = Loader::spawn(
+        shopstream()
+            .args(["run", "--database-url", &db.url, "--relist-secs", "0.3"])
+            .args(["--batch-max-files", "2", "--input"])
+            .arg(&input),
+    );
+    wait_for(Duration::from_secs(60), "five files", || async {
+        try_count(&db, "SELECT count(*) FROM ingested_files").await == Some(5)
+    })
+    .await;
+    let url = loader.http_url().expect("the endpoint's URL in the log");
+    // The counters are bumped right after the commit: give them a moment.
+    let mut text = String::new();
+    wait_for(
+        Duration::from_secs(10),
+        "the last batch in /metrics",
+        || {
+            let (status, body) = http_get(&url, "/metrics");
+            assert_eq!(status, 200);
+            text = body;
+            let files = metric(&text, "shopstream_files_total{outcome=\"loaded\"}");
+            async move { files == Some(5.0) }
+        },
+    )
+    .await;
+
+    let rows = |outcome: &str| {
+        metric(
+            &text,
+            &format!("shopstream_rows_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    let sum = |col: &str| format!("SELECT sum({col})::int8 FROM ingested_files");
+    assert_eq!(
+        rows("read"),
+        Some(count(&db, &sum("rows_read")).await as f64)
+    );
+    assert_eq!(
+        rows("loaded"),
+        Some(count(&db, "SELECT count(*) FROM ecommerce_events").await as f64)
+    );
+    assert_eq!(
+        rows("duplicate"),
+        Some(count(&db, &sum("rows_duplicate")).await as f64)
+    );
+    assert_eq!(
+        rows("rejected"),
+        Some(count(&db, "SELECT count(*) FROM dead_letter_events").await as f64)
+    );
+    let by_code = counts_by(
+        &db,
+        "SELECT code, count(*) FROM dead_letter_events, unnest(error_codes) AS code GROUP BY 1",
+    )
+    .await;
+    assert!(!by_code.is_empty());
+    for (code, n) in by_code {
+        assert_eq!(
+            metric(
+                &text,
+                &format!("shopstream_rows_rejected_total{{code=\"{code}\"}}")
+            ),
+            Some(n as f64),
+            "{code}"
+        );
+    }
+    let batches = count(&db, "SELECT count(*) FROM data_quality_metrics").await as f64;
+    assert_eq!(metric(&text, "shopstream_batches_total"), Some(batches));
+    assert_eq!(
+        metric(&text, "shopstream_batch_duration_seconds_count"),
+        Some(batches)
+    );
+    assert_eq!(metric(&text, "shopstream_batch_rows_count"), Some(batches));
+    assert_eq!(
+        metric(&text, "shopstream_file_latency_seconds_count"),
+        Some(5.0)
+    );
+    assert_eq!(metric(&text, "shopstream_ingest_lag_files"), Some(0.0));
+    assert_eq!(
+        metric(&text, "shopstream_circuit_breaker_state{state=\"closed\"}"),
+        Some(1.0)
+    );
+    assert!(text.contains("# HELP shopstream_file_latency_seconds"));
+
+    assert_eq!(http_get(&url, "/healthz"), (200, "ok\n".to_string()));
+    let (status, body) = http_get(&url, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["breaker"], "closed");
+    loader.assert_alive();
+    loader.stop();
+}
+
+#[tokio::test]
+async fn readyz_fails_while_the_database_is_unreachable_and_healthz_does_not() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut loader = Loader::spawn(
+        shopstream()
+            .args(["run", "--database-url", "postgresql://x@127.0.0.1:9/none"])
+            .args(["--breaker-failures", "2", "--retry-initial-secs", "0.1"])
+            .args(["--log-format", "json", "--input"])
+            .arg(tmp.path()),
+    );
+    wait_for(Duration::from_secs(30), "the circuit to open", || async {
+        loader.logged("circuit open")
+    })
+    .await;
+    let url = loader.http_url().expect("the endpoint's URL in the log");
+    let (status, body) = http_get(&url, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    let h: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(h["ready"], false);
+    assert_eq!(h["breaker"], "open");
+    assert!(h["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("could not connect")));
+    assert_eq!(http_get(&url, "/healthz").0, 200);
+    let (_, text) = http_get(&url, "/metrics");
+    assert_eq!(
+        metric(&text, "shopstream_circuit_breaker_state{state=\"open\"}"),
+        Some(1.0)
+    );
+    assert!(metric(&text, "shopstream_db_retries_total{class=\"transient\"}") >= Some(2.0));
+    // --log-format json: every line is one JSON object.
+    for line in loader.log().lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["message"].is_string(), "{line}");
+    }
+    loader.assert_alive();
+    loader.stop();
+}
+
+#[tokio::test]
+async fn the_endpoint_can_be_switched_off_and_a_taken_port_is_a_clear_error() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = shopstream()
+        .args([
+            "run",
+            "--once",
+            "--http-addr",
+            "off",
+            "--database-url",
+            &db.url,
+            "--input",
+        ])
+        .arg(tmp.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("serving /metrics"));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let out = shopstream()
+        .args([
+            "run",
+            "--once",
+            "--http-addr",
+            &addr,
+            "--database-url",
+            &db.url,
+            "--input",
+        ])
+        .arg(tmp.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--http-addr"), "{stderr}");
+}
