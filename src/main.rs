@@ -11,6 +11,7 @@ use shopstream::db::connect::{Database, DbArgs};
 use shopstream::demo::DemoArgs;
 use shopstream::generate::GenerateArgs;
 use shopstream::pipeline::run::RunArgs;
+use shopstream::report::ReportArgs;
 use shopstream::schema::show::Format;
 use shopstream::schema::LayoutId;
 use shopstream::shutdown::Shutdown;
@@ -46,6 +47,17 @@ enum Command {
     Generate(GenerateArgs),
     /// Apply the schema migrations and exit.
     Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print the analytics views as tables, JSON or CSV.
+    ///
+    /// Funnels, categories, top products, segments, sessions, data quality
+    /// and dead letters, from the v_* views. It only reads (like every
+    /// command it first applies pending migrations).
+    Report {
+        #[command(flatten)]
+        report: ReportArgs,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -121,6 +133,16 @@ async fn open_migrated(args: &DbArgs) -> anyhow::Result<Database> {
     Ok(db)
 }
 
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.on_signals()?;
@@ -160,6 +182,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 print!("{}", shopstream::schema::show::show(layout, format))
             }
         },
+        Command::Report { report, db } => {
+            let db = open_migrated(&db).await?;
+            let result = async {
+                let mut client = db.connect().await?;
+                anyhow::Ok(shopstream::report::report(&mut client, &report).await?)
+            }
+            .await;
+            db.close().await?;
+            print_out(&result?)?;
+        }
         Command::Demo { demo, db } => {
             let db = open_migrated(&db).await?;
             let result = shopstream::demo::demo(&demo, &db, &shutdown).await;
