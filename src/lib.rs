@@ -10,6 +10,7 @@
 //! * [`db`]: where the database is (embedded server or URL) and its schema.
 //! * [`schema`]: the registry of layouts (versions v1–v3 and the seed systems).
 //! * [`pipeline`]: wires source → validate → sink and owns batching and shutdown.
+//! * [`report`]: the analytics views printed as tables, JSON or CSV (read only).
 //! * [`shutdown`]: the signal every long-running stage listens to.
 
 pub mod db;
@@ -18,6 +19,7 @@ pub mod event;
 pub mod generate;
 pub mod observe;
 pub mod pipeline;
+pub mod report;
 pub mod schema;
 pub mod shutdown;
 pub mod sink;

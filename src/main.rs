@@ -14,6 +14,7 @@ use shopstream::observe::dashboard::Dashboard;
 use shopstream::observe::http::{HttpArgs, HttpState};
 use shopstream::pipeline::health::Health;
 use shopstream::pipeline::run::RunArgs;
+use shopstream::report::ReportArgs;
 use shopstream::schema::show::Format;
 use shopstream::schema::LayoutId;
 use shopstream::shutdown::Shutdown;
@@ -62,6 +63,17 @@ enum Command {
     Generate(GenerateArgs),
     /// Apply the schema migrations and exit.
     Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Print the analytics views as tables, JSON or CSV.
+    ///
+    /// Funnels, categories, top products, segments, sessions, data quality
+    /// and dead letters, from the v_* views. It only reads (like every
+    /// command it first applies pending migrations).
+    Report {
+        #[command(flatten)]
+        report: ReportArgs,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -168,6 +180,16 @@ async fn serve(
     Ok(Some(url))
 }
 
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.on_signals()?;
@@ -208,6 +230,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 print!("{}", shopstream::schema::show::show(layout, format))
             }
         },
+        Command::Report { report, db } => {
+            let db = open_migrated(&db).await?;
+            let result = async {
+                let mut client = db.connect().await?;
+                anyhow::Ok(shopstream::report::report(&mut client, &report).await?)
+            }
+            .await;
+            db.close().await?;
+            print_out(&result?)?;
+        }
         Command::Demo { demo, http, db } => {
             let db = open_migrated(&db).await?;
             let health = Health::default();

@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dispositions",
         sql: include_str!("../../migrations/0003_dispositions.sql"),
     },
+    Migration {
+        version: 4,
+        name: "analytics_views",
+        sql: include_str!("../../migrations/0004_analytics_views.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("shopstrm").
