@@ -259,6 +259,7 @@ pub async fn generate(args: &GenerateArgs, shutdown: &Shutdown) -> Result<Report
             pace,
         } => {
             let total = files * per_file;
+            let bar = crate::observe::progress::Progress::new(total, "events", "generate");
             for k in 0..files {
                 if shutdown.is_triggered() || stop_at.is_some_and(|s| Instant::now() >= s) {
                     break;
@@ -282,7 +283,9 @@ pub async fn generate(args: &GenerateArgs, shutdown: &Shutdown) -> Result<Report
                     offset: k * per_file,
                 };
                 engine = write_in_background(engine, per_file, clock).await?;
+                bar.inc(per_file);
             }
+            bar.finish();
         }
         Mode::Continuous { rate } => {
             let spacing_ms = 1000.0 / rate;

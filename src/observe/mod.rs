@@ -5,7 +5,9 @@
 //! * [`http`]: the endpoint serving `/metrics`, `/healthz`, `/readyz` and
 //!   the dashboard.
 //! * [`dashboard`]: the live dashboard's page and its data.
+//! * [`progress`]: progress bars for bounded work on a terminal.
 
 pub mod dashboard;
 pub mod http;
 pub mod metrics;
+pub mod progress;

@@ -32,6 +32,7 @@ use crate::db::connect::Database;
 use crate::db::migrate::{self, MigrateError};
 use crate::db::retry::{classify, Backoff, Class};
 use crate::observe::metrics;
+use crate::observe::progress::Progress;
 use crate::shutdown::Shutdown;
 use crate::sink::batch::{self, BatchReport, FileStatus, Producer, RawLines};
 use crate::source::discover::{self, Candidate, FolderWatcher};
@@ -340,6 +341,8 @@ struct Loader<'a> {
     migrated: bool,
     done: HashSet<FileKey>,
     summary: RunSummary,
+    /// The `--once` progress bar (on a terminal), made at the first listing.
+    progress: Option<Progress>,
     /// Fault injection for the crash tests: a pause between a commit and
     /// carrying out the files' fates, so a test can kill the process there.
     pause_after_commit: Option<Duration>,
@@ -394,6 +397,7 @@ pub async fn run(
         migrated: false,
         done: HashSet::new(),
         summary: RunSummary::default(),
+        progress: None,
         pause_after_commit: std::env::var(PAUSE_AFTER_COMMIT_ENV)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -522,6 +526,9 @@ pub async fn run(
             None => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
+    if let Some(bar) = &loader.progress {
+        bar.finish();
+    }
     let summary = loader.summary;
     tracing::info!(
         "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected",
@@ -619,6 +626,10 @@ impl Loader<'_> {
             self.args.batch_max_bytes,
         );
         let mut waiting: Vec<Candidate> = batches.iter().flatten().cloned().collect();
+        if self.args.once && self.progress.is_none() {
+            let bytes = waiting.iter().map(|c| c.size).sum();
+            self.progress = Some(Progress::new(bytes, "bytes", "load"));
+        }
         for group in batches {
             if shutdown.is_triggered() {
                 break;
@@ -649,6 +660,20 @@ impl Loader<'_> {
             self.record_lag(&waiting);
             log_batch(&report);
             self.summary.add(&report);
+            if let Some(bar) = &self.progress {
+                bar.inc(
+                    report
+                        .files
+                        .iter()
+                        .filter_map(|f| f.candidate.as_ref())
+                        .map(|c| c.size)
+                        .sum(),
+                );
+                bar.message(format!(
+                    "{} rows loaded, {} rejected",
+                    self.summary.rows_loaded, self.summary.rows_rejected
+                ));
+            }
             on_batch(&report);
             if let Some(pause) = self.pause_after_commit {
                 tracing::warn!(

@@ -1,0 +1,59 @@
+//! Progress bars for bounded work (`generate` with `--files`, `run --once`
+//! backfills): a bar with rate and ETA when stderr is a terminal, nothing
+//! otherwise (the log lines say the same thing for files and pipes).
+//!
+//! It only draws; it never decides when work is done.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A bar, or nothing when stderr is not a terminal.
+#[derive(Debug, Clone)]
+pub struct Progress(Option<ProgressBar>);
+
+impl Progress {
+    /// A bar over `total` units; `unit` is "bytes" (shown as sizes) or a
+    /// plural noun such as "files".
+    pub fn new(total: u64, unit: &str, prefix: &str) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let template = if unit == "bytes" {
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
+        } else {
+            "{prefix} [{bar:30}] {pos}/{len} {unit} {per_sec} ETA {eta} {msg}"
+        };
+        let template = template.replace("{unit}", unit);
+        let style = ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let bar = ProgressBar::new(total)
+            .with_style(style)
+            .with_prefix(prefix.to_string());
+        Progress(Some(bar))
+    }
+
+    /// No bar at all.
+    pub fn none() -> Progress {
+        Progress(None)
+    }
+
+    pub fn inc(&self, n: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(n);
+        }
+    }
+
+    pub fn message(&self, msg: String) {
+        if let Some(b) = &self.0 {
+            b.set_message(msg);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.0 {
+            b.finish();
+        }
+    }
+}
