@@ -10,12 +10,14 @@
 //! * [`db`]: where the database is (embedded server or URL) and its schema.
 //! * [`schema`]: the registry of layouts (versions v1–v3 and the seed systems).
 //! * [`pipeline`]: wires source → validate → sink and owns batching and shutdown.
+//! * [`observe`]: how the process is watched (alerts, …).
 //! * [`shutdown`]: the signal every long-running stage listens to.
 
 pub mod db;
 pub mod demo;
 pub mod event;
 pub mod generate;
+pub mod observe;
 pub mod pipeline;
 pub mod schema;
 pub mod shutdown;
