@@ -11,6 +11,7 @@
 //! * [`schema`]: the registry of layouts (versions v1–v3 and the seed systems).
 //! * [`pipeline`]: wires source → validate → sink and owns batching and shutdown.
 //! * [`report`]: the analytics views printed as tables, JSON or CSV (read only).
+//! * [`observe`]: how the process is watched: metrics, health, alerts, dashboard.
 //! * [`shutdown`]: the signal every long-running stage listens to.
 
 pub mod db;
