@@ -199,3 +199,95 @@ async fn the_endpoint_can_be_switched_off_and_a_taken_port_is_a_clear_error() {
     );
     assert!(stderr.contains("--http-addr"), "{stderr}");
 }
+
+/// A local webhook receiver: records each POST body, answers 200.
+fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let sink = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut r = BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_ok() {
+                sink.lock()
+                    .expect("bodies")
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, bodies)
+}
+
+#[tokio::test]
+async fn run_raises_alerts_on_the_log_file_and_webhook_channels() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    // 200 rows, half with an unknown event type: validity 50%, and one code
+    // is 50% of the batch.
+    let mut text = String::from("event_id,user_id,event_type,product_id,price,event_time\n");
+    for n in 0..200u32 {
+        let kind = if n % 2 == 0 { "view" } else { "click" };
+        text.push_str(&format!(
+            "00000000-0000-4000-8000-{n:012},u1,{kind},p1,,2026-01-01 00:00:00\n"
+        ));
+    }
+    std::fs::write(input.join("half.csv"), text).expect("write");
+    std::fs::write(input.join("bad.csv"), "who,what\n1,2\n").expect("write");
+    let (hook, bodies) = receiver();
+    let alerts = tmp.path().join("alerts/alerts.jsonl");
+    common::load_once(
+        &db,
+        &input,
+        &[
+            "--alert-webhook",
+            &hook,
+            "--alert-file",
+            alerts.to_str().expect("utf-8"),
+        ],
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&alerts)
+        .expect("alert file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let fired = |rule: &str| {
+        lines
+            .iter()
+            .find(|a| a["rule"] == rule && a["state"] == "firing")
+            .unwrap_or_else(|| panic!("{rule} fired: {lines:?}"))
+            .clone()
+    };
+    assert_eq!(fired("low_validity")["severity"], "WARNING");
+    assert_eq!(fired("error_concentration")["key"], "invalid_event_type");
+    assert!(fired("file_quarantined")["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("bad.csv")));
+    let posted = bodies.lock().expect("bodies").clone();
+    assert_eq!(posted.len(), lines.len(), "every alert reached the webhook");
+    for body in posted {
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json body");
+        assert!(
+            v["text"].as_str().is_some_and(|t| t.starts_with('[')),
+            "{v}"
+        );
+        assert!(v["alert"]["rule"].is_string());
+    }
+}

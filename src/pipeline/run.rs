@@ -31,6 +31,7 @@ use super::parse::{parse_batch, raw_lines, ParseConfig};
 use crate::db::connect::Database;
 use crate::db::migrate::{self, MigrateError};
 use crate::db::retry::{classify, Backoff, Class};
+use crate::observe::alerts::{Alert, AlertArgs, AlertError, Alerter, Channels};
 use crate::observe::metrics;
 use crate::observe::progress::Progress;
 use crate::shutdown::Shutdown;
@@ -131,6 +132,9 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSTREAM_ARCHIVE_DIR")]
     pub archive_dir: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub alerts: AlertArgs,
+
     /// Where rejected files (unreadable, binary, empty, unknown header, …)
     /// are moved, each with a `.reason.txt` beside it [default:
     /// INPUT/_quarantine].
@@ -165,6 +169,8 @@ pub enum PipelineError {
     Breaker,
     #[error(transparent)]
     Migrate(MigrateError),
+    #[error(transparent)]
+    Alerts(#[from] AlertError),
 }
 
 impl RunArgs {
@@ -341,6 +347,10 @@ struct Loader<'a> {
     migrated: bool,
     done: HashSet<FileKey>,
     summary: RunSummary,
+    /// The alert rules' state.
+    alerter: Alerter,
+    /// Alerts go to the delivery task, in order, without waiting for it.
+    alerts: tokio::sync::mpsc::UnboundedSender<Vec<Alert>>,
     /// The `--once` progress bar (on a terminal), made at the first listing.
     progress: Option<Progress>,
     /// Fault injection for the crash tests: a pause between a commit and
@@ -382,8 +392,18 @@ pub async fn run(
         args.archive_dir.clone(),
         args.quarantine_dir.clone(),
     );
+    let alert_cfg = args.alerts.config()?;
+    let channels = Channels::new(&alert_cfg)?;
+    let (alert_tx, mut alert_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Alert>>();
+    let delivery = tokio::spawn(async move {
+        while let Some(alerts) = alert_rx.recv().await {
+            channels.deliver(&alerts).await;
+        }
+    });
     let max_record_bytes = cfg.max_record_bytes;
     let mut loader = Loader {
+        alerter: Alerter::new(alert_cfg),
+        alerts: alert_tx,
         args,
         db,
         health,
@@ -423,6 +443,7 @@ pub async fn run(
                     Ok(()) => {
                         if breaker.success() == Some(BreakerState::Closed) {
                             metrics::breaker(BreakerState::Closed);
+                            loader.alert_breaker(BreakerState::Closed);
                             tracing::info!(
                                 "the database answers again: circuit closed, intake resumes"
                             );
@@ -444,6 +465,7 @@ pub async fn run(
                         breaker.failure(Instant::now());
                         metrics::retry(class);
                         metrics::breaker(BreakerState::Open);
+                        loader.alert_breaker(BreakerState::Open);
                         tracing::warn!(
                             "probe failed: {message}; circuit stays open, intake paused; next probe in {:.0}s",
                             breaker.config().open_for.as_secs_f64()
@@ -483,6 +505,7 @@ pub async fn run(
                 let failures = breaker.failures();
                 metrics::retry(class);
                 metrics::breaker(breaker.state());
+                loader.alert_breaker(breaker.state());
                 health.update(|h| {
                     h.breaker = breaker.state();
                     h.consecutive_failures = failures;
@@ -530,6 +553,14 @@ pub async fn run(
         bar.finish();
     }
     let summary = loader.summary;
+    // Deliver what is queued (a webhook may take a few seconds), then stop.
+    drop(loader.alerts);
+    if tokio::time::timeout(Duration::from_secs(30), delivery)
+        .await
+        .is_err()
+    {
+        tracing::warn!("gave up waiting for alert delivery after 30 s");
+    }
     tracing::info!(
         "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected",
         summary.batches,
@@ -658,6 +689,8 @@ impl Loader<'_> {
                 jobs.push((cand.clone(), rejected));
             }
             self.record_lag(&waiting);
+            let alerts = self.alerter.on_batch(&report);
+            self.send_alerts(alerts);
             log_batch(&report);
             self.summary.add(&report);
             if let Some(bar) = &self.progress {
@@ -688,19 +721,34 @@ impl Loader<'_> {
     }
 
     /// Publishes how many files wait and how old the oldest is.
-    fn record_lag(&self, waiting: &[Candidate]) {
+    fn record_lag(&mut self, waiting: &[Candidate]) {
         let now = now_micros();
         let oldest = waiting
             .iter()
             .map(|c| (now - c.mtime_micros).max(0))
             .max()
-            .unwrap_or(0);
-        self.health.lag(waiting.len(), oldest as f64 / 1e6);
+            .unwrap_or(0) as f64
+            / 1e6;
+        self.health.lag(waiting.len(), oldest);
+        let alerts = self.alerter.on_lag(oldest, waiting.len() as u64);
+        self.send_alerts(alerts);
+    }
+
+    fn alert_breaker(&mut self, state: BreakerState) {
+        let alerts = self.alerter.on_breaker(state);
+        self.send_alerts(alerts);
+    }
+
+    fn send_alerts(&self, alerts: Vec<Alert>) {
+        if !alerts.is_empty() {
+            // The delivery task ends only after the loader: cannot be closed.
+            let _ = self.alerts.send(alerts);
+        }
     }
 
     /// Lists the folder without reading or loading anything (while the
     /// circuit is open), to keep the lag current.
-    fn relist_for_lag(&self) {
+    fn relist_for_lag(&mut self) {
         if let Ok(listed) = discover::list_excluding(&self.args.input, &self.excluded) {
             let waiting: Vec<Candidate> = listed
                 .into_iter()
