@@ -53,7 +53,7 @@ enum Command {
     /// Watch a folder and load every CSV file into PostgreSQL exactly once.
     Run {
         #[command(flatten)]
-        run: RunArgs,
+        run: Box<RunArgs>,
         #[command(flatten)]
         http: HttpArgs,
         #[command(flatten)]
