@@ -44,6 +44,10 @@ async fn demo_prints_batches_and_proves_exactly_once() {
     );
     assert!(stdout.contains("loaded  batch"), "{stdout}");
     assert!(
+        stdout.contains("dashboard: http://127.0.0.1:"),
+        "the demo prints its dashboard URL: {stdout}"
+    );
+    assert!(
         stdout.contains("exactly once: every generated row is in exactly one place"),
         "{stdout}"
     );
