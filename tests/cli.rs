@@ -237,3 +237,65 @@ fn schema_list_and_show_print_the_registry_without_a_database() {
         "lists the valid layouts"
     );
 }
+
+/// Runs a shopstream command line under `script`, so that it has a
+/// terminal; returns everything it drew.
+fn on_a_terminal(args: &str) -> String {
+    let bin = env!("CARGO_BIN_EXE_shopstream");
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &format!("{bin} {args}"), "/dev/null"])
+        .env("SHOPSTREAM_HTTP_ADDR", "127.0.0.1:0")
+        .output()
+        .expect("script(1) from util-linux");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn bounded_work_shows_a_progress_bar_on_a_terminal_and_plain_lines_otherwise() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("in");
+    let gen = format!(
+        "generate --output {} --files 20 --events-per-file 500 --seed 2",
+        dir.display()
+    );
+    let drawn = on_a_terminal(&gen);
+    assert!(
+        drawn.contains("generate [") && drawn.contains("events") && drawn.contains("ETA"),
+        "{drawn}"
+    );
+    let drawn = on_a_terminal(&format!(
+        "run --once --database-url '{}' --input {}",
+        db.url,
+        dir.display()
+    ));
+    assert!(
+        drawn.contains("load [") && drawn.contains("ETA") && drawn.contains("rows loaded"),
+        "{drawn}"
+    );
+
+    // Off a terminal: no bar, no escape codes, just log lines.
+    let out = shopstream()
+        .args([
+            "generate",
+            "--files",
+            "2",
+            "--events-per-file",
+            "10",
+            "--output",
+        ])
+        .arg(tmp.path().join("plain"))
+        .output()
+        .expect("generate");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(
+        !stderr.contains("ETA") && !stderr.contains('\x1b'),
+        "{stderr}"
+    );
+}

@@ -22,11 +22,17 @@ impl Progress {
         let template = if unit == "bytes" {
             "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}"
         } else {
-            "{prefix} [{bar:30}] {pos}/{len} {unit} {per_sec} ETA {eta} {msg}"
+            "{prefix} [{bar:30}] {pos}/{len} {unit} {rate} ETA {eta} {msg}"
         };
         let template = template.replace("{unit}", unit);
         let style = ProgressStyle::with_template(&template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.0}/s", s.per_sec());
+                },
+            )
             .progress_chars("=> ");
         let bar = ProgressBar::new(total)
             .with_style(style)
