@@ -51,8 +51,8 @@ async fn kill_9_at_random_moments_then_restart_equals_an_uninterrupted_load() {
     let reference = test_db().await;
     let t = std::time::Instant::now();
     assert!(run_cmd(&reference, &dir).status().expect("run").success());
-    // Kill points are spread over the first third of an uninterrupted load,
-    // whatever the machine speed.
+    // Kill points are spread over the first third of what is left of an
+    // uninterrupted load, whatever the machine speed.
     let full = t.elapsed().as_millis() as u64;
     let want = fingerprint(&reference.client().await, &dir).await;
 
@@ -68,7 +68,16 @@ async fn kill_9_at_random_moments_then_restart_equals_an_uninterrupted_load() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let delay = Duration::from_millis(full / 20 + seed % (full / 3).max(1));
+        // Spread over the first third of what is left to load, so that
+        // later rounds still land mid-load.
+        let committed: i64 = crashed
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM ingested_files", &[])
+            .await
+            .map_or(0, |r| r.get(0));
+        let left = full * (40 - committed.clamp(0, 40) as u64) / 40;
+        let delay = Duration::from_millis(left / 20 + seed % (left / 3).max(1));
         let mut child = run_cmd(&crashed, &dir).spawn().expect("spawn");
         std::thread::sleep(delay);
         match child.try_wait().expect("try_wait") {
