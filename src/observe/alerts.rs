@@ -1182,16 +1182,7 @@ mod tests {
     }
 
     fn file(path: &str, status: FileStatus) -> FileReport {
-        FileReport {
-            path: path.into(),
-            status,
-            rows_read: 0,
-            rows_loaded: 0,
-            rows_duplicate: 0,
-            rows_rejected: 0,
-            late: 0,
-            candidate: None,
-        }
+        FileReport::new(path.into(), status, None)
     }
 
     fn rejected(path: &str, reason: &str) -> FileReport {

@@ -197,19 +197,13 @@ mod tests {
     fn a_batch_is_counted_by_outcome_code_and_file() {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        let file = |status| FileReport {
-            path: "a.csv".into(),
-            status,
-            rows_read: 0,
-            rows_loaded: 0,
-            rows_duplicate: 0,
-            rows_rejected: 0,
-            late: 0,
-            candidate: Some(Candidate {
+        let file = |status| {
+            let c = Candidate {
                 path: "a.csv".into(),
                 size: 1,
                 mtime_micros: 1_000_000,
-            }),
+            };
+            FileReport::new("a.csv".into(), status, Some(c))
         };
         let r = BatchReport {
             batch_id: Some(7),

@@ -438,15 +438,22 @@ pub async fn commit_batch(
 }
 
 fn empty_report(r: &FileResult, path: String, status: FileStatus) -> FileReport {
-    FileReport {
-        path,
-        status,
-        rows_read: 0,
-        rows_loaded: 0,
-        rows_duplicate: 0,
-        rows_rejected: 0,
-        late: 0,
-        candidate: Some(r.candidate.clone()),
+    FileReport::new(path, status, Some(r.candidate.clone()))
+}
+
+impl FileReport {
+    /// A file's report with no rows counted yet.
+    pub fn new(path: String, status: FileStatus, candidate: Option<Candidate>) -> FileReport {
+        FileReport {
+            path,
+            status,
+            rows_read: 0,
+            rows_loaded: 0,
+            rows_duplicate: 0,
+            rows_rejected: 0,
+            late: 0,
+            candidate,
+        }
     }
 }
 
