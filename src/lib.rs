@@ -12,8 +12,10 @@
 //! * [`pipeline`]: wires source → validate → sink and owns batching and shutdown.
 //! * [`report`]: the analytics views printed as tables, JSON or CSV (read only).
 //! * [`observe`]: how the process is watched: metrics, health, alerts, dashboard.
+//! * [`bench`]: `shopstream bench`, shopstream measured against PostgreSQL's COPY.
 //! * [`shutdown`]: the signal every long-running stage listens to.
 
+pub mod bench;
 pub mod db;
 pub mod demo;
 pub mod event;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use shopstream::bench::BenchArgs;
 use shopstream::db::connect::{Database, DbArgs};
 use shopstream::demo::DemoArgs;
 use shopstream::generate::GenerateArgs;
@@ -93,6 +94,18 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Measure shopstream against PostgreSQL's own COPY on this machine:
+    /// throughput, latency, start-up and memory (see BENCHMARKS.md).
+    ///
+    /// Generates its datasets in --dir, loads each into a fresh database on
+    /// the server (created and dropped by the bench: the user needs the
+    /// CREATEDB right), prints a table and writes JSON.
+    Bench {
+        #[command(flatten)]
+        bench: BenchArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,7 +131,7 @@ enum SchemaCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Demo { .. } => tracing::Level::WARN,
+        Command::Demo { .. } | Command::Bench { .. } => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     };
     let level = cli.log_level.unwrap_or(default_level);
@@ -246,6 +259,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let url = serve(&http, &db, &health, &shutdown).await?;
             let result =
                 shopstream::demo::demo(&demo, &db, &shutdown, &health, url.as_deref()).await;
+            db.close().await?;
+            result?;
+        }
+        Command::Bench { bench, db } => {
+            let db = Database::open(&db).await?;
+            let result = shopstream::bench::bench(&bench, &db, &shutdown).await;
             db.close().await?;
             result?;
         }

@@ -348,6 +348,20 @@ impl Database {
         Ok(db)
     }
 
+    /// Another database on the same server, with the same credentials (the
+    /// benchmark loads each measurement into a fresh one). The handle does
+    /// not own the embedded server: closing it stops nothing.
+    pub fn sibling(&self, dbname: &str) -> Database {
+        let mut config = self.config.clone();
+        config.dbname(dbname);
+        Database {
+            description: redacted_url(&config),
+            url: config_to_url(&config),
+            config,
+            embedded: None,
+        }
+    }
+
     /// The connection settings (may hold the password: do not log them).
     pub fn config(&self) -> &Config {
         &self.config
