@@ -392,7 +392,16 @@ async fn after_load_survives_a_kill_between_commit_and_move(mode: &str) {
         })
         .collect();
     let db = test_db().await;
-    let args = ["--after-load", mode, "--batch-max-files", "2"];
+    // One loading connection, so that exactly one batch has committed
+    // when the loader pauses after its first commit.
+    let args = [
+        "--after-load",
+        mode,
+        "--batch-max-files",
+        "2",
+        "--connections",
+        "1",
+    ];
 
     // 1. kill -9 after the first commit, before any file is moved.
     let mut loader = Loader::spawn(
@@ -563,11 +572,15 @@ async fn commit(
     use shopstream::pipeline::parse::{parse_batch, ParseConfig};
     use shopstream::sink::batch::{commit_batch, prepare, Producer, RawLines};
     prepare(client).await.expect("prepare");
-    let produce: Producer = Box::new(move |tx| {
-        parse_batch(&files, &ParseConfig::default(), &tx).map_err(|_| "aborted".to_string())
-    });
+    let produce = |files: Vec<_>| -> Producer {
+        Box::new(move |tx| {
+            parse_batch(&files, &ParseConfig::default(), &tx).map_err(|_| "aborted".to_string())
+        })
+    };
     let raw: RawLines = std::sync::Arc::new(|_, _| Default::default());
-    commit_batch(client, produce, &raw).await.expect("commit")
+    commit_batch(client, files, produce, &raw)
+        .await
+        .expect("commit")
 }
 
 #[tokio::test]
@@ -600,17 +613,14 @@ async fn a_file_gone_before_it_is_read_is_rejected_unless_the_ledger_has_it() {
     );
 
     // Another loader had listed a too; a was loaded and moved away before
-    // that loader could read it: it is already done, not rejected.
+    // that loader could read it: the claim finds both in the ledger, so
+    // neither is read, rejected or recorded again (the next listing
+    // finishes them).
     std::fs::remove_file(&a.path).expect("rm");
-    let report = commit(&mut client, vec![a, b]).await;
-    assert_eq!(
-        report.files[0].status,
-        FileStatus::AlreadyDone { rejected: None }
-    );
-    assert!(matches!(
-        &report.files[1].status,
-        FileStatus::AlreadyDone { rejected: Some(r) } if r.contains("disappeared")
-    ));
+    let report = commit(&mut client, vec![a.clone(), b.clone()]).await;
+    assert!(report.files.is_empty(), "{:?}", report.files);
+    assert_eq!(report.elsewhere, [a, b]);
+    assert_eq!(report.batch_id, None);
     let statuses = common::counts_by(
         &db,
         "SELECT status, count(*) FROM ingested_files GROUP BY 1",

@@ -18,6 +18,8 @@ pub struct Exit {
     pub wall: Duration,
     /// Peak resident set size of the process, in KiB.
     pub max_rss_kib: u64,
+    /// CPU time it used (user + system).
+    pub cpu: Duration,
 }
 
 /// A child process started for a measurement.
@@ -89,8 +91,14 @@ impl Measured {
             code,
             wall,
             max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+            cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
         })
     }
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+        + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
 }
 
 /// The value below which `q` (0..=1) of the sorted samples lie (nearest

@@ -197,6 +197,8 @@ pub struct RunOnce {
     pub rows_loaded: u64,
     pub rows_per_sec: f64,
     pub peak_rss_mib: f64,
+    /// CPU seconds shopstream itself used (the server's are not counted).
+    pub cpu_seconds: f64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -306,8 +308,8 @@ impl Bench<'_> {
                 self.check()?;
                 let (r, name) = self.run_once(&dataset_dir, i).await?;
                 eprintln!(
-                    "run --once: {:.2} s, {:.0} rows/s, {:.1} MiB",
-                    r.seconds, r.rows_per_sec, r.peak_rss_mib
+                    "run --once: {:.2} s, {:.0} rows/s, {:.1} MiB, {:.2} s of CPU",
+                    r.seconds, r.rows_per_sec, r.peak_rss_mib, r.cpu_seconds
                 );
                 results.run.push(r);
                 last_db = Some(name);
@@ -480,6 +482,7 @@ impl Bench<'_> {
                 rows_loaded: loaded,
                 rows_per_sec: read as f64 / seconds,
                 peak_rss_mib: exit.max_rss_kib as f64 / 1024.0,
+                cpu_seconds: exit.cpu.as_secs_f64(),
             },
             name,
         ))

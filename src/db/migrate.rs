@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "analytics_views",
         sql: include_str!("../../migrations/0004_analytics_views.sql"),
     },
+    Migration {
+        version: 5,
+        name: "lean_event_indexes",
+        sql: include_str!("../../migrations/0005_lean_event_indexes.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("shopstrm").

@@ -1177,6 +1177,7 @@ mod tests {
             rows_rejected: read - valid,
             late: 0,
             rejects_by_code: BTreeMap::new(),
+            elsewhere: vec![],
             duration_ms: 1_000,
         }
     }

@@ -218,6 +218,7 @@ mod tests {
             rows_rejected: 3,
             late: 0,
             rejects_by_code: [("invalid_price".to_string(), 3)].into(),
+            elsewhere: vec![],
             duration_ms: 250,
         };
         metrics::with_local_recorder(&recorder, || {

@@ -60,9 +60,17 @@ pub struct RunArgs {
     pub batch_max_files: u32,
 
     /// Most bytes of input per transaction (a larger single file still
-    /// forms a batch on its own).
+    /// forms a batch on its own). With several --connections, a backlog is
+    /// split into smaller batches so that every connection has work.
     #[arg(long, env = "SHOPSTREAM_BATCH_MAX_BYTES", default_value_t = 256 << 20)]
     pub batch_max_bytes: u64,
+
+    /// Database connections loading batches at the same time (one more
+    /// connection lists and keeps the ledger). Each batch is one
+    /// transaction on one connection. [default: the number of CPU cores
+    /// plus one, at most 4]
+    #[arg(long, env = "SHOPSTREAM_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub connections: Option<u32>,
 
     /// Seconds between full listings of the input folder; OS file events
     /// trigger a listing sooner.
@@ -201,6 +209,15 @@ impl RunArgs {
         })
     }
 
+    /// Loading connections: --connections, else the CPU cores plus one (at
+    /// most 4): one more than the cores fills the time a batch waits for
+    /// another that holds some of its event ids.
+    pub fn connections(&self) -> u32 {
+        self.connections.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, |n| (n.get() + 1).min(4) as u32)
+        })
+    }
+
     pub fn parse_config(&self) -> Result<ParseConfig, PipelineError> {
         let max_price_cents = match parse_decimal(self.max_price.trim()) {
             Some(Decimal::Cents(c)) if (0..=MAX_PRICE_LIMIT_CENTS).contains(&c) => c,
@@ -330,6 +347,18 @@ impl From<batch::SinkError> for Failed {
     }
 }
 
+/// How soon files held by another loader are looked at again.
+const CLAIMED_ELSEWHERE_RETRY: Duration = Duration::from_millis(500);
+
+/// What one pass of the loader did.
+#[derive(Debug, Default)]
+struct Pass {
+    /// Some file was settled (committed or finished).
+    progressed: bool,
+    /// Some file was left to another loader that holds it.
+    elsewhere: bool,
+}
+
 /// A file whose fate is committed and now must be carried out on disk:
 /// `Some(reason)` when it was rejected.
 type Job = (Candidate, Option<String>);
@@ -343,7 +372,11 @@ struct Loader<'a> {
     disposer: Arc<Disposer>,
     excluded: Vec<PathBuf>,
     raw_lines: RawLines,
+    /// The control connection: listing against the ledger, dispositions,
+    /// probes. Batches load on connections of their own.
     client: Option<Client>,
+    /// Idle loading connections.
+    pool: Vec<Client>,
     migrated: bool,
     done: HashSet<FileKey>,
     summary: RunSummary,
@@ -414,6 +447,7 @@ pub async fn run(
             raw_lines(file, lines, max_record_bytes)
         }),
         client: None,
+        pool: vec![],
         migrated: false,
         done: HashSet::new(),
         summary: RunSummary::default(),
@@ -483,14 +517,24 @@ pub async fn run(
         }
 
         match loader.pass(shutdown, &mut on_batch).await {
-            Ok(progressed) => {
+            Ok(pass) => {
                 breaker.success();
                 health.update(|h| {
                     h.ready = true;
                     h.consecutive_failures = 0;
                     h.last_error = None;
                 });
-                if progressed {
+                if pass.progressed {
+                    continue;
+                }
+                if pass.elsewhere {
+                    // Other loaders hold files: look again soon, to take
+                    // them over if their loader dies (its claims end with
+                    // its connection). `--once` waits for them too.
+                    tokio::select! {
+                        _ = tokio::time::sleep(CLAIMED_ELSEWHERE_RETRY) => {},
+                        _ = shutdown.wait() => break 'outer,
+                    }
                     continue;
                 }
                 if args.once {
@@ -615,13 +659,30 @@ impl Loader<'_> {
         Ok(())
     }
 
+    /// A connection for loading a batch: an idle one from the pool, or a
+    /// new one (after the control connection has migrated the schema).
+    async fn loading_client(&mut self) -> Result<Client, Failed> {
+        while let Some(c) = self.pool.pop() {
+            if !c.is_closed() {
+                return Ok(c);
+            }
+        }
+        self.client().await?;
+        let c = self.db.connect().await.map_err(|e| Failed::Retry {
+            message: e.to_string(),
+            class: Class::Transient,
+        })?;
+        batch::prepare(&c).await?;
+        Ok(c)
+    }
+
     /// Lists the folder, finishes files the ledger already has, and commits
-    /// the rest in batches. `Ok(true)` when some file was settled.
+    /// the rest in batches, up to `--connections` of them at once.
     async fn pass(
         &mut self,
         shutdown: &Shutdown,
         on_batch: &mut impl FnMut(&BatchReport),
-    ) -> Result<bool, Failed> {
+    ) -> Result<Pass, Failed> {
         let input = &self.args.input;
         let listed =
             discover::list_excluding(input, &self.excluded).map_err(|e| Failed::Retry {
@@ -633,11 +694,12 @@ impl Loader<'_> {
             .filter(|f| !self.done.contains(&key(f)))
             .collect();
         self.record_lag(&fresh);
+        let mut pass = Pass::default();
         if fresh.is_empty() {
             // Nothing to do, but a dead connection must still be noticed.
             let c = self.client().await?;
             c.simple_query("SELECT 1").await.map_err(Failed::db)?;
-            return Ok(false);
+            return Ok(pass);
         }
         let after_load = self.args.after_load;
         let c = self.client().await?;
@@ -648,76 +710,144 @@ impl Loader<'_> {
             self.done.insert(key(cand));
         }
         if !leftovers.is_empty() {
+            pass.progressed = true;
             self.dispose(leftovers).await;
         }
-        let mut progressed = false;
+        let connections = self.args.connections() as usize;
         let batches = batches(
             fresh,
             self.args.batch_max_files as usize,
             self.args.batch_max_bytes,
+            connections,
         );
         let mut waiting: Vec<Candidate> = batches.iter().flatten().cloned().collect();
         if self.args.once && self.progress.is_none() {
             let bytes = waiting.iter().map(|c| c.size).sum();
             self.progress = Some(Progress::new(bytes, "bytes", "load"));
         }
-        for group in batches {
-            if shutdown.is_triggered() {
-                break;
-            }
-            waiting.drain(..group.len().min(waiting.len()));
-            let cfg = self.cfg;
-            let produce: Producer = Box::new(move |tx| {
-                parse_batch(&group, &cfg, &tx).map_err(|_| "the COPY was abandoned".to_string())
-            });
-            let raw_lines = self.raw_lines.clone();
-            let c = self.client().await?;
-            let report = batch::commit_batch(c, produce, &raw_lines).await?;
-            self.health.committed();
-            metrics::batch(&report, now_micros());
-            let mut jobs: Vec<Job> = vec![];
-            for f in &report.files {
-                let Some(cand) = &f.candidate else { continue };
-                let rejected = match &f.status {
-                    FileStatus::Changed => continue,
-                    FileStatus::Loaded | FileStatus::Duplicate { .. } => None,
-                    FileStatus::Rejected { reason } => Some(reason.clone()),
-                    FileStatus::AlreadyDone { rejected } => rejected.clone(),
+        let mut queue = batches.into_iter();
+        type Done = (Client, Result<BatchReport, batch::SinkError>);
+        let mut running: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
+        let mut failure: Option<Failed> = None;
+        loop {
+            while running.len() < connections && failure.is_none() && !shutdown.is_triggered() {
+                let Some(group) = queue.next() else { break };
+                let mut c = match self.loading_client().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 };
-                self.done.insert(key(cand));
-                progressed = true;
-                jobs.push((cand.clone(), rejected));
+                let cfg = self.cfg;
+                let raw_lines = self.raw_lines.clone();
+                running.spawn(async move {
+                    let produce = move |files: Vec<Candidate>| -> Producer {
+                        Box::new(move |tx| {
+                            parse_batch(&files, &cfg, &tx)
+                                .map_err(|_| "the COPY was abandoned".to_string())
+                        })
+                    };
+                    let r = batch::commit_batch(&mut c, group, produce, &raw_lines).await;
+                    (c, r)
+                });
             }
-            self.record_lag(&waiting);
-            let alerts = self.alerter.on_batch(&report);
-            self.send_alerts(alerts);
-            log_batch(&report);
-            self.summary.add(&report);
-            if let Some(bar) = &self.progress {
-                bar.inc(
-                    report
-                        .files
-                        .iter()
-                        .filter_map(|f| f.candidate.as_ref())
-                        .map(|c| c.size)
-                        .sum(),
-                );
-                bar.message(format!(
-                    "{} rows loaded, {} rejected",
-                    self.summary.rows_loaded, self.summary.rows_rejected
-                ));
+            // In flight batches always finish (commit or roll back).
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            match joined {
+                Ok((c, Ok(report))) => {
+                    self.pool.push(c);
+                    pass.elsewhere |= !report.elsewhere.is_empty();
+                    if self.settle(report, &mut waiting, on_batch).await {
+                        pass.progressed = true;
+                    }
+                }
+                // The connection is dropped: the next batch gets a new one.
+                Ok((_, Err(e))) => {
+                    failure.get_or_insert(e.into());
+                }
+                Err(e) => {
+                    failure.get_or_insert(Failed::Retry {
+                        message: format!("a loading task failed: {e}"),
+                        class: Class::Fatal,
+                    });
+                }
             }
-            on_batch(&report);
-            if let Some(pause) = self.pause_after_commit {
-                tracing::warn!(
-                    "committed; pausing {} ms before moving files ({PAUSE_AFTER_COMMIT_ENV})",
-                    pause.as_millis()
-                );
-                tokio::time::sleep(pause).await;
-            }
-            self.dispose(jobs).await;
         }
-        Ok(progressed)
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(pass),
+        }
+    }
+
+    /// Books one committed batch: metrics, alerts, log, progress, then each
+    /// file's fate on disk. True when some file was settled.
+    async fn settle(
+        &mut self,
+        report: BatchReport,
+        waiting: &mut Vec<Candidate>,
+        on_batch: &mut impl FnMut(&BatchReport),
+    ) -> bool {
+        let mut progressed = false;
+        if report.batch_id.is_some() {
+            self.health.committed();
+        }
+        metrics::batch(&report, now_micros());
+        let mut jobs: Vec<Job> = vec![];
+        for f in &report.files {
+            let Some(cand) = &f.candidate else { continue };
+            let rejected = match &f.status {
+                FileStatus::Changed => continue,
+                FileStatus::Loaded | FileStatus::Duplicate { .. } => None,
+                FileStatus::Rejected { reason } => Some(reason.clone()),
+                FileStatus::AlreadyDone { rejected } => rejected.clone(),
+            };
+            self.done.insert(key(cand));
+            progressed = true;
+            jobs.push((cand.clone(), rejected));
+        }
+        let settled: HashSet<&Candidate> = report
+            .files
+            .iter()
+            .filter_map(|f| f.candidate.as_ref())
+            .chain(&report.elsewhere)
+            .collect();
+        waiting.retain(|c| !settled.contains(c));
+        self.record_lag(waiting);
+        if report.files.is_empty() {
+            return progressed;
+        }
+        let alerts = self.alerter.on_batch(&report);
+        self.send_alerts(alerts);
+        log_batch(&report);
+        self.summary.add(&report);
+        if let Some(bar) = &self.progress {
+            bar.inc(
+                report
+                    .files
+                    .iter()
+                    .filter_map(|f| f.candidate.as_ref())
+                    .chain(&report.elsewhere)
+                    .map(|c| c.size)
+                    .sum(),
+            );
+            bar.message(format!(
+                "{} rows loaded, {} rejected",
+                self.summary.rows_loaded, self.summary.rows_rejected
+            ));
+        }
+        on_batch(&report);
+        if let Some(pause) = self.pause_after_commit {
+            tracing::warn!(
+                "committed; pausing {} ms before moving files ({PAUSE_AFTER_COMMIT_ENV})",
+                pause.as_millis()
+            );
+            tokio::time::sleep(pause).await;
+        }
+        self.dispose(jobs).await;
+        progressed
     }
 
     /// Publishes how many files wait and how old the oldest is.
@@ -914,18 +1044,44 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Groups files, in order, into batches bounded by count and bytes.
-fn batches(files: Vec<Candidate>, max_files: usize, max_bytes: u64) -> Vec<Vec<Candidate>> {
+/// Smallest batch a backlog is split into for parallel loading.
+const MIN_SPLIT_BYTES: u64 = 4 << 20;
+
+/// Groups files, in order, into batches bounded by count and bytes. With
+/// several connections, a backlog is cut into about four batches per
+/// connection of equal bytes (none under [`MIN_SPLIT_BYTES`]), so that all
+/// connections work and finish together.
+fn batches(
+    files: Vec<Candidate>,
+    max_files: usize,
+    max_bytes: u64,
+    connections: usize,
+) -> Vec<Vec<Candidate>> {
+    let total: u64 = files.iter().map(|f| f.size).sum();
+    let wanted = if connections > 1 {
+        (4 * connections as u64)
+            .min(total / MIN_SPLIT_BYTES)
+            .min(files.len() as u64)
+            .max(1)
+    } else {
+        1
+    };
     let mut out: Vec<Vec<Candidate>> = vec![];
     let mut bytes = 0u64;
+    let mut before = 0u64;
+    let mut share = u64::MAX;
     for f in files {
+        // Which of the `wanted` equal shares of the backlog this file starts in.
+        let s = (u128::from(before) * u128::from(wanted) / u128::from(total.max(1))) as u64;
+        before += f.size;
         match out.last_mut() {
-            Some(b) if b.len() < max_files && bytes + f.size <= max_bytes => {
+            Some(b) if b.len() < max_files && bytes + f.size <= max_bytes && s == share => {
                 bytes += f.size;
                 b.push(f);
             }
             _ => {
                 bytes = f.size;
+                share = s;
                 out.push(vec![f]);
             }
         }
@@ -994,11 +1150,27 @@ mod tests {
     #[test]
     fn batches_respect_count_and_bytes() {
         let files = vec![c("a", 10), c("b", 10), c("c", 10), c("d", 100), c("e", 1)];
-        let b = batches(files, 2, 50);
+        let b = batches(files, 2, 50, 1);
         let names: Vec<Vec<String>> = b
             .iter()
             .map(|b| b.iter().map(|c| c.path.display().to_string()).collect())
             .collect();
         assert_eq!(names, [vec!["a", "b"], vec!["c"], vec!["d"], vec!["e"]]);
+    }
+
+    #[test]
+    fn a_backlog_is_split_for_several_connections_but_small_work_is_not() {
+        let mib = 1 << 20;
+        let big: Vec<Candidate> = (0..100).map(|i| c(&format!("f{i}"), 2 * mib)).collect();
+        assert_eq!(batches(big.clone(), 100, 256 * mib, 1).len(), 1);
+        let split = batches(big, 100, 256 * mib, 2);
+        assert_eq!(split.len(), 8, "four batches per connection");
+        assert!(split.iter().all(|b| b.len() == 12 || b.len() == 13));
+        let small: Vec<Candidate> = (0..16).map(|i| c(&format!("s{i}"), 1024)).collect();
+        assert_eq!(
+            batches(small, 100, 256 * mib, 2).len(),
+            1,
+            "too small to split"
+        );
     }
 }

@@ -120,11 +120,15 @@ pub struct BatchReport {
     pub late: u64,
     pub rejects_by_code: BTreeMap<String, u64>,
     pub duration_ms: u64,
+    /// Files of the batch left out: another loader holds them, or the
+    /// ledger has them by now. Not settled here; the next listing sees them.
+    #[serde(skip)]
+    pub elsewhere: Vec<Candidate>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("database error while committing a batch: {0}")]
+    #[error("database error while committing a batch: {}", crate::db::connect::error_chain(.0))]
     Db(#[from] tokio_postgres::Error),
     #[error("the parser thread failed: {0}")]
     Parser(String),
@@ -143,6 +147,11 @@ pub type RawLines =
 
 /// Prepares a connection for loading (creates its staging table).
 pub async fn prepare(client: &Client) -> Result<(), SinkError> {
+    // Memory for this session's staging table (before its first use) and
+    // for sorting a batch by event_id.
+    client
+        .batch_execute("SET temp_buffers = '64MB'; SET work_mem = '64MB'")
+        .await?;
     client.batch_execute(stage::CREATE_STAGE).await?;
     Ok(())
 }
@@ -157,16 +166,92 @@ fn unix_micros(t: SystemTime) -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Loads one batch. `produce` runs on a blocking thread and streams the
-/// binary COPY of the staging rows.
+/// The advisory lock key that claims a file (by path) for one transaction.
+/// Derived differently from the content keys, so the two never meet.
+pub fn claim_key(path: &std::path::Path) -> i64 {
+    let mut h = blake3::Hasher::new();
+    h.update(b"shopstream claim\0");
+    h.update(path.as_os_str().as_encoded_bytes());
+    lock_key(&h.finalize().to_hex())
+}
+
+/// Claims, for this transaction, the files no other transaction holds
+/// (`pg_try_advisory_xact_lock` on each path: never waits), then drops
+/// those the ledger has by now. Returns (claimed, left for others).
+/// A loader that dies releases its claims with its connection.
+async fn claim(
+    tx: &Transaction<'_>,
+    files: Vec<Candidate>,
+) -> Result<(Vec<Candidate>, Vec<Candidate>), tokio_postgres::Error> {
+    let keys: Vec<i64> = files.iter().map(|c| claim_key(&c.path)).collect();
+    let rows = tx
+        .query(
+            "SELECT k.i FROM unnest($1::int8[]) WITH ORDINALITY AS k(key, i)
+             WHERE pg_try_advisory_xact_lock(k.key)",
+            &[&keys],
+        )
+        .await?;
+    let mut held = vec![false; files.len()];
+    for r in &rows {
+        if let Some(h) = held.get_mut(r.get::<_, i64>(0) as usize - 1) {
+            *h = true;
+        }
+    }
+    // A statement of its own: its snapshot sees what a loader that held a
+    // claim a moment ago committed.
+    let paths: Vec<String> = files.iter().map(|c| c.path.display().to_string()).collect();
+    let sizes: Vec<i64> = files.iter().map(|c| c.size as i64).collect();
+    let mtimes: Vec<i64> = files.iter().map(|c| c.mtime_micros).collect();
+    let rows = tx
+        .query(
+            "SELECT c.i FROM unnest($1::text[], $2::int8[], $3::int8[])
+                 WITH ORDINALITY AS c(path, size, mtime, i)
+             WHERE EXISTS (SELECT 1 FROM ingested_files f
+                           WHERE f.path = c.path AND f.size_bytes = c.size
+                             AND f.modified_at = timestamptz 'epoch' + c.mtime * interval '1 microsecond')",
+            &[&paths, &sizes, &mtimes],
+        )
+        .await?;
+    for r in &rows {
+        if let Some(h) = held.get_mut(r.get::<_, i64>(0) as usize - 1) {
+            *h = false;
+        }
+    }
+    let (mut mine, mut others) = (vec![], vec![]);
+    for (c, h) in files.into_iter().zip(held) {
+        if h {
+            mine.push(c);
+        } else {
+            others.push(c);
+        }
+    }
+    Ok((mine, others))
+}
+
+/// Loads one batch of `files`: claims them (files another loader holds, or
+/// that the ledger has meanwhile, are left out and listed in
+/// [`BatchReport::elsewhere`]), then `produce` builds the producer for the
+/// claimed ones, which runs on a blocking thread and streams the binary
+/// COPY of the staging rows.
 pub async fn commit_batch(
     client: &mut Client,
-    produce: Producer,
+    files: Vec<Candidate>,
+    produce: impl FnOnce(Vec<Candidate>) -> Producer,
     raw_lines: &RawLines,
 ) -> Result<BatchReport, SinkError> {
     let started = Instant::now();
     let started_at = unix_micros(SystemTime::now());
     let tx = client.transaction().await?;
+    let (files, elsewhere) = claim(&tx, files).await?;
+    if files.is_empty() {
+        tx.rollback().await?;
+        return Ok(BatchReport {
+            elsewhere,
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..BatchReport::default()
+        });
+    }
+    let produce = produce(files);
 
     // 1. Stream every file's rows into the staging table.
     let sink = tx.copy_in(stage::COPY_STAGE).await?;
@@ -189,6 +274,7 @@ pub async fn commit_batch(
         return Err(e.into());
     }
     sink.as_mut().finish().await?;
+    let staged = started.elapsed();
 
     // 2. Decide each file's fate against the ledger, under a lock per content.
     let mut keys: Vec<(i64, usize)> = results
@@ -265,7 +351,10 @@ pub async fn commit_batch(
             FileStatus::Loaded | FileStatus::Duplicate { .. } | FileStatus::Rejected { .. }
         )
     });
-    let mut report = BatchReport::default();
+    let mut report = BatchReport {
+        elsewhere,
+        ..BatchReport::default()
+    };
     if !recorded {
         tx.rollback().await?;
         report.files = reports
@@ -293,7 +382,9 @@ pub async fn commit_batch(
 
     // 3. Move rows: events deduplicated by event_id (rows the server refuses
     //    become dead letters), rejects to dead letters.
+    let before_insert = started.elapsed();
     let moved = insert_events(&tx, &paths, batch_id, &layouts).await?;
+    let inserted = started.elapsed();
     let mut refused_by_file: HashMap<i32, u64> = HashMap::new();
     if !moved.refused.is_empty() {
         for r in &moved.refused {
@@ -430,7 +521,17 @@ pub async fn commit_batch(
         ],
     )
     .await?;
+    let before_commit = started.elapsed();
     tx.commit().await?;
+    tracing::debug!(
+        batch_id,
+        staged_ms = staged.as_millis() as u64,
+        ledger_checked_ms = (before_insert - staged).as_millis() as u64,
+        inserted_ms = (inserted - before_insert).as_millis() as u64,
+        recorded_ms = (before_commit - inserted).as_millis() as u64,
+        commit_ms = (started.elapsed() - before_commit).as_millis() as u64,
+        "batch phases"
+    );
     report.batch_id = Some(batch_id);
     report.rejects_by_code = codes;
     report.duration_ms = started.elapsed().as_millis() as u64;
@@ -648,6 +749,10 @@ async fn insert_events(
     batch_id: i64,
     layouts: &[Option<&str>],
 ) -> Result<Moved, tokio_postgres::Error> {
+    // Rows go in event_id order: concurrent batches (several connections
+    // or workers) that share event ids then wait for each other in one
+    // order and never deadlock; among copies of one id, the earliest file
+    // and line is the one loaded.
     let sql = format!(
         "WITH ins AS (
            INSERT INTO ecommerce_events
@@ -655,6 +760,7 @@ async fn insert_events(
            SELECT {cols}, ($1::text[])[file_no], source_line, $2, ($3::text[])[file_no]
            FROM shopstream_stage
            WHERE ok AND (file_no, source_line) >= ($4, $5) AND (file_no, source_line) < ($6, $7)
+           ORDER BY event_id, file_no, source_line
            ON CONFLICT (event_id) DO NOTHING
            RETURNING source_file)
          SELECT source_file, count(*) FROM ins GROUP BY source_file",
