@@ -501,7 +501,8 @@ pub struct Lister {
     last_full: Instant,
     /// Seeded from the ledger yet?
     seeded: bool,
-    /// Ledgered objects to finish, handed out with the next listing.
+    /// Ledgered objects to finish, handed out with every listing until a
+    /// pass has taken them over.
     pending: Vec<Candidate>,
 }
 
@@ -562,7 +563,7 @@ impl Lister {
             .into_iter()
             .filter(|p| p.prefix_matches(prefix) && *p != prefix)
             .collect();
-        let mut out = std::mem::take(&mut self.pending);
+        let mut out = self.pending.clone();
         let mut listed = 0u64;
         let mut from = offset;
         'restart: loop {
@@ -639,6 +640,7 @@ impl Lister {
     /// Every listed object but those in `to_load` is settled (already in
     /// the ledger).
     pub fn settled_except(&mut self, to_load: &[Candidate]) {
+        self.pending.retain(|c| to_load.contains(c));
         let keep: BTreeSet<String> = to_load
             .iter()
             .filter_map(|c| self.store.key_of(c).ok())
