@@ -616,3 +616,79 @@ async fn s3_poison_object_is_quarantined_with_its_reason_and_refused_rows_keep_t
     assert_eq!(dead.get::<_, String>(2), row(2, 9));
     assert_eq!(dead.get::<_, Vec<String>>(3), ["rejected_by_database"]);
 }
+
+/// Runs `cmd` to its end; returns its peak resident memory in bytes (its
+/// own `VmHWM`, read until it exits: the high-water mark only grows).
+fn peak_rss(cmd: &mut Command, log: &Path) -> u64 {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn shopstream");
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    // A zombie has no memory left to report: polling stops there.
+    while let Some(kb) = std::fs::read_to_string(&status).ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    }) {
+        peak = peak.max(kb * 1024);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let exit = child.wait().expect("wait");
+    assert!(
+        exit.success(),
+        "shopstream failed:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    assert!(peak > 0, "no memory figure was read");
+    peak
+}
+
+#[tokio::test]
+async fn s3_a_large_object_is_streamed_in_bounded_memory() {
+    let moto = Moto::start();
+    let s3 = moto.client();
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let csv = |rows: u32| {
+        let mut text = String::from("event_id,user_id,event_type,product_id,price,event_time\n");
+        for n in 0..rows {
+            text.push_str(&format!(
+                "00000000-0000-4000-8000-{n:012},u{},view,p{},,2026-01-01 00:00:00\n",
+                n % 1000,
+                n % 500
+            ));
+        }
+        text
+    };
+    let url = format!("s3://{BUCKET}/in");
+    s3.put(&Key::from("in/a-small.csv"), csv(100).into())
+        .await
+        .expect("upload");
+    let small = peak_rss(
+        moto.run(&db, &url).arg("--once"),
+        &tmp.path().join("small.log"),
+    );
+    let big = csv(300_000);
+    let size = big.len() as u64;
+    s3.put(&Key::from("in/b-big.csv"), big.into())
+        .await
+        .expect("upload");
+    let peak = peak_rss(
+        moto.run(&db, &url).arg("--once"),
+        &tmp.path().join("big.log"),
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ecommerce_events").await,
+        300_000,
+        "the small file's rows are duplicates of the big one's first 100"
+    );
+    eprintln!("peak RSS: {small} bytes for 100 rows, {peak} for a {size}-byte object");
+    assert!(
+        peak < small + size / 2,
+        "reading a {size}-byte object took {peak} bytes at peak, {small} for a tiny one: \
+         the object must be streamed, not held"
+    );
+}
