@@ -359,7 +359,7 @@ impl Store {
             .map_err(op(action, &url))?;
         if let Some(reason) = reason {
             // Before the source goes, so a retry after a crash rewrites it.
-            let sidecar = Key::from(format!("{to}.reason.txt"));
+            let sidecar = to_key(format!("{to}.reason.txt"));
             let text = format!(
                 "file: {url}\nquarantined: {}\nreason: {reason}\n",
                 chrono::Utc::now().to_rfc3339()
@@ -419,10 +419,16 @@ fn numbered(dest: &Key, n: u32) -> Key {
     match s[name_at..].rfind('.') {
         Some(dot) if dot > 0 => {
             let dot = name_at + dot;
-            Key::from(format!("{}.{n}{}", &s[..dot], &s[dot..]))
+            to_key(format!("{}.{n}{}", &s[..dot], &s[dot..]))
         }
-        _ => Key::from(format!("{s}.{n}")),
+        _ => to_key(format!("{s}.{n}")),
     }
+}
+
+/// A key built from parts of valid keys, kept as it is (`Key::from` would
+/// percent-encode characters a key may already hold encoded).
+fn to_key(s: String) -> Key {
+    Key::parse(&s).unwrap_or_else(|_| Key::from(s))
 }
 
 /// The listed version and the one the store describes now are the same:
@@ -596,7 +602,7 @@ impl Lister {
                             .map(|s| (*s).clone())
                     });
                 if let Some(dir) = skipped_dir {
-                    from = Some(Key::from(format!("{dir}0")));
+                    from = Some(to_key(format!("{dir}0")));
                     continue 'restart;
                 }
                 if parts.last().is_none_or(|p| is_ignored(p.as_ref())) {
@@ -670,7 +676,7 @@ impl Lister {
                 break;
             }
             if let Some(k) = self.settled.pop_first() {
-                self.mark = Some(Key::from(k));
+                self.mark = Some(to_key(k));
             }
         }
     }
@@ -694,6 +700,28 @@ mod tests {
             assert!(Location::parse(bad).is_err(), "{bad}");
         }
         assert!(is_url("s3://b/x") && !is_url("./in") && !is_url("/a/b://c"));
+    }
+
+    #[tokio::test]
+    async fn the_mark_moves_only_past_keys_settled_in_order() {
+        let store = Store::new("s3://b/in", AfterLoad::Keep, None, None).expect("store");
+        let mut l = Lister::new(Arc::new(store), Duration::from_secs(300));
+        let c = |k: &str| Candidate {
+            path: format!("s3://b/in/{k}").into(),
+            size: 1,
+            mtime_micros: 0,
+        };
+        l.unsettled = ["a", "b", "c", "d"].map(|k| format!("in/{k}")).into();
+        l.settled(&c("b"));
+        assert_eq!(l.mark, None, "a is not settled yet");
+        l.settled(&c("a"));
+        assert_eq!(l.mark, Some(Key::from("in/b")));
+        // c stays to be loaded (it changed while read, say); d is done.
+        l.settled_except(&[c("c")]);
+        assert_eq!(l.mark, Some(Key::from("in/b")));
+        l.settled(&c("c"));
+        assert_eq!(l.mark, Some(Key::from("in/d")));
+        assert!(l.unsettled.is_empty() && l.settled.is_empty());
     }
 
     #[test]
