@@ -51,7 +51,8 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Watch a folder and load every CSV file into PostgreSQL exactly once.
+    /// Watch a folder (or an s3:// prefix) and load every CSV file into
+    /// PostgreSQL exactly once.
     Run {
         #[command(flatten)]
         run: Box<RunArgs>,

@@ -30,6 +30,8 @@ pub const LAG_SECONDS: &str = "shopstream_ingest_lag_seconds";
 pub const RETRIES: &str = "shopstream_db_retries_total";
 pub const BREAKER: &str = "shopstream_circuit_breaker_state";
 pub const LAST_COMMIT: &str = "shopstream_last_commit_timestamp_seconds";
+pub const OBJECTS_LISTED: &str = "shopstream_objects_listed_total";
+pub const OBJECTS_READ: &str = "shopstream_objects_read_total";
 
 /// A handle on the installed recorder.
 #[derive(Clone)]
@@ -123,6 +125,14 @@ fn describe() {
         metrics::Unit::Seconds,
         "Unix time of the last committed batch."
     );
+    describe_counter!(
+        OBJECTS_LISTED,
+        "Object store input: objects the listings returned (resumed listings return only keys after the last settled one)."
+    );
+    describe_counter!(
+        OBJECTS_READ,
+        "Object store input: GET requests for input objects (each read, and each re-read of refused rows' raw lines)."
+    );
 }
 
 /// Counts one committed batch. `now_micros` is the commit time.
@@ -158,6 +168,16 @@ pub fn batch(r: &BatchReport, now_micros: i64) {
 /// Counts what was done with a file after its commit.
 pub fn disposed(d: &Disposition) {
     counter!(FILES_DISPOSED, "disposition" => d.as_str()).increment(1);
+}
+
+/// Counts objects returned by an object store listing.
+pub fn objects_listed(n: u64) {
+    counter!(OBJECTS_LISTED).increment(n);
+}
+
+/// Counts one GET of an input object.
+pub fn object_read() {
+    counter!(OBJECTS_READ).increment(1);
 }
 
 /// Counts a failed attempt that will be retried.

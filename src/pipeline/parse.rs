@@ -8,10 +8,13 @@
 //! the content hash, and whether the whole file must be rejected (unreadable,
 //! bad header, over-long record) or retried (changed while being read).
 //!
+//! Files are opened through [`Source`], so a folder's files and a store's
+//! objects are read the same way; a store read that fails in transit aborts
+//! the batch (retried) instead of rejecting the file.
+//!
 //! It never talks to the database and never moves or deletes files.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -21,9 +24,11 @@ use crate::event::{Field, RuleCode, FIELD_COUNT};
 use crate::schema::derived_event_id;
 use crate::sink::batch::{FileOutcome, FileResult, ParsedFile};
 use crate::sink::{copy, stage};
-use crate::source::discover::{mtime_micros, Candidate};
+use crate::source::discover::Candidate;
+use crate::source::input::{Change, Source};
 use crate::source::layout::{Layout, UnknownColumns};
 use crate::source::reader::RecordReader;
+use crate::source::store::OpenError;
 use crate::validate::{validate, Failure, RawFields, Rules};
 
 /// How rows are read and judged.
@@ -48,13 +53,31 @@ impl Default for ParseConfig {
 
 const CHUNK: usize = 256 * 1024;
 
-/// The COPY consumer went away (the batch is being abandoned).
-#[derive(Debug)]
-pub struct Aborted;
+/// Why a batch's parsing stopped before its end (the batch is abandoned
+/// and, by the caller, retried).
+#[derive(Debug, thiserror::Error)]
+pub enum Aborted {
+    #[error("the COPY was abandoned")]
+    Consumer,
+    /// Reading an object failed in transit (network, throttling): not the
+    /// file's fault.
+    #[error("{0}; the batch will be retried")]
+    Input(String),
+}
 
-/// Streams one binary COPY (header, every file's rows, trailer) into `out`.
-/// File numbers start at 1, in the order of `files`.
+/// Streams one binary COPY (header, every file's rows, trailer) into `out`
+/// for files on disk. File numbers start at 1, in the order of `files`.
 pub fn parse_batch(
+    files: &[Candidate],
+    cfg: &ParseConfig,
+    out: &mpsc::Sender<Bytes>,
+) -> Result<Vec<FileResult>, Aborted> {
+    parse_batch_from(&Source::folder(std::path::Path::new("")), files, cfg, out)
+}
+
+/// [`parse_batch`] for files listed by any input (a folder or a store).
+pub fn parse_batch_from(
+    source: &Source,
     files: &[Candidate],
     cfg: &ParseConfig,
     out: &mpsc::Sender<Bytes>,
@@ -64,7 +87,7 @@ pub fn parse_batch(
     let mut results = Vec::with_capacity(files.len());
     for (i, file) in files.iter().enumerate() {
         let file_no = i as i32 + 1;
-        let outcome = parse_file(file, file_no, cfg, &mut buf, out)?;
+        let outcome = parse_file(source, file, file_no, cfg, &mut buf, out)?;
         results.push(FileResult {
             file_no,
             candidate: file.clone(),
@@ -73,7 +96,7 @@ pub fn parse_batch(
     }
     copy::trailer(&mut buf);
     out.blocking_send(buf.split().freeze())
-        .map_err(|_| Aborted)?;
+        .map_err(|_| Aborted::Consumer)?;
     Ok(results)
 }
 
@@ -84,22 +107,41 @@ fn now_micros() -> i64 {
 }
 
 fn parse_file(
+    source: &Source,
     file: &Candidate,
     file_no: i32,
     cfg: &ParseConfig,
     buf: &mut BytesMut,
     out: &mpsc::Sender<Bytes>,
 ) -> Result<FileOutcome, Aborted> {
-    let f = match File::open(&file.path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(FileOutcome::Vanished),
-        Err(e) => {
-            return Ok(FileOutcome::Rejected {
-                hash: None,
-                reason: format!("cannot open the file: {e}"),
-            })
+    let opened = match source.open(file) {
+        Ok(o) => o,
+        Err(OpenError::Vanished) => return Ok(FileOutcome::Vanished),
+        Err(OpenError::Changed) => return Ok(FileOutcome::Changed),
+        Err(OpenError::Unreadable(reason)) => {
+            return Ok(FileOutcome::Rejected { hash: None, reason })
         }
+        Err(OpenError::Transient(message)) => return Err(Aborted::Input(message)),
     };
+    let fault = opened.fault();
+    let outcome = read_file(source, opened.reader, file, file_no, cfg, buf, out)?;
+    // Staged rows of an abandoned batch roll back with it.
+    match fault.and_then(|f| f.lock().ok().and_then(|mut f| f.take())) {
+        Some(message) => Err(Aborted::Input(message)),
+        None => Ok(outcome),
+    }
+}
+
+/// Reads one opened file to the end (see [`parse_file`]).
+fn read_file(
+    source: &Source,
+    f: Box<dyn std::io::Read + Send>,
+    file: &Candidate,
+    file_no: i32,
+    cfg: &ParseConfig,
+    buf: &mut BytesMut,
+    out: &mpsc::Sender<Bytes>,
+) -> Result<FileOutcome, Aborted> {
     let mut reader = RecordReader::new(f, cfg.max_record_bytes);
     let layout = match reader.next_record() {
         Ok(Some(header)) => Layout::from_header(
@@ -207,12 +249,12 @@ fn parse_file(
         }
         if buf.len() >= CHUNK {
             out.blocking_send(buf.split().freeze())
-                .map_err(|_| Aborted)?;
+                .map_err(|_| Aborted::Consumer)?;
         }
     }
     stats.hash = reader.content_hash();
     stats.bytes = reader.bytes_read();
-    match changed_since_listing(file, stats.bytes) {
+    match source.changed_since_listing(file, stats.bytes) {
         Change::None => {}
         Change::Modified => return Ok(FileOutcome::Changed),
         Change::Shrank(now) => {
@@ -240,23 +282,21 @@ fn parse_file(
 /// database refused after parsing). Returns nothing for a file that is no
 /// longer the listed version.
 pub fn raw_lines(
+    source: &Source,
     file: &Candidate,
     lines: &[i64],
     max_record_bytes: usize,
 ) -> std::collections::HashMap<i64, String> {
     let mut out = std::collections::HashMap::new();
-    let unchanged = |f: &Candidate| {
-        std::fs::metadata(&f.path)
-            .is_ok_and(|md| md.len() == f.size && mtime_micros(&md) == f.mtime_micros)
-    };
-    if !unchanged(file) {
+    if !source.unchanged(file) {
         return out;
     }
-    let Ok(f) = File::open(&file.path) else {
+    let Ok(opened) = source.open(file) else {
         return out;
     };
+    let fault = opened.fault();
     let wanted: std::collections::HashSet<i64> = lines.iter().copied().collect();
-    let mut reader = RecordReader::new(f, max_record_bytes);
+    let mut reader = RecordReader::new(opened.reader, max_record_bytes);
     while out.len() < wanted.len() {
         match reader.next_record() {
             Ok(Some(rec)) if wanted.contains(&(rec.line as i64)) => {
@@ -266,7 +306,8 @@ pub fn raw_lines(
             Ok(None) | Err(_) => break,
         }
     }
-    if !unchanged(file) {
+    let failed = fault.is_some_and(|f| f.lock().map_or(true, |f| f.is_some()));
+    if failed || !source.unchanged(file) {
         out.clear();
     }
     out
@@ -332,33 +373,6 @@ fn extra_json<'b>(
 fn reject_read<R: std::io::Read>(reader: &mut RecordReader<R>, reason: String) -> FileOutcome {
     let hash = reader.drain().ok().map(|()| reader.content_hash());
     FileOutcome::Rejected { hash, reason }
-}
-
-/// How the file on disk compares with what was listed.
-enum Change {
-    None,
-    /// A writer is still appending, or replaced it: retried later.
-    Modified,
-    /// Fewer bytes than listed (truncated while being read): rejected.
-    Shrank(u64),
-}
-
-fn changed_since_listing(file: &Candidate, bytes_read: u64) -> Change {
-    let now = std::fs::metadata(&file.path);
-    let now_len = now.as_ref().map_or(bytes_read, |md| md.len());
-    if bytes_read < file.size || now_len < file.size {
-        return Change::Shrank(bytes_read.min(now_len));
-    }
-    if bytes_read != file.size {
-        return Change::Modified;
-    }
-    match now {
-        Ok(md) if md.len() != file.size || mtime_micros(&md) != file.mtime_micros => {
-            Change::Modified
-        }
-        // Gone after a complete read: what we read is what was listed.
-        _ => Change::None,
-    }
 }
 
 /// True when every field is UTF-8 without NUL bytes (PostgreSQL text
@@ -432,6 +446,11 @@ pub fn codes_to_strings(m: &BTreeMap<RuleCode, u64>) -> BTreeMap<String, u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::discover::mtime_micros;
+
+    fn folder() -> Source {
+        Source::folder(std::path::Path::new("."))
+    }
 
     const V1: &str = "event_id,user_id,event_type,product_id,price,event_time\n";
     const ROW: &str = "0b6f1c2e-5d4a-4c3b-9a1e-2f3d4c5b6a79,u1,view,p1,,2026-01-02 03:04:05\n";
@@ -514,7 +533,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let text = format!("{V1}{ROW}\"q,1\",\"a\nb\",view,p,1,2026-01-01\r\n{ROW}");
         let c = write(d.path(), "r.csv", text.as_bytes());
-        let got = raw_lines(&c, &[3, 5], 1 << 20);
+        let got = raw_lines(&folder(), &c, &[3, 5], 1 << 20);
         assert_eq!(
             got.get(&3).map(String::as_str),
             Some("\"q,1\",\"a\nb\",view,p,1,2026-01-01")
@@ -522,6 +541,6 @@ mod tests {
         assert_eq!(got.get(&5).map(String::as_str), Some(ROW.trim_end()));
         let mut changed = c.clone();
         changed.size += 1;
-        assert!(raw_lines(&changed, &[3], 1 << 20).is_empty());
+        assert!(raw_lines(&folder(), &changed, &[3], 1 << 20).is_empty());
     }
 }

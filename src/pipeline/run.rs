@@ -1,11 +1,12 @@
 //! The loader loop behind `shopstream run`.
 //!
 //! Connects (waiting for the database with backoff, migrating the schema
-//! once), lists the input folder (woken early by OS file events), drops
+//! once), lists the input through [`crate::source::input`] (a folder, woken
+//! early by OS file events, or an object store prefix, polled), drops
 //! files the ledger already has (same path, size and modification time),
 //! groups the rest into batches of whole files and commits each batch
 //! through [`crate::sink::batch`]. Only after a commit does it carry out each
-//! file's fate on disk through [`crate::source::dispose`] (keep, archive or
+//! file's fate through the input (keep, archive or
 //! delete; quarantine for rejected files); a crash in between is finished
 //! at the next start. On SIGINT/SIGTERM it stops taking files, lets the
 //! batch in flight commit, and returns.
@@ -27,7 +28,8 @@ use tokio_postgres::Client;
 
 use super::breaker::{Breaker, BreakerConfig, BreakerState, Step};
 use super::health::Health;
-use super::parse::{parse_batch, raw_lines, ParseConfig};
+use super::parse::{parse_batch_from, raw_lines, ParseConfig};
+use super::resume;
 use crate::db::connect::Database;
 use crate::db::migrate::{self, MigrateError};
 use crate::db::retry::{classify, Backoff, Class};
@@ -36,8 +38,9 @@ use crate::observe::metrics;
 use crate::observe::progress::Progress;
 use crate::shutdown::Shutdown;
 use crate::sink::batch::{self, BatchReport, FileStatus, Producer, RawLines};
-use crate::source::discover::{self, Candidate, FolderWatcher};
-use crate::source::dispose::{AfterLoad, Disposer, Disposition, Fate};
+use crate::source::discover::Candidate;
+use crate::source::dispose::{AfterLoad, Disposition, Fate};
+use crate::source::input::{Input, InputConfig, InputError, Source};
 use crate::source::layout::UnknownColumns;
 use crate::validate::parse::{parse_decimal, Decimal};
 use crate::validate::Rules;
@@ -45,7 +48,9 @@ use crate::validate::Rules;
 /// `shopstream run` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Folder to load CSV files from (watched recursively). Hidden files,
+    /// Folder to load CSV files from (watched recursively), or an object
+    /// store prefix `s3://BUCKET/PREFIX` (credentials, region and endpoint
+    /// from AWS_* variables; polled every --relist-secs). Hidden files,
     /// `_`-prefixed files and temporary suffixes (.tmp, .part, .crdownload,
     /// _COPYING_) are ignored until renamed.
     #[arg(long, short, env = "SHOPSTREAM_INPUT", default_value = "./incoming")]
@@ -73,9 +78,17 @@ pub struct RunArgs {
     pub connections: Option<u32>,
 
     /// Seconds between full listings of the input folder; OS file events
-    /// trigger a listing sooner.
+    /// trigger a listing sooner. For an object store: seconds between
+    /// listings (each resumes after the last settled key).
     #[arg(long, env = "SHOPSTREAM_RELIST_SECS", default_value_t = 2.0)]
     pub relist_secs: f64,
+
+    /// Object store input only: seconds between listings that start from
+    /// the beginning of the prefix instead of after the last settled key,
+    /// to find keys that sort before it (keys should sort in arrival order,
+    /// as time-stamped names do). 0 lists everything every time.
+    #[arg(long, env = "SHOPSTREAM_FULL_RELIST_SECS", default_value_t = 300.0)]
+    pub full_relist_secs: f64,
 
     /// Highest accepted price; above it a row fails `extreme_price`.
     #[arg(long, env = "SHOPSTREAM_MAX_PRICE", default_value = "10000")]
@@ -136,7 +149,8 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSTREAM_AFTER_LOAD", value_enum, default_value_t = AfterLoad::Keep)]
     pub after_load: AfterLoad,
 
-    /// Where --after-load archive moves files [default: INPUT/_archive].
+    /// Where --after-load archive moves files [default: INPUT/_archive]; for
+    /// an object store, a URL in the same bucket.
     #[arg(long, env = "SHOPSTREAM_ARCHIVE_DIR")]
     pub archive_dir: Option<PathBuf>,
 
@@ -145,7 +159,7 @@ pub struct RunArgs {
 
     /// Where rejected files (unreadable, binary, empty, unknown header, …)
     /// are moved, each with a `.reason.txt` beside it [default:
-    /// INPUT/_quarantine].
+    /// INPUT/_quarantine]; for an object store, a URL in the same bucket.
     #[arg(long, env = "SHOPSTREAM_QUARANTINE_DIR")]
     pub quarantine_dir: Option<PathBuf>,
 }
@@ -157,18 +171,14 @@ const MAX_PRICE_LIMIT_CENTS: i64 = 100_000_000;
 pub enum PipelineError {
     #[error("--max-price {0:?} must be a decimal number from 0 to 1000000")]
     MaxPrice(String),
-    #[error("--relist-secs must be above 0")]
+    #[error("--relist-secs must be above 0 and --full-relist-secs at least 0")]
     Relist,
     #[error(
         "--retry-initial-secs and --retry-max-secs must be above 0 and --retry-factor at least 1"
     )]
     Retry,
-    #[error("cannot list the input folder {path}: {source}; create it or pass --input DIR")]
-    Input {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Input(#[from] InputError),
     #[error(transparent)]
     Db(#[from] crate::db::connect::DbError),
     #[error("giving up after {attempts} failed attempts in a row (the circuit breaker opened; without --once the loader would wait for the database): {last}")]
@@ -369,8 +379,8 @@ struct Loader<'a> {
     db: &'a Database,
     health: &'a Health,
     cfg: ParseConfig,
-    disposer: Arc<Disposer>,
-    excluded: Vec<PathBuf>,
+    input: Input,
+    source: Source,
     raw_lines: RawLines,
     /// The control connection: listing against the ledger, dispositions,
     /// probes. Batches load on connections of their own.
@@ -414,17 +424,17 @@ pub async fn run(
         return Err(PipelineError::Relist);
     }
     let relist = Duration::from_secs_f64(args.relist_secs);
-    let input = args.input.clone();
-    discover::list(&input).map_err(|source| PipelineError::Input {
-        path: input.display().to_string(),
-        source,
+    if !(args.full_relist_secs >= 0.0 && args.full_relist_secs < 1e9) {
+        return Err(PipelineError::Relist);
+    }
+    let input = Input::new(&InputConfig {
+        input: args.input.clone(),
+        after_load: args.after_load,
+        archive: args.archive_dir.clone(),
+        quarantine: args.quarantine_dir.clone(),
+        full_relist: Duration::from_secs_f64(args.full_relist_secs),
     })?;
-    let disposer = Disposer::new(
-        &input,
-        args.after_load,
-        args.archive_dir.clone(),
-        args.quarantine_dir.clone(),
-    );
+    let source = input.source();
     let alert_cfg = args.alerts.config()?;
     let channels = Channels::new(&alert_cfg)?;
     let (alert_tx, mut alert_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Alert>>();
@@ -441,10 +451,10 @@ pub async fn run(
         db,
         health,
         cfg,
-        excluded: disposer.excluded_dirs(),
-        disposer: Arc::new(disposer),
+        input,
+        source: source.clone(),
         raw_lines: Arc::new(move |file: &Candidate, lines: &[i64]| {
-            raw_lines(file, lines, max_record_bytes)
+            raw_lines(&source, file, lines, max_record_bytes)
         }),
         client: None,
         pool: vec![],
@@ -457,13 +467,13 @@ pub async fn run(
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis),
     };
-    let mut watcher = (!args.once).then(|| FolderWatcher::new(&input));
+    let mut watcher = (!args.once).then(|| loader.input.waker());
 
-    tracing::info!(input = %input.display(), db = %db.describe(), once = args.once, "loader started");
+    tracing::info!(input = %args.input.display(), db = %db.describe(), once = args.once, "loader started");
     'outer: while !shutdown.is_triggered() {
         match breaker.step(Instant::now()) {
             Step::WaitUntil(until) => {
-                loader.relist_for_lag();
+                loader.relist_for_lag().await;
                 tokio::select! {
                     _ = tokio::time::sleep_until(until.into()) => {},
                     _ = shutdown.wait() => break 'outer,
@@ -683,12 +693,18 @@ impl Loader<'_> {
         shutdown: &Shutdown,
         on_batch: &mut impl FnMut(&BatchReport),
     ) -> Result<Pass, Failed> {
-        let input = &self.args.input;
-        let listed =
-            discover::list_excluding(input, &self.excluded).map_err(|e| Failed::Retry {
-                message: format!("cannot list {}: {e}", input.display()),
-                class: Class::Transient,
-            })?;
+        if let Some(prefix) = self.input.needs_seed() {
+            let after_load = self.args.after_load;
+            let c = self.client().await?;
+            let seed = resume::from_ledger(c, &prefix, after_load)
+                .await
+                .map_err(Failed::db)?;
+            self.input.seed(seed);
+        }
+        let listed = self.input.list().await.map_err(|e| Failed::Retry {
+            message: e.to_string(),
+            class: Class::Transient,
+        })?;
         let fresh: Vec<Candidate> = listed
             .into_iter()
             .filter(|f| !self.done.contains(&key(f)))
@@ -696,6 +712,7 @@ impl Loader<'_> {
         self.record_lag(&fresh);
         let mut pass = Pass::default();
         if fresh.is_empty() {
+            self.input.settled_except(&[]);
             // Nothing to do, but a dead connection must still be noticed.
             let c = self.client().await?;
             c.simple_query("SELECT 1").await.map_err(Failed::db)?;
@@ -706,6 +723,7 @@ impl Loader<'_> {
         let (fresh, leftovers) = skip_ledgered(c, fresh, after_load)
             .await
             .map_err(Failed::db)?;
+        self.input.settled_except(&fresh);
         for (cand, _) in &leftovers {
             self.done.insert(key(cand));
         }
@@ -741,11 +759,11 @@ impl Loader<'_> {
                 };
                 let cfg = self.cfg;
                 let raw_lines = self.raw_lines.clone();
+                let source = self.source.clone();
                 running.spawn(async move {
                     let produce = move |files: Vec<Candidate>| -> Producer {
                         Box::new(move |tx| {
-                            parse_batch(&files, &cfg, &tx)
-                                .map_err(|_| "the COPY was abandoned".to_string())
+                            parse_batch_from(&source, &files, &cfg, &tx).map_err(|e| e.to_string())
                         })
                     };
                     let r = batch::commit_batch(&mut c, group, produce, &raw_lines).await;
@@ -805,6 +823,7 @@ impl Loader<'_> {
                 FileStatus::AlreadyDone { rejected } => rejected.clone(),
             };
             self.done.insert(key(cand));
+            self.input.settled(cand);
             progressed = true;
             jobs.push((cand.clone(), rejected));
         }
@@ -876,10 +895,10 @@ impl Loader<'_> {
         }
     }
 
-    /// Lists the folder without reading or loading anything (while the
+    /// Lists the input without reading or loading anything (while the
     /// circuit is open), to keep the lag current.
-    fn relist_for_lag(&mut self) {
-        if let Ok(listed) = discover::list_excluding(&self.args.input, &self.excluded) {
+    async fn relist_for_lag(&mut self) {
+        if let Ok(listed) = self.input.list().await {
             let waiting: Vec<Candidate> = listed
                 .into_iter()
                 .filter(|f| !self.done.contains(&key(f)))
@@ -893,7 +912,7 @@ impl Loader<'_> {
     /// the data is committed; a file that cannot be moved is logged and
     /// tried again at the next start.
     async fn dispose(&mut self, jobs: Vec<Job>) {
-        let disposer = self.disposer.clone();
+        let disposer = self.source.clone();
         let done = tokio::task::spawn_blocking(move || {
             jobs.into_iter()
                 .map(|(c, rejected)| {

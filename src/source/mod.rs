@@ -1,10 +1,14 @@
 //! Where input comes from: finding files in the input folder
-//! ([`discover`]), reading them as raw CSV records ([`reader`]), and what
-//! becomes of them once their fate is committed ([`dispose`]).
+//! ([`discover`]) or objects under a store prefix ([`store`]), reading them
+//! as raw CSV records ([`reader`]), and what becomes of them once their fate
+//! is committed ([`dispose`], [`store`]). [`input`] is the one face the
+//! loader sees for either kind.
 //!
 //! Nothing here validates values or talks to the database.
 
 pub mod discover;
 pub mod dispose;
+pub mod input;
 pub mod layout;
 pub mod reader;
+pub mod store;
