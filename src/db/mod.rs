@@ -7,6 +7,7 @@
 //! * [`migrate`]: the versioned, forward-only schema.
 //! * [`retry`]: what a database error means (SQLSTATE classes) and backoff
 //!   with jitter.
+//! * [`tls`]: TLS to the server with libpq's `sslmode` meanings (rustls).
 //!
 //! Nothing here reads input files or knows about events beyond the schema.
 
@@ -14,3 +15,4 @@ pub mod connect;
 pub mod embedded;
 pub mod migrate;
 pub mod retry;
+pub mod tls;

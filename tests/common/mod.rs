@@ -9,6 +9,8 @@
 //! any other server.
 #![allow(dead_code)]
 
+pub mod tls_server;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
