@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use shopstream::db::connect::{Database, DbArgs};
+use shopstream::db::roles::{self, RoleArgs};
 use shopstream::demo::DemoArgs;
 use shopstream::generate::GenerateArgs;
 use shopstream::observe::dashboard::Dashboard;
@@ -61,8 +62,11 @@ enum Command {
     },
     /// Write realistic fake event files (bounded or continuous).
     Generate(GenerateArgs),
-    /// Apply the schema migrations and exit.
+    /// Apply the schema migrations and exit; optionally create the
+    /// least-privilege ingest role `run` can work under.
     Migrate {
+        #[command(flatten)]
+        role: RoleArgs,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -213,16 +217,56 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 report.write_json(path)?;
             }
         }
-        Command::Migrate { db } => {
+        Command::Migrate { role, db } => {
             let db = Database::open(&db).await?;
-            let mut client = db.connect().await?;
-            let report = shopstream::db::migrate::migrate(&mut client).await?;
-            drop(client);
-            for (v, name) in &report.applied {
-                println!("applied migration {v} ({name})");
+            let result = async {
+                let mut client = db.connect().await?;
+                let report = shopstream::db::migrate::migrate(&mut client).await?;
+                // With --print-ingest-role-sql stdout is an SQL script.
+                let note = if role.print_ingest_role_sql {
+                    "-- "
+                } else {
+                    ""
+                };
+                for (v, name) in &report.applied {
+                    println!("{note}applied migration {v} ({name})");
+                }
+                println!(
+                    "{note}{} is at schema version {}",
+                    db.describe(),
+                    report.current
+                );
+                let Some(name) = &role.create_ingest_role else {
+                    return anyhow::Ok(());
+                };
+                if role.print_ingest_role_sql {
+                    print_out(&roles::ingest_role_script(&client, name).await?)?;
+                    return Ok(());
+                }
+                let password = std::env::var(roles::PASSWORD_ENV).ok();
+                let r = roles::create_ingest_role(&mut client, name, password.as_deref()).await?;
+                println!(
+                    "ingest role {} {} in database {} (schema {}): it may load files and \
+                     nothing more{}",
+                    r.role,
+                    if r.created { "created" } else { "reset" },
+                    r.database,
+                    r.schema,
+                    match (r.password_set, r.created) {
+                        (true, _) => format!("; password set from {}", roles::PASSWORD_ENV),
+                        (false, true) => format!(
+                            "; it has no password ({} was not set): it can only log in where \
+                             the server trusts it (peer, cert or trust)",
+                            roles::PASSWORD_ENV
+                        ),
+                        (false, false) => "; its password is unchanged".to_string(),
+                    }
+                );
+                Ok(())
             }
-            println!("{} is at schema version {}", db.describe(), report.current);
+            .await;
             db.close().await?;
+            result?;
         }
         Command::Schema { what } => match what {
             SchemaCommand::List { format } => print!("{}", shopstream::schema::show::list(format)),
