@@ -12,7 +12,7 @@ use shopstream::db::roles::{self, RoleArgs};
 use shopstream::demo::DemoArgs;
 use shopstream::generate::GenerateArgs;
 use shopstream::observe::dashboard::Dashboard;
-use shopstream::observe::http::{HttpArgs, HttpState};
+use shopstream::observe::http::{Endpoint, HttpArgs, HttpState};
 use shopstream::pipeline::health::Health;
 use shopstream::pipeline::run::RunArgs;
 use shopstream::report::ReportArgs;
@@ -161,15 +161,15 @@ async fn open_migrated(args: &DbArgs) -> anyhow::Result<Database> {
     Ok(db)
 }
 
-/// Starts the HTTP endpoint (metrics, health, dashboard) unless it is
-/// switched off; returns the dashboard's URL.
-async fn serve(
-    http: &HttpArgs,
+/// Starts the HTTP endpoint (metrics, health, dashboard) when one was
+/// bound; returns the dashboard's URL.
+fn serve(
+    endpoint: Option<Endpoint>,
     db: &Database,
     health: &Health,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<String>> {
-    let Some(endpoint) = http.bind().await? else {
+    let Some(endpoint) = endpoint else {
         return Ok(None);
     };
     let metrics =
@@ -199,11 +199,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
     shutdown.on_signals()?;
     match command {
         Command::Run { run, http, db } => {
-            // The loader connects and migrates itself, waiting for the
-            // database with backoff.
+            // An endpoint that may not be served is refused before any
+            // database work. The loader connects and migrates itself,
+            // waiting for the database with backoff.
+            let endpoint = http.bind().await?;
             let db = Database::open(&db).await?;
             let health = Health::default();
-            serve(&http, &db, &health, &shutdown).await?;
+            serve(endpoint, &db, &health, &shutdown)?;
             let result =
                 shopstream::pipeline::run::run(&run, &db, &shutdown, &health, |_| {}).await;
             db.close().await?;
@@ -285,9 +287,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             print_out(&result?)?;
         }
         Command::Demo { demo, http, db } => {
+            let endpoint = http.bind().await?;
             let db = open_migrated(&db).await?;
             let health = Health::default();
-            let url = serve(&http, &db, &health, &shutdown).await?;
+            let url = serve(endpoint, &db, &health, &shutdown)?;
             let result =
                 shopstream::demo::demo(&demo, &db, &shutdown, &health, url.as_deref()).await;
             db.close().await?;
