@@ -333,7 +333,8 @@ fn tls_settings(args: &DbArgs) -> TlsSettings {
 
 /// Applies `settings` to `config`: libpq ignores sslmode on Unix sockets,
 /// and so does this (PostgreSQL has no TLS there).
-fn apply_tls(config: &mut Config, settings: &TlsSettings) -> Result<MakeRustls, DbError> {
+/// Returns the connector and how the connection is protected, for logs.
+fn apply_tls(config: &mut Config, settings: &TlsSettings) -> Result<(MakeRustls, String), DbError> {
     let tls = MakeRustls::new(settings)?;
     let all_unix = !config.get_hosts().is_empty()
         && config
@@ -341,13 +342,12 @@ fn apply_tls(config: &mut Config, settings: &TlsSettings) -> Result<MakeRustls, 
             .iter()
             .all(|h| matches!(h, Host::Unix(_)))
         && config.get_hostaddrs().is_empty();
-    let mode = if all_unix {
-        SslMode::Disable
-    } else {
-        tls.mode()
-    };
-    config.ssl_mode(mode.postgres_mode());
-    Ok(tls)
+    if all_unix {
+        config.ssl_mode(SslMode::Disable.postgres_mode());
+        return Ok((tls, "Unix socket, no TLS".to_string()));
+    }
+    config.ssl_mode(tls.mode().postgres_mode());
+    Ok((tls, settings.describe()))
 }
 
 /// How to open connections to one database: settings, TLS and the redacted
@@ -464,10 +464,10 @@ impl Database {
                         );
                     }
                 }
-                let tls = apply_tls(&mut config, &settings)?;
+                let (tls, protection) = apply_tls(&mut config, &settings)?;
                 Database {
                     connector: Connector {
-                        description: format!("{} ({})", redacted_url(&config), settings.describe()),
+                        description: format!("{} ({protection})", redacted_url(&config)),
                         config,
                         tls,
                         embedded: false,
@@ -479,14 +479,14 @@ impl Database {
             Target::Host => {
                 let mut config = config_from_host_args(args);
                 let settings = tls_settings(args);
-                let tls = apply_tls(&mut config, &settings)?;
+                let (tls, protection) = apply_tls(&mut config, &settings)?;
                 let mut url = config_to_url(&config);
                 if settings != TlsSettings::default() {
                     url.push_str(&tls_query(&settings));
                 }
                 Database {
                     connector: Connector {
-                        description: format!("{} ({})", redacted_url(&config), settings.describe()),
+                        description: format!("{} ({protection})", redacted_url(&config)),
                         config,
                         tls,
                         embedded: false,
@@ -506,7 +506,7 @@ impl Database {
                     ..TlsSettings::default()
                 };
                 let mut config = server.config(embedded::DATABASE);
-                let tls = apply_tls(&mut config, &settings)?;
+                let (tls, _) = apply_tls(&mut config, &settings)?;
                 Database {
                     connector: Connector {
                         config,
