@@ -13,6 +13,7 @@ use shopstream::demo::DemoArgs;
 use shopstream::generate::GenerateArgs;
 use shopstream::observe::dashboard::Dashboard;
 use shopstream::observe::http::{Endpoint, HttpArgs, HttpState};
+use shopstream::observe::redact;
 use shopstream::pipeline::health::Health;
 use shopstream::pipeline::run::RunArgs;
 use shopstream::report::ReportArgs;
@@ -99,6 +100,29 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Every secret the arguments and the environment hold, for the output
+    /// scrubber.
+    fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = [
+            shopstream::observe::http::TOKEN_ENV,
+            roles::PASSWORD_ENV,
+            "PGPASSWORD",
+        ]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .collect();
+        match self {
+            Command::Run { db, .. }
+            | Command::Migrate { db, .. }
+            | Command::Report { db, .. }
+            | Command::Demo { db, .. } => out.extend(db.secrets()),
+            Command::Generate(_) | Command::Schema { .. } => {}
+        }
+        out
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum SchemaCommand {
     /// One line per layout: kind, date introduced, column count.
@@ -121,6 +145,11 @@ enum SchemaCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Secrets are registered before anything can print them.
+    redact::install_panic_hook();
+    for secret in cli.command.secrets() {
+        redact::register(&secret);
+    }
     let default_level = match cli.command {
         Command::Demo { .. } => tracing::Level::WARN,
         _ => tracing::Level::INFO,
@@ -129,7 +158,7 @@ fn main() -> ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)
-        .with_writer(std::io::stderr);
+        .with_writer(redact::stderr);
     match cli.log_format {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -146,7 +175,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", redact::scrub(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -199,6 +228,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
     shutdown.on_signals()?;
     match command {
         Command::Run { run, http, db } => {
+            if std::env::var_os(redact::DEBUG_PANIC_ENV).is_some() {
+                // Fault injection for the secrets test: the message holds
+                // the URL; the panic hook must scrub it.
+                panic!(
+                    "debug panic ({}): {:?}",
+                    redact::DEBUG_PANIC_ENV,
+                    db.database_url
+                );
+            }
             // An endpoint that may not be served is refused before any
             // database work. The loader connects and migrates itself,
             // waiting for the database with backoff.

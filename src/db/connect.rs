@@ -19,7 +19,9 @@ use tokio_postgres::{Client, Config};
 use tracing::{debug, warn};
 
 use super::embedded::{self, EmbeddedError, EmbeddedOptions, EmbeddedServer};
-use super::tls::{split_conn_params, MakeRustls, RootCert, SslMode, TlsError, TlsSettings};
+use super::tls::{
+    split_conn_params, written_passwords, MakeRustls, RootCert, SslMode, TlsError, TlsSettings,
+};
 
 /// The default `--data-dir`.
 pub const DEFAULT_DATA_DIR: &str = ".shopstream";
@@ -168,6 +170,27 @@ pub enum DbError {
         detail: String,
         hint: String,
     },
+}
+
+impl DbArgs {
+    /// Every password these settings hold (from --database-url or
+    /// --postgres-password), for the output scrubber
+    /// ([`crate::observe::redact`]). Found even in an invalid URL.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = vec![];
+        if let Some(url) = non_empty(&self.database_url) {
+            out.extend(written_passwords(url));
+            if let Ok(c) = Config::from_str(&split_conn_params(url).0) {
+                if let Some(p) = c.get_password() {
+                    out.push(String::from_utf8_lossy(p).into_owned());
+                }
+            }
+        }
+        if let Some(p) = self.postgres_password.as_deref().filter(|p| !p.is_empty()) {
+            out.push(p.to_string());
+        }
+        out
+    }
 }
 
 /// Which database [`DbArgs`] point at.

@@ -153,8 +153,13 @@ fn statements(role: &str, p: &Place) -> Vec<String> {
              CREATE ROLE {r} LOGIN;\n  END IF;\nEND $$",
             literal(role)
         ),
+        format!("ALTER ROLE {r} LOGIN NOCREATEDB NOCREATEROLE"),
+        // Only a superuser may touch these, so only when one is set.
         format!(
-            "ALTER ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+            "DO $$ BEGIN\n  IF EXISTS (SELECT FROM pg_roles WHERE rolname = {} \
+             AND (rolsuper OR rolreplication OR rolbypassrls)) THEN\n    \
+             ALTER ROLE {r} NOSUPERUSER NOREPLICATION NOBYPASSRLS;\n  END IF;\nEND $$",
+            literal(role)
         ),
         format!("REVOKE ALL ON DATABASE {} FROM {r}", ident(&p.database)),
         format!(

@@ -281,9 +281,22 @@ pub fn split_conn_params(conn: &str) -> (String, ConnParams) {
         };
         return (rest, params);
     }
-    // key = value pairs; values may be 'quoted' with \-escapes.
-    let chars: Vec<char> = trimmed.chars().collect();
     let mut kept: Vec<String> = vec![];
+    for (key, value, raw) in key_value_pairs(trimmed) {
+        match key {
+            Some(key) if params.take(&key, value) => {}
+            _ => kept.push(raw),
+        }
+    }
+    (kept.join(" "), params)
+}
+
+/// The `key = value` pairs of a libpq key/value string: (key, unquoted
+/// value, the pair as written). Values may be 'quoted' with \-escapes. A
+/// word that is not a pair comes back with no key.
+fn key_value_pairs(conn: &str) -> Vec<(Option<String>, String, String)> {
+    let chars: Vec<char> = conn.chars().collect();
+    let mut out = vec![];
     let mut i = 0;
     while i < chars.len() {
         while i < chars.len() && chars[i].is_whitespace() {
@@ -302,7 +315,7 @@ pub fn split_conn_params(conn: &str) -> (String, ConnParams) {
         }
         if i >= chars.len() || chars[i] != '=' {
             // Not a key=value pair: leave it for tokio-postgres to report.
-            kept.push(chars[start..i].iter().collect());
+            out.push((None, String::new(), chars[start..i].iter().collect()));
             continue;
         }
         i += 1;
@@ -330,11 +343,45 @@ pub fn split_conn_params(conn: &str) -> (String, ConnParams) {
             }
         }
         let end = i.min(chars.len());
-        if !params.take(&key, value) {
-            kept.push(chars[start..end].iter().collect());
+        out.push((Some(key), value, chars[start..end].iter().collect()));
+    }
+    out
+}
+
+/// The password written in a connection string (URL or key/value), as
+/// written and decoded, even when the string is otherwise invalid: for the
+/// output scrubber.
+pub fn written_passwords(conn: &str) -> Vec<String> {
+    let t = conn.trim();
+    let mut out = vec![];
+    if let Some(rest) = t
+        .strip_prefix("postgresql://")
+        .or_else(|| t.strip_prefix("postgres://"))
+    {
+        let authority = rest.split(['/', '?']).next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if let Some((_, pw)) = userinfo.split_once(':') {
+                out.push(pw.to_string());
+                out.push(percent_decode(pw));
+            }
+        }
+        if let Some((_, query)) = rest.split_once('?') {
+            for pair in query.split('&') {
+                if let Some(("password", v)) = pair.split_once('=') {
+                    out.push(v.to_string());
+                    out.push(percent_decode(v));
+                }
+            }
+        }
+    } else {
+        for (key, value, _) in key_value_pairs(t) {
+            if key.as_deref() == Some("password") {
+                out.push(value);
+            }
         }
     }
-    (kept.join(" "), params)
+    out.retain(|p| !p.is_empty());
+    out
 }
 
 fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -830,6 +877,19 @@ mod tests {
         assert_eq!(rest, "host=h password='it\\'s a\\\\b' dbname=d");
         assert_eq!(p.sslmode.as_deref(), Some("verify-ca"));
         assert_eq!(p.sslrootcert.as_deref(), Some("/a b/ca.pem"));
+    }
+
+    #[test]
+    fn passwords_are_found_in_any_string() {
+        assert_eq!(
+            written_passwords("postgresql://u:p%3Aw@h:notaport/d?x=1"),
+            ["p%3Aw", "p:w"]
+        );
+        assert_eq!(
+            written_passwords("host=h password='a b\\'c' user=u"),
+            ["a b'c"]
+        );
+        assert!(written_passwords("postgresql://u@h/d").is_empty());
     }
 
     #[test]

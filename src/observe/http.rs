@@ -166,6 +166,7 @@ impl HttpArgs {
         if token.chars().count() < MIN_TOKEN_LEN {
             return Err(HttpError::ShortToken { from });
         }
+        super::redact::register(token);
         Ok(Some(Token(Arc::from(token))))
     }
 
@@ -273,7 +274,7 @@ async fn guard(State(token): State<Option<Token>>, req: Request, next: Next) -> 
             "this endpoint is read-only: GET and HEAD only\n",
         )
             .into_response(),
-        _ => next.run(req).await,
+        _ => scrubbed(next.run(req).await).await,
     };
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -282,6 +283,23 @@ async fn guard(State(token): State<Option<Token>>, req: Request, next: Next) -> 
         HeaderValue::from_static("nosniff"),
     );
     resp
+}
+
+/// The response with every registered secret scrubbed from its body (the
+/// health and dashboard data hold error messages). Bodies are small.
+async fn scrubbed(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 << 20).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "response too large\n").into_response();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    match super::redact::scrub(&text) {
+        std::borrow::Cow::Borrowed(_) => Response::from_parts(parts, axum::body::Body::from(bytes)),
+        std::borrow::Cow::Owned(clean) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(clean))
+        }
+    }
 }
 
 /// The routes.
