@@ -104,14 +104,12 @@ impl Command {
     /// Every secret the arguments and the environment hold, for the output
     /// scrubber.
     fn secrets(&self) -> Vec<String> {
-        let mut out: Vec<String> = [
-            shopstream::observe::http::TOKEN_ENV,
-            roles::PASSWORD_ENV,
-            "PGPASSWORD",
-        ]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .collect();
+        // The HTTP token registers itself once it is accepted (a refused,
+        // too short one is never echoed).
+        let mut out: Vec<String> = [roles::PASSWORD_ENV, "PGPASSWORD"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok())
+            .collect();
         match self {
             Command::Run { db, .. }
             | Command::Migrate { db, .. }

@@ -95,7 +95,8 @@ async fn remote_endpoint_needs_the_flag_and_a_bearer_token() {
     assert_eq!(status, 200);
     assert!(body.contains("shopstream_"), "{body}");
     let lower = format!("bearer {TOKEN}");
-    let (status, _, _) = http_request(&base, "GET", "/readyz", &[("Authorization", &lower)]);
+    // (/metrics: /readyz may still say 503 while the loader connects.)
+    let (status, _, _) = http_request(&base, "GET", "/metrics", &[("Authorization", &lower)]);
     assert_eq!(status, 200, "the scheme is case-insensitive");
     let (status, _, _) = http_request(&base, "HEAD", "/metrics", &with);
     assert_eq!(status, 200, "HEAD");
