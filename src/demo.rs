@@ -130,9 +130,14 @@ pub async fn demo(
     if let Some(url) = dashboard {
         println!("  dashboard: {url}  (metrics: {url}metrics)");
     }
+    // The URL is only shown when it holds no password.
+    let psql_target = if db.url_has_password() {
+        "\"$DATABASE_URL\"".to_string()
+    } else {
+        format!("'{}'", db.url())
+    };
     println!(
-        "  inspect  : psql '{}' -c 'SELECT event_type, count(*) FROM ecommerce_events GROUP BY 1'",
-        db.url()
+        "  inspect  : psql {psql_target} -c 'SELECT event_type, count(*) FROM ecommerce_events GROUP BY 1'"
     );
     println!("  stop     : Ctrl-C (the loader drains, then the counts are checked)\n");
 

@@ -9,10 +9,12 @@ use clap::{Parser, Subcommand};
 
 use shopstream::bench::BenchArgs;
 use shopstream::db::connect::{Database, DbArgs};
+use shopstream::db::roles::{self, RoleArgs};
 use shopstream::demo::DemoArgs;
 use shopstream::generate::GenerateArgs;
 use shopstream::observe::dashboard::Dashboard;
-use shopstream::observe::http::{HttpArgs, HttpState};
+use shopstream::observe::http::{Endpoint, HttpArgs, HttpState};
+use shopstream::observe::redact;
 use shopstream::pipeline::health::Health;
 use shopstream::pipeline::run::RunArgs;
 use shopstream::report::ReportArgs;
@@ -63,8 +65,11 @@ enum Command {
     },
     /// Write realistic fake event files (bounded or continuous).
     Generate(GenerateArgs),
-    /// Apply the schema migrations and exit.
+    /// Apply the schema migrations and exit; optionally create the
+    /// least-privilege ingest role `run` can work under.
     Migrate {
+        #[command(flatten)]
+        role: RoleArgs,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -109,6 +114,28 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Every secret the arguments and the environment hold, for the output
+    /// scrubber.
+    fn secrets(&self) -> Vec<String> {
+        // The HTTP token registers itself once it is accepted (a refused,
+        // too short one is never echoed).
+        let mut out: Vec<String> = [roles::PASSWORD_ENV, "PGPASSWORD"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok())
+            .collect();
+        match self {
+            Command::Run { db, .. }
+            | Command::Migrate { db, .. }
+            | Command::Report { db, .. }
+            | Command::Demo { db, .. }
+            | Command::Bench { db, .. } => out.extend(db.secrets()),
+            Command::Generate(_) | Command::Schema { .. } => {}
+        }
+        out
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum SchemaCommand {
     /// One line per layout: kind, date introduced, column count.
@@ -131,6 +158,11 @@ enum SchemaCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Secrets are registered before anything can print them.
+    redact::install_panic_hook();
+    for secret in cli.command.secrets() {
+        redact::register(&secret);
+    }
     let default_level = match cli.command {
         Command::Demo { .. } | Command::Bench { .. } => tracing::Level::WARN,
         _ => tracing::Level::INFO,
@@ -139,7 +171,7 @@ fn main() -> ExitCode {
     let logs = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_target(false)
-        .with_writer(std::io::stderr);
+        .with_writer(redact::stderr);
     match cli.log_format {
         LogFormat::Text => logs
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -156,7 +188,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", redact::scrub(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -171,15 +203,15 @@ async fn open_migrated(args: &DbArgs) -> anyhow::Result<Database> {
     Ok(db)
 }
 
-/// Starts the HTTP endpoint (metrics, health, dashboard) unless it is
-/// switched off; returns the dashboard's URL.
-async fn serve(
-    http: &HttpArgs,
+/// Starts the HTTP endpoint (metrics, health, dashboard) when one was
+/// bound; returns the dashboard's URL.
+fn serve(
+    endpoint: Option<Endpoint>,
     db: &Database,
     health: &Health,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<String>> {
-    let Some(endpoint) = http.bind().await? else {
+    let Some(endpoint) = endpoint else {
         return Ok(None);
     };
     let metrics =
@@ -209,11 +241,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
     shutdown.on_signals()?;
     match command {
         Command::Run { run, http, db } => {
-            // The loader connects and migrates itself, waiting for the
-            // database with backoff.
+            if std::env::var_os(redact::DEBUG_PANIC_ENV).is_some() {
+                // Fault injection for the secrets test: the message holds
+                // the URL; the panic hook must scrub it.
+                panic!(
+                    "debug panic ({}): {:?}",
+                    redact::DEBUG_PANIC_ENV,
+                    db.database_url
+                );
+            }
+            // An endpoint that may not be served is refused before any
+            // database work. The loader connects and migrates itself,
+            // waiting for the database with backoff.
+            let endpoint = http.bind().await?;
             let db = Database::open(&db).await?;
             let health = Health::default();
-            serve(&http, &db, &health, &shutdown).await?;
+            serve(endpoint, &db, &health, &shutdown)?;
             let result =
                 shopstream::pipeline::run::run(&run, &db, &shutdown, &health, |_| {}).await;
             db.close().await?;
@@ -227,16 +270,56 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 report.write_json(path)?;
             }
         }
-        Command::Migrate { db } => {
+        Command::Migrate { role, db } => {
             let db = Database::open(&db).await?;
-            let mut client = db.connect().await?;
-            let report = shopstream::db::migrate::migrate(&mut client).await?;
-            drop(client);
-            for (v, name) in &report.applied {
-                println!("applied migration {v} ({name})");
+            let result = async {
+                let mut client = db.connect().await?;
+                let report = shopstream::db::migrate::migrate(&mut client).await?;
+                // With --print-ingest-role-sql stdout is an SQL script.
+                let note = if role.print_ingest_role_sql {
+                    "-- "
+                } else {
+                    ""
+                };
+                for (v, name) in &report.applied {
+                    println!("{note}applied migration {v} ({name})");
+                }
+                println!(
+                    "{note}{} is at schema version {}",
+                    db.describe(),
+                    report.current
+                );
+                let Some(name) = &role.create_ingest_role else {
+                    return anyhow::Ok(());
+                };
+                if role.print_ingest_role_sql {
+                    print_out(&roles::ingest_role_script(&client, name).await?)?;
+                    return Ok(());
+                }
+                let password = std::env::var(roles::PASSWORD_ENV).ok();
+                let r = roles::create_ingest_role(&mut client, name, password.as_deref()).await?;
+                println!(
+                    "ingest role {} {} in database {} (schema {}): it may load files and \
+                     nothing more{}",
+                    r.role,
+                    if r.created { "created" } else { "reset" },
+                    r.database,
+                    r.schema,
+                    match (r.password_set, r.created) {
+                        (true, _) => format!("; password set from {}", roles::PASSWORD_ENV),
+                        (false, true) => format!(
+                            "; it has no password ({} was not set): it can only log in where \
+                             the server trusts it (peer, cert or trust)",
+                            roles::PASSWORD_ENV
+                        ),
+                        (false, false) => "; its password is unchanged".to_string(),
+                    }
+                );
+                Ok(())
             }
-            println!("{} is at schema version {}", db.describe(), report.current);
+            .await;
             db.close().await?;
+            result?;
         }
         Command::Schema { what } => match what {
             SchemaCommand::List { format } => print!("{}", shopstream::schema::show::list(format)),
@@ -255,9 +338,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             print_out(&result?)?;
         }
         Command::Demo { demo, http, db } => {
+            let endpoint = http.bind().await?;
             let db = open_migrated(&db).await?;
             let health = Health::default();
-            let url = serve(&http, &db, &health, &shutdown).await?;
+            let url = serve(endpoint, &db, &health, &shutdown)?;
             let result =
                 shopstream::demo::demo(&demo, &db, &shutdown, &health, url.as_deref()).await;
             db.close().await?;

@@ -2,10 +2,12 @@
 //! seeds' `POSTGRES_*` variables, and otherwise falls back to the private
 //! [`embedded`](super::embedded) server in `--data-dir`.
 //!
-//! It owns the command-line flags for the database, the connection settings
-//! and the redacted description used in logs and errors. It must never print,
-//! log or put into an error message a password, and never start an embedded
-//! server when a database was given.
+//! It owns the command-line flags for the database (TLS included: see
+//! [`super::tls`]), the connection settings and the redacted description
+//! used in logs and errors. It must never print, log or put into an error
+//! message a password, never start an embedded server when a database was
+//! given, and never connect over TCP with weaker TLS than the `sslmode`
+//! asks for.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -13,10 +15,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 use tracing::{debug, warn};
 
 use super::embedded::{self, EmbeddedError, EmbeddedOptions, EmbeddedServer};
+use super::tls::{
+    split_conn_params, written_passwords, MakeRustls, RootCert, SslMode, TlsError, TlsSettings,
+};
 
 /// The default `--data-dir`.
 pub const DEFAULT_DATA_DIR: &str = ".shopstream";
@@ -76,6 +81,31 @@ pub struct DbArgs {
     /// newest /usr/lib/postgresql/<version>/bin].
     #[arg(long, env = "SHOPSTREAM_POSTGRES_BIN_DIR", value_name = "DIR")]
     pub postgres_bin_dir: Option<PathBuf>,
+
+    /// TLS to the server, as in libpq: disable; prefer (TLS when the server
+    /// offers it, certificate unchecked); require (TLS or fail, certificate
+    /// unchecked unless --sslrootcert is given); verify-ca (the chain must
+    /// lead to --sslrootcert); verify-full (verify-ca and the certificate
+    /// must name the host). sslmode= in --database-url takes precedence.
+    /// Unix sockets and the embedded server never use TLS [default: prefer].
+    #[arg(long, env = "PGSSLMODE", value_enum, value_name = "MODE")]
+    pub sslmode: Option<SslMode>,
+
+    /// PEM file with the CA certificate(s) that signed the server's
+    /// certificate, for verify-ca and verify-full, or `system` for the
+    /// bundled Mozilla roots (public CAs) [default: ~/.postgresql/root.crt].
+    /// sslrootcert= in --database-url takes precedence.
+    #[arg(long, env = "PGSSLROOTCERT", value_name = "FILE|system")]
+    pub sslrootcert: Option<String>,
+
+    /// PEM client certificate, for servers that authenticate clients by
+    /// certificate (needs --sslkey).
+    #[arg(long, env = "PGSSLCERT", value_name = "FILE")]
+    pub sslcert: Option<PathBuf>,
+
+    /// PEM private key (unencrypted) of --sslcert.
+    #[arg(long, env = "PGSSLKEY", value_name = "FILE")]
+    pub sslkey: Option<PathBuf>,
 }
 
 impl Default for DbArgs {
@@ -89,6 +119,10 @@ impl Default for DbArgs {
             postgres_password: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             postgres_bin_dir: None,
+            sslmode: None,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
         }
     }
 }
@@ -106,6 +140,10 @@ impl fmt::Debug for DbArgs {
             .field("postgres_password", &secret(&self.postgres_password))
             .field("data_dir", &self.data_dir)
             .field("postgres_bin_dir", &self.postgres_bin_dir)
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("sslcert", &self.sslcert)
+            .field("sslkey", &self.sslkey)
             .finish()
     }
 }
@@ -123,12 +161,36 @@ pub enum DbError {
     #[error(transparent)]
     Embedded(#[from] EmbeddedError),
 
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+
     #[error("could not connect to {target}: {detail}\n  hint: {hint}")]
     Connect {
         target: String,
         detail: String,
         hint: String,
     },
+}
+
+impl DbArgs {
+    /// Every password these settings hold (from --database-url or
+    /// --postgres-password), for the output scrubber
+    /// ([`crate::observe::redact`]). Found even in an invalid URL.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = vec![];
+        if let Some(url) = non_empty(&self.database_url) {
+            out.extend(written_passwords(url));
+            if let Ok(c) = Config::from_str(&split_conn_params(url).0) {
+                if let Some(p) = c.get_password() {
+                    out.push(String::from_utf8_lossy(p).into_owned());
+                }
+            }
+        }
+        if let Some(p) = self.postgres_password.as_deref().filter(|p| !p.is_empty()) {
+            out.push(p.to_string());
+        }
+        out
+    }
 }
 
 /// Which database [`DbArgs`] point at.
@@ -281,114 +343,67 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// An opened database: where it is, and the embedded server if shopstream
-/// runs its own.
-pub struct Database {
-    config: Config,
-    url: String,
-    description: String,
-    embedded: Option<EmbeddedServer>,
+/// The TLS settings from the flags (before a connection string's `ssl*`
+/// parameters are laid over them).
+fn tls_settings(args: &DbArgs) -> TlsSettings {
+    TlsSettings {
+        mode: args.sslmode.unwrap_or_default(),
+        root_cert: non_empty(&args.sslrootcert).map(RootCert::parse),
+        client_cert: args.sslcert.clone().filter(|p| !p.as_os_str().is_empty()),
+        client_key: args.sslkey.clone().filter(|p| !p.as_os_str().is_empty()),
+    }
 }
 
-impl fmt::Debug for Database {
+/// Applies `settings` to `config`: libpq ignores sslmode on Unix sockets,
+/// and so does this (PostgreSQL has no TLS there).
+/// Returns the connector and how the connection is protected, for logs.
+fn apply_tls(config: &mut Config, settings: &TlsSettings) -> Result<(MakeRustls, String), DbError> {
+    let tls = MakeRustls::new(settings)?;
+    let all_unix = !config.get_hosts().is_empty()
+        && config
+            .get_hosts()
+            .iter()
+            .all(|h| matches!(h, Host::Unix(_)))
+        && config.get_hostaddrs().is_empty();
+    if all_unix {
+        config.ssl_mode(SslMode::Disable.postgres_mode());
+        return Ok((tls, "Unix socket, no TLS".to_string()));
+    }
+    config.ssl_mode(tls.mode().postgres_mode());
+    Ok((tls, settings.describe()))
+}
+
+/// How to open connections to one database: settings, TLS and the redacted
+/// description for messages. Cheap to clone (the dashboard keeps one).
+#[derive(Clone)]
+pub struct Connector {
+    config: Config,
+    tls: MakeRustls,
+    description: String,
+    embedded: bool,
+}
+
+impl fmt::Debug for Connector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Database")
+        f.debug_struct("Connector")
             .field("target", &self.description)
             .finish()
     }
 }
 
-impl Database {
-    /// Resolves where the database is (`--database-url`, else
-    /// `--postgres-host`, else embedded) and, for the embedded server, starts or reuses it. Does not
-    /// connect to a given URL yet; [`Database::connect`] does.
-    pub async fn open(args: &DbArgs) -> Result<Database, DbError> {
-        let db = match resolve(args) {
-            Target::Url(url) => {
-                let mut config = Config::from_str(&url).map_err(|e| DbError::InvalidUrl {
-                    reason: error_chain(&e),
-                })?;
-                apply_libpq_defaults(&mut config);
-                Database {
-                    description: redacted_url(&config),
-                    config,
-                    url,
-                    embedded: None,
-                }
-            }
-            Target::Host => {
-                let config = config_from_host_args(args);
-                Database {
-                    description: redacted_url(&config),
-                    url: config_to_url(&config),
-                    config,
-                    embedded: None,
-                }
-            }
-            Target::Embedded(data_dir) => {
-                let opts = EmbeddedOptions {
-                    data_dir,
-                    bin_dir: args.postgres_bin_dir.clone(),
-                };
-                let server = EmbeddedServer::start(&opts).await?;
-                Database {
-                    config: server.config(embedded::DATABASE),
-                    url: server.url(embedded::DATABASE),
-                    description: format!(
-                        "embedded server in {} (socket {}, database {})",
-                        server.cluster_dir().display(),
-                        server.socket_dir().display(),
-                        embedded::DATABASE
-                    ),
-                    embedded: Some(server),
-                }
-            }
-        };
-        debug!("database: {}", db.description);
-        Ok(db)
-    }
-
-    /// Another database on the same server, with the same credentials (the
-    /// benchmark loads each measurement into a fresh one). The handle does
-    /// not own the embedded server: closing it stops nothing.
-    pub fn sibling(&self, dbname: &str) -> Database {
-        let mut config = self.config.clone();
-        config.dbname(dbname);
-        Database {
-            description: redacted_url(&config),
-            url: config_to_url(&config),
-            config,
-            embedded: None,
-        }
-    }
-
-    /// The connection settings (may hold the password: do not log them).
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// Whether this is shopstream's own private server.
-    pub fn is_embedded(&self) -> bool {
-        self.embedded.is_some()
-    }
-
-    /// The embedded server, when shopstream runs its own.
-    pub fn embedded(&self) -> Option<&EmbeddedServer> {
-        self.embedded.as_ref()
-    }
-
-    /// Opens a new connection (no TLS); its I/O runs as a task on the current
-    /// tokio runtime and ends when the client is dropped.
+impl Connector {
+    /// Opens a new connection (TLS as the sslmode says); its I/O runs as a
+    /// task on the current tokio runtime and ends when the client is
+    /// dropped.
     pub async fn connect(&self) -> Result<Client, DbError> {
-        let (client, connection) =
-            self.config
-                .connect(NoTls)
-                .await
-                .map_err(|e| DbError::Connect {
-                    target: self.description.clone(),
-                    detail: error_chain(&e),
-                    hint: self.hint(),
-                })?;
+        let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(|e| {
+            let detail = error_chain(&e);
+            DbError::Connect {
+                target: self.description.clone(),
+                hint: self.hint(&detail),
+                detail,
+            }
+        })?;
         let target = self.description.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -398,10 +413,28 @@ impl Database {
         Ok(client)
     }
 
-    fn hint(&self) -> String {
-        if self.embedded.is_some() {
-            "the private server may have been stopped meanwhile: run the command again to \
-             restart it, or use --database-url / DATABASE_URL to use another PostgreSQL server"
+    fn hint(&self, detail: &str) -> String {
+        if self.embedded {
+            return "the private server may have been stopped meanwhile: run the command again to \
+                    restart it, or use --database-url / DATABASE_URL to use another PostgreSQL \
+                    server"
+                .into();
+        }
+        if detail.contains("pg_hba.conf") && detail.contains("no encryption") {
+            "the server only accepts TLS connections from here: use --sslmode require, or \
+             verify-ca / verify-full with --sslrootcert (or sslmode= in the URL)"
+                .into()
+        } else if detail.contains("client certificate") {
+            "the server wants a client certificate: pass --sslcert and --sslkey (PGSSLCERT, \
+             PGSSLKEY, or sslcert= / sslkey= in the URL)"
+                .into()
+        } else if detail.contains("server does not support TLS") {
+            "the server does not offer TLS: turn on ssl on the server, or use --sslmode prefer \
+             or disable if plain text is acceptable on this network"
+                .into()
+        } else if detail.contains("TLS handshake") {
+            "check --sslmode, --sslrootcert (PGSSLMODE, PGSSLROOTCERT, or sslmode= / \
+             sslrootcert= in the URL) and the host name the server's certificate is for"
                 .into()
         } else {
             "check that the server is running and reachable and the credentials are right, or \
@@ -414,12 +447,173 @@ impl Database {
     pub fn describe(&self) -> String {
         self.description.clone()
     }
+}
+
+/// An opened database: where it is, and the embedded server if shopstream
+/// runs its own.
+pub struct Database {
+    connector: Connector,
+    url: String,
+    embedded: Option<EmbeddedServer>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("target", &self.connector.description)
+            .finish()
+    }
+}
+
+impl Database {
+    /// Resolves where the database is (`--database-url`, else
+    /// `--postgres-host`, else embedded) and, for the embedded server, starts or reuses it. Does not
+    /// connect to a given URL yet; [`Database::connect`] does. Certificate
+    /// files are read here, so a missing one fails at once.
+    pub async fn open(args: &DbArgs) -> Result<Database, DbError> {
+        let db = match resolve(args) {
+            Target::Url(url) => {
+                let (rest, params) = split_conn_params(&url);
+                let mut config = Config::from_str(&rest).map_err(|e| DbError::InvalidUrl {
+                    reason: error_chain(&e),
+                })?;
+                apply_libpq_defaults(&mut config);
+                let settings = tls_settings(args).overridden_by(&params)?;
+                if let (Some(flag), Some(_)) = (args.sslmode, &params.sslmode) {
+                    if flag != settings.mode {
+                        warn!(
+                            "sslmode={} in the database URL overrides --sslmode / PGSSLMODE {flag}",
+                            settings.mode
+                        );
+                    }
+                }
+                let (tls, protection) = apply_tls(&mut config, &settings)?;
+                Database {
+                    connector: Connector {
+                        description: format!("{} ({protection})", redacted_url(&config)),
+                        config,
+                        tls,
+                        embedded: false,
+                    },
+                    url,
+                    embedded: None,
+                }
+            }
+            Target::Host => {
+                let mut config = config_from_host_args(args);
+                let settings = tls_settings(args);
+                let (tls, protection) = apply_tls(&mut config, &settings)?;
+                let mut url = config_to_url(&config);
+                if settings != TlsSettings::default() {
+                    url.push_str(&tls_query(&settings));
+                }
+                Database {
+                    connector: Connector {
+                        description: format!("{} ({protection})", redacted_url(&config)),
+                        config,
+                        tls,
+                        embedded: false,
+                    },
+                    url,
+                    embedded: None,
+                }
+            }
+            Target::Embedded(data_dir) => {
+                let opts = EmbeddedOptions {
+                    data_dir,
+                    bin_dir: args.postgres_bin_dir.clone(),
+                };
+                let server = EmbeddedServer::start(&opts).await?;
+                let settings = TlsSettings {
+                    mode: SslMode::Disable,
+                    ..TlsSettings::default()
+                };
+                let mut config = server.config(embedded::DATABASE);
+                let (tls, _) = apply_tls(&mut config, &settings)?;
+                Database {
+                    connector: Connector {
+                        config,
+                        tls,
+                        description: format!(
+                            "embedded server in {} (socket {}, database {})",
+                            server.cluster_dir().display(),
+                            server.socket_dir().display(),
+                            embedded::DATABASE
+                        ),
+                        embedded: true,
+                    },
+                    url: server.url(embedded::DATABASE),
+                    embedded: Some(server),
+                }
+            }
+        };
+        debug!("database: {}", db.connector.description);
+        Ok(db)
+    }
+
+    /// Another database on the same server, with the same credentials and
+    /// TLS settings (the benchmark loads each measurement into a fresh
+    /// one). The handle does not own the embedded server: closing it stops
+    /// nothing.
+    pub fn sibling(&self, dbname: &str) -> Database {
+        let mut connector = self.connector.clone();
+        connector.config.dbname(dbname);
+        connector.description = redacted_url(&connector.config);
+        let mut url = config_to_url(&connector.config);
+        // Keep the TLS parameters a URL carried.
+        if let Some((_, query)) = self.url.split_once('?') {
+            url.push('?');
+            url.push_str(query);
+        }
+        Database {
+            connector,
+            url,
+            embedded: None,
+        }
+    }
+
+    /// The connection settings (may hold the password: do not log them).
+    pub fn config(&self) -> &Config {
+        &self.connector.config
+    }
+
+    /// How to open more connections (for the dashboard's own).
+    pub fn connector(&self) -> Connector {
+        self.connector.clone()
+    }
+
+    /// Whether this is shopstream's own private server.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// The embedded server, when shopstream runs its own.
+    pub fn embedded(&self) -> Option<&EmbeddedServer> {
+        self.embedded.as_ref()
+    }
+
+    /// Opens a new connection (TLS as the sslmode says); its I/O runs as a
+    /// task on the current tokio runtime and ends when the client is
+    /// dropped.
+    pub async fn connect(&self) -> Result<Client, DbError> {
+        self.connector.connect().await
+    }
+
+    /// For logs: where the database is, never the password.
+    pub fn describe(&self) -> String {
+        self.connector.describe()
+    }
 
     /// A connection string another process (psql, a child shopstream) can
     /// use. **Secret**: it contains the password when there is one; pass it
     /// through the environment, never log it.
     pub fn url(&self) -> String {
         self.url.clone()
+    }
+
+    /// Whether [`Self::url`] holds a password (and so must not be shown).
+    pub fn url_has_password(&self) -> bool {
+        self.connector.config.get_password().is_some()
     }
 
     /// Stops the embedded server if this process started it and nothing
@@ -430,6 +624,26 @@ impl Database {
         }
         Ok(())
     }
+}
+
+/// The TLS settings as URL query parameters libpq and shopstream read.
+fn tls_query(settings: &TlsSettings) -> String {
+    let enc = |s: &str| embedded::percent_encode(s.as_bytes());
+    let mut q = vec![format!("sslmode={}", settings.mode)];
+    if let Some(root) = &settings.root_cert {
+        let root = match root {
+            RootCert::System => "system".to_string(),
+            RootCert::File(p) => p.display().to_string(),
+        };
+        q.push(format!("sslrootcert={}", enc(&root)));
+    }
+    if let Some(c) = &settings.client_cert {
+        q.push(format!("sslcert={}", enc(&c.display().to_string())));
+    }
+    if let Some(k) = &settings.client_key {
+        q.push(format!("sslkey={}", enc(&k.display().to_string())));
+    }
+    format!("?{}", q.join("&"))
 }
 
 #[cfg(test)]

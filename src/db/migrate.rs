@@ -6,8 +6,14 @@
 //! advisory lock makes concurrent starts safe. An applied migration whose
 //! text has changed is an error: migrations are never edited, only added.
 //!
+//! A schema that is already current is only read (no lock, no DDL), so a
+//! role without schema rights (the ingest role, see [`super::roles`]) can
+//! start `run`; when migrations are pending and the role may not apply them,
+//! the error says to run `shopstream migrate` as the owner.
+//!
 //! This module only changes the schema; it never touches event data.
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 /// One schema step.
@@ -68,6 +74,17 @@ pub enum MigrateError {
     },
     #[error("the database is at schema version {db}, newer than this binary knows ({ours}); upgrade shopstream")]
     TooNew { db: i32, ours: i32 },
+    #[error(
+        "the database schema is at version {db} but this shopstream needs version {ours}, and \
+         the role {role} may not change the schema ({why}); run `shopstream migrate` once as \
+         the schema's owner, then start again"
+    )]
+    NeedsOwner {
+        db: i32,
+        ours: i32,
+        role: String,
+        why: String,
+    },
 }
 
 fn checksum(sql: &str) -> String {
@@ -81,20 +98,118 @@ pub struct MigrateReport {
     pub current: i32,
 }
 
-/// Brings the schema up to date.
-pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError> {
-    client
-        .batch_execute(&format!(
-            "SELECT pg_advisory_lock({LOCK_KEY});
-             CREATE TABLE IF NOT EXISTS schema_migrations (
-                 version    integer PRIMARY KEY,
-                 name       text NOT NULL,
-                 checksum   text NOT NULL,
-                 applied_at timestamptz NOT NULL DEFAULT now())"
-        ))
+/// The applied migrations `(version, checksum)`, or `None` when the history
+/// table does not exist yet. Read-only.
+async fn applied(client: &Client) -> Result<Option<Vec<(i32, String)>>, MigrateError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(MigrateError::History)?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let rows = client
+        .query(
+            "SELECT version, checksum FROM schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .map_err(MigrateError::History)?;
-    let result = apply_pending(client).await;
+    Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+}
+
+/// Checks the applied migrations against ours; returns the pending ones.
+fn pending(applied: &[(i32, String)]) -> Result<Vec<&'static Migration>, MigrateError> {
+    let ours = MIGRATIONS.last().map_or(0, |m| m.version);
+    if let Some((db, _)) = applied.last() {
+        if *db > ours {
+            return Err(MigrateError::TooNew { db: *db, ours });
+        }
+    }
+    let mut todo = vec![];
+    for m in MIGRATIONS {
+        let sum = checksum(m.sql);
+        match applied.iter().find(|(v, _)| *v == m.version) {
+            Some((_, old)) if *old != sum => {
+                return Err(MigrateError::Changed {
+                    version: m.version,
+                    applied: old.clone(),
+                    ours: sum,
+                })
+            }
+            Some(_) => {}
+            None => todo.push(m),
+        }
+    }
+    Ok(todo)
+}
+
+/// Fails with [`MigrateError::NeedsOwner`] when the connected role cannot
+/// create objects in its schema (so cannot apply migrations).
+async fn check_may_migrate(client: &Client, db_version: i32) -> Result<(), MigrateError> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, current_schema()::text,
+                    coalesce(has_schema_privilege(current_schema(), 'CREATE'), false)",
+            &[],
+        )
+        .await
+        .map_err(MigrateError::History)?;
+    let role: String = row.get(0);
+    let schema: Option<String> = row.get(1);
+    let may: bool = row.get(2);
+    if may {
+        return Ok(());
+    }
+    Err(MigrateError::NeedsOwner {
+        db: db_version,
+        ours: MIGRATIONS.last().map_or(0, |m| m.version),
+        role,
+        why: match schema {
+            Some(s) => format!("it lacks CREATE on schema {s}"),
+            None => "no schema on its search_path exists".to_string(),
+        },
+    })
+}
+
+/// Brings the schema up to date. A current schema is only read.
+pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError> {
+    let ours = MIGRATIONS.last().map_or(0, |m| m.version);
+    let before = applied(client).await?;
+    if let Some(done) = &before {
+        if pending(done)?.is_empty() {
+            return Ok(MigrateReport {
+                applied: vec![],
+                current: ours,
+            });
+        }
+    }
+    let db_version = before
+        .as_ref()
+        .and_then(|a| a.last().map(|(v, _)| *v))
+        .unwrap_or(0);
+    check_may_migrate(client, db_version).await?;
+    client
+        .batch_execute(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
+        .await
+        .map_err(MigrateError::History)?;
+    let result = async {
+        if before.is_none() {
+            client
+                .batch_execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (
+                         version    integer PRIMARY KEY,
+                         name       text NOT NULL,
+                         checksum   text NOT NULL,
+                         applied_at timestamptz NOT NULL DEFAULT now())",
+                )
+                .await
+                .map_err(MigrateError::History)?;
+        }
+        apply_pending(client, db_version).await
+    }
+    .await;
     let unlock = client
         .batch_execute(&format!("SELECT pg_advisory_unlock({LOCK_KEY})"))
         .await;
@@ -103,41 +218,37 @@ pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError>
     Ok(report)
 }
 
-async fn apply_pending(client: &mut Client) -> Result<MigrateReport, MigrateError> {
-    let rows = client
-        .query(
-            "SELECT version, checksum FROM schema_migrations ORDER BY version",
-            &[],
-        )
-        .await
-        .map_err(MigrateError::History)?;
-    let applied: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let ours = MIGRATIONS.last().map_or(0, |m| m.version);
-    if let Some((db, _)) = applied.last() {
-        if *db > ours {
-            return Err(MigrateError::TooNew { db: *db, ours });
-        }
-    }
+async fn apply_pending(
+    client: &mut Client,
+    db_version: i32,
+) -> Result<MigrateReport, MigrateError> {
+    // Read again under the lock: another process may have migrated.
+    let done = applied(client).await?.unwrap_or_default();
+    let todo = pending(&done)?;
     let mut report = MigrateReport {
         applied: vec![],
-        current: ours,
+        current: MIGRATIONS.last().map_or(0, |m| m.version),
     };
-    for m in MIGRATIONS {
+    for m in todo {
         let sum = checksum(m.sql);
-        if let Some((_, old)) = applied.iter().find(|(v, _)| *v == m.version) {
-            if *old != sum {
-                return Err(MigrateError::Changed {
+        let err = |source: tokio_postgres::Error| {
+            if source.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+                let why = source
+                    .as_db_error()
+                    .map_or_else(|| source.to_string(), |d| d.message().to_string());
+                MigrateError::NeedsOwner {
+                    db: db_version,
+                    ours: report.current,
+                    role: "connected".to_string(),
+                    why,
+                }
+            } else {
+                MigrateError::Apply {
                     version: m.version,
-                    applied: old.clone(),
-                    ours: sum,
-                });
+                    name: m.name,
+                    source,
+                }
             }
-            continue;
-        }
-        let err = |source| MigrateError::Apply {
-            version: m.version,
-            name: m.name,
-            source,
         };
         let tx = client.transaction().await.map_err(err)?;
         tx.batch_execute(m.sql).await.map_err(err)?;

@@ -7,6 +7,8 @@
 //! * [`migrate`]: the versioned, forward-only schema.
 //! * [`retry`]: what a database error means (SQLSTATE classes) and backoff
 //!   with jitter.
+//! * [`roles`]: the least-privilege ingest role `run` can work under.
+//! * [`tls`]: TLS to the server with libpq's `sslmode` meanings (rustls).
 //!
 //! Nothing here reads input files or knows about events beyond the schema.
 
@@ -14,3 +16,5 @@ pub mod connect;
 pub mod embedded;
 pub mod migrate;
 pub mod retry;
+pub mod roles;
+pub mod tls;

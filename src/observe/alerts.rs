@@ -239,8 +239,11 @@ impl AlertConfig {
 pub struct WebhookUrl(String);
 
 impl WebhookUrl {
+    /// Registers the URL with the output scrubber: its path is a secret.
     pub fn new(url: impl Into<String>) -> WebhookUrl {
-        WebhookUrl(url.into().trim().to_string())
+        let url = WebhookUrl(url.into().trim().to_string());
+        super::redact::register(&url.0);
+        url
     }
 
     /// The whole URL: pass it to the HTTP client only, never to a log.

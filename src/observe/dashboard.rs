@@ -21,9 +21,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use plotters::prelude::*;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::Client;
 
 use super::http::HttpState;
+use crate::db::connect::{Connector, DbError};
 use crate::pipeline::health::HealthState;
 
 const PAGE: &str = include_str!("dashboard.html");
@@ -33,7 +34,7 @@ const LAG_HISTORY: usize = 300;
 /// Where the dashboard reads its numbers.
 #[derive(Clone)]
 pub struct Dashboard {
-    config: Config,
+    connector: Connector,
     client: Arc<tokio::sync::Mutex<Option<Client>>>,
     lag: Arc<Mutex<VecDeque<(f64, f64)>>>,
 }
@@ -57,14 +58,14 @@ pub struct Snapshot {
 impl Dashboard {
     pub fn new(db: &crate::db::connect::Database) -> Dashboard {
         Dashboard {
-            config: db.config().clone(),
+            connector: db.connector(),
             client: Arc::new(tokio::sync::Mutex::new(None)),
             lag: Arc::new(Mutex::new(VecDeque::new())),
         }
     }
 
     /// Reads the numbers and draws the charts.
-    pub async fn snapshot(&self, health: &HealthState) -> Result<Snapshot, tokio_postgres::Error> {
+    pub async fn snapshot(&self, health: &HealthState) -> Result<Snapshot, SnapshotError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -82,19 +83,22 @@ impl Dashboard {
         let mut guard = self.client.lock().await;
         let client = match guard.take() {
             Some(c) if !c.is_closed() => c,
-            _ => {
-                let (client, connection) = self.config.connect(NoTls).await?;
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-                client
-            }
+            _ => self.connector.connect().await?,
         };
         let data = read(&client).await?;
         // Kept only after a successful read.
         *guard = Some(client);
         Ok(draw(&data, health, &lag, now))
     }
+}
+
+/// Why the numbers could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Connect(#[from] DbError),
+    #[error("{}", crate::db::connect::error_chain(.0))]
+    Query(#[from] tokio_postgres::Error),
 }
 
 /// What the charts are drawn from.
@@ -386,10 +390,7 @@ async fn api(State(s): State<Arc<HttpState>>) -> Response {
         Ok(snap) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(snap)).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "the database is not reachable: {}\n",
-                crate::db::connect::error_chain(&e)
-            ),
+            format!("the database is not reachable: {e}\n"),
         )
             .into_response(),
     }

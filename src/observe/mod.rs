@@ -8,9 +8,11 @@
 //!   the dashboard.
 //! * [`dashboard`]: the live dashboard's page and its data.
 //! * [`progress`]: progress bars for bounded work on a terminal.
+//! * [`redact`]: scrubs registered secrets from stderr, panics and HTTP.
 
 pub mod alerts;
 pub mod dashboard;
 pub mod http;
 pub mod metrics;
 pub mod progress;
+pub mod redact;

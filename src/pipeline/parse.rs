@@ -15,6 +15,9 @@
 //! It never talks to the database and never moves or deletes files.
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -28,17 +31,26 @@ use crate::source::discover::Candidate;
 use crate::source::input::{Change, Source};
 use crate::source::layout::{Layout, UnknownColumns};
 use crate::source::reader::RecordReader;
+use crate::source::size::human;
 use crate::source::store::OpenError;
 use crate::validate::{validate, Failure, RawFields, Rules};
 
 /// How rows are read and judged.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ParseConfig {
     pub rules: Rules,
     /// Longest accepted CSV record, in bytes.
     pub max_record_bytes: usize,
+    /// Most fields in one CSV record (the header too).
+    pub max_fields: usize,
+    /// Largest accepted file, in bytes.
+    pub max_file_bytes: u64,
     /// What becomes of header columns the detected layout does not know.
     pub unknown_columns: UnknownColumns,
+    /// The input folder (canonical): a file whose opened inode lies outside
+    /// it (a symlink swapped in after the listing) is rejected unread.
+    /// `None` skips the check.
+    pub input_root: Option<Arc<Path>>,
 }
 
 impl Default for ParseConfig {
@@ -46,10 +58,18 @@ impl Default for ParseConfig {
         ParseConfig {
             rules: Rules::default(),
             max_record_bytes: 1 << 20,
+            max_fields: DEFAULT_MAX_FIELDS,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             unknown_columns: UnknownColumns::Keep,
+            input_root: None,
         }
     }
 }
+
+/// The default `--max-columns`.
+pub const DEFAULT_MAX_FIELDS: usize = 256;
+/// The default `--max-file-bytes` (4 GiB).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 30;
 
 const CHUNK: usize = 256 * 1024;
 
@@ -114,7 +134,17 @@ fn parse_file(
     buf: &mut BytesMut,
     out: &mpsc::Sender<Bytes>,
 ) -> Result<FileOutcome, Aborted> {
-    let opened = match source.open(file) {
+    if file.size > cfg.max_file_bytes {
+        return Ok(FileOutcome::Rejected {
+            hash: None,
+            reason: format!(
+                "the file is {}, over --max-file-bytes {}: not read",
+                human(file.size),
+                human(cfg.max_file_bytes)
+            ),
+        });
+    }
+    let opened = match source.open(file, cfg.input_root.as_deref()) {
         Ok(o) => o,
         Err(OpenError::Vanished) => return Ok(FileOutcome::Vanished),
         Err(OpenError::Changed) => return Ok(FileOutcome::Changed),
@@ -142,7 +172,10 @@ fn read_file(
     buf: &mut BytesMut,
     out: &mpsc::Sender<Bytes>,
 ) -> Result<FileOutcome, Aborted> {
-    let mut reader = RecordReader::new(f, cfg.max_record_bytes);
+    // One byte more than allowed, to notice a file that grew past it.
+    let limited = f.take(cfg.max_file_bytes.saturating_add(1));
+    let mut reader =
+        RecordReader::new(limited, cfg.max_record_bytes).with_max_fields(cfg.max_fields);
     let layout = match reader.next_record() {
         Ok(Some(header)) => Layout::from_header(
             (0..header.len()).map(|i| header.field(i)),
@@ -169,7 +202,7 @@ fn read_file(
     };
     if !layout.unknown.is_empty() {
         tracing::info!(
-            file = %file.path.display(),
+            file = ?file.path.display().to_string(),
             layout = %layout.id,
             unknown = ?layout.unknown,
             policy = ?cfg.unknown_columns,
@@ -254,6 +287,15 @@ fn read_file(
     }
     stats.hash = reader.content_hash();
     stats.bytes = reader.bytes_read();
+    if stats.bytes > cfg.max_file_bytes {
+        return Ok(FileOutcome::Rejected {
+            hash: None,
+            reason: format!(
+                "the file grew past --max-file-bytes {} while being read",
+                human(cfg.max_file_bytes)
+            ),
+        });
+    }
     match source.changed_since_listing(file, stats.bytes) {
         Change::None => {}
         Change::Modified => return Ok(FileOutcome::Changed),
@@ -291,7 +333,7 @@ pub fn raw_lines(
     if !source.unchanged(file) {
         return out;
     }
-    let Ok(opened) = source.open(file) else {
+    let Ok(opened) = source.open(file, None) else {
         return out;
     };
     let fault = opened.fault();

@@ -28,7 +28,7 @@ use tokio_postgres::Client;
 
 use super::breaker::{Breaker, BreakerConfig, BreakerState, Step};
 use super::health::Health;
-use super::parse::{parse_batch_from, raw_lines, ParseConfig};
+use super::parse::{parse_batch_from, raw_lines, ParseConfig, DEFAULT_MAX_FIELDS};
 use super::resume;
 use crate::db::connect::Database;
 use crate::db::migrate::{self, MigrateError};
@@ -42,6 +42,7 @@ use crate::source::discover::Candidate;
 use crate::source::dispose::{AfterLoad, Disposition, Fate};
 use crate::source::input::{Input, InputConfig, InputError, Source};
 use crate::source::layout::UnknownColumns;
+use crate::source::size::{parse_size, parse_size_usize};
 use crate::validate::parse::{parse_decimal, Decimal};
 use crate::validate::Rules;
 
@@ -104,9 +105,20 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSTREAM_LATE_THRESHOLD_SECS", default_value_t = 300)]
     pub late_threshold_secs: u64,
 
-    /// Longest accepted CSV record in bytes; a longer one rejects its file.
-    #[arg(long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value_t = 1 << 20)]
+    /// Longest accepted CSV record (bytes, or with a unit: 64K, 1MiB; units
+    /// are 1024-based); a longer one rejects its file.
+    #[arg(long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value = "1MiB", value_name = "SIZE", value_parser = parse_size_usize)]
     pub max_line_bytes: usize,
+
+    /// Most fields in one CSV record, the header included; a record with
+    /// more rejects its file (the CSV is not what it claims to be).
+    #[arg(long, env = "SHOPSTREAM_MAX_COLUMNS", default_value_t = DEFAULT_MAX_FIELDS, value_name = "N", value_parser = parse_max_columns)]
+    pub max_columns: usize,
+
+    /// Largest accepted file (bytes, or with a unit: 512M, 2GiB); a larger
+    /// one is rejected and quarantined without being read.
+    #[arg(long, env = "SHOPSTREAM_MAX_FILE_BYTES", default_value = "4GiB", value_name = "SIZE", value_parser = parse_size)]
+    pub max_file_bytes: u64,
 
     /// What to do with header columns the detected layout does not know:
     /// keep their values in `ecommerce_events.extra` (JSON), drop them, or
@@ -162,6 +174,16 @@ pub struct RunArgs {
     /// INPUT/_quarantine]; for an object store, a URL in the same bucket.
     #[arg(long, env = "SHOPSTREAM_QUARANTINE_DIR")]
     pub quarantine_dir: Option<PathBuf>,
+}
+
+/// `--max-columns`: at least 1.
+fn parse_max_columns(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a whole number of columns of at least 1"
+        )),
+    }
 }
 
 /// Highest `--max-price` the schema can hold with any quantity.
@@ -240,7 +262,10 @@ impl RunArgs {
                 late_threshold_micros: self.late_threshold_secs as i64 * 1_000_000,
             },
             max_record_bytes: self.max_line_bytes,
+            max_fields: self.max_columns,
+            max_file_bytes: self.max_file_bytes,
             unknown_columns: self.unknown_columns,
+            input_root: None,
         })
     }
 }
@@ -292,13 +317,13 @@ pub fn log_batch(r: &BatchReport) {
     for f in &r.files {
         match &f.status {
             FileStatus::Rejected { reason } => {
-                tracing::warn!(file = %f.path, "file rejected: {reason}")
+                tracing::warn!(file = ?f.path, "file rejected: {reason}")
             }
             FileStatus::Duplicate { of } => {
-                tracing::info!(file = %f.path, "same content as {of}: nothing added")
+                tracing::info!(file = ?f.path, "same content as {of:?}: nothing added")
             }
             FileStatus::Changed => {
-                tracing::info!(file = %f.path, "file changed while being read; will retry")
+                tracing::info!(file = ?f.path, "file changed while being read; will retry")
             }
             _ => {}
         }
@@ -415,7 +440,7 @@ pub async fn run(
     health: &Health,
     mut on_batch: impl FnMut(&BatchReport),
 ) -> Result<RunSummary, PipelineError> {
-    let cfg = args.parse_config()?;
+    let mut cfg = args.parse_config()?;
     let backoff = args.backoff()?;
     let mut breaker = Breaker::new(args.breaker()?);
     // Seeded once; a `ThreadRng` would make the loader future non-`Send`.
@@ -435,6 +460,7 @@ pub async fn run(
         full_relist: Duration::from_secs_f64(args.full_relist_secs),
     })?;
     let source = input.source();
+    cfg.input_root = std::fs::canonicalize(&args.input).ok().map(Arc::from);
     let alert_cfg = args.alerts.config()?;
     let channels = Channels::new(&alert_cfg)?;
     let (alert_tx, mut alert_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Alert>>();
@@ -757,7 +783,7 @@ impl Loader<'_> {
                         break;
                     }
                 };
-                let cfg = self.cfg;
+                let cfg = self.cfg.clone();
                 let raw_lines = self.raw_lines.clone();
                 let source = self.source.clone();
                 running.spawn(async move {
@@ -932,24 +958,25 @@ impl Loader<'_> {
         };
         let mut records: Vec<(Candidate, Disposition)> = vec![];
         for (c, rejected, result) in done {
-            let path = c.path.display();
+            // Quoted, so a name with spaces or a newline reads unambiguously.
+            let path = c.path.display().to_string();
             match result {
                 Ok(d) => {
                     match (&d, &rejected) {
                         (Disposition::Quarantined(to), Some(reason)) => {
                             self.summary.files_quarantined += 1;
-                            tracing::warn!(file = %path, "quarantined to {}: {reason}", to.display());
+                            tracing::warn!(file = ?path, "quarantined to {:?}: {reason}", to.display().to_string());
                         }
                         (Disposition::Archived(to), _) => {
                             self.summary.files_archived += 1;
-                            tracing::debug!(file = %path, "archived to {}", to.display());
+                            tracing::debug!(file = ?path, "archived to {:?}", to.display().to_string());
                         }
                         (Disposition::Deleted, _) => {
                             self.summary.files_deleted += 1;
-                            tracing::debug!(file = %path, "deleted after the commit");
+                            tracing::debug!(file = ?path, "deleted after the commit");
                         }
                         (Disposition::Changed, _) => tracing::info!(
-                            file = %path,
+                            file = ?path,
                             "left in place: it changed after it was read (the new version is a new file)"
                         ),
                         _ => {}
@@ -957,7 +984,7 @@ impl Loader<'_> {
                     metrics::disposed(&d);
                     records.push((c, d));
                 }
-                Err(e) => tracing::error!(file = %path, "{e}; it stays where it is"),
+                Err(e) => tracing::error!(file = ?path, "{e}; it stays where it is"),
             }
         }
         if records.is_empty() {

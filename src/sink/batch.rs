@@ -397,7 +397,7 @@ pub async fn commit_batch(
                 .map_or("?", String::as_str)
         };
         for r in &moved.refused {
-            tracing::debug!(file = %file_of(r), line = r.line, "the database refused the row: {}", r.message);
+            tracing::debug!(file = ?file_of(r), line = r.line, "the database refused the row: {}", r.message);
         }
         if let Some(r) = moved.refused.first() {
             tracing::warn!(

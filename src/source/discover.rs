@@ -6,14 +6,20 @@
 //! rename them in when complete, so a file "counts" once renamed. The folder
 //! is listed recursively (hidden and `_` folders are skipped, symlinked
 //! folders are not followed; [`list_excluding`] also skips given folders such
-//! as the archive). [`FolderWatcher`] turns OS file events into wake-ups; the
-//! listing stays the source of truth because events can be lost
-//! (queue overflow, network filesystems).
+//! as the archive). A symlinked file is a candidate only when it resolves to
+//! a regular file inside the input folder; one that leads outside (or
+//! nowhere) is skipped with a warning, once per link. [`FolderWatcher`]
+//! turns OS file events into wake-ups; the listing stays the source of
+//! truth because events can be lost (queue overflow, network filesystems).
 //!
-//! This module never opens file contents and never decides whether a file
-//! was already loaded (the ledger does).
+//! This module never opens file contents, never follows a symlink out of
+//! the input folder and never decides whether a file was already loaded
+//! (the ledger does). The reader checks again what it really opened
+//! ([`opened_inside`]), so a link swapped in after the listing is caught.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use notify::{RecursiveMode, Watcher as _};
@@ -34,9 +40,11 @@ const TEMP_SUFFIXES: [&str; 4] = [".tmp", ".part", ".crdownload", "_COPYING_"];
 pub fn is_ignored(name: &str) -> bool {
     name.starts_with('.')
         || name.starts_with('_')
-        || TEMP_SUFFIXES
-            .iter()
-            .any(|s| name.len() > s.len() && name[name.len() - s.len()..].eq_ignore_ascii_case(s))
+        || TEMP_SUFFIXES.iter().any(|s| {
+            // Bytes: the name's tail may split a multi-byte character.
+            name.len() > s.len()
+                && name.as_bytes()[name.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+        })
 }
 
 /// Lists every candidate below `dir`, oldest first (then by path).
@@ -52,6 +60,7 @@ pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<C
         .iter()
         .filter_map(|p| std::fs::canonicalize(p).ok())
         .collect();
+    let root = std::fs::canonicalize(dir)?;
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -64,17 +73,28 @@ pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<C
         for entry in entries {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_symlink() {
+                if name.to_str().is_some_and(is_ignored) {
+                    continue;
+                }
+                if let Some(c) = symlinked_candidate(&entry.path(), &root) {
+                    out.push(c);
+                }
+                continue;
+            }
             let Some(name) = name.to_str() else {
                 // Not UTF-8: still a file we must account for; use lossy.
-                if let Some(c) = candidate(&entry.path()) {
-                    out.push(c);
+                if ft.is_file() {
+                    if let Some(c) = candidate(&entry.path()) {
+                        out.push(c);
+                    }
                 }
                 continue;
             };
             if is_ignored(name) {
                 continue;
             }
-            let Ok(ft) = entry.file_type() else { continue };
             if ft.is_dir() {
                 let sub = entry.path();
                 if excluded.is_empty()
@@ -89,6 +109,54 @@ pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<C
     }
     out.sort_by(|a, b| (a.mtime_micros, &a.path).cmp(&(b.mtime_micros, &b.path)));
     Ok(out)
+}
+
+/// Symlinks already warned about (each is warned about once per process).
+static WARNED_LINKS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn warn_once(link: &Path, why: &str) {
+    let mut guard = match WARNED_LINKS.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    if guard
+        .get_or_insert_with(HashSet::new)
+        .insert(link.to_path_buf())
+    {
+        tracing::warn!(file = ?link.display().to_string(), "symlink skipped: {why}");
+    }
+}
+
+/// A symlink is loaded (under its own path) only when it resolves to a
+/// regular file inside `root` (canonical). Symlinked folders are never
+/// followed (no loops, no escape).
+fn symlinked_candidate(link: &Path, root: &Path) -> Option<Candidate> {
+    let Ok(target) = std::fs::canonicalize(link) else {
+        warn_once(link, "it leads nowhere (dangling)");
+        return None;
+    };
+    if !target.starts_with(root) {
+        warn_once(
+            link,
+            "it leads outside the input folder, and shopstream never follows links out of it",
+        );
+        return None;
+    }
+    if !std::fs::metadata(&target).is_ok_and(|m| m.is_file()) {
+        warn_once(link, "symlinked folders are not followed");
+        return None;
+    }
+    candidate(link)
+}
+
+/// Whether the open file `file` really lies inside `root` (canonical): what
+/// was opened, whatever links were swapped in since the listing. Uses
+/// `/proc/self/fd`; where that is missing, resolves `path` instead.
+pub fn opened_inside(file: &std::fs::File, path: &Path, root: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .or_else(|_| std::fs::canonicalize(path));
+    real.is_ok_and(|r| r.starts_with(root))
 }
 
 fn candidate(path: &Path) -> Option<Candidate> {
@@ -183,6 +251,8 @@ mod tests {
             "partition.csv",
             "a_b.csv",
             "x.csv.bak",
+            "ünïcødé-事件.csv",
+            "事件",
         ] {
             assert!(!is_ignored(n), "{n}");
         }
@@ -226,6 +296,31 @@ mod tests {
             found.into_iter().map(|c| c.path).collect::<Vec<_>>(),
             [p.join("a.csv")]
         );
+    }
+
+    #[test]
+    fn opened_inside_judges_what_was_really_opened() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let root = d.path().join("in");
+        std::fs::create_dir(&root).expect("mkdir");
+        std::fs::write(root.join("a.csv"), "x").expect("write");
+        std::fs::write(d.path().join("secret"), "s").expect("write");
+        let root = std::fs::canonicalize(&root).expect("canonical");
+        let inside = root.join("a.csv");
+        let f = std::fs::File::open(&inside).expect("open");
+        assert!(opened_inside(&f, &inside, &root));
+        // A link swapped in for the listed name, pointing out.
+        let swapped = root.join("b.csv");
+        std::os::unix::fs::symlink(d.path().join("secret"), &swapped).expect("symlink");
+        let f = std::fs::File::open(&swapped).expect("open");
+        assert!(!opened_inside(&f, &swapped, &root));
+        // Listing skips it.
+        let found: Vec<PathBuf> = list(&root)
+            .expect("list")
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        assert_eq!(found, [inside]);
     }
 
     #[tokio::test]

@@ -657,10 +657,12 @@ mod tests {
     #[test]
     fn a_symlink_is_moved_as_a_link() {
         let d = tempfile::tempdir().expect("tempdir");
-        let target = d.path().join("data.csv");
-        fs::write(&target, "real").expect("write");
         let input = d.path().join("in");
-        fs::create_dir_all(&input).expect("mkdir");
+        // Listing only takes links that stay inside the input folder; a
+        // hidden folder is not listed itself.
+        fs::create_dir_all(input.join(".store")).expect("mkdir");
+        let target = input.join(".store/data.csv");
+        fs::write(&target, "real").expect("write");
         std::os::unix::fs::symlink(&target, input.join("a.csv")).expect("link");
         std::os::unix::fs::symlink(&target, input.join("b.csv")).expect("link");
         let disp = Disposer::new(&input, AfterLoad::Archive, None, None);

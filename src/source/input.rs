@@ -14,11 +14,11 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::discover::{self, mtime_micros, Candidate, FolderWatcher};
+use super::discover::{self, mtime_micros, opened_inside, Candidate, FolderWatcher};
 use super::dispose::{AfterLoad, DisposeError, Disposer, Disposition, Fate};
 use super::store::{self, Lister, OpenError, Resume, Store, StoreError};
 
@@ -101,13 +101,22 @@ impl Source {
     }
 
     /// Opens a listed file (blocking).
-    pub fn open(&self, c: &Candidate) -> Result<Opened, OpenError> {
+    pub fn open(&self, c: &Candidate, root: Option<&Path>) -> Result<Opened, OpenError> {
         match self {
             Source::Folder(_) => match File::open(&c.path) {
-                Ok(f) => Ok(Opened {
-                    reader: Box::new(f),
-                    fault: None,
-                }),
+                Ok(f) => {
+                    if root.is_some_and(|root| !opened_inside(&f, &c.path, root)) {
+                        return Err(OpenError::Unreadable(
+                            "the file now leads outside the input folder (a symlink replaced \
+                             it after it was listed): not read"
+                                .to_string(),
+                        ));
+                    }
+                    Ok(Opened {
+                        reader: Box::new(f),
+                        fault: None,
+                    })
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(OpenError::Vanished),
                 Err(e) => Err(OpenError::Unreadable(format!("cannot open the file: {e}"))),
             },

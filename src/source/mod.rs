@@ -1,8 +1,8 @@
 //! Where input comes from: finding files in the input folder
 //! ([`discover`]) or objects under a store prefix ([`store`]), reading them
 //! as raw CSV records ([`reader`]), and what becomes of them once their fate
-//! is committed ([`dispose`], [`store`]). [`input`] is the one face the
-//! loader sees for either kind.
+//! is committed ([`dispose`], [`store`]); byte sizes of the input limits
+//! ([`size`]). [`input`] is the one face the loader sees for either kind.
 //!
 //! Nothing here validates values or talks to the database.
 
@@ -11,4 +11,5 @@ pub mod dispose;
 pub mod input;
 pub mod layout;
 pub mod reader;
+pub mod size;
 pub mod store;

@@ -21,6 +21,8 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("the record starting on line {line} is longer than {limit} bytes (--max-line-bytes)")]
     RecordTooLong { line: u64, limit: usize },
+    #[error("the record starting on line {line} has more than {limit} fields (--max-columns)")]
+    TooManyFields { line: u64, limit: usize },
 }
 
 /// One CSV record borrowed from the reader's buffers.
@@ -70,6 +72,7 @@ pub struct RecordReader<R> {
     /// after it ends the same line).
     after_cr: bool,
     max_record_bytes: usize,
+    max_fields: usize,
     hasher: blake3::Hasher,
     bytes_read: u64,
 }
@@ -90,9 +93,16 @@ impl<R: Read> RecordReader<R> {
             next_line: 1,
             after_cr: false,
             max_record_bytes,
+            max_fields: usize::MAX,
             hasher: blake3::Hasher::new(),
             bytes_read: 0,
         }
+    }
+
+    /// Caps the fields of a record (the header too): more is an error.
+    pub fn with_max_fields(mut self, max_fields: usize) -> Self {
+        self.max_fields = max_fields.max(1);
+        self
     }
 
     /// Bytes read from the source so far.
@@ -168,6 +178,14 @@ impl<R: Read> RecordReader<R> {
                 return Err(ReadError::RecordTooLong {
                     line,
                     limit: self.max_record_bytes,
+                });
+            }
+            // `nend` counts completed fields; the last one of a record is
+            // completed with the record.
+            if nend > self.max_fields {
+                return Err(ReadError::TooManyFields {
+                    line: self.next_line,
+                    limit: self.max_fields,
                 });
             }
             match res {
@@ -323,6 +341,30 @@ mod tests {
             }) => {}
             other => panic!("expected RecordTooLong, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn records_with_more_fields_than_the_limit_are_an_error() {
+        let input = b"a,b,c\n1,2,3\n1,2,3,4\n";
+        let mut r = RecordReader::new(&input[..], 1 << 20).with_max_fields(3);
+        assert_eq!(r.next_record().expect("header").expect("some").len(), 3);
+        assert_eq!(r.next_record().expect("row").expect("some").len(), 3);
+        match r.next_record() {
+            Err(ReadError::TooManyFields { line: 3, limit: 3 }) => {}
+            other => panic!("expected TooManyFields, got {other:?}"),
+        }
+        // A record of only commas is caught too, long before its end.
+        let mut input = b"a\n".to_vec();
+        input.extend(std::iter::repeat_n(b',', 100_000));
+        let mut r = RecordReader::new(&input[..], 1 << 20).with_max_fields(256);
+        assert!(r.next_record().expect("header").is_some());
+        assert!(matches!(
+            r.next_record(),
+            Err(ReadError::TooManyFields {
+                line: 2,
+                limit: 256
+            })
+        ));
     }
 
     #[test]
