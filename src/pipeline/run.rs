@@ -5,11 +5,14 @@
 //! early by OS file events, or an object store prefix, polled), drops
 //! files the ledger already has (same path, size and modification time),
 //! groups the rest into batches of whole files and commits each batch
-//! through [`crate::sink::batch`]. Only after a commit does it carry out each
+//! through [`crate::sink::batch`], up to `--connections` batches at once,
+//! each on its own connection (a control connection lists against the
+//! ledger). Only after a commit does it carry out each
 //! file's fate through the input (keep, archive or
 //! delete; quarantine for rejected files); a crash in between is finished
-//! at the next start. On SIGINT/SIGTERM it stops taking files, lets the
-//! batch in flight commit, and returns.
+//! at the next start. Files another worker holds are looked at again soon,
+//! so a dead worker's files are taken over. On SIGINT/SIGTERM it stops
+//! taking files, lets the batches in flight commit, and returns.
 //!
 //! Failures roll the batch back and are retried with backoff; after
 //! `--breaker-failures` in a row the [`super::breaker`] opens and intake

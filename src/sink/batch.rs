@@ -2,7 +2,10 @@
 //! transaction: its valid rows, its dead letters, its quality row and its
 //! ledger rows.
 //!
-//! Inside the transaction each file's content hash is locked
+//! The transaction first claims its files: a transaction-scoped advisory
+//! try-lock per path, so concurrent batches (other connections, other
+//! worker processes) never work on the same file, and a dead worker's files
+//! are free again as soon as its connection is gone. Then each file's content hash is locked
 //! (`pg_advisory_xact_lock`) and looked up in the ledger, so a file's content
 //! is loaded at most once even across processes; because the ledger row
 //! commits with the data, a crash anywhere before the commit leaves nothing
