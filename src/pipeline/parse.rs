@@ -239,10 +239,9 @@ fn read_file(
                     layout.width
                 ),
             )])
-        } else if all_text(&rec, layout.width) {
+        } else if let Some(fields) = rec.text() {
             let mut raw: RawFields<'_> = [None; FIELD_COUNT];
-            // Checked just above: every field is UTF-8 without NUL.
-            let text = |i| std::str::from_utf8(rec.field(i)).unwrap_or("");
+            let text = |i| fields.field(i);
             layout.fill(text, &mut raw);
             if let Some(cols) = &layout.derive_id_from {
                 let id = ids.next(layout.id, cols.iter().map(|&i| text(i)));
@@ -415,15 +414,6 @@ fn extra_json<'b>(
 fn reject_read<R: std::io::Read>(reader: &mut RecordReader<R>, reason: String) -> FileOutcome {
     let hash = reader.drain().ok().map(|()| reader.content_hash());
     FileOutcome::Rejected { hash, reason }
-}
-
-/// True when every field is UTF-8 without NUL bytes (PostgreSQL text
-/// cannot store NUL). No allocation: this runs for every row.
-fn all_text(rec: &crate::source::reader::Record<'_>, width: usize) -> bool {
-    (0..width).all(|i| {
-        let b = rec.field(i);
-        !b.contains(&0) && std::str::from_utf8(b).is_ok()
-    })
 }
 
 /// Failures for a row with undecodable bytes: `invalid_encoding` for each

@@ -53,6 +53,42 @@ impl<'r> Record<'r> {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
         &self.out[start..end]
     }
+
+    /// The fields as text when every one is UTF-8 without NUL bytes
+    /// (PostgreSQL text cannot hold NUL); `None` otherwise. One pass over
+    /// the whole record instead of one per field: this runs for every row.
+    pub fn text(&self) -> Option<TextFields<'r>> {
+        let end = self.ends.last().copied().unwrap_or(0);
+        let all = self.out.get(..end)?;
+        if all.contains(&0) {
+            return None;
+        }
+        let s = std::str::from_utf8(all).ok()?;
+        // A field cut inside a character (e.g. `\xC3,\xA9`) is not UTF-8
+        // on its own even though the fields joined are.
+        if !self.ends.iter().all(|&e| s.is_char_boundary(e)) {
+            return None;
+        }
+        Some(TextFields { s, ends: self.ends })
+    }
+}
+
+/// The fields of a [`Record`] checked to be text (see [`Record::text`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TextFields<'r> {
+    s: &'r str,
+    ends: &'r [usize],
+}
+
+impl<'r> TextFields<'r> {
+    /// Field `i` (empty past the last field).
+    pub fn field(&self, i: usize) -> &'r str {
+        let Some(&end) = self.ends.get(i) else {
+            return "";
+        };
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.s.get(start..end).unwrap_or("")
+    }
 }
 
 /// A streaming record reader over any byte source.
@@ -255,6 +291,29 @@ mod tests {
             ));
         }
         v
+    }
+
+    #[test]
+    fn text_fields_only_when_every_field_is_utf8_without_nul() {
+        let texts = |input: &[u8]| -> Vec<Option<Vec<String>>> {
+            let mut r = RecordReader::new(input, 1 << 20);
+            let mut v = vec![];
+            while let Some(rec) = r.next_record().expect("reads") {
+                v.push(
+                    rec.text()
+                        .map(|t| (0..rec.len()).map(|i| t.field(i).to_string()).collect()),
+                );
+            }
+            v
+        };
+        assert_eq!(
+            texts("é,\"x,y\",\n".as_bytes()),
+            [Some(vec!["é".to_string(), "x,y".into(), "".into()])]
+        );
+        // Joined, the two halves of é are valid UTF-8; each field alone is not.
+        assert_eq!(texts(b"\xC3,\xA9\n"), [None]);
+        assert_eq!(texts(b"a,b\x00\n"), [None]);
+        assert_eq!(texts(b"a,\xFF\n"), [None]);
     }
 
     #[test]

@@ -297,7 +297,8 @@ fn check_price(
     rules: &Rules,
     fails: &mut Vec<Failure>,
 ) -> Option<i64> {
-    let max = format_cents(rules.max_price_cents);
+    // Formatted only for a failure: this runs for every row.
+    let max = || format_cents(rules.max_price_cents);
     let needs = t.filter(|t| t.needs_price());
     let Some(v) = v else {
         if let Some(t) = needs {
@@ -325,7 +326,7 @@ fn check_price(
             None
         }
         Some(Decimal::Huge { negative: false }) => {
-            fails.push(extreme(v, &max));
+            fails.push(extreme(v, &max()));
             None
         }
         Some(Decimal::Cents(c)) if c < 0 => {
@@ -333,7 +334,7 @@ fn check_price(
             None
         }
         Some(Decimal::Cents(c)) if c > rules.max_price_cents => {
-            fails.push(extreme(v, &max));
+            fails.push(extreme(v, &max()));
             None
         }
         Some(Decimal::Cents(0)) if needs.is_some() => {
