@@ -772,7 +772,7 @@ impl Loader<'_> {
             let bytes = waiting.iter().map(|c| c.size).sum();
             self.progress = Some(Progress::new(bytes, "bytes", "load"));
         }
-        let mut queue = batches.into_iter();
+        let mut queue = spread(batches, connections).into_iter();
         type Done = (Client, Result<BatchReport, batch::SinkError>);
         let mut running: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
         let mut failure: Option<Failed> = None;
@@ -1093,6 +1093,32 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
+/// Orders a backlog's batches so that the ones loading at the same time
+/// come from different parts of it: with `connections` lanes, lane `i`
+/// takes the `i`-th stretch of the backlog, in order. Duplicates (retries,
+/// replays) usually sit close together in time; two transactions inserting
+/// the same event_id wait for each other, so batches far apart rarely do.
+fn spread(batches: Vec<Vec<Candidate>>, connections: usize) -> Vec<Vec<Candidate>> {
+    if connections < 2 || batches.len() <= connections {
+        return batches;
+    }
+    let stride = batches.len().div_ceil(connections);
+    let mut lanes: Vec<std::collections::VecDeque<Vec<Candidate>>> = vec![];
+    let mut rest = batches.into_iter().peekable();
+    while rest.peek().is_some() {
+        lanes.push(rest.by_ref().take(stride).collect());
+    }
+    let mut out = Vec::new();
+    while lanes.iter().any(|l| !l.is_empty()) {
+        for lane in &mut lanes {
+            if let Some(b) = lane.pop_front() {
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
 /// Smallest batch a backlog is split into for parallel loading.
 const MIN_SPLIT_BYTES: u64 = 4 << 20;
 
@@ -1205,6 +1231,23 @@ mod tests {
             .map(|b| b.iter().map(|c| c.path.display().to_string()).collect())
             .collect();
         assert_eq!(names, [vec!["a", "b"], vec!["c"], vec!["d"], vec!["e"]]);
+    }
+
+    #[test]
+    fn concurrent_batches_come_from_different_stretches_of_the_backlog() {
+        let b: Vec<Vec<Candidate>> = (0..7).map(|i| vec![c(&format!("{i}"), 1)]).collect();
+        let names = |v: Vec<Vec<Candidate>>| -> Vec<String> {
+            v.iter().map(|b| b[0].path.display().to_string()).collect()
+        };
+        assert_eq!(
+            names(spread(b.clone(), 3)),
+            ["0", "3", "6", "1", "4", "2", "5"]
+        );
+        assert_eq!(
+            names(spread(b.clone(), 1)),
+            ["0", "1", "2", "3", "4", "5", "6"]
+        );
+        assert_eq!(spread(b[..2].to_vec(), 3).len(), 2);
     }
 
     #[test]
