@@ -12,14 +12,5 @@ for b in chromium chromium-browser google-chrome; do
 done
 
 echo "Chromium not found: installing Debian's 'chromium' package for the dashboard test" >&2
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: apt-get is not available; install Chromium and set CHROMIUM=/path/to/chromium" >&2
-    exit 1
-fi
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then
-    sudo_cmd=(sudo)
-fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo_cmd[@]}" apt-get update -q
-"${sudo_cmd[@]}" apt-get install -y -q chromium
+bash "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" chromium -- \
+    "Install Chromium and set CHROMIUM=/path/to/chromium."

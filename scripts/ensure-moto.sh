@@ -18,18 +18,9 @@ if has_moto; then
     exit 0
 fi
 
-sudo_cmd=()
-if [[ $(id -u) -ne 0 ]]; then
-    sudo_cmd=(sudo)
-fi
 apt_install() {
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "error: $python or its pip is missing and apt-get is not available; install Python 3 with pip, then: $python -m pip install 'moto[server]'" >&2
-        exit 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    ${sudo_cmd[@]+"${sudo_cmd[@]}"} apt-get update -q
-    ${sudo_cmd[@]+"${sudo_cmd[@]}"} apt-get install -y -q "$@"
+    bash "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" "$@" -- \
+        "Install Python 3 with pip, then: $python -m pip install 'moto[server]'"
 }
 
 if ! command -v "$python" >/dev/null 2>&1; then

@@ -11,23 +11,7 @@ fi
 
 echo "openssl not found: installing the 'openssl' package with apt-get (the TLS tests need it)" >&2
 
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: apt-get is not available; install openssl with your package manager" >&2
-    exit 1
-fi
-
-if [[ "$(id -u)" -eq 0 ]]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-else
-    echo "error: installing openssl needs root or sudo; ask an administrator to run: apt-get install openssl" >&2
-    exit 1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-${as_root[@]+"${as_root[@]}"} apt-get update -q
-${as_root[@]+"${as_root[@]}"} apt-get install -y -q openssl
+bash "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" openssl -- "Install openssl with your package manager."
 
 command -v openssl >/dev/null 2>&1 || {
     echo "error: 'openssl' was installed but is still not on PATH" >&2

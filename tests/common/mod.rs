@@ -179,28 +179,8 @@ pub fn shopstream() -> Command {
 
 /// A plain HTTP/1.1 GET: (status, body).
 pub fn http_get(base: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let host = base
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let mut s = std::net::TcpStream::connect(&host).expect("connect to the HTTP endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status code");
-    (status, body.to_string())
+    let (status, _, body) = http_request(base, "GET", path, &[]);
+    (status, body)
 }
 
 /// One HTTP/1.1 request with extra headers: (status, head, body).
@@ -391,6 +371,18 @@ pub async fn fingerprint(c: &Client, root: &Path) -> Vec<String> {
     v
 }
 
+/// Collects the lines of a child's output on a thread of its own.
+pub fn collect_lines(out: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(vec![]));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    lines
+}
+
 /// A running `shopstream run` whose stderr lines are collected; killed if
 /// the test fails.
 pub struct Loader {
@@ -405,14 +397,7 @@ impl Loader {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn shopstream");
-        let lines = Arc::new(Mutex::new(vec![]));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("lines").push(line);
-            }
-        });
+        let lines = collect_lines(child.stderr.take().expect("stderr"));
         Loader { child, lines }
     }
 
