@@ -32,7 +32,7 @@ use shopstream::shutdown::Shutdown;
 #[command(name = "shopstream", version, propagate_version = true)]
 struct Cli {
     /// Log level: error, warn, info, debug or trace [default: info; warn for
-    /// `demo`, which prints its own lines].
+    /// `demo` and `bench`, which print their own lines].
     #[arg(long, global = true, env = "SHOPSTREAM_LOG")]
     log_level: Option<tracing::Level>,
 

@@ -355,25 +355,43 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// A fresh, migrated database for one measurement.
-    async fn fresh_db(&mut self, name: &str) -> Result<Database, BenchError> {
+    /// A fresh, migrated database for one measurement, named after the
+    /// database the bench was pointed at (`shopstream_bench_run_0` for the
+    /// embedded one). Returns it and its name.
+    async fn fresh_db(&mut self, step: &str) -> Result<(Database, String), BenchError> {
         let admin = self.db.connect().await?;
+        let base: String = admin
+            .query_one("SELECT current_database()", &[])
+            .await?
+            .get(0);
+        let base: String = base
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        let name = format!("{base}_bench_{step}");
         admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
             .await?;
         admin
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await?;
-        if !self.databases.iter().any(|d| d == name) {
-            self.databases.push(name.to_string());
+        if !self.databases.iter().any(|d| *d == name) {
+            self.databases.push(name.clone());
         }
-        let db = self.db.sibling(name);
+        let db = self.db.sibling(&name);
         let mut c = db.connect().await?;
         migrate::migrate(&mut c).await?;
         // Start each measurement without a pending checkpoint (needs
         // superuser; harmless to skip otherwise).
         let _ = admin.batch_execute("CHECKPOINT").await;
-        Ok(db)
+        Ok((db, name))
     }
 
     async fn drop_databases(&mut self) {
@@ -382,7 +400,7 @@ impl Bench<'_> {
         };
         for name in self.databases.drain(..) {
             let _ = admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                 .await;
         }
     }
@@ -462,8 +480,7 @@ impl Bench<'_> {
 
     /// (b): `run --once` over the dataset in a fresh database.
     async fn run_once(&mut self, dataset: &Path, i: u32) -> Result<(RunOnce, String), BenchError> {
-        let name = format!("shopstream_bench_run_{i}");
-        let db = self.fresh_db(&name).await?;
+        let (db, name) = self.fresh_db(&format!("run_{i}")).await?;
         let (cmd, log) = self.loader(&db, dataset, true, &format!("run-{i}"));
         let m = Measured::spawn(cmd, &log).map_err(io_err("cannot start", &self.exe))?;
         let exit = self.wait(m, "run --once", &log).await?;
@@ -552,7 +569,7 @@ impl Bench<'_> {
     /// Process start to the first file committed, against a running,
     /// migrated database.
     async fn startup(&mut self) -> Result<Vec<f64>, BenchError> {
-        let db = self.fresh_db("shopstream_bench_startup").await?;
+        let (db, _) = self.fresh_db("startup").await?;
         let runs = self.args.repeat.max(3);
         let src = self.dir.join("startup-src");
         self.generate_into(&src, u64::from(runs), 100, self.args.seed + 1)
@@ -606,7 +623,7 @@ impl Bench<'_> {
     /// from each rename to its ledger row being visible.
     async fn latency(&mut self) -> Result<Latency, BenchError> {
         let a = self.args;
-        let db = self.fresh_db("shopstream_bench_latency").await?;
+        let (db, _) = self.fresh_db("latency").await?;
         let src = self.dir.join("latency-src");
         eprintln!(
             "latency: {} files of {} events at {} events/s ...",
@@ -722,7 +739,7 @@ impl Bench<'_> {
         self.generate_into(&dir, 1, events, self.args.seed + 3)
             .await?;
         let bytes = dir_bytes(&dir)?;
-        let db = self.fresh_db("shopstream_bench_big").await?;
+        let (db, _) = self.fresh_db("big").await?;
         let (cmd, log) = self.loader(&db, &dir, true, "big");
         let m = Measured::spawn(cmd, &log).map_err(io_err("cannot start", &self.exe))?;
         let exit = self.wait(m, "big file", &log).await?;
