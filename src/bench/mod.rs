@@ -382,7 +382,7 @@ impl Bench<'_> {
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await?;
-        if !self.databases.iter().any(|d| *d == name) {
+        if !self.databases.contains(&name) {
             self.databases.push(name.clone());
         }
         let db = self.db.sibling(&name);
