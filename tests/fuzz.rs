@@ -17,12 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use proptest::prelude::*;
 use shopstream::event::{EventType, Field, RuleCode};
 use shopstream::pipeline::parse::{parse_batch, ParseConfig};
 use shopstream::schema::{LayoutId, Target};
-use shopstream::sink::batch::{FileOutcome, FileResult};
+use shopstream::sink::batch::{Chunk, FileOutcome, FileResult};
 use shopstream::source::discover::{mtime_micros, Candidate};
 use shopstream::validate::{validate, RawFields, Rules};
 
@@ -58,12 +57,17 @@ fn run_parse(content: &[u8], cfg: ParseConfig) -> (FileResult, Vec<u8>) {
         size: md.len(),
         mtime_micros: mtime_micros(&md),
     }];
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(8);
     let parser = std::thread::spawn(move || parse_batch(&files, &cfg, &tx));
-    let mut stream = Vec::new();
+    // The sink wraps the rows in the COPY header and trailer.
+    let mut stream = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
     while let Some(chunk) = rx.blocking_recv() {
-        stream.extend_from_slice(&chunk);
+        match chunk {
+            Chunk::Stage(b) => stream.extend_from_slice(&b),
+            Chunk::Events(_) => panic!("parse_batch sends every row to staging"),
+        }
     }
+    stream.extend_from_slice(&[0xff, 0xff]);
     let mut results = parser
         .join()
         .expect("parse_batch must not panic")

@@ -566,13 +566,13 @@ async fn commit(
     use shopstream::pipeline::parse::{parse_batch, ParseConfig};
     use shopstream::sink::batch::{commit_batch, prepare, Producer, RawLines};
     prepare(client).await.expect("prepare");
-    let produce = |files: Vec<_>| -> Producer {
+    let produce = |files: Vec<_>, _plan| -> Producer {
         Box::new(move |tx| {
             parse_batch(&files, &ParseConfig::default(), &tx).map_err(|_| "aborted".to_string())
         })
     };
     let raw: RawLines = std::sync::Arc::new(|_, _| Default::default());
-    commit_batch(client, files, produce, &raw)
+    commit_batch(client, files, produce, &raw, None)
         .await
         .expect("commit")
 }

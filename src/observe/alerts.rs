@@ -1181,6 +1181,8 @@ mod tests {
             late: 0,
             rejects_by_code: BTreeMap::new(),
             elsewhere: vec![],
+            rows_direct: 0,
+            fell_back: false,
             duration_ms: 1_000,
         }
     }

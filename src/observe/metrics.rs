@@ -32,6 +32,8 @@ pub const BREAKER: &str = "shopstream_circuit_breaker_state";
 pub const LAST_COMMIT: &str = "shopstream_last_commit_timestamp_seconds";
 pub const OBJECTS_LISTED: &str = "shopstream_objects_listed_total";
 pub const OBJECTS_READ: &str = "shopstream_objects_read_total";
+pub const ROWS_DIRECT: &str = "shopstream_rows_direct_total";
+pub const DIRECT_FALLBACKS: &str = "shopstream_direct_fallbacks_total";
 
 /// A handle on the installed recorder.
 #[derive(Clone)]
@@ -126,6 +128,14 @@ fn describe() {
         "Unix time of the last committed batch."
     );
     describe_counter!(
+        ROWS_DIRECT,
+        "Loaded rows that were COPYed straight into ecommerce_events (their event id was not seen recently); the other loaded rows went through staging."
+    );
+    describe_counter!(
+        DIRECT_FALLBACKS,
+        "Batches the direct path could not take (an id already in the table, a refused row), loaded again through staging."
+    );
+    describe_counter!(
         OBJECTS_LISTED,
         "Object store input: objects the listings returned (resumed listings return only keys after the last settled one)."
     );
@@ -141,6 +151,10 @@ pub fn batch(r: &BatchReport, now_micros: i64) {
     counter!(ROWS, "outcome" => "loaded").increment(r.rows_loaded);
     counter!(ROWS, "outcome" => "duplicate").increment(r.rows_duplicate);
     counter!(ROWS, "outcome" => "rejected").increment(r.rows_rejected);
+    counter!(ROWS_DIRECT).increment(r.rows_direct);
+    if r.fell_back {
+        counter!(DIRECT_FALLBACKS).increment(1);
+    }
     for (code, n) in &r.rejects_by_code {
         counter!(ROWS_REJECTED, "code" => code.clone()).increment(*n);
     }
@@ -239,6 +253,8 @@ mod tests {
             late: 0,
             rejects_by_code: [("invalid_price".to_string(), 3)].into(),
             elsewhere: vec![],
+            rows_direct: 0,
+            fell_back: false,
             duration_ms: 250,
         };
         metrics::with_local_recorder(&recorder, || {

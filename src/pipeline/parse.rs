@@ -20,13 +20,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::sync::mpsc;
 
 use crate::event::{Field, RuleCode, FIELD_COUNT};
 use crate::schema::derived_event_id;
-use crate::sink::batch::{FileOutcome, FileResult, ParsedFile};
-use crate::sink::{copy, stage};
+use crate::sink::batch::{Chunk, FileOutcome, FileResult, ParsedFile, Plan};
+use crate::sink::stage::{self, Origin};
 use crate::source::discover::Candidate;
 use crate::source::input::{Change, Source};
 use crate::source::layout::{Layout, UnknownColumns};
@@ -72,6 +72,9 @@ pub const DEFAULT_MAX_FIELDS: usize = 256;
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 30;
 
 const CHUNK: usize = 256 * 1024;
+/// Staging rows held back while rows take the direct path: each send
+/// switches the batch's COPY from one table to the other.
+const STAGE_HOLD: usize = 2 * 1024 * 1024;
 
 /// Why a batch's parsing stopped before its end (the batch is abandoned
 /// and, by the caller, retried).
@@ -85,39 +88,118 @@ pub enum Aborted {
     Input(String),
 }
 
-/// Streams one binary COPY (header, every file's rows, trailer) into `out`
-/// for files on disk. File numbers start at 1, in the order of `files`.
+/// Streams the binary COPY rows (no header or trailer: the consumer adds
+/// them) of files on disk into `out`, every row to the staging table. File
+/// numbers start at 1, in the order of `files`.
 pub fn parse_batch(
     files: &[Candidate],
     cfg: &ParseConfig,
-    out: &mpsc::Sender<Bytes>,
+    out: &mpsc::Sender<Chunk>,
 ) -> Result<Vec<FileResult>, Aborted> {
-    parse_batch_from(&Source::folder(std::path::Path::new("")), files, cfg, out)
+    let source = Source::folder(std::path::Path::new(""));
+    parse_batch_from(&source, files, cfg, &Plan::default(), out)
 }
 
-/// [`parse_batch`] for files listed by any input (a folder or a store).
+/// [`parse_batch`] for files listed by any input (a folder or a store),
+/// with valid rows routed as `plan` says.
 pub fn parse_batch_from(
     source: &Source,
     files: &[Candidate],
     cfg: &ParseConfig,
-    out: &mpsc::Sender<Bytes>,
+    plan: &Plan,
+    out: &mpsc::Sender<Chunk>,
 ) -> Result<Vec<FileResult>, Aborted> {
-    let mut buf = BytesMut::with_capacity(CHUNK * 2);
-    copy::header(&mut buf);
+    let mut output = Output {
+        tx: out,
+        plan,
+        events: BytesMut::new(),
+        stage: BytesMut::with_capacity(CHUNK * 2),
+        direct_rows: 0,
+    };
     let mut results = Vec::with_capacity(files.len());
     for (i, file) in files.iter().enumerate() {
         let file_no = i as i32 + 1;
-        let outcome = parse_file(source, file, file_no, cfg, &mut buf, out)?;
+        output.direct_rows = 0;
+        let outcome = parse_file(source, file, file_no, cfg, &mut output)?;
         results.push(FileResult {
             file_no,
             candidate: file.clone(),
             outcome,
+            rows_direct: output.direct_rows,
         });
     }
-    copy::trailer(&mut buf);
-    out.blocking_send(buf.split().freeze())
-        .map_err(|_| Aborted::Consumer)?;
+    output.flush_events()?;
+    output.flush_stage()?;
     Ok(results)
+}
+
+/// Routes encoded rows into chunks for the COPY in flight: a valid row
+/// whose event id the loader has not seen recently goes to the final table
+/// when the batch takes the direct path; every other row to staging.
+struct Output<'a> {
+    tx: &'a mpsc::Sender<Chunk>,
+    plan: &'a Plan,
+    events: BytesMut,
+    stage: BytesMut,
+    /// Rows of the current file sent down the direct path.
+    direct_rows: u64,
+}
+
+impl Output<'_> {
+    fn valid(
+        &mut self,
+        origin: &Origin<'_>,
+        file_no: i32,
+        line: u64,
+        ev: &crate::validate::ValidEvent<'_>,
+        extra: Option<&[u8]>,
+    ) -> Result<(), Aborted> {
+        let fresh = self
+            .plan
+            .recent
+            .as_ref()
+            .is_some_and(|r| r.first_sighting(&ev.event_id));
+        if fresh && self.plan.direct.is_some() {
+            stage::encode_event(&mut self.events, origin, line, ev, extra);
+            self.direct_rows += 1;
+            if self.events.len() >= CHUNK {
+                self.flush_events()?;
+            }
+            Ok(())
+        } else {
+            stage::encode_valid(&mut self.stage, file_no, line, ev, extra);
+            self.staged()
+        }
+    }
+
+    /// Sends the staging rows once enough are held.
+    fn staged(&mut self) -> Result<(), Aborted> {
+        let hold = if self.plan.direct.is_some() {
+            STAGE_HOLD
+        } else {
+            CHUNK
+        };
+        if self.stage.len() >= hold {
+            self.flush_stage()?;
+        }
+        Ok(())
+    }
+
+    fn flush_events(&mut self) -> Result<(), Aborted> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let chunk = Chunk::Events(self.events.split().freeze());
+        self.tx.blocking_send(chunk).map_err(|_| Aborted::Consumer)
+    }
+
+    fn flush_stage(&mut self) -> Result<(), Aborted> {
+        if self.stage.is_empty() {
+            return Ok(());
+        }
+        let chunk = Chunk::Stage(self.stage.split().freeze());
+        self.tx.blocking_send(chunk).map_err(|_| Aborted::Consumer)
+    }
 }
 
 fn now_micros() -> i64 {
@@ -131,8 +213,7 @@ fn parse_file(
     file: &Candidate,
     file_no: i32,
     cfg: &ParseConfig,
-    buf: &mut BytesMut,
-    out: &mpsc::Sender<Bytes>,
+    out: &mut Output<'_>,
 ) -> Result<FileOutcome, Aborted> {
     if file.size > cfg.max_file_bytes {
         return Ok(FileOutcome::Rejected {
@@ -154,7 +235,7 @@ fn parse_file(
         Err(OpenError::Transient(message)) => return Err(Aborted::Input(message)),
     };
     let fault = opened.fault();
-    let outcome = read_file(source, opened.reader, file, file_no, cfg, buf, out)?;
+    let outcome = read_file(source, opened.reader, file, file_no, cfg, out)?;
     // Staged rows of an abandoned batch roll back with it.
     match fault.and_then(|f| f.lock().ok().and_then(|mut f| f.take())) {
         Some(message) => Err(Aborted::Input(message)),
@@ -169,8 +250,7 @@ fn read_file(
     file: &Candidate,
     file_no: i32,
     cfg: &ParseConfig,
-    buf: &mut BytesMut,
-    out: &mpsc::Sender<Bytes>,
+    out: &mut Output<'_>,
 ) -> Result<FileOutcome, Aborted> {
     // One byte more than allowed, to notice a file that grew past it.
     let limited = f.take(cfg.max_file_bytes.saturating_add(1));
@@ -219,6 +299,12 @@ fn read_file(
     let mut json = Vec::new();
     let mut extra = Vec::new();
     let mut ids = DerivedIds::default();
+    let source_file = file.path.display().to_string();
+    let origin = Origin {
+        source_file: &source_file,
+        batch_id: out.plan.direct.unwrap_or(0),
+        layout: layout.id.as_str(),
+    };
     loop {
         let rec = match reader.next_record() {
             Ok(Some(r)) => r,
@@ -256,7 +342,7 @@ fn read_file(
                 stats.rows_valid += 1;
                 stats.late += u64::from(ev.is_late_arrival);
                 let extra = extra_json(&mut extra, &layout, &rec);
-                stage::encode_valid(buf, file_no, line, &ev, extra);
+                out.valid(&origin, file_no, line, &ev, extra)?;
             }
             Err(fails) => {
                 stats.rows_rejected += 1;
@@ -269,7 +355,7 @@ fn read_file(
                     .map(|p| clean_text(rec.field(p)))
                     .filter(|s| !s.trim().is_empty());
                 stage::encode_rejected(
-                    buf,
+                    &mut out.stage,
                     &mut json,
                     file_no,
                     line,
@@ -277,11 +363,8 @@ fn read_file(
                     event_id.as_deref().map(str::trim),
                     &fails,
                 );
+                out.staged()?;
             }
-        }
-        if buf.len() >= CHUNK {
-            out.blocking_send(buf.split().freeze())
-                .map_err(|_| Aborted::Consumer)?;
         }
     }
     stats.hash = reader.content_hash();

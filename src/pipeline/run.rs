@@ -40,7 +40,8 @@ use crate::observe::alerts::{Alert, AlertArgs, AlertError, Alerter, Channels};
 use crate::observe::metrics;
 use crate::observe::progress::Progress;
 use crate::shutdown::Shutdown;
-use crate::sink::batch::{self, BatchReport, FileStatus, Producer, RawLines};
+use crate::sink::batch::{self, BatchReport, FileStatus, Plan, Producer, RawLines};
+use crate::sink::recent::RecentIds;
 use crate::source::discover::Candidate;
 use crate::source::dispose::{AfterLoad, Disposition, Fate};
 use crate::source::input::{Input, InputConfig, InputError, Source};
@@ -80,6 +81,16 @@ pub struct RunArgs {
     /// plus one, at most 4]
     #[arg(long, env = "SHOPSTREAM_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub connections: Option<u32>,
+
+    /// Event ids this process remembers (at least this many; memory is
+    /// fixed at start, 11 to 21 bytes per id). A valid row whose id is not
+    /// among them is COPYed straight into ecommerce_events (the fast
+    /// path); a row with a remembered id goes through the staging table and
+    /// ON CONFLICT. A wrong guess (the id was loaded by another worker or
+    /// before this process started) costs only loading that batch again
+    /// through staging. 0 sends every row through staging.
+    #[arg(long, env = "SHOPSTREAM_RECENT_IDS", default_value_t = 1_000_000)]
+    pub recent_ids: u64,
 
     /// Seconds between full listings of the input folder; OS file events
     /// trigger a listing sooner. For an object store: seconds between
@@ -410,6 +421,9 @@ struct Loader<'a> {
     input: Input,
     source: Source,
     raw_lines: RawLines,
+    /// Recently seen event ids, shared by the loading tasks (`None` with
+    /// `--recent-ids 0`).
+    recent: Option<Arc<RecentIds>>,
     /// The control connection: listing against the ledger, dispositions,
     /// probes. Batches load on connections of their own.
     client: Option<Client>,
@@ -485,6 +499,8 @@ pub async fn run(
         raw_lines: Arc::new(move |file: &Candidate, lines: &[i64]| {
             raw_lines(&source, file, lines, max_record_bytes)
         }),
+        recent: (args.recent_ids > 0)
+            .then(|| Arc::new(RecentIds::new(args.recent_ids as usize))),
         client: None,
         pool: vec![],
         migrated: false,
@@ -789,13 +805,17 @@ impl Loader<'_> {
                 let cfg = self.cfg.clone();
                 let raw_lines = self.raw_lines.clone();
                 let source = self.source.clone();
+                let recent = self.recent.clone();
                 running.spawn(async move {
-                    let produce = move |files: Vec<Candidate>| -> Producer {
+                    let produce = move |files: Vec<Candidate>, plan: Plan| -> Producer {
+                        let (source, cfg) = (source.clone(), cfg.clone());
                         Box::new(move |tx| {
-                            parse_batch_from(&source, &files, &cfg, &tx).map_err(|e| e.to_string())
+                            parse_batch_from(&source, &files, &cfg, &plan, &tx)
+                                .map_err(|e| e.to_string())
                         })
                     };
-                    let r = batch::commit_batch(&mut c, group, produce, &raw_lines).await;
+                    let r = batch::commit_batch(&mut c, group, produce, &raw_lines, recent.as_ref())
+                        .await;
                     (c, r)
                 });
             }

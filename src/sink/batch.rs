@@ -9,23 +9,39 @@
 //! (`pg_advisory_xact_lock`) and looked up in the ledger, so a file's content
 //! is loaded at most once even across processes; because the ledger row
 //! commits with the data, a crash anywhere before the commit leaves nothing
-//! and the file is simply loaded again (at least once). Valid rows are
-//! COPYed in binary into a temporary staging table and moved with
-//! `INSERT … ON CONFLICT (event_id) DO NOTHING`; what was skipped is counted
-//! as duplicate. Per file, rows read = loaded + duplicate + rejected.
+//! and the file is simply loaded again (at least once).
+//!
+//! Rows reach the server by binary COPY, on one of two paths:
+//! * the direct path: a valid row whose event id the loader has not seen
+//!   recently ([`RecentIds`]) is COPYed straight into `ecommerce_events`;
+//! * staging: every other row (ids seen before, rejects) is COPYed into a
+//!   temporary table; valid ones are moved with `INSERT … ON CONFLICT
+//!   (event_id) DO NOTHING`, and what was skipped is counted as duplicate.
+//!
+//! The direct path is only a fast way to the same result: if the server
+//! refuses any direct row (the id was loaded by another worker or before
+//! this process started, or a constraint fails), or a file with direct rows
+//! turns out not to be loadable (a duplicate file, rejected midway), the
+//! transaction is rolled back and the batch loaded again all through
+//! staging. Per file, rows read = loaded + duplicate + rejected.
 //!
 //! This module never reads files itself (a producer closure streams the
-//! encoded rows) and never retries: errors go back to the caller.
+//! encoded rows) and never retries a failure: errors go back to the caller.
+//! Falling back from the direct path is not a retry: the second attempt is
+//! the plain way of loading the batch.
 
 use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::SinkExt;
 use tokio::sync::mpsc;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, CopyInSink, Transaction};
 
-use super::stage;
+use super::recent::RecentIds;
+use super::{copy, stage};
 use crate::db::retry::{classify_state, Class};
 use crate::event::RuleCode;
 use crate::schema::LayoutId;
@@ -71,6 +87,28 @@ pub struct FileResult {
     pub file_no: i32,
     pub candidate: Candidate,
     pub outcome: FileOutcome,
+    /// Its rows sent straight into `ecommerce_events` (the direct path).
+    pub rows_direct: u64,
+}
+
+/// Encoded binary COPY rows (no header or trailer) on their way to the
+/// server.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Rows of `ecommerce_events` (see [`stage::copy_events`]).
+    Events(Bytes),
+    /// Rows of the staging table.
+    Stage(Bytes),
+}
+
+/// How a producer routes a batch's valid rows.
+#[derive(Clone, Default)]
+pub struct Plan {
+    /// The loader's memory of recent event ids (`None`: it keeps none).
+    pub recent: Option<Arc<RecentIds>>,
+    /// `Some(batch id)`: rows whose id is not in `recent` go straight into
+    /// `ecommerce_events` with this batch id. `None`: all go to staging.
+    pub direct: Option<i64>,
 }
 
 /// The final status of a file after the batch committed.
@@ -123,6 +161,13 @@ pub struct BatchReport {
     pub late: u64,
     pub rejects_by_code: BTreeMap<String, u64>,
     pub duration_ms: u64,
+    /// Rows loaded by the direct path (the rest of `rows_loaded` went
+    /// through staging).
+    #[serde(skip)]
+    pub rows_direct: u64,
+    /// The direct path was tried and the batch then loaded through staging.
+    #[serde(skip)]
+    pub fell_back: bool,
     /// Files of the batch left out: another loader holds them, or the
     /// ledger has them by now. Not settled here; the next listing sees them.
     #[serde(skip)]
@@ -139,7 +184,7 @@ pub enum SinkError {
 
 /// Producer of one batch's COPY stream; returns the per-file results.
 pub type Producer =
-    Box<dyn FnOnce(mpsc::Sender<Bytes>) -> Result<Vec<FileResult>, String> + Send + 'static>;
+    Box<dyn FnOnce(mpsc::Sender<Chunk>) -> Result<Vec<FileResult>, String> + Send + 'static>;
 
 /// Re-reads the raw text of some lines of a file, for rows the server
 /// refused (valid rows are staged without their raw line). Lines it cannot
@@ -234,14 +279,175 @@ async fn claim(
 /// Loads one batch of `files`: claims them (files another loader holds, or
 /// that the ledger has meanwhile, are left out and listed in
 /// [`BatchReport::elsewhere`]), then `produce` builds the producer for the
-/// claimed ones, which runs on a blocking thread and streams the binary
-/// COPY of the staging rows.
+/// claimed ones, which runs on a blocking thread and streams their encoded
+/// rows as its [`Plan`] routes them. With `recent`, the direct path is
+/// tried first (unless it is backing off after fallbacks) and the batch is
+/// loaded again through staging when the direct path cannot take it (see
+/// the module docs).
 pub async fn commit_batch(
     client: &mut Client,
     files: Vec<Candidate>,
-    produce: impl FnOnce(Vec<Candidate>) -> Producer,
+    produce: impl Fn(Vec<Candidate>, Plan) -> Producer,
     raw_lines: &RawLines,
+    recent: Option<&Arc<RecentIds>>,
 ) -> Result<BatchReport, SinkError> {
+    let started = Instant::now();
+    let direct = recent.filter(|r| r.should_try());
+    if let Some(r) = direct {
+        match attempt(client, files.clone(), &produce, raw_lines, recent, true).await {
+            Ok(report) => {
+                r.attempted(false);
+                return Ok(report);
+            }
+            Err(Attempt::Fallback(why)) => {
+                r.attempted(true);
+                tracing::info!(
+                    files = files.len(),
+                    "the direct path could not take the batch ({why}); loading it through staging"
+                );
+            }
+            Err(Attempt::Failed(e)) => return Err(e),
+        }
+    }
+    let mut report = attempt(client, files, &produce, raw_lines, recent, false)
+        .await
+        .map_err(Attempt::into_error)?;
+    report.fell_back = direct.is_some();
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Why an attempt ended without a commit.
+enum Attempt {
+    /// The direct path cannot take this batch (rolled back): load it again
+    /// through staging.
+    Fallback(String),
+    Failed(SinkError),
+}
+
+impl Attempt {
+    fn into_error(self) -> SinkError {
+        match self {
+            Attempt::Failed(e) => e,
+            // Only direct attempts fall back.
+            Attempt::Fallback(why) => SinkError::Parser(why),
+        }
+    }
+
+    /// On the direct path, what the server refused sends the batch through
+    /// staging: a row it rejects (a duplicate id it knows, a constraint),
+    /// or a conflict with a concurrent transaction.
+    fn direct(e: SinkError) -> Attempt {
+        let code = match &e {
+            SinkError::Db(db) => db.code(),
+            SinkError::Parser(_) => None,
+        };
+        match code {
+            Some(c)
+                if classify_state(c) == Class::RowData
+                    || *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE =>
+            {
+                let message = match &e {
+                    SinkError::Db(db) => db
+                        .as_db_error()
+                        .map_or_else(|| db.to_string(), |d| d.message().to_string()),
+                    SinkError::Parser(m) => m.clone(),
+                };
+                Attempt::Fallback(format!("{message}, SQLSTATE {}", c.code()))
+            }
+            _ => Attempt::Failed(e),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for Attempt {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Attempt::Failed(SinkError::Db(e))
+    }
+}
+
+/// Streams the producer's chunks into the COPY of their table, switching
+/// COPY statements when the table changes. Returns the producer's results.
+async fn stream(tx: &Transaction<'_>, producer: Producer) -> Result<Vec<FileResult>, SinkError> {
+    let (chunks_tx, mut chunks_rx) = mpsc::channel::<Chunk>(8);
+    let parser = tokio::task::spawn_blocking(move || producer(chunks_tx));
+    let copy_events = stage::copy_events();
+    let mut open: Option<(bool, Pin<Box<CopyInSink<Bytes>>>)> = None;
+    let mut failed = None;
+    while let Some(chunk) = chunks_rx.recv().await {
+        let (events, bytes) = match chunk {
+            Chunk::Events(b) => (true, b),
+            Chunk::Stage(b) => (false, b),
+        };
+        if let Err(e) = copy_chunk(tx, &mut open, events, bytes, &copy_events).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    // The producer stops at its next send once the receiver is gone.
+    drop(chunks_rx);
+    let results = parser.await;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    let results = results
+        .map_err(|e| SinkError::Parser(e.to_string()))?
+        .map_err(SinkError::Parser)?;
+    if let Some((_, sink)) = open {
+        close(sink).await?;
+    }
+    Ok(results)
+}
+
+/// Sends one chunk, first ending the open COPY and starting one into the
+/// chunk's table when it is another.
+async fn copy_chunk(
+    tx: &Transaction<'_>,
+    open: &mut Option<(bool, Pin<Box<CopyInSink<Bytes>>>)>,
+    events: bool,
+    bytes: Bytes,
+    copy_events: &str,
+) -> Result<(), tokio_postgres::Error> {
+    if open.as_ref().is_none_or(|(e, _)| *e != events) {
+        if let Some((_, sink)) = open.take() {
+            close(sink).await?;
+        }
+        let sql = if events {
+            copy_events
+        } else {
+            stage::COPY_STAGE
+        };
+        let mut sink = Box::pin(tx.copy_in(sql).await?);
+        let mut header = BytesMut::new();
+        copy::header(&mut header);
+        sink.feed(header.freeze()).await?;
+        *open = Some((events, sink));
+    }
+    match open {
+        Some((_, sink)) => sink.send(bytes).await,
+        None => Ok(()),
+    }
+}
+
+/// Ends one COPY statement: the trailer, then the server's verdict.
+async fn close(mut sink: Pin<Box<CopyInSink<Bytes>>>) -> Result<u64, tokio_postgres::Error> {
+    let mut trailer = BytesMut::new();
+    copy::trailer(&mut trailer);
+    sink.send(trailer.freeze()).await?;
+    sink.as_mut().finish().await
+}
+
+/// One transaction for the batch, on the direct path when `direct` (else
+/// every row through staging; `recent` is still told each id).
+async fn attempt(
+    client: &mut Client,
+    files: Vec<Candidate>,
+    produce: &impl Fn(Vec<Candidate>, Plan) -> Producer,
+    raw_lines: &RawLines,
+    recent: Option<&Arc<RecentIds>>,
+    direct: bool,
+) -> Result<BatchReport, Attempt> {
     let started = Instant::now();
     let started_at = unix_micros(SystemTime::now());
     let tx = client.transaction().await?;
@@ -254,29 +460,24 @@ pub async fn commit_batch(
             ..BatchReport::default()
         });
     }
-    let produce = produce(files);
+    // Direct rows carry the batch id, so it is taken first.
+    let direct_id = if direct {
+        Some(next_batch_id(&tx).await?)
+    } else {
+        None
+    };
+    let plan = Plan {
+        recent: recent.cloned(),
+        direct: direct_id,
+    };
 
-    // 1. Stream every file's rows into the staging table.
-    let sink = tx.copy_in(stage::COPY_STAGE).await?;
-    let mut sink = std::pin::pin!(sink);
-    let (chunks_tx, mut chunks_rx) = mpsc::channel::<Bytes>(8);
-    let parser = tokio::task::spawn_blocking(move || produce(chunks_tx));
-    let mut send_err = None;
-    while let Some(chunk) = chunks_rx.recv().await {
-        if let Err(e) = sink.send(chunk).await {
-            send_err = Some(e);
-            break;
-        }
-    }
-    drop(chunks_rx);
-    let results = parser
-        .await
-        .map_err(|e| SinkError::Parser(e.to_string()))?
-        .map_err(SinkError::Parser)?;
-    if let Some(e) = send_err {
-        return Err(e.into());
-    }
-    sink.as_mut().finish().await?;
+    // 1. Stream every file's rows: straight into the final table, or into
+    //    the staging table.
+    let results = match stream(&tx, produce(files, plan)).await {
+        Ok(r) => r,
+        Err(e) if direct => return Err(Attempt::direct(e)),
+        Err(e) => return Err(Attempt::Failed(e)),
+    };
     let staged = started.elapsed();
 
     // 2. Decide each file's fate against the ledger, under a lock per content.
@@ -336,6 +537,12 @@ pub async fn commit_batch(
             }
         };
         if status != FileStatus::Loaded {
+            if r.rows_direct > 0 {
+                // Its direct rows cannot be taken back alone.
+                return Err(Attempt::Fallback(format!(
+                    "{path:?} has rows on the direct path but is not loaded ({status:?})"
+                )));
+            }
             drop_files.push(r.file_no);
         }
         reports.push((r, path, status));
@@ -367,10 +574,10 @@ pub async fn commit_batch(
         report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
     }
-    let batch_id: i64 = tx
-        .query_one("SELECT nextval('shopstream_batch_id_seq')", &[])
-        .await?
-        .get(0);
+    let batch_id: i64 = match direct_id {
+        Some(id) => id,
+        None => next_batch_id(&tx).await?,
+    };
     let paths: Vec<String> = results
         .iter()
         .map(|r| r.candidate.path.display().to_string())
@@ -386,7 +593,19 @@ pub async fn commit_batch(
     // 3. Move rows: events deduplicated by event_id (rows the server refuses
     //    become dead letters), rejects to dead letters.
     let before_insert = started.elapsed();
-    let moved = insert_events(&tx, &paths, batch_id, &layouts).await?;
+    let mut moved = match insert_events(&tx, &paths, batch_id, &layouts).await {
+        Ok(m) => m,
+        Err(e) if direct => return Err(Attempt::direct(SinkError::Db(e))),
+        Err(e) => return Err(e.into()),
+    };
+    let mut rows_direct = 0;
+    for r in &results {
+        if r.rows_direct > 0 {
+            rows_direct += r.rows_direct;
+            let path = r.candidate.path.display().to_string();
+            *moved.loaded.entry(path).or_default() += r.rows_direct;
+        }
+    }
     let inserted = started.elapsed();
     let mut refused_by_file: HashMap<i32, u64> = HashMap::new();
     if !moved.refused.is_empty() {
@@ -525,7 +744,11 @@ pub async fn commit_batch(
     )
     .await?;
     let before_commit = started.elapsed();
-    tx.commit().await?;
+    match tx.commit().await {
+        Ok(()) => {}
+        Err(e) if direct => return Err(Attempt::direct(SinkError::Db(e))),
+        Err(e) => return Err(e.into()),
+    }
     tracing::debug!(
         batch_id,
         staged_ms = staged.as_millis() as u64,
@@ -533,12 +756,22 @@ pub async fn commit_batch(
         inserted_ms = (inserted - before_insert).as_millis() as u64,
         recorded_ms = (before_commit - inserted).as_millis() as u64,
         commit_ms = (started.elapsed() - before_commit).as_millis() as u64,
+        rows_direct,
         "batch phases"
     );
+    report.rows_direct = rows_direct;
     report.batch_id = Some(batch_id);
     report.rejects_by_code = codes;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// A new batch id (ids of rolled-back attempts are simply never used).
+async fn next_batch_id(tx: &Transaction<'_>) -> Result<i64, tokio_postgres::Error> {
+    Ok(tx
+        .query_one("SELECT nextval('shopstream_batch_id_seq')", &[])
+        .await?
+        .get(0))
 }
 
 fn empty_report(r: &FileResult, path: String, status: FileStatus) -> FileReport {

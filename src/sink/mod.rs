@@ -2,6 +2,7 @@
 //!
 //! * [`copy`]: the binary COPY encoder (bytes only).
 //! * [`stage`]: the staging table and its row layout.
+//! * [`recent`]: recently seen event ids, which let most rows skip staging.
 //! * [`batch`]: one transaction per batch: staging, dedup, dead letters,
 //!   quality metrics and the ledger, all committed together.
 //!
@@ -9,4 +10,5 @@
 
 pub mod batch;
 pub mod copy;
+pub mod recent;
 pub mod stage;

@@ -5,7 +5,9 @@
 //! them apart), so one binary COPY stream carries a whole batch in file order
 //! with bounded memory; SQL then moves the rows to `ecommerce_events` (with
 //! `ON CONFLICT DO NOTHING` for dedup) and `dead_letter_events`. The table is
-//! `ON COMMIT DELETE ROWS`: nothing survives a transaction.
+//! `ON COMMIT DELETE ROWS`: nothing survives a transaction. Rows on the
+//! direct path skip it: [`encode_event`] lays them out for a COPY straight
+//! into `ecommerce_events`.
 //!
 //! This module only lays out bytes; [`super::batch`] runs the SQL.
 
@@ -55,6 +57,49 @@ pub fn encode_valid(
     copy::int4(buf, file_no);
     copy::int8(buf, line as i64);
     copy::bool(buf, true);
+    event_fields(buf, e, extra);
+    for _ in 0..4 {
+        copy::null(buf);
+    }
+}
+
+/// The direct COPY into the final table: [`EVENT_COLUMNS`] then where the
+/// row came from.
+pub fn copy_events() -> String {
+    format!(
+        "COPY ecommerce_events ({EVENT_COLUMNS}, source_file, source_line, batch_id, \
+         source_layout) FROM STDIN (FORMAT binary)"
+    )
+}
+
+const EVENT_FIELDS: i16 = 25;
+
+/// Where a directly loaded row came from.
+pub struct Origin<'a> {
+    pub source_file: &'a str,
+    pub batch_id: i64,
+    pub layout: &'a str,
+}
+
+/// Appends one valid event as a row of the final table (see
+/// [`copy_events`]).
+pub fn encode_event(
+    buf: &mut BytesMut,
+    origin: &Origin<'_>,
+    line: u64,
+    e: &ValidEvent<'_>,
+    extra: Option<&[u8]>,
+) {
+    copy::row(buf, EVENT_FIELDS);
+    event_fields(buf, e, extra);
+    copy::text(buf, origin.source_file);
+    copy::int8(buf, line as i64);
+    copy::int8(buf, origin.batch_id);
+    copy::text(buf, origin.layout);
+}
+
+/// The values of [`EVENT_COLUMNS`].
+fn event_fields(buf: &mut BytesMut, e: &ValidEvent<'_>, extra: Option<&[u8]>) {
     copy::uuid(buf, &e.event_id);
     copy::opt_text(buf, e.user_id);
     copy::opt_text(buf, e.session_id);
@@ -81,9 +126,6 @@ pub fn encode_valid(
     match extra {
         Some(j) => copy::jsonb(buf, j),
         None => copy::null(buf),
-    }
-    for _ in 0..4 {
-        copy::null(buf);
     }
 }
 
