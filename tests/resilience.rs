@@ -78,6 +78,9 @@ async fn rows_the_server_refuses_become_dead_letters_and_the_rest_commits() {
     assert_eq!(summary["rows_read"], 2600);
     assert_eq!(summary["rows_loaded"], 2595);
     assert_eq!(summary["rows_rejected"], 5);
+    // The refused rows were first COPYed on the direct path: the server's
+    // refusal sent the batch through staging, where they were isolated.
+    assert_eq!(summary["batches_fell_back"], 1);
 
     let c = db.client().await;
     let rows = c

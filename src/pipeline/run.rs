@@ -298,6 +298,10 @@ pub struct RunSummary {
     pub rows_loaded: u64,
     pub rows_duplicate: u64,
     pub rows_rejected: u64,
+    /// Of `rows_loaded`, those COPYed straight into ecommerce_events.
+    pub rows_direct: u64,
+    /// Batches the direct path could not take, loaded through staging.
+    pub batches_fell_back: u64,
 }
 
 impl RunSummary {
@@ -317,6 +321,8 @@ impl RunSummary {
         self.rows_loaded += r.rows_loaded;
         self.rows_duplicate += r.rows_duplicate;
         self.rows_rejected += r.rows_rejected;
+        self.rows_direct += r.rows_direct;
+        self.batches_fell_back += u64::from(r.fell_back);
     }
 }
 
@@ -499,8 +505,7 @@ pub async fn run(
         raw_lines: Arc::new(move |file: &Candidate, lines: &[i64]| {
             raw_lines(&source, file, lines, max_record_bytes)
         }),
-        recent: (args.recent_ids > 0)
-            .then(|| Arc::new(RecentIds::new(args.recent_ids as usize))),
+        recent: (args.recent_ids > 0).then(|| Arc::new(RecentIds::new(args.recent_ids as usize))),
         client: None,
         pool: vec![],
         migrated: false,
@@ -814,8 +819,9 @@ impl Loader<'_> {
                                 .map_err(|e| e.to_string())
                         })
                     };
-                    let r = batch::commit_batch(&mut c, group, produce, &raw_lines, recent.as_ref())
-                        .await;
+                    let r =
+                        batch::commit_batch(&mut c, group, produce, &raw_lines, recent.as_ref())
+                            .await;
                     (c, r)
                 });
             }
