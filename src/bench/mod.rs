@@ -7,8 +7,9 @@
 //! * **(b) `run --once`** over the raw files, end to end, as a child process
 //!   (wall time from spawn to exit, peak resident memory);
 //! * **(a) the baseline**: `COPY … FROM STDIN (FORMAT csv)` of the rows (b)
-//!   loaded, already clean, into a table made `LIKE ecommerce_events
-//!   INCLUDING ALL` (same columns, types, primary key and indexes);
+//!   loaded, already clean, in the dataset's order (file, then line), into
+//!   a table made `LIKE ecommerce_events INCLUDING ALL` (same columns,
+//!   types, primary key and indexes);
 //! * **start-up**: process start to its first file committed, against a
 //!   running, migrated database;
 //! * **(c) latency**: a `run` watching a folder while files are renamed into
@@ -505,12 +506,17 @@ impl Bench<'_> {
         ))
     }
 
-    /// The rows `run` loaded, as CSV, for the baseline.
+    /// The rows `run` loaded, as CSV, for the baseline: in the dataset's
+    /// order, whatever order `run` left them in (rows sorted by event id
+    /// would make the baseline's primary key cheaper to build).
     async fn export_clean(&self, name: &str) -> Result<PathBuf, BenchError> {
         let path = self.dir.join("clean.csv");
         let c = self.db.sibling(name).connect().await?;
         let stream = c
-            .copy_out("COPY (SELECT * FROM ecommerce_events) TO STDOUT (FORMAT csv)")
+            .copy_out(
+                "COPY (SELECT * FROM ecommerce_events ORDER BY source_file, source_line)
+                 TO STDOUT (FORMAT csv)",
+            )
             .await?;
         let mut stream = std::pin::pin!(stream);
         let mut file = tokio::fs::File::create(&path)
