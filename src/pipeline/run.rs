@@ -89,7 +89,8 @@ pub struct RunArgs {
     /// ON CONFLICT. A wrong guess (the id was loaded by another worker or
     /// before this process started) costs only loading that batch again
     /// through staging. 0 sends every row through staging.
-    #[arg(long, env = "SHOPSTREAM_RECENT_IDS", default_value_t = 1_000_000)]
+    /// At most 100,000,000 (about 1.3 GB).
+    #[arg(long, env = "SHOPSTREAM_RECENT_IDS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     pub recent_ids: u64,
 
     /// Seconds between full listings of the input folder; OS file events
@@ -1215,6 +1216,18 @@ mod tests {
             Ok(c) => c.run,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    #[test]
+    fn recent_ids_is_bounded() {
+        use clap::Parser;
+        assert_eq!(args(&[]).recent_ids, 1_000_000);
+        assert_eq!(args(&["--recent-ids", "0"]).recent_ids, 0);
+        let e = Cli::try_parse_from(["shopstream", "--recent-ids", "100000001"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("--recent-ids"), "{e}");
     }
 
     #[test]

@@ -317,6 +317,9 @@ pub async fn commit_batch(
     Ok(report)
 }
 
+/// The longest lock wait on the direct path (see [`attempt`]).
+const DIRECT_LOCK_WAIT_MS: i32 = 200;
+
 /// Why an attempt ended without a commit.
 enum Attempt {
     /// The direct path cannot take this batch (rolled back): load it again
@@ -336,8 +339,9 @@ impl Attempt {
 
     /// On the direct path, what the server refused sends the batch through
     /// staging: a row it rejects (a duplicate id it knows, a constraint),
-    /// or a conflict with a concurrent transaction.
+    /// or a conflict with a concurrent transaction (a lock wait too long).
     fn direct(e: SinkError) -> Attempt {
+        use tokio_postgres::error::SqlState;
         let code = match &e {
             SinkError::Db(db) => db.code(),
             SinkError::Parser(_) => None,
@@ -345,8 +349,9 @@ impl Attempt {
         match code {
             Some(c)
                 if classify_state(c) == Class::RowData
-                    || *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-                    || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE =>
+                    || *c == SqlState::LOCK_NOT_AVAILABLE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
             {
                 let message = match &e {
                     SinkError::Db(db) => db
@@ -460,9 +465,24 @@ async fn attempt(
             ..BatchReport::default()
         });
     }
-    // Direct rows carry the batch id, so it is taken first.
+    // Direct rows carry the batch id, so it is taken first. Direct rows go
+    // in file order, not in event_id order like staged ones, so two direct
+    // batches (or a direct and a staged one) can wait for each other: a
+    // lock wait longer than half the server's `deadlock_timeout` (at most
+    // DIRECT_LOCK_WAIT_MS) ends the attempt before the server's deadlock
+    // detector would, and the batch falls back.
     let direct_id = if direct {
-        Some(next_batch_id(&tx).await?)
+        let row = tx
+            .query_one(
+                "SELECT nextval('shopstream_batch_id_seq'),
+                        set_config('lock_timeout',
+                                   least($1::int, greatest(10, setting::int / 2))::text || 'ms',
+                                   true)
+                 FROM pg_settings WHERE name = 'deadlock_timeout'",
+                &[&DIRECT_LOCK_WAIT_MS],
+            )
+            .await?;
+        Some(row.get::<_, i64>(0))
     } else {
         None
     };
