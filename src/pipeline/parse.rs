@@ -115,6 +115,7 @@ pub fn parse_batch_from(
         events: BytesMut::new(),
         stage: BytesMut::with_capacity(CHUNK * 2),
         direct_rows: 0,
+        waits_on: std::collections::HashSet::new(),
     };
     let mut results = Vec::with_capacity(files.len());
     for (i, file) in files.iter().enumerate() {
@@ -130,6 +131,9 @@ pub fn parse_batch_from(
     }
     output.flush_events()?;
     output.flush_stage()?;
+    if let Ok(mut w) = plan.waits_on.lock() {
+        w.extend(output.waits_on.drain());
+    }
     Ok(results)
 }
 
@@ -143,6 +147,8 @@ struct Output<'a> {
     stage: BytesMut,
     /// Rows of the current file sent down the direct path.
     direct_rows: u64,
+    /// See [`Plan::waits_on`].
+    waits_on: std::collections::HashSet<u32>,
 }
 
 impl Output<'_> {
@@ -154,11 +160,18 @@ impl Output<'_> {
         ev: &crate::validate::ValidEvent<'_>,
         extra: Option<&[u8]>,
     ) -> Result<(), Aborted> {
-        let fresh = self
-            .plan
-            .recent
-            .as_ref()
-            .is_some_and(|r| r.first_sighting(&ev.event_id));
+        let fresh = match &self.plan.recent {
+            Some(r) => match r.sight(&ev.event_id, self.plan.ticket) {
+                None => true,
+                Some(owner) => {
+                    if owner != 0 && owner != self.plan.ticket {
+                        self.waits_on.insert(owner);
+                    }
+                    false
+                }
+            },
+            None => false,
+        };
         if fresh && self.plan.direct.is_some() {
             stage::encode_event(&mut self.events, origin, line, ev, extra);
             self.direct_rows += 1;

@@ -30,7 +30,7 @@
 //! Falling back from the direct path is not a retry: the second attempt is
 //! the plain way of loading the batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -109,6 +109,11 @@ pub struct Plan {
     /// `Some(batch id)`: rows whose id is not in `recent` go straight into
     /// `ecommerce_events` with this batch id. `None`: all go to staging.
     pub direct: Option<i64>,
+    /// The direct attempt's ticket (0 on the staging path).
+    pub ticket: u32,
+    /// Filled by the producer: the running direct attempts that loaded ids
+    /// this batch has again (its staged inserts will wait for them).
+    pub waits_on: Arc<std::sync::Mutex<HashSet<u32>>>,
 }
 
 /// The final status of a file after the batch committed.
@@ -319,6 +324,9 @@ pub async fn commit_batch(
 
 /// The longest lock wait on the direct path (see [`attempt`]).
 const DIRECT_LOCK_WAIT_MS: i32 = 200;
+/// The longest wait of a direct attempt for the attempts whose ids it has
+/// again; then it falls back.
+const DIRECT_WAIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why an attempt ended without a commit.
 enum Attempt {
@@ -486,9 +494,14 @@ async fn attempt(
     } else {
         None
     };
+    // Held until the attempt ends: batches waiting for its rows wake then.
+    let ticket = recent.filter(|_| direct).map(|r| r.begin());
+    let waits_on = Arc::new(std::sync::Mutex::new(HashSet::new()));
     let plan = Plan {
         recent: recent.cloned(),
         direct: direct_id,
+        ticket: ticket.as_ref().map_or(0, |t| t.id),
+        waits_on: waits_on.clone(),
     };
 
     // 1. Stream every file's rows: straight into the final table, or into
@@ -499,6 +512,17 @@ async fn attempt(
         Err(e) => return Err(Attempt::Failed(e)),
     };
     let staged = started.elapsed();
+    // Staged rows with ids another running direct attempt loaded would wait
+    // for its commit inside the server; wait for it here instead, where a
+    // cycle of waits is seen at once.
+    if let (Some(t), Some(r)) = (&ticket, recent) {
+        let owners = waits_on.lock().map(|w| w.clone()).unwrap_or_default();
+        if !owners.is_empty() {
+            if let Err(e) = r.wait_for(t.id, &owners, DIRECT_WAIT_LIMIT).await {
+                return Err(Attempt::Fallback(e.to_string()));
+            }
+        }
+    }
 
     // 2. Decide each file's fate against the ledger, under a lock per content.
     let mut keys: Vec<(i64, usize)> = results
