@@ -300,7 +300,7 @@ mod tests {
         let r = RecentIds::new(1000);
         let id = random_id();
         assert!(r.sight(&id, 0).is_none());
-        assert!(!r.sight(&id, 0).is_none());
+        assert!(r.sight(&id, 0).is_some());
         assert!(r.sight(&random_id(), 0).is_none());
     }
 
@@ -323,7 +323,7 @@ mod tests {
         }
         assert_eq!(caps(&r), before, "the tables never grow");
         // The last 10,000 are still known; the first ones are forgotten.
-        assert!(ids[40_000..].iter().all(|id| !r.sight(id, 0).is_none()));
+        assert!(ids[40_000..].iter().all(|id| r.sight(id, 0).is_some()));
         assert!(
             ids[..1000]
                 .iter()
