@@ -82,15 +82,15 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSTREAM_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub connections: Option<u32>,
 
-    /// Event ids this process remembers (at least this many; memory is
-    /// fixed at start, 11 to 21 bytes per id). A valid row whose id is not
-    /// among them is COPYed straight into ecommerce_events (the fast
-    /// path); a row with a remembered id goes through the staging table and
-    /// ON CONFLICT. A wrong guess (the id was loaded by another worker or
-    /// before this process started) costs only loading that batch again
-    /// through staging. 0 sends every row through staging.
-    /// At most 100,000,000 (about 1.3 GB).
-    #[arg(long, env = "SHOPSTREAM_RECENT_IDS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    /// Event ids this process remembers (at least this many; the memory,
+    /// up to about 40 bytes per id, is fixed at start: 19 MB for the
+    /// default). A valid row whose id is not among them is COPYed straight
+    /// into ecommerce_events (the fast path); a row with a remembered id
+    /// goes through the staging table and ON CONFLICT. A wrong guess (the
+    /// id was loaded by another worker or before this process started)
+    /// costs only loading that batch again through staging. 0 sends every
+    /// row through staging. At most 10,000,000.
+    #[arg(long, env = "SHOPSTREAM_RECENT_IDS", default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
     pub recent_ids: u64,
 
     /// Seconds between full listings of the input folder; OS file events
@@ -1221,9 +1221,9 @@ mod tests {
     #[test]
     fn recent_ids_is_bounded() {
         use clap::Parser;
-        assert_eq!(args(&[]).recent_ids, 1_000_000);
+        assert_eq!(args(&[]).recent_ids, 500_000);
         assert_eq!(args(&["--recent-ids", "0"]).recent_ids, 0);
-        let e = Cli::try_parse_from(["shopstream", "--recent-ids", "100000001"])
+        let e = Cli::try_parse_from(["shopstream", "--recent-ids", "10000001"])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

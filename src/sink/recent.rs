@@ -25,9 +25,10 @@
 //!
 //! Memory is fixed at start: ids are kept as 32-bit keys (with the 32-bit
 //! ticket of their loader) in two generations of pre-sized tables; when the
-//! newer one is full the older one is forgotten. A window of N ids costs 19
-//! to 37 bytes per id (two generations, tables sized in powers of two),
-//! however long the process runs. It never talks to the database.
+//! newer one is full the older one is forgotten. A window of N ids costs
+//! 20 to 40 bytes per id asked for (two generations, tables sized in powers
+//! of two, so more than N are often remembered), however long the process
+//! runs. It never talks to the database.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -103,7 +104,7 @@ impl RecentIds {
         let shard = (folded >> 60) as usize % SHARDS;
         // 32 bits suffice: a new id that shares a key with a remembered one
         // only goes through staging (about one in 70,000 new ids with a
-        // million remembered, spread over the shards).
+        // million remembered, spread over 16 shards).
         let key = (folded as u32) ^ ((folded >> 32) as u32);
         let m = self.shards.get(shard)?;
         // A poisoned shard only means a parser thread panicked mid-insert:
