@@ -230,3 +230,28 @@ async fn batches_sharing_ids_both_ways_never_leave_a_deadlock_to_the_server() {
     .await;
     assert_eq!(deadlocks, 0, "{s}");
 }
+
+#[tokio::test]
+async fn batches_under_the_minimum_go_through_staging() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    write(&input, "a.csv", &[row(1), row(2)]);
+    let s = summary(&load_once(&db, &input, &["--direct-min-batch-bytes", "1K"]));
+    assert_eq!(
+        (s["rows_loaded"].as_u64(), s["rows_direct"].as_u64()),
+        (Some(2), Some(0)),
+        "{s}"
+    );
+    write(&input, "b.csv", &[row(3), row(4)]);
+    let s = summary(&load_once(
+        &db,
+        &input,
+        &["--direct-min-batch-bytes", "100"],
+    ));
+    assert_eq!(
+        (s["rows_loaded"].as_u64(), s["rows_direct"].as_u64()),
+        (Some(2), Some(2)),
+        "{s}"
+    );
+}

@@ -74,7 +74,8 @@ async fn rows_the_server_refuses_become_dead_letters_and_the_rest_commits() {
     std::fs::write(input.join("rows.csv"), lines.join("\n") + "\n").expect("write");
 
     let summary: serde_json::Value =
-        serde_json::from_str(load_once(&db, &input, &[]).trim()).expect("summary");
+        serde_json::from_str(load_once(&db, &input, &["--direct-min-batch-bytes", "0"]).trim())
+            .expect("summary");
     assert_eq!(summary["rows_read"], 2600);
     assert_eq!(summary["rows_loaded"], 2595);
     assert_eq!(summary["rows_rejected"], 5);
@@ -575,7 +576,7 @@ async fn commit(
         })
     };
     let raw: RawLines = std::sync::Arc::new(|_, _| Default::default());
-    commit_batch(client, files, produce, &raw, None)
+    commit_batch(client, files, produce, &raw, None, false)
         .await
         .expect("commit")
 }

@@ -93,6 +93,13 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSTREAM_RECENT_IDS", default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
     pub recent_ids: u64,
 
+    /// Smallest batch (bytes of input) that tries the direct path; smaller
+    /// batches go through staging. For live input whose batches, loading
+    /// at the same time, often share event ids: there the direct path can
+    /// make them wait for each other. 0 lets every batch try it.
+    #[arg(long, env = "SHOPSTREAM_DIRECT_MIN_BATCH_BYTES", default_value = "0", value_name = "SIZE", value_parser = parse_size)]
+    pub direct_min_batch_bytes: u64,
+
     /// Seconds between full listings of the input folder; OS file events
     /// trigger a listing sooner. For an object store: seconds between
     /// listings (each resumes after the last settled key).
@@ -811,6 +818,8 @@ impl Loader<'_> {
                 let cfg = self.cfg.clone();
                 let raw_lines = self.raw_lines.clone();
                 let source = self.source.clone();
+                let bytes: u64 = group.iter().map(|c| c.size).sum();
+                let try_direct = bytes >= self.args.direct_min_batch_bytes;
                 let recent = self.recent.clone();
                 running.spawn(async move {
                     let produce = move |files: Vec<Candidate>, plan: Plan| -> Producer {
@@ -820,9 +829,15 @@ impl Loader<'_> {
                                 .map_err(|e| e.to_string())
                         })
                     };
-                    let r =
-                        batch::commit_batch(&mut c, group, produce, &raw_lines, recent.as_ref())
-                            .await;
+                    let r = batch::commit_batch(
+                        &mut c,
+                        group,
+                        produce,
+                        &raw_lines,
+                        recent.as_ref(),
+                        try_direct,
+                    )
+                    .await;
                     (c, r)
                 });
             }

@@ -285,19 +285,21 @@ async fn claim(
 /// that the ledger has meanwhile, are left out and listed in
 /// [`BatchReport::elsewhere`]), then `produce` builds the producer for the
 /// claimed ones, which runs on a blocking thread and streams their encoded
-/// rows as its [`Plan`] routes them. With `recent`, the direct path is
-/// tried first (unless it is backing off after fallbacks) and the batch is
-/// loaded again through staging when the direct path cannot take it (see
-/// the module docs).
+/// rows as its [`Plan`] routes them. With `recent` and `try_direct`, the
+/// direct path is tried first (unless it is backing off after fallbacks)
+/// and the batch is loaded again through staging when the direct path
+/// cannot take it (see the module docs). `recent` alone only remembers
+/// the batch's ids.
 pub async fn commit_batch(
     client: &mut Client,
     files: Vec<Candidate>,
     produce: impl Fn(Vec<Candidate>, Plan) -> Producer,
     raw_lines: &RawLines,
     recent: Option<&Arc<RecentIds>>,
+    try_direct: bool,
 ) -> Result<BatchReport, SinkError> {
     let started = Instant::now();
-    let direct = recent.filter(|r| r.should_try());
+    let direct = recent.filter(|r| try_direct && r.should_try());
     if let Some(r) = direct {
         match attempt(client, files.clone(), &produce, raw_lines, recent, true).await {
             Ok(report) => {
