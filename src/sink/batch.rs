@@ -303,7 +303,10 @@ pub async fn commit_batch(
     if let Some(r) = direct {
         match attempt(client, files.clone(), &produce, raw_lines, recent, true).await {
             Ok(report) => {
-                r.attempted(false);
+                // A batch whose files were all left to others proved nothing.
+                if report.batch_id.is_some() {
+                    r.attempted(false);
+                }
                 return Ok(report);
             }
             Err(Attempt::Fallback(why)) => {
