@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::tls_server::{make_certs, TlsServer};
+use common::tls_server::{make_certs, make_expired_leaf, make_v1_self_signed, TlsServer};
 use common::{generate, shopstream, wait_for, Loader};
 
 const PASSWORD: &str = "tls-test-pw";
@@ -16,6 +16,11 @@ const PASSWORD: &str = "tls-test-pw";
 async fn server_with_database(tmp: &Path) -> (TlsServer, common::tls_server::Certs) {
     let certs = make_certs(&tmp.join("certs"));
     let server = TlsServer::start(&certs);
+    add_roles_and_database(&server).await;
+    (server, certs)
+}
+
+async fn add_roles_and_database(server: &TlsServer) {
     let admin = server.admin("postgres").await;
     admin
         .batch_execute(&format!(
@@ -27,7 +32,6 @@ async fn server_with_database(tmp: &Path) -> (TlsServer, common::tls_server::Cer
         .batch_execute("CREATE DATABASE shop OWNER loader")
         .await
         .expect("database");
-    (server, certs)
 }
 
 /// `shopstream migrate` as a probe: connects, migrates, says where.
@@ -293,4 +297,76 @@ async fn loading_happens_over_tls() {
     for l in authorized {
         assert!(l.contains("SSL enabled"), "{l}");
     }
+}
+
+/// libpq's `prefer` and `require` encrypt without judging the certificate,
+/// so a self-signed X.509 version 1 certificate (what `CREATE EXTENSION
+/// citus` makes) and an expired one are accepted there, over TLS 1.3 and
+/// TLS 1.2 alike; the verify modes still refuse them, with a reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn unverified_modes_take_any_certificate_as_libpq_does() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let dir = tmp.path().join("certs");
+    let mut v1 = make_certs(&dir);
+    (v1.server_cert, v1.server_key) = make_v1_self_signed(&dir);
+    let mut expired = make_certs(&tmp.path().join("certs2"));
+    (expired.server_cert, expired.server_key) = make_expired_leaf(&tmp.path().join("certs2"));
+    let cases = [
+        ("X.509 v1, TLS 1.3", &v1, "", "version 3 certificate"),
+        (
+            "X.509 v1, TLS 1.2",
+            &v1,
+            "ssl_max_protocol_version = 'TLSv1.2'\n",
+            "version 3 certificate",
+        ),
+        ("expired", &expired, "", "has expired"),
+    ];
+    for (what, certs, conf, refusal) in cases {
+        let server = TlsServer::start_with(certs, conf);
+        add_roles_and_database(&server).await;
+        let url = |query: &str| server.url("loader", PASSWORD, "localhost", "shop", query);
+        // The server accepts TCP only over TLS (hostssl): success is TLS.
+        assert_ok(&format!("{what}: prefer"), &migrate(&url(""), &[], &home));
+        assert_ok(
+            &format!("{what}: require"),
+            &migrate(&url("sslmode=require"), &[], &home),
+        );
+        // The certificate as its own root (v1) or the CA that signed it.
+        let root = if certs.server_cert.ends_with("v1.crt") {
+            &certs.server_cert
+        } else {
+            &certs.ca
+        };
+        let root = root.display().to_string();
+        assert_fails(
+            &format!("{what}: verify-ca"),
+            &migrate(
+                &url(&format!("sslmode=verify-ca&sslrootcert={root}")),
+                &[],
+                &home,
+            ),
+            &[
+                "error performing TLS handshake",
+                refusal,
+                "sslmode verify-ca",
+            ],
+        );
+    }
+    // require with libpq's default root certificate present checks the
+    // chain against it, as libpq does.
+    let server = TlsServer::start(&expired);
+    add_roles_and_database(&server).await;
+    std::fs::create_dir(home.join(".postgresql")).expect("mkdir");
+    std::fs::copy(&expired.other_ca, home.join(".postgresql/root.crt")).expect("copy");
+    assert_fails(
+        "require with ~/.postgresql/root.crt of another CA",
+        &migrate(
+            &server.url("loader", PASSWORD, "localhost", "shop", "sslmode=require"),
+            &[],
+            &home,
+        ),
+        &["sslmode verify-ca", "root.crt", "invalid peer certificate"],
+    );
 }

@@ -32,7 +32,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, ServerName, SubjectPublicKeyInfoDer, UnixTime,
+};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
@@ -161,11 +163,15 @@ impl TlsSettings {
         Ok(self)
     }
 
-    /// The mode actually used: `require` with a root certificate checks the
+    /// The mode actually used: `require` with a root certificate (given, or
+    /// libpq's default `~/.postgresql/root.crt` when it exists) checks the
     /// chain, as libpq does.
     pub fn effective_mode(&self) -> SslMode {
         match (self.mode, &self.root_cert) {
             (SslMode::Require, Some(_)) => SslMode::VerifyCa,
+            (SslMode::Require, None) if default_root_cert().is_some_and(|p| p.is_file()) => {
+                SslMode::VerifyCa
+            }
             (mode, _) => mode,
         }
     }
@@ -173,7 +179,8 @@ impl TlsSettings {
     /// One line for logs: the mode and, for the verify modes, the roots.
     pub fn describe(&self) -> String {
         let mode = self.effective_mode();
-        match (&self.root_cert, mode) {
+        let default = || default_root_cert().map(RootCert::File);
+        match (self.root_cert.clone().or_else(default), mode) {
             (Some(root), SslMode::VerifyCa | SslMode::VerifyFull) => {
                 format!("sslmode {mode}, roots {root}")
             }
@@ -458,6 +465,14 @@ fn client_auth(
 }
 
 /// Checks the server's certificate the way the mode asks.
+///
+/// The handshake's signature is always checked against the public key the
+/// certificate carries. In the modes that do not judge the certificate
+/// (`prefer`, `require` without a root certificate) that key is read without
+/// judging anything else, as libpq with OpenSSL does: an X.509 version 1
+/// certificate (what `CREATE EXTENSION citus` makes), an expired or a
+/// self-signed one are all accepted there. The verify modes judge the
+/// certificate with webpki, which takes version 3 certificates only.
 #[derive(Debug)]
 struct Verifier {
     /// `None`: accept any certificate (prefer, require without roots).
@@ -494,12 +509,37 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        let algs = &self.provider.signature_verification_algorithms;
+        if self.chain.is_some() {
+            return rustls::crypto::verify_tls12_signature(message, cert, dss, algs);
+        }
+        // TLS 1.2 names no single algorithm: try each one the scheme maps to.
+        let spki = subject_public_key_info(cert.as_ref()).ok_or_else(unreadable_certificate)?;
+        let spki = SubjectPublicKeyInfoDer::from(spki);
+        let key =
+            webpki::RawPublicKeyEntity::try_from(&spki).map_err(|_| unreadable_certificate())?;
+        let candidates = algs
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, a)| *a)
+            .unwrap_or_default();
+        let mut last = None;
+        for alg in candidates {
+            match key.verify_signature(*alg, message, dss.signature()) {
+                Ok(()) => return Ok(HandshakeSignatureValid::assertion()),
+                Err(e @ webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_)) => {
+                    last = Some(e);
+                }
+                Err(e) => return Err(bad_signature(e)),
+            }
+        }
+        Err(last.map_or(
+            rustls::Error::PeerMisbehaved(
+                rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+            ),
+            bad_signature,
+        ))
     }
 
     fn verify_tls13_signature(
@@ -508,11 +548,16 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        let algs = &self.provider.signature_verification_algorithms;
+        if self.chain.is_some() {
+            return rustls::crypto::verify_tls13_signature(message, cert, dss, algs);
+        }
+        let spki = subject_public_key_info(cert.as_ref()).ok_or_else(unreadable_certificate)?;
+        rustls::crypto::verify_tls13_signature_with_raw_key(
             message,
-            cert,
+            &SubjectPublicKeyInfoDer::from(spki),
             dss,
-            &self.provider.signature_verification_algorithms,
+            algs,
         )
     }
 
@@ -660,6 +705,14 @@ impl RustlsConnect {
             Some(rustls::Error::InvalidCertificate(
                 CertificateError::Expired | CertificateError::ExpiredContext { .. },
             )) => "; the server's certificate has expired".to_string(),
+            Some(rustls::Error::InvalidCertificate(CertificateError::Other(e)))
+                if e.to_string().contains("UnsupportedCertVersion") =>
+            {
+                "; the server's certificate is X.509 version 1, which the verify modes cannot \
+                 check: give the server a version 3 certificate, or use sslmode require \
+                 (encrypted, certificate not checked, as libpq)"
+                    .to_string()
+            }
             _ => String::new(),
         };
         TlsHandshakeError {
@@ -785,6 +838,44 @@ fn der_header(b: &[u8]) -> Option<(u8, usize, usize)> {
     Some((tag, 2 + n, len))
 }
 
+/// The `subjectPublicKeyInfo` element (header included) of a certificate of
+/// any X.509 version, read without judging the certificate.
+fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xa0; // [0] EXPLICIT; absent in version 1
+    /// (tag, the first element with its header, what follows it).
+    fn split(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (tag, h, len) = der_header(b)?;
+        let end = h.checked_add(len)?;
+        Some((tag, b.get(..end)?, b.get(end..)?))
+    }
+    fn content(element: &[u8]) -> Option<&[u8]> {
+        let (_, h, len) = der_header(element)?;
+        element.get(h..h.checked_add(len)?)
+    }
+    let (tag, whole, _) = split(cert)?;
+    let (tag_tbs, tbs, _) = split(content((tag == SEQUENCE).then_some(whole)?)?)?;
+    let mut rest = content((tag_tbs == SEQUENCE).then_some(tbs)?)?;
+    let (tag, _, after) = split(rest)?;
+    if tag == VERSION {
+        rest = after;
+    }
+    // serialNumber, signature, issuer, validity, subject
+    for _ in 0..5 {
+        rest = split(rest)?.2;
+    }
+    let (tag, spki, _) = split(rest)?;
+    (tag == SEQUENCE).then_some(spki)
+}
+
+fn unreadable_certificate() -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::BadEncoding)
+}
+
+fn bad_signature(e: webpki::Error) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(e))))
+}
+
 /// The OID of a certificate's `signatureAlgorithm`.
 fn signature_oid(cert: &[u8]) -> Option<&[u8]> {
     const SEQUENCE: u8 = 0x30;
@@ -824,6 +915,48 @@ fn signature_hash(cert: &[u8]) -> Option<&'static ring::digest::Algorithm> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One key, certified as X.509 version 1 and version 3 (`openssl x509
+    /// -req -signkey` and `openssl req -x509`); its `subjectPublicKeyInfo` as
+    /// `openssl pkey -pubin -outform DER` prints it.
+    const V1_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBIzCBywIUcqmfbK+pexDcHox365noIN21fZEwCgYIKoZIzj0EAwIwFDESMBAG
+A1UEAwwJbG9jYWxob3N0MCAXDTI2MTIwNzA3MTAwM1oYDzIxMjYxMTEzMDcxMDAz
+WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNC
+AAS15bqwu50ffV6wow8+obYrplYfj7J2ggT96VYmPRZdWXF0JkIHMhBpR3yWes6a
+XQf9T0g6psRLil5w0xTy5gamMAoGCCqGSM49BAMCA0cAMEQCIHQrPUMMYCZKNsNa
+O8pQhOaGtxNe0s5AaBihgfdHx7f9AiBYIImQpMRqP4s6We3u6Dw73WjqrO4t2kID
+f+fYZ/s4NA==
+-----END CERTIFICATE-----
+";
+    const V3_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBgDCCASWgAwIBAgIUePatagEcjfYIGDNfnXgSESxt3icwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTIwNzA3MTAwNVoYDzIxMjYxMTEz
+MDcxMDA1WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAAS15bqwu50ffV6wow8+obYrplYfj7J2ggT96VYmPRZdWXF0JkIHMhBp
+R3yWes6aXQf9T0g6psRLil5w0xTy5gamo1MwUTAdBgNVHQ4EFgQUsiJ0hOfcQGRp
+ehnXXwp+ZJ0upZYwHwYDVR0jBBgwFoAUsiJ0hOfcQGRpehnXXwp+ZJ0upZYwDwYD
+VR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNJADBGAiEAi21GiMbERo6SIzZUGNC4
+Ljc6qCwCY2/JqxkYDyYthHACIQD+zLbFtxh6XZees2JU+5C1GQvlpgSOvPc2wXWT
+JPkmlA==
+-----END CERTIFICATE-----
+";
+    const SPKI_HEX: &str = "3059301306072a8648ce3d020106082a8648ce3d03010703420004b5e5bab0bb9d1f7d5eb0a30f3ea1b62ba6561f8fb2768204fde956263d165d597174264207321069477c967ace9a5d07fd4f483aa6c44b8a5e70d314f2e606a6";
+
+    #[test]
+    fn the_public_key_is_read_from_version_1_and_version_3_certificates() {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        for pem in [V1_CERT, V3_CERT] {
+            let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("pem");
+            let spki = subject_public_key_info(der.as_ref()).expect("spki");
+            assert_eq!(hex(spki), SPKI_HEX);
+            // Every strict prefix is refused, never read past its end.
+            for cut in 0..der.as_ref().len() {
+                let _ = subject_public_key_info(&der.as_ref()[..cut]);
+            }
+        }
+        assert!(subject_public_key_info(b"not a certificate").is_none());
+    }
 
     #[test]
     fn modes_parse_like_libpq() {

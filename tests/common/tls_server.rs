@@ -71,24 +71,7 @@ fn make_ca(dir: &Path, name: &str) {
 }
 
 fn make_leaf(dir: &Path, name: &str, cn: &str, ext: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
+    new_key_and_request(dir, name, cn);
     std::fs::write(dir.join(format!("{name}.ext")), ext).expect("write ext");
     openssl(
         dir,
@@ -139,6 +122,73 @@ pub fn make_certs(dir: &Path) -> Certs {
         client_cert: dir.join("client.crt"),
         client_key: dir.join("client.key"),
     }
+}
+
+/// A self-signed X.509 **version 1** certificate for `localhost` and its key
+/// (what `CREATE EXTENSION citus` makes: `openssl x509 -req -signkey` with no
+/// extensions), as (certificate, key).
+pub fn make_v1_self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    new_key_and_request(dir, "v1", "localhost");
+    openssl(
+        dir,
+        &[
+            "x509", "-req", "-in", "v1.csr", "-signkey", "v1.key", "-out", "v1.crt", "-days", "2",
+        ],
+    );
+    (dir.join("v1.crt"), dir.join("v1.key"))
+}
+
+/// A version 3 server certificate for `localhost` signed by the CA in
+/// `dir`, that expired a day ago, as (certificate, key).
+pub fn make_expired_leaf(dir: &Path) -> (PathBuf, PathBuf) {
+    new_key_and_request(dir, "expired", "localhost");
+    std::fs::write(
+        dir.join("expired.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "expired.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "expired.crt",
+            "-days",
+            "-1",
+            "-extfile",
+            "expired.ext",
+        ],
+    );
+    (dir.join("expired.crt"), dir.join("expired.key"))
+}
+
+fn new_key_and_request(dir: &Path, name: &str, cn: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
 }
 
 /// The `postgres` account's uid and gid when the tests run as root (the
@@ -206,6 +256,11 @@ impl TlsServer {
     /// 127.0.0.1 (SCRAM passwords; client certificates for `certuser`),
     /// `log_connections` on, then start.
     pub fn start(certs: &Certs) -> TlsServer {
+        TlsServer::start_with(certs, "")
+    }
+
+    /// [`TlsServer::start`] with more `postgresql.conf` lines.
+    pub fn start_with(certs: &Certs, extra_conf: &str) -> TlsServer {
         let tmp = tempfile::tempdir().expect("tempdir");
         let owner = run_as();
         use std::os::unix::fs::PermissionsExt;
@@ -262,6 +317,7 @@ impl TlsServer {
         );
         let mut text = std::fs::read_to_string(data.join("postgresql.conf")).expect("conf");
         text.push_str(&conf);
+        text.push_str(extra_conf);
         std::fs::write(data.join("postgresql.conf"), text).expect("write conf");
         std::fs::write(
             data.join("pg_hba.conf"),
