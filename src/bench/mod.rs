@@ -1,21 +1,33 @@
 //! `shopstream bench`: measures shopstream against PostgreSQL's own COPY on
-//! this machine and this database, reproducibly, in one run.
+//! this machine and this database, reproducibly, in one run, on data whose
+//! shape shopstream's own generator does not choose.
 //!
-//! It generates a dataset (default 1,000,000 events in 100 files, default
-//! anomaly mix), then measures, each in a fresh database on the same server:
+//! For each **shape** ([`shapes::Shape`]: no duplicates; 1% and 5% of rows
+//! reusing an event id from the same or the previous file (*near*), from
+//! anywhere earlier (*far*), or from events the table held before the run
+//! (*before*, against a table already holding `--history-events`); whole
+//! files re-sent under another name) it deals a dataset from generated pools
+//! (valid events, rows broken on purpose: 2%), then measures, each time in a
+//! fresh database on the same server cloned from the same starting point:
 //!
-//! * **(b) `run --once`** over the raw files, end to end, as a child process
-//!   (wall time from spawn to exit, peak resident memory);
-//! * **(a) the baseline**: `COPY … FROM STDIN (FORMAT csv)` of the rows (b)
-//!   loaded, already clean, in the dataset's order (file, then line), into
-//!   a table made `LIKE ecommerce_events INCLUDING ALL` (same columns,
-//!   types, primary key and indexes);
-//! * **start-up**: process start to its first file committed, against a
-//!   running, migrated database;
-//! * **(c) latency**: a `run` watching a folder while files are renamed into
-//!   it at a steady event rate; per file, the time from its rename to its
-//!   ledger row being visible (committed);
-//! * **(d) memory on one big file** (default 2 GiB).
+//! * **`run --once`** over the raw files, end to end, as a child process
+//!   (wall time from spawn to exit, peak resident memory), checked against
+//!   the dataset's exact account (rows read, rows loaded);
+//! * **the baseline**: the clean rows `run` loaded, in the dataset's order,
+//!   COPYed into `ecommerce_events` of a fresh clone (the same table as
+//!   `LIKE ecommerce_events INCLUDING ALL`: it has no trigger or foreign key;
+//!   for *before* it holds the same history), after a `CHECKPOINT`, two
+//!   ways: server-side `COPY … FROM 'file' (FORMAT csv)` (needs a superuser
+//!   or `pg_read_server_files`) and `COPY … FROM STDIN (FORMAT binary)` from
+//!   the client. The faster one is the baseline.
+//!
+//! Both sides take the same statistic, the minimum of `--repeat` runs; the
+//! ratio is baseline ÷ run (≥ 1: shopstream is at least as fast).
+//!
+//! Then, once: **start-up** (process start to its first file committed),
+//! **latency** (a `run` watching a folder while files are renamed into it at
+//! a steady event rate; per file, the time from its rename to its ledger
+//! row being visible) and **memory on one big file** (default 2 GiB).
 //!
 //! It prints a table and writes the figures as JSON. It never asserts a
 //! target: it reports what it measured, and BENCHMARKS.md keeps the record.
@@ -23,6 +35,7 @@
 //! the database; it changes nothing in shopstream's behaviour.
 
 pub mod measure;
+pub mod shapes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,28 +50,50 @@ use crate::db::migrate;
 use crate::generate::{generate, GenerateArgs, GenerateError};
 use crate::shutdown::Shutdown;
 use measure::{median, percentile, Exit, Machine, Measured};
+use shapes::{Composed, Pools, Shape};
 
 /// Options of `shopstream bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Events in the dataset for (a) and (b).
+    /// Rows in each shape's dataset (2% of them broken on purpose).
     #[arg(long, env = "SHOPSTREAM_BENCH_EVENTS", default_value_t = 1_000_000)]
     pub events: u64,
 
-    /// Files the dataset is split into.
+    /// Files each dataset is split into.
     #[arg(long, env = "SHOPSTREAM_BENCH_FILES", default_value_t = 100)]
     pub files: u64,
+
+    /// Dataset shapes to measure, comma separated: plain (no duplicates);
+    /// near-P, far-P, before-P (P% of rows reuse an event id from the same
+    /// or previous file, from anywhere earlier, or from the events the table
+    /// held before the run); resent (one file in twenty delivered again
+    /// under another name).
+    #[arg(
+        long,
+        env = "SHOPSTREAM_BENCH_SHAPES",
+        value_delimiter = ',',
+        default_value = "plain,near-1,near-5,far-1,far-5,before-1,before-5,resent"
+    )]
+    pub shapes: Vec<Shape>,
+
+    /// Events the table holds before the run in the before-P shapes.
+    #[arg(
+        long,
+        env = "SHOPSTREAM_BENCH_HISTORY_EVENTS",
+        default_value_t = 3_000_000
+    )]
+    pub history_events: u64,
 
     /// Generator seed (the same seed gives the same dataset).
     #[arg(long, env = "SHOPSTREAM_BENCH_SEED", default_value_t = 1)]
     pub seed: u64,
 
-    /// How many times (a), (b) and the start-up are measured; the table
-    /// shows medians, the JSON every run.
+    /// How many times each shape's run and baselines (and the start-up)
+    /// are measured; the table shows the minimum, the JSON every run.
     #[arg(long, env = "SHOPSTREAM_BENCH_REPEAT", default_value_t = 1)]
     pub repeat: u32,
 
-    /// Events per second fed to the watching loader in (c).
+    /// Events per second fed to the watching loader (latency step).
     #[arg(
         long,
         env = "SHOPSTREAM_BENCH_LATENCY_RATE",
@@ -66,11 +101,11 @@ pub struct BenchArgs {
     )]
     pub latency_rate: f64,
 
-    /// Files fed in (c) (latency percentiles are over these).
+    /// Files fed in the latency step (percentiles are over these).
     #[arg(long, env = "SHOPSTREAM_BENCH_LATENCY_FILES", default_value_t = 300)]
     pub latency_files: u64,
 
-    /// Events per file in (c).
+    /// Events per file in the latency step.
     #[arg(
         long,
         env = "SHOPSTREAM_BENCH_LATENCY_FILE_EVENTS",
@@ -78,12 +113,13 @@ pub struct BenchArgs {
     )]
     pub latency_file_events: u64,
 
-    /// Size of the single big file for (d), in MiB; 0 skips it.
+    /// Size of the single big file (big step), in MiB; 0 skips it.
     #[arg(long, env = "SHOPSTREAM_BENCH_BIG_FILE_MIB", default_value_t = 2048)]
     pub big_file_mib: u64,
 
-    /// Steps to run, comma separated: copy, run, startup, latency, big.
-    /// `copy` needs `run` (it copies the rows `run` loaded).
+    /// Steps to run, comma separated: run (`run --once` on every shape),
+    /// copy (the COPY baselines of every shape; needs run, it copies the
+    /// rows run loaded), startup, latency, big.
     #[arg(
         long,
         env = "SHOPSTREAM_BENCH_STEPS",
@@ -170,25 +206,28 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Ben
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Results {
     pub machine: Option<Machine>,
-    pub dataset: Option<Dataset>,
-    pub run: Vec<RunOnce>,
-    pub copy: Vec<Copy>,
-    /// Median COPY seconds / median `run --once` seconds (≥ 1: shopstream
-    /// is at least as fast as COPY of the clean rows).
-    pub speed_ratio: Option<f64>,
+    pub shapes: Vec<ShapeResult>,
     pub startup_ms: Vec<f64>,
     pub latency: Option<Latency>,
     pub big_file: Option<BigFile>,
     pub run_args: Vec<String>,
 }
 
+/// One shape's dataset and measurements.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Dataset {
-    pub events: u64,
-    pub files: u64,
-    pub bytes: u64,
-    pub seed: u64,
-    pub expected_loaded: u64,
+pub struct ShapeResult {
+    pub dataset: Composed,
+    /// Events the table held before the run.
+    pub history_events: u64,
+    pub run: Vec<RunOnce>,
+    pub copy: Vec<Copy>,
+    /// Minimum of the runs, seconds.
+    pub run_min: Option<f64>,
+    /// Minimum over the repeats of the faster COPY way, seconds.
+    pub baseline_min: Option<f64>,
+    pub baseline_method: Option<String>,
+    /// `baseline_min / run_min` (≥ 1: shopstream is at least as fast).
+    pub speed_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -202,8 +241,11 @@ pub struct RunOnce {
     pub cpu_seconds: f64,
 }
 
+/// One timed COPY of the clean rows.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Copy {
+    /// `server csv` or `client binary`.
+    pub method: String,
     pub seconds: f64,
     pub rows: u64,
     pub rows_per_sec: f64,
@@ -238,6 +280,10 @@ struct Bench<'a> {
     dir: PathBuf,
     shutdown: &'a Shutdown,
     databases: Vec<String>,
+    /// The empty, migrated database the runs start from (cloned).
+    empty_template: Option<String>,
+    /// The database holding the history, for the before shapes (cloned).
+    history_template: Option<String>,
 }
 
 /// Runs the bench, prints the table and writes the JSON.
@@ -272,6 +318,8 @@ pub async fn bench(
         dir,
         shutdown,
         databases: vec![],
+        empty_template: None,
+        history_template: None,
     };
     let result = b.all().await;
     if !args.keep {
@@ -300,38 +348,12 @@ impl Bench<'_> {
         results.machine = Some(Machine::read(format!("PostgreSQL {version}")));
         drop(admin);
         let steps = &self.args.steps;
-
-        let dataset_dir = self.dir.join("dataset");
         if steps.contains(&Step::Run) {
-            results.dataset = Some(self.dataset(&dataset_dir).await?);
-            let mut last_db = None;
-            for i in 0..self.args.repeat {
+            let pools = self.pools().await?;
+            for shape in self.args.shapes.clone() {
                 self.check()?;
-                let (r, name) = self.run_once(&dataset_dir, i).await?;
-                eprintln!(
-                    "run --once: {:.2} s, {:.0} rows/s, {:.1} MiB, {:.2} s of CPU",
-                    r.seconds, r.rows_per_sec, r.peak_rss_mib, r.cpu_seconds
-                );
-                results.run.push(r);
-                last_db = Some(name);
-            }
-            if let (true, Some(name)) = (steps.contains(&Step::Copy), last_db) {
-                let clean = self.export_clean(&name).await?;
-                for _ in 0..self.args.repeat {
-                    self.check()?;
-                    let c = self.copy_baseline(&name, &clean).await?;
-                    eprintln!(
-                        "COPY baseline: {:.2} s, {:.0} rows/s",
-                        c.seconds, c.rows_per_sec
-                    );
-                    results.copy.push(c);
-                }
-                let _ = std::fs::remove_file(&clean);
-                let run = median(&results.run.iter().map(|r| r.seconds).collect::<Vec<_>>());
-                let copy = median(&results.copy.iter().map(|c| c.seconds).collect::<Vec<_>>());
-                if let (Some(r), Some(c)) = (run, copy) {
-                    results.speed_ratio = Some(c / r);
-                }
+                let r = self.shape(shape, &pools).await?;
+                results.shapes.push(r);
             }
         }
         if steps.contains(&Step::Startup) {
@@ -360,6 +382,17 @@ impl Bench<'_> {
     /// database the bench was pointed at (`shopstream_bench_run_0` for the
     /// embedded one). Returns it and its name.
     async fn fresh_db(&mut self, step: &str) -> Result<(Database, String), BenchError> {
+        self.fresh_db_from(step, None).await
+    }
+
+    /// [`Bench::fresh_db`], or a clone of the database `template` (its
+    /// files copied, fast whatever its size) when given. The server
+    /// checkpoints before it returns.
+    async fn fresh_db_from(
+        &mut self,
+        step: &str,
+        template: Option<&str>,
+    ) -> Result<(Database, String), BenchError> {
         let admin = self.db.connect().await?;
         let base: String = admin
             .query_one("SELECT current_database()", &[])
@@ -376,19 +409,28 @@ impl Bench<'_> {
             })
             .take(40)
             .collect();
+        let step: String = step
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
         let name = format!("{base}_bench_{step}");
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
             .await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await?;
+        let create = match template {
+            // FILE_COPY copies the files instead of logging every page.
+            Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\" STRATEGY FILE_COPY"),
+            None => format!("CREATE DATABASE \"{name}\""),
+        };
+        admin.batch_execute(&create).await?;
         if !self.databases.contains(&name) {
             self.databases.push(name.clone());
         }
         let db = self.db.sibling(&name);
-        let mut c = db.connect().await?;
-        migrate::migrate(&mut c).await?;
+        if template.is_none() {
+            let mut c = db.connect().await?;
+            migrate::migrate(&mut c).await?;
+        }
         // Start each measurement without a pending checkpoint (needs
         // superuser; harmless to skip otherwise).
         let _ = admin.batch_execute("CHECKPOINT").await;
@@ -459,37 +501,203 @@ impl Bench<'_> {
         Ok(generate(&args, self.shutdown).await?)
     }
 
-    async fn dataset(&self, dir: &Path) -> Result<Dataset, BenchError> {
-        let per_file = self.args.events / self.args.files;
+    /// Generates what every shape is dealt from: valid events, broken
+    /// rows, and (when a shape needs it) the history, loaded (untimed) into
+    /// a template database that the `before` runs start from.
+    async fn pools(&mut self) -> Result<Pools, BenchError> {
+        let a = self.args;
+        let per_file = a.events / a.files;
+        let invalid_per_file = (per_file / 50) as usize; // 2%
         eprintln!(
-            "generating {} events in {} files into {} ...",
-            per_file * self.args.files,
-            self.args.files,
-            dir.display()
+            "generating the pools: {} valid events in {} files, {} broken rows ...",
+            (per_file - invalid_per_file as u64) * a.files,
+            a.files,
+            invalid_per_file as u64 * a.files
         );
-        let report = self
-            .generate_into(dir, self.args.files, per_file, self.args.seed)
+        let valid_dir = self.dir.join("pool-valid");
+        let valid = self
+            .generate_pool(
+                &valid_dir,
+                a.files,
+                per_file - invalid_per_file as u64,
+                a.seed,
+                0.0,
+            )
             .await?;
-        Ok(Dataset {
-            events: report.rows,
-            files: report.files.len() as u64,
-            bytes: dir_bytes(dir)?,
-            seed: report.seed,
-            expected_loaded: report.loaded,
+        let invalid_dir = self.dir.join("pool-invalid");
+        let invalid = self
+            .generate_pool(
+                &invalid_dir,
+                1,
+                (invalid_per_file as u64 * a.files).max(1),
+                a.seed + 10,
+                1.0,
+            )
+            .await?;
+        let invalid = invalid.into_iter().next().ok_or_else(|| {
+            BenchError::Options("the generator wrote no file of broken rows".into())
+        })?;
+        let history_ids = if a.shapes.iter().any(|s| s.needs_history()) {
+            self.history().await?
+        } else {
+            vec![]
+        };
+        Ok(Pools {
+            valid,
+            invalid,
+            invalid_per_file,
+            history_ids,
         })
     }
 
-    /// (b): `run --once` over the dataset in a fresh database.
-    async fn run_once(&mut self, dataset: &Path, i: u32) -> Result<(RunOnce, String), BenchError> {
-        let (db, name) = self.fresh_db(&format!("run_{i}")).await?;
-        let (cmd, log) = self.loader(&db, dataset, true, &format!("run-{i}"));
+    /// Files of `events_per_file` rows, every row valid (`invalid` 0) or
+    /// every row broken (`invalid` 1), no duplicate; their paths in order.
+    async fn generate_pool(
+        &self,
+        dir: &Path,
+        files: u64,
+        events_per_file: u64,
+        seed: u64,
+        invalid: f64,
+    ) -> Result<Vec<PathBuf>, BenchError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(io_err("cannot clear", dir))?;
+        }
+        let args = GenerateArgs {
+            output: dir.to_path_buf(),
+            seed: Some(seed),
+            files: Some(files),
+            events_per_file,
+            invalid_share: invalid,
+            duplicate_share: 0.0,
+            late_share: if invalid > 0.0 { 0.0 } else { 0.02 },
+            ..GenerateArgs::default()
+        };
+        let report = generate(&args, self.shutdown).await?;
+        let want = if invalid > 0.0 { 0 } else { report.rows };
+        if report.loaded != want || report.duplicates != 0 {
+            return Err(BenchError::Mismatch(format!(
+                "the pool in {} has {} loadable rows of {}",
+                dir.display(),
+                report.loaded,
+                report.rows
+            )));
+        }
+        Ok(report.files.iter().map(|f| dir.join(f)).collect())
+    }
+
+    /// The history the `before` shapes start from: generated, loaded by
+    /// `run --once` into the template database (not timed), and a sample of
+    /// its event ids.
+    async fn history(&mut self) -> Result<Vec<String>, BenchError> {
+        let a = self.args;
+        let files = a.history_events.div_ceil(100_000).max(1);
+        let per_file = (a.history_events / files).max(1);
+        eprintln!(
+            "history: {} events already in the table for the before shapes ...",
+            per_file * files
+        );
+        let dir = self.dir.join("history");
+        self.generate_pool(&dir, files, per_file, a.seed + 20, 0.0)
+            .await?;
+        let (db, name) = self.fresh_db("tpl_history").await?;
+        let (cmd, log) = self.loader(&db, &dir, true, "history");
+        let m = Measured::spawn(cmd, &log).map_err(io_err("cannot start", &self.exe))?;
+        self.wait(m, "history load", &log).await?;
+        let c = db.connect().await?;
+        let rows = c
+            .query(
+                "SELECT event_id::text FROM ecommerce_events ORDER BY md5(event_id::text) LIMIT 200000",
+                &[],
+            )
+            .await?;
+        drop(c);
+        let _ = std::fs::remove_dir_all(&dir);
+        self.history_template = Some(name);
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// One shape: its dataset, `run --once` and the baselines.
+    async fn shape(&mut self, shape: Shape, pools: &Pools) -> Result<ShapeResult, BenchError> {
+        let dir = self.dir.join("dataset");
+        let composed = shapes::compose(shape, pools, &dir, self.args.seed)
+            .map_err(|e| BenchError::Options(format!("composing the {shape} dataset: {e}")))?;
+        eprintln!(
+            "{shape}: {} rows in {} files ({} broken, {} duplicate rows, {} re-sent files)",
+            composed.rows,
+            composed.files,
+            composed.invalid_rows,
+            composed.duplicate_rows,
+            composed.resent_files
+        );
+        let template = if shape.needs_history() {
+            self.history_template.clone()
+        } else {
+            None
+        };
+        let mut result = ShapeResult {
+            history_events: if template.is_some() {
+                self.args.history_events
+            } else {
+                0
+            },
+            dataset: composed,
+            run: vec![],
+            copy: vec![],
+            run_min: None,
+            baseline_min: None,
+            baseline_method: None,
+            speed_ratio: None,
+        };
+        let mut last_db = None;
+        for i in 0..self.args.repeat {
+            self.check()?;
+            let label = format!("{shape}-{i}");
+            let (r, name) = self
+                .run_once(&dir, &result.dataset, template.as_deref(), &label)
+                .await?;
+            eprintln!(
+                "{shape}: run --once {:.2} s, {:.0} rows/s, {:.1} MiB, {:.2} s of CPU",
+                r.seconds, r.rows_per_sec, r.peak_rss_mib, r.cpu_seconds
+            );
+            result.run.push(r);
+            last_db = Some(name);
+        }
+        if let (true, Some(name)) = (self.args.steps.contains(&Step::Copy), last_db) {
+            result.copy = self
+                .baselines(shape, &name, &dir, template.as_deref())
+                .await?;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        summarise(&mut result);
+        Ok(result)
+    }
+
+    /// `run --once` over a shape's dataset in a fresh database, checked
+    /// against the dataset's account.
+    async fn run_once(
+        &mut self,
+        dataset: &Path,
+        expected: &Composed,
+        template: Option<&str>,
+        label: &str,
+    ) -> Result<(RunOnce, String), BenchError> {
+        let template = match template {
+            Some(t) => t.to_string(),
+            None => self.empty_template().await?,
+        };
+        let (db, name) = self
+            .fresh_db_from(&format!("run_{label}"), Some(&template))
+            .await?;
+        let (cmd, log) = self.loader(&db, dataset, true, &format!("run-{label}"));
         let m = Measured::spawn(cmd, &log).map_err(io_err("cannot start", &self.exe))?;
         let exit = self.wait(m, "run --once", &log).await?;
-        let (read, loaded) = ledger_totals(&db).await?;
-        let events = self.args.events / self.args.files * self.args.files;
-        if read != events {
+        let (read, loaded) = ledger_totals(&db, dataset).await?;
+        if read != expected.rows || loaded != expected.expected_loaded {
             return Err(BenchError::Mismatch(format!(
-                "run --once read {read} rows of {events}"
+                "{label}: run --once read {read} rows and loaded {loaded}; the dataset has {} \
+                 rows of which {} must load",
+                expected.rows, expected.expected_loaded
             )));
         }
         let seconds = exit.wall.as_secs_f64();
@@ -506,70 +714,98 @@ impl Bench<'_> {
         ))
     }
 
-    /// The rows `run` loaded, as CSV, for the baseline: in the dataset's
-    /// order, whatever order `run` left them in (rows sorted by event id
-    /// would make the baseline's primary key cheaper to build).
-    async fn export_clean(&self, name: &str) -> Result<PathBuf, BenchError> {
-        let path = self.dir.join("clean.csv");
-        let c = self.db.sibling(name).connect().await?;
-        let stream = c
-            .copy_out(
-                "COPY (SELECT * FROM ecommerce_events ORDER BY source_file, source_line)
-                 TO STDOUT (FORMAT csv)",
-            )
-            .await?;
-        let mut stream = std::pin::pin!(stream);
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .map_err(io_err("cannot create", &path))?;
-        use futures_util::StreamExt;
-        use tokio::io::AsyncWriteExt;
-        while let Some(chunk) = stream.next().await {
-            file.write_all(&chunk?)
-                .await
-                .map_err(io_err("cannot write", &path))?;
+    /// An empty, migrated database the runs and baselines clone.
+    async fn empty_template(&mut self) -> Result<String, BenchError> {
+        if let Some(t) = &self.empty_template {
+            return Ok(t.clone());
         }
-        file.flush().await.map_err(io_err("cannot write", &path))?;
-        Ok(path)
+        let (_, name) = self.fresh_db("tpl_empty").await?;
+        self.empty_template = Some(name.clone());
+        Ok(name)
     }
 
-    /// (a): PostgreSQL's COPY of the clean rows into a table like
-    /// `ecommerce_events` (columns, types, primary key, indexes).
-    async fn copy_baseline(&self, name: &str, clean: &Path) -> Result<Copy, BenchError> {
-        let c = self.db.sibling(name).connect().await?;
-        c.batch_execute(
-            "DROP TABLE IF EXISTS bench_copy_baseline;
-             CREATE TABLE bench_copy_baseline (LIKE ecommerce_events INCLUDING ALL)",
-        )
-        .await?;
-        let _ = c.batch_execute("CHECKPOINT").await;
-        let mut file = tokio::fs::File::open(clean)
-            .await
-            .map_err(io_err("cannot open", clean))?;
-        let started = Instant::now();
-        let sink = c
-            .copy_in("COPY bench_copy_baseline FROM STDIN (FORMAT csv)")
-            .await?;
-        let mut sink = std::pin::pin!(sink);
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .await
-                .map_err(io_err("cannot read", clean))?;
-            if n == 0 {
-                break;
+    /// The COPY baselines of one shape: the clean rows the run in `name`
+    /// loaded, both ways, `--repeat` times each, each into a fresh clone of
+    /// the run's starting point.
+    async fn baselines(
+        &mut self,
+        shape: Shape,
+        name: &str,
+        dataset: &Path,
+        template: Option<&str>,
+    ) -> Result<Vec<Copy>, BenchError> {
+        let (csv, bin) = self.export_clean(name, dataset).await?;
+        let template = match template {
+            Some(t) => t.to_string(),
+            None => self.empty_template().await?,
+        };
+        let mut out = vec![];
+        let mut server_refused = false;
+        for i in 0..self.args.repeat {
+            for method in [CopyMethod::ServerCsv, CopyMethod::ClientBinary] {
+                self.check()?;
+                if method == CopyMethod::ServerCsv && server_refused {
+                    continue;
+                }
+                let (db, _) = self
+                    .fresh_db_from(&format!("copy_{shape}_{i}"), Some(&template))
+                    .await?;
+                match copy_once(&db, method, &csv, &bin).await {
+                    Ok(c) => {
+                        eprintln!("{shape}: COPY ({}) {:.2} s", c.method, c.seconds);
+                        out.push(c);
+                    }
+                    Err(e) if method == CopyMethod::ServerCsv => {
+                        eprintln!(
+                            "{shape}: server-side COPY from a file is not possible here ({e}); \
+                             the baseline is the client's binary COPY"
+                        );
+                        server_refused = true;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
-            sink.send(bytes::Bytes::copy_from_slice(&buf[..n])).await?;
         }
-        let rows = sink.as_mut().finish().await?;
-        let seconds = started.elapsed().as_secs_f64();
-        c.batch_execute("DROP TABLE bench_copy_baseline").await?;
-        Ok(Copy {
-            seconds,
-            rows,
-            rows_per_sec: rows as f64 / seconds,
-        })
+        let _ = std::fs::remove_file(&csv);
+        let _ = std::fs::remove_file(&bin);
+        Ok(out)
+    }
+
+    /// The rows `run` loaded from `dataset`, in the dataset's order (file,
+    /// then line), as CSV and as binary COPY data.
+    async fn export_clean(
+        &self,
+        name: &str,
+        dataset: &Path,
+    ) -> Result<(PathBuf, PathBuf), BenchError> {
+        let prefix = sql_literal(&format!("{}/", dataset.display()));
+        let c = self.db.sibling(name).connect().await?;
+        let mut paths = vec![];
+        for (file, format) in [("clean.csv", "csv"), ("clean.bin", "binary")] {
+            let path = self.dir.join(file);
+            let query = format!(
+                "COPY (SELECT * FROM ecommerce_events WHERE starts_with(source_file, {prefix})
+                       ORDER BY source_file, source_line)
+                 TO STDOUT (FORMAT {format})"
+            );
+            let stream = c.copy_out(query.as_str()).await?;
+            let mut stream = std::pin::pin!(stream);
+            let mut out = tokio::fs::File::create(&path)
+                .await
+                .map_err(io_err("cannot create", &path))?;
+            use futures_util::StreamExt;
+            use tokio::io::AsyncWriteExt;
+            while let Some(chunk) = stream.next().await {
+                out.write_all(&chunk?)
+                    .await
+                    .map_err(io_err("cannot write", &path))?;
+            }
+            out.flush().await.map_err(io_err("cannot write", &path))?;
+            paths.push(path);
+        }
+        let bin = paths.pop().unwrap_or_default();
+        let csv = paths.pop().unwrap_or_default();
+        Ok((csv, bin))
     }
 
     /// Process start to the first file committed, against a running,
@@ -749,7 +985,7 @@ impl Bench<'_> {
         let (cmd, log) = self.loader(&db, &dir, true, "big");
         let m = Measured::spawn(cmd, &log).map_err(io_err("cannot start", &self.exe))?;
         let exit = self.wait(m, "big file", &log).await?;
-        let (read, _) = ledger_totals(&db).await?;
+        let (read, _) = ledger_totals(&db, &dir).await?;
         if read != events {
             return Err(BenchError::Mismatch(format!(
                 "the big file has {events} rows, run read {read}"
@@ -772,18 +1008,102 @@ impl Bench<'_> {
     }
 }
 
-/// Rows read and loaded over the whole ledger.
-async fn ledger_totals(db: &Database) -> Result<(u64, u64), BenchError> {
+/// Rows read and loaded over the ledger rows of the files in `dir`.
+async fn ledger_totals(db: &Database, dir: &Path) -> Result<(u64, u64), BenchError> {
     let c = db.connect().await?;
+    let prefix = format!("{}/", dir.display());
     let row = c
         .query_one(
             "SELECT coalesce(sum(rows_read), 0)::int8, coalesce(sum(rows_loaded), 0)::int8
-             FROM ingested_files",
-            &[],
+             FROM ingested_files WHERE starts_with(path, $1)",
+            &[&prefix],
         )
         .await?;
     let (read, loaded): (i64, i64) = (row.get(0), row.get(1));
     Ok((read.max(0) as u64, loaded.max(0) as u64))
+}
+
+/// The two ways PostgreSQL itself takes the clean rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CopyMethod {
+    /// `COPY … FROM 'file' (FORMAT csv)`: the server reads the file.
+    ServerCsv,
+    /// `COPY … FROM STDIN (FORMAT binary)` streamed by the client.
+    ClientBinary,
+}
+
+impl CopyMethod {
+    fn name(self) -> &'static str {
+        match self {
+            CopyMethod::ServerCsv => "server csv",
+            CopyMethod::ClientBinary => "client binary",
+        }
+    }
+}
+
+/// One timed COPY of the clean rows into `ecommerce_events` of `db`.
+async fn copy_once(
+    db: &Database,
+    method: CopyMethod,
+    csv: &Path,
+    bin: &Path,
+) -> Result<Copy, BenchError> {
+    let c = db.connect().await?;
+    let started = Instant::now();
+    let rows = match method {
+        CopyMethod::ServerCsv => {
+            let file = sql_literal(&csv.display().to_string());
+            c.execute(
+                format!("COPY ecommerce_events FROM {file} (FORMAT csv)").as_str(),
+                &[],
+            )
+            .await?
+        }
+        CopyMethod::ClientBinary => {
+            let mut file = tokio::fs::File::open(bin)
+                .await
+                .map_err(io_err("cannot open", bin))?;
+            let sink = c
+                .copy_in("COPY ecommerce_events FROM STDIN (FORMAT binary)")
+                .await?;
+            let mut sink = std::pin::pin!(sink);
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = file
+                    .read(&mut buf)
+                    .await
+                    .map_err(io_err("cannot read", bin))?;
+                if n == 0 {
+                    break;
+                }
+                sink.send(bytes::Bytes::copy_from_slice(&buf[..n])).await?;
+            }
+            sink.as_mut().finish().await?
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Copy {
+        method: method.name().to_string(),
+        seconds,
+        rows,
+        rows_per_sec: rows as f64 / seconds,
+    })
+}
+
+/// `text` as an SQL string literal.
+fn sql_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The minimum of each side and their ratio.
+fn summarise(r: &mut ShapeResult) {
+    r.run_min = r.run.iter().map(|x| x.seconds).min_by(f64::total_cmp);
+    let fastest = r.copy.iter().min_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    r.baseline_min = fastest.map(|c| c.seconds);
+    r.baseline_method = fastest.map(|c| c.method.clone());
+    if let (Some(run), Some(copy)) = (r.run_min, r.baseline_min) {
+        r.speed_ratio = Some(copy / run);
+    }
 }
 
 async fn wait_for_paths(
@@ -829,86 +1149,102 @@ fn dir_bytes(dir: &Path) -> Result<u64, BenchError> {
     Ok(total)
 }
 
-/// The results as a plain-text table.
+/// Left-aligned columns, two spaces apart.
+fn columns(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..n)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The results as plain-text tables: one row per shape, then the rest.
 pub fn table(r: &Results) -> String {
-    let mut rows: Vec<(String, String, String)> = vec![];
-    let med = |v: Vec<f64>| median(&v);
-    if let Some(d) = &r.dataset {
-        rows.push((
-            "dataset".into(),
-            format!(
-                "{} events, {} files, {:.0} MiB",
-                d.events,
-                d.files,
-                d.bytes as f64 / 1048576.0
-            ),
-            String::new(),
-        ));
+    let mut out = String::new();
+    if !r.shapes.is_empty() {
+        let mut rows = vec![[
+            "shape",
+            "rows",
+            "dup rows",
+            "in table",
+            "run --once (min)",
+            "COPY baseline (min)",
+            "ratio",
+            "peak RSS",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for s in &r.shapes {
+            let d = &s.dataset;
+            let dups = match d.resent_files {
+                0 => d.duplicate_rows.to_string(),
+                1 => "1 file".to_string(),
+                n => format!("{n} files"),
+            };
+            let rss = s.run.iter().map(|x| x.peak_rss_mib).max_by(f64::total_cmp);
+            rows.push(vec![
+                d.shape.clone(),
+                d.rows.to_string(),
+                dups,
+                s.history_events.to_string(),
+                s.run_min.map_or("-".into(), |x| format!("{x:.2} s")),
+                match (s.baseline_min, &s.baseline_method) {
+                    (Some(x), Some(m)) => format!("{x:.2} s ({m})"),
+                    _ => "-".into(),
+                },
+                s.speed_ratio.map_or("-".into(), |x| format!("{x:.2}")),
+                rss.map_or("-".into(), |x| format!("{x:.1} MiB")),
+            ]);
+        }
+        out.push_str(&columns(&rows));
+        out.push_str("targets: ratio ≥ 1.0 (baseline ÷ run), peak RSS ≤ 64 MiB\n\n");
     }
-    if let Some(s) = med(r.copy.iter().map(|c| c.seconds).collect()) {
-        let rows_n = r.copy.first().map_or(0, |c| c.rows);
-        rows.push((
-            "(a) COPY of the clean rows".into(),
-            format!("{s:.2} s, {:.0} rows/s", rows_n as f64 / s),
-            format!("{} rows", rows_n),
-        ));
-    }
-    if let Some(s) = med(r.run.iter().map(|x| x.seconds).collect()) {
-        let read = r.run.first().map_or(0, |x| x.rows_read);
-        let rss = med(r.run.iter().map(|x| x.peak_rss_mib).collect()).unwrap_or(0.0);
-        rows.push((
-            "(b) shopstream run --once".into(),
-            format!("{s:.2} s, {:.0} rows/s", read as f64 / s),
-            format!("peak {rss:.1} MiB"),
-        ));
-    }
-    if let Some(x) = r.speed_ratio {
-        rows.push((
-            "speed ratio (a)/(b)".into(),
-            format!("{x:.2}"),
-            "target ≥ 1.0".into(),
-        ));
-    }
+    let mut rows: Vec<Vec<String>> = vec![];
     if let Some(l) = &r.latency {
-        rows.push((
-            format!("(c) latency at {:.0} events/s", l.rate),
+        rows.push(vec![
+            format!("latency at {:.0} events/s", l.rate),
             format!(
                 "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
                 l.p50_ms, l.p95_ms, l.p99_ms
             ),
-            format!("{} files; target p99 ≤ 100 ms", l.files),
-        ));
+            format!("{} files; target p50 ≤ 10 ms, p99 ≤ 50 ms", l.files),
+        ]);
     }
-    if let Some(s) = med(r.startup_ms.clone()) {
-        rows.push((
+    if let Some(s) = median(&r.startup_ms) {
+        rows.push(vec![
             "start to first commit".into(),
             format!("{s:.1} ms (median of {})", r.startup_ms.len()),
             "target ≤ 100 ms".into(),
-        ));
+        ]);
     }
     if let Some(b) = &r.big_file {
-        rows.push((
-            "(d) one big file".into(),
+        rows.push(vec![
+            "one big file".into(),
             format!(
                 "{:.0} MiB, {:.1} s, {:.0} rows/s",
                 b.bytes as f64 / 1048576.0,
                 b.seconds,
                 b.rows_per_sec
             ),
-            format!("peak {:.1} MiB; target ≤ 100 MiB", b.peak_rss_mib),
-        ));
+            format!("peak {:.1} MiB; target ≤ 64 MiB", b.peak_rss_mib),
+        ]);
     }
-    let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
-    let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
-    let mut out = String::new();
-    for (a, b, c) in rows {
-        let pad0 = w0 - a.chars().count();
-        let pad1 = w1 - b.chars().count();
-        out.push_str(&format!(
-            "{a}{}  {b}{}  {c}\n",
-            " ".repeat(pad0),
-            " ".repeat(pad1)
-        ));
-    }
+    out.push_str(&columns(&rows));
     out
 }
