@@ -210,7 +210,7 @@ async fn version_layouts_load_exactly_as_reported_per_file_and_type() {
 }
 
 #[tokio::test]
-async fn running_again_changes_nothing_and_a_copy_under_a_new_name_adds_nothing() {
+async fn running_again_touching_a_file_or_copying_it_under_a_new_name_adds_nothing() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("in");
@@ -448,7 +448,7 @@ async fn wait_until(limit: Duration, what: &str, cond: impl Fn() -> bool) {
 }
 
 #[tokio::test]
-async fn continuous_run_loads_renamed_files_ignores_temp_names_and_stops_on_sigterm() {
+async fn continuous_run_loads_renamed_files_leaves_temp_names_untouched_and_stops_on_sigterm() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
