@@ -57,7 +57,7 @@ async fn sigterm_lets_the_batch_in_flight_commit_then_exits_0() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     write_file(tmp.path());
-    let mut loader = paused_loader(&db, tmp.path(), 4000);
+    let mut loader = paused_loader(&db, tmp.path(), 8000);
     wait_logged(&loader, "before COMMIT").await;
     // The batch is inside its transaction: nothing is visible yet.
     assert_eq!(committed(&db).await, (0, 0), "{}", loader.log());
