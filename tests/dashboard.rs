@@ -1,8 +1,11 @@
 //! The live dashboard in a real browser: headless Chromium (Debian's
-//! `chromium`, which `.ci/run` installs) loads the page of a running
-//! pipeline, runs its script, and the tiles and charts it renders show the
-//! database's own numbers; when more files arrive, the page catches up by
-//! itself.
+//! `chromium`, which `.ci/run` installs) keeps one page of a running
+//! pipeline open, driven over the DevTools protocol (`--remote-debugging-
+//! pipe`: JSON messages on file descriptors 3 and 4, no port, no extra
+//! crate). The tiles and charts its script renders show the database's own
+//! numbers, and when more files arrive the SAME page catches up by itself:
+//! a marker set in it survives (no reload) while its own refresh count
+//! grows and the new numbers appear.
 
 mod common;
 
@@ -60,27 +63,190 @@ fn chromium() -> String {
     panic!("headless Chromium is needed for this test: apt-get install chromium (.ci/run does), or set CHROMIUM");
 }
 
-/// The page's DOM after its script has run.
-fn dump_dom(url: &str, profile: &Path) -> String {
-    let out = Command::new(chromium())
-        .args([
+/// A pipe whose ends are not inherited by children (O_CLOEXEC): (read,
+/// write).
+fn pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+/// Headless Chromium with one page open, spoken to over the DevTools
+/// protocol on a pipe; killed when dropped.
+struct Browser {
+    child: std::process::Child,
+    to: std::fs::File,
+    from: std::sync::mpsc::Receiver<serde_json::Value>,
+    next_id: u64,
+    session: String,
+}
+
+impl Browser {
+    /// Opens `url` in a fresh profile and attaches to its page.
+    fn open(url: &str, profile: &Path) -> Browser {
+        use std::io::BufRead;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        // Chromium reads commands on fd 3 and writes replies on fd 4.
+        let (cmd_read, cmd_write) = pipe();
+        let (out_read, out_write) = pipe();
+        let (r, w) = (cmd_read.as_raw_fd(), out_write.as_raw_fd());
+        let mut cmd = Command::new(chromium());
+        cmd.args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
             "--no-first-run",
-            "--virtual-time-budget=5000",
+            "--remote-debugging-pipe",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .args(["--dump-dom", url])
-        .output()
-        .expect("run chromium");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork
+        // and exec. The ends are first moved above 10, so that placing one
+        // on 3 or 4 never overwrites the other; dup2 clears O_CLOEXEC.
+        unsafe {
+            cmd.pre_exec(move || {
+                let r = libc::fcntl(r, libc::F_DUPFD_CLOEXEC, 10);
+                let w = libc::fcntl(w, libc::F_DUPFD_CLOEXEC, 10);
+                if r < 0 || w < 0 || libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("run chromium");
+        drop((cmd_read, out_write));
+        let (tx, from) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(out_read);
+            let mut buf = vec![];
+            while reader.read_until(0, &mut buf).is_ok_and(|n| n > 0) {
+                if buf.last() == Some(&0) {
+                    buf.pop();
+                }
+                if let Ok(v) = serde_json::from_slice(&buf) {
+                    if tx.send(v).is_err() {
+                        return;
+                    }
+                }
+                buf.clear();
+            }
+        });
+        let mut b = Browser {
+            child,
+            to: cmd_write,
+            from,
+            next_id: 0,
+            session: String::new(),
+        };
+        let start = std::time::Instant::now();
+        let target = loop {
+            let targets = b.call("Target.getTargets", serde_json::json!({}));
+            let page = targets["targetInfos"].as_array().and_then(|ts| {
+                ts.iter()
+                    .find(|t| {
+                        t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(url))
+                    })
+                    .map(|t| t["targetId"].clone())
+            });
+            if let Some(id) = page {
+                break id;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no page for {url}: {targets}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let attached = b.call(
+            "Target.attachToTarget",
+            serde_json::json!({ "targetId": target, "flatten": true }),
+        );
+        b.session = attached["sessionId"]
+            .as_str()
+            .expect("a session")
+            .to_string();
+        b
+    }
+
+    /// Sends one command (to the page once attached) and waits for its
+    /// result.
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        use std::io::Write;
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = serde_json::json!({ "id": id, "method": method, "params": params });
+        if !self.session.is_empty() {
+            msg["sessionId"] = self.session.clone().into();
+        }
+        let mut bytes = serde_json::to_vec(&msg).expect("json");
+        bytes.push(0);
+        self.to.write_all(&bytes).expect("send to chromium");
+        loop {
+            let reply = self
+                .from
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("no reply from chromium to {method}: {e}"));
+            if reply["id"] == id {
+                assert!(reply["error"].is_null(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page.
+    fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({ "expression": expression, "returnByValue": true }),
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Waits until `expression` is true in the page.
+    async fn wait(&mut self, what: &str, expression: &str) {
+        let start = std::time::Instant::now();
+        while self.eval(expression) != serde_json::Value::Bool(true) {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "timed out waiting for {what} in the page"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The page's DOM as it is now.
+    fn dom(&mut self) -> String {
+        self.eval("document.documentElement.outerHTML")
+            .as_str()
+            .expect("the DOM")
+            .to_string()
+    }
+
+    fn refreshes(&mut self) -> u64 {
+        self.eval("Number(document.body.dataset.refreshes || 0)")
+            .as_u64()
+            .expect("a count")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The text of the element with `id` (up to its first tag).
@@ -140,15 +306,14 @@ async fn headless_chromium_sees_the_databases_numbers_and_the_page_updates_itsel
     wait_files(&db, 1).await;
     let url = loader.http_url().expect("the endpoint's URL in the log");
 
-    let dom = dump_dom(&format!("{url}/"), &tmp.path().join("profile"));
-    // The page refreshes itself (every 2 s; the browser ran it for 5 s).
-    let refreshes: u32 = dom
-        .split("data-refreshes=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(refreshes >= 2, "the page refreshed {refreshes} time(s)");
+    let mut page = Browser::open(&format!("{url}/"), &tmp.path().join("profile"));
+    // The page refreshes itself (every 2 s).
+    page.wait(
+        "two refreshes",
+        "Number(document.body.dataset.refreshes || 0) >= 2",
+    )
+    .await;
+    let dom = page.dom();
     let events = count(&db, "SELECT count(*) FROM ecommerce_events").await;
     assert_eq!(events, 9);
     assert_eq!(tile(&dom, "total-events"), "9", "{dom}");
@@ -171,7 +336,10 @@ async fn headless_chromium_sees_the_databases_numbers_and_the_page_updates_itsel
         assert!(!chart_texts(&dom, name).is_empty(), "chart {name} is drawn");
     }
 
-    // More events arrive; a fresh look shows them.
+    // More events arrive. The same page, never reloaded (the marker set
+    // in it survives), shows them after refreshes of its own.
+    page.eval("window.shopstreamTestMarker = 'still the first load'; true");
+    let before = page.refreshes();
     let more: Vec<String> = (10..20)
         .map(|n| row(n, "purchase", "garden", "5.00", 1))
         .collect();
@@ -182,13 +350,26 @@ async fn headless_chromium_sees_the_databases_numbers_and_the_page_updates_itsel
     .expect("write");
     std::fs::rename(input.join(".b.csv.tmp"), input.join("b.csv")).expect("publish");
     wait_files(&db, 2).await;
-    let dom = dump_dom(&format!("{url}/"), &tmp.path().join("profile"));
+    page.wait(
+        "19 events on the tile",
+        "document.getElementById('total-events').textContent.trim() === '19'",
+    )
+    .await;
+    assert_eq!(
+        page.eval("window.shopstreamTestMarker"),
+        "still the first load",
+        "the page was not reloaded"
+    );
+    let after = page.refreshes();
+    assert!(after > before, "refreshes {before} -> {after}");
+    let dom = page.dom();
     assert_eq!(tile(&dom, "total-events"), "19");
     let revenue = chart_texts(&dom, "revenue");
     assert!(
         revenue.iter().any(|x| x == "garden") && revenue.iter().any(|x| x == "50.00"),
         "{revenue:?}"
     );
+    drop(page);
     loader.assert_alive();
     loader.stop();
 }

@@ -236,8 +236,20 @@ async fn symlinks_out_of_the_input_folder_are_never_followed() {
         common::try_count(&db, "SELECT count(*) FROM ingested_files").await == Some(2)
     })
     .await;
-    // Several listings later, still nothing from outside, warned once each.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Several listings later (counted by the loader's own metric), still
+    // nothing from outside, warned once each.
+    let url = loader.http_url().expect("the endpoint's URL in the log");
+    let listings = || {
+        let (status, body) = common::http_get(&url, "/metrics");
+        assert_eq!(status, 200, "{body}");
+        common::metric(&body, "shopstream_listings_total").unwrap_or(0.0)
+    };
+    let first = listings();
+    assert!(first >= 1.0, "the listings are counted");
+    wait_for(Duration::from_secs(60), "three more listings", || async {
+        listings() >= first + 3.0
+    })
+    .await;
     let log = loader.log();
     let summary = loader.stop();
     assert_eq!(summary["files_loaded"], 1, "{summary}");

@@ -210,7 +210,7 @@ async fn version_layouts_load_exactly_as_reported_per_file_and_type() {
 }
 
 #[tokio::test]
-async fn running_again_changes_nothing_and_a_copy_under_a_new_name_adds_nothing() {
+async fn running_again_touching_a_file_or_copying_it_under_a_new_name_adds_nothing() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("in");
@@ -226,12 +226,55 @@ async fn running_again_changes_nothing_and_a_copy_under_a_new_name_adds_nothing(
         "a second run over the same folder"
     );
 
-    // Touching a file (new mtime, same content) adds nothing either.
+    // Touching a file (same path, same content, new mtime) adds nothing
+    // either: the new version is read (the ledger knows path, size and
+    // mtime), its content is found under the same path, and no ledger row
+    // is added.
     let first = std::fs::read_dir(&dir)
         .expect("dir")
         .map(|e| e.expect("entry").path())
         .find(|p| p.extension().is_some_and(|e| e == "csv"))
         .expect("a csv");
+    let old_mtime = std::fs::metadata(&first)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let new_mtime = old_mtime + Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&first)
+        .and_then(|f| f.set_modified(new_mtime))
+        .expect("touch");
+    let c = db.client().await;
+    let ledgered: i64 = c
+        .query_one(
+            "SELECT count(*) FROM ingested_files WHERE path = $1
+               AND modified_at = timestamptz 'epoch' + $2::int8 * interval '1 microsecond'",
+            &[
+                &first.display().to_string(),
+                &(new_mtime
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("after 1970")
+                    .as_micros() as i64),
+            ],
+        )
+        .await
+        .expect("ledger lookup")
+        .get(0);
+    assert_eq!(ledgered, 0, "the touched version is new to the ledger");
+    let touched: serde_json::Value =
+        serde_json::from_str(load_once(&db, &dir, &[]).trim()).expect("summary");
+    assert_eq!(snapshot(&db).await, before, "a touched file: {touched}");
+    for k in [
+        "files_loaded",
+        "files_duplicate",
+        "rows_loaded",
+        "rows_read",
+    ] {
+        assert_eq!(touched[k], 0, "{k}: {touched}");
+    }
+
+    // A copy under a new name adds no rows; its ledger row says which
+    // file it duplicates.
     let copy = dir.join("copy_of_first.csv");
     std::fs::copy(&first, &copy).expect("copy");
     load_once(&db, &dir, &[]);
@@ -240,7 +283,6 @@ async fn running_again_changes_nothing_and_a_copy_under_a_new_name_adds_nothing(
         (after.0, after.1, &after.3),
         (before.0, before.1, &before.3)
     );
-    let c = db.client().await;
     let row = c
         .query_one(
             "SELECT status, duplicate_of, rows_read, rows_duplicate, rows_loaded
@@ -396,8 +438,17 @@ async fn wait_for(db: &TestDb, sql: &str, want: i64, limit: Duration) {
     }
 }
 
+/// Waits until `cond` holds, failing after `limit` with `what`.
+async fn wait_until(limit: Duration, what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
-async fn continuous_run_loads_renamed_files_ignores_temp_names_and_stops_on_sigterm() {
+async fn continuous_run_loads_renamed_files_leaves_temp_names_untouched_and_stops_on_sigterm() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().to_path_buf();
@@ -406,6 +457,8 @@ async fn continuous_run_loads_renamed_files_ignores_temp_names_and_stops_on_sigt
             "run",
             "--relist-secs",
             "30",
+            "--after-load",
+            "archive",
             "--database-url",
             &db.url,
             "--input",
@@ -417,7 +470,12 @@ async fn continuous_run_loads_renamed_files_ignores_temp_names_and_stops_on_sigt
         .expect("spawn run");
 
     // A file still being written under a temp name is not loaded...
-    std::fs::write(dir.join("later.csv.part"), format!("{HEADER}\n{}", row(1))).expect("write");
+    let part = dir.join("later.csv.part");
+    let part_body = format!("{HEADER}\n{}", row(1));
+    std::fs::write(&part, &part_body).expect("write");
+    let part_mtime = std::fs::metadata(&part)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     write_atomically(&dir, "a.csv", &format!("{HEADER}\n{}{}", row(2), row(3)));
     // Relisting is every 30 s, so only the OS file event can make this fast.
     wait_for(
@@ -427,14 +485,41 @@ async fn continuous_run_loads_renamed_files_ignores_temp_names_and_stops_on_sigt
         Duration::from_secs(20),
     )
     .await;
+    // ...nor moved: a.csv, listed with it, is archived; the temp file
+    // stays where it was, untouched, and the ledger never saw it.
+    wait_until(Duration::from_secs(20), "a.csv archived", || {
+        dir.join("_archive/a.csv").is_file() && !dir.join("a.csv").exists()
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&part).expect("the .part file is still there"),
+        part_body
+    );
+    assert_eq!(
+        std::fs::metadata(&part).and_then(|m| m.modified()).ok(),
+        Some(part_mtime)
+    );
+    assert!(!dir.join("_archive/later.csv.part").exists());
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM ingested_files WHERE path LIKE '%.part'"
+        )
+        .await,
+        0
+    );
     // ...until it is renamed in.
-    std::fs::rename(dir.join("later.csv.part"), dir.join("later.csv")).expect("rename");
+    std::fs::rename(&part, dir.join("later.csv")).expect("rename");
     wait_for(
         &db,
         "SELECT count(*) FROM ecommerce_events",
         3,
         Duration::from_secs(20),
     )
+    .await;
+    wait_until(Duration::from_secs(20), "later.csv archived", || {
+        dir.join("_archive/later.csv").is_file()
+    })
     .await;
 
     common::signal(&child, "-TERM");

@@ -1,9 +1,10 @@
 //! A database outage during a continuous run: the loader starts before its
 //! database is up and waits for it, keeps running while the server is
 //! stopped for longer than the circuit breaker's threshold (files keep
-//! arriving and stay where they are), and drains the backlog by itself when
-//! the server is back. The final tables equal those of an uninterrupted
-//! load of the same files.
+//! arriving and stay where they are, although `--after-load archive` or
+//! `delete` moves every file once committed), and drains the backlog by
+//! itself when the server is back. The final tables equal those of an
+//! uninterrupted load of the same files.
 //!
 //! This test runs its own private PostgreSQL server (so that it can stop
 //! it) and stops it at the end.
@@ -43,7 +44,7 @@ fn publish(files: &[PathBuf], input: &Path) {
     }
 }
 
-async fn scenario(opts: &EmbeddedOptions, tmp: &Path) {
+async fn scenario(opts: &EmbeddedOptions, tmp: &Path, after_load: &str) {
     let staged = tmp.join("staged");
     generate(
         &staged,
@@ -77,7 +78,8 @@ async fn scenario(opts: &EmbeddedOptions, tmp: &Path) {
             .args(["run", "--database-url", &url, "--relist-secs", "0.3"])
             .args(["--retry-initial-secs", "0.2", "--retry-max-secs", "1"])
             .args(["--breaker-failures", "3", "--breaker-open-secs", "2"])
-            .args(["--breaker-successes", "2", "--input"])
+            .args(["--breaker-successes", "2", "--after-load", after_load])
+            .arg("--input")
             .arg(&input),
     );
     publish(&files[0..3], &input);
@@ -123,8 +125,8 @@ async fn scenario(opts: &EmbeddedOptions, tmp: &Path) {
     for f in &files[6..9] {
         let here = input.join(f.file_name().expect("name"));
         assert!(
-            here.exists(),
-            "files stay where they are while the circuit is open"
+            here.is_file(),
+            "files stay where they are while the circuit is open ({after_load})"
         );
     }
 
@@ -138,6 +140,16 @@ async fn scenario(opts: &EmbeddedOptions, tmp: &Path) {
     })
     .await;
     assert!(loader.logged("circuit closed"), "{}", loader.log());
+    // Once committed, every file is moved (so staying put above was the
+    // open circuit's doing).
+    let archive = input.join("_archive");
+    wait_for(Duration::from_secs(30), "every file moved", || async {
+        files.iter().all(|f| {
+            let name = f.file_name().expect("name");
+            !input.join(name).exists() && (after_load == "delete") != archive.join(name).is_file()
+        })
+    })
+    .await;
     loader.assert_alive();
     loader.stop();
 
@@ -150,7 +162,16 @@ async fn scenario(opts: &EmbeddedOptions, tmp: &Path) {
 }
 
 #[tokio::test]
-async fn a_database_outage_pauses_intake_and_the_backlog_drains_by_itself() {
+async fn a_database_outage_pauses_intake_and_the_backlog_drains_by_itself_archive() {
+    outage("archive").await;
+}
+
+#[tokio::test]
+async fn a_database_outage_pauses_intake_and_the_backlog_drains_by_itself_delete() {
+    outage("delete").await;
+}
+
+async fn outage(after_load: &str) {
     let tmp = tempfile::Builder::new()
         .prefix("ss-outage-")
         .tempdir_in("/tmp")
@@ -165,6 +186,7 @@ async fn a_database_outage_pauses_intake_and_the_backlog_drains_by_itself() {
     let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(scenario(
         &opts,
         tmp.path(),
+        after_load,
     )))
     .await;
     if let Err(panic) = result {

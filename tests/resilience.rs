@@ -630,81 +630,273 @@ async fn a_file_gone_before_it_is_read_is_rejected_unless_the_ledger_has_it() {
     );
 }
 
-#[tokio::test]
-async fn the_health_state_follows_the_breaker_and_recovers_with_the_database() {
-    use clap::Parser;
-    use shopstream::db::connect::{Database, DbArgs};
-    use shopstream::pipeline::breaker::BreakerState;
-    use shopstream::pipeline::health::Health;
-    use shopstream::pipeline::run::{run, RunArgs};
-    use shopstream::shutdown::Shutdown;
+/// Lines of a child's stderr with the instant each arrived (stderr is
+/// unbuffered, so that is when it was logged, to a millisecond or so).
+type Timed = std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, String)>>>;
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        run: RunArgs,
+fn timed_lines(out: impl std::io::Read + Send + 'static) -> Timed {
+    use std::io::BufRead;
+    let lines: Timed = Default::default();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            sink.lock()
+                .expect("lines")
+                .push((std::time::Instant::now(), line));
+        }
+    });
+    lines
+}
+
+/// The breaker state the metric shows (the label whose gauge is 1).
+fn breaker_metric(url: &str) -> Option<String> {
+    let (_, body) = common::http_get(url, "/metrics");
+    ["closed", "open", "half_open"]
+        .into_iter()
+        .find(|s| {
+            common::metric(
+                &body,
+                &format!("shopstream_circuit_breaker_state{{state=\"{s}\"}}"),
+            ) == Some(1.0)
+        })
+        .map(str::to_string)
+}
+
+/// Polls the breaker metric every 20 ms until `stop`; records each change.
+fn watch_breaker(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(std::time::Instant, String)>> {
+    std::thread::spawn(move || {
+        let mut seen: Vec<(std::time::Instant, String)> = vec![];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(s) = breaker_metric(&url) {
+                if seen.last().is_none_or(|(_, last)| *last != s) {
+                    seen.push((std::time::Instant::now(), s));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        seen
+    })
+}
+
+/// The first line from `from` on that contains `needle`: (index, instant).
+fn find_line(lines: &Timed, from: usize, needle: &str) -> Option<(usize, std::time::Instant)> {
+    let lines = lines.lock().expect("lines");
+    lines
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find(|(_, (_, l))| l.contains(needle))
+        .map(|(i, (t, _))| (i, *t))
+}
+
+async fn wait_line(lines: &Timed, from: usize, needle: &str) -> (usize, std::time::Instant) {
+    let mut found = None;
+    wait_for(Duration::from_secs(60), needle, || {
+        found = find_line(lines, from, needle);
+        std::future::ready(found.is_some())
+    })
+    .await;
+    found.expect("found")
+}
+
+/// One loader process goes closed → open → half open → closed while its
+/// private server is stopped and started, with the breaker's settings
+/// visible end to end: it opens after exactly --breaker-failures failures
+/// in a row, takes no work while open, probes no sooner than about a
+/// second after opening (and by --breaker-open-secs, plus slack), and
+/// closes only after --breaker-successes good probes, spaced by
+/// --retry-initial-secs. Observed through its log, its breaker metric and
+/// /readyz.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_loader_goes_closed_open_half_open_closed_with_the_configured_timings() {
+    use shopstream::db::embedded::{EmbeddedOptions, EmbeddedServer};
+    let tmp = tempfile::Builder::new()
+        .prefix("ss-breaker-")
+        .tempdir_in("/tmp")
+        .expect("tmp");
+    // The `postgres` account must reach the cluster when running as root.
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let opts = EmbeddedOptions::new(tmp.path().join("db"));
+    let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+        breaker_scenario(&opts, tmp.path()),
+    ))
+    .await;
+    if let Err(panic) = result {
+        // Do not leave a server running.
+        if let Ok(server) = EmbeddedServer::start(&opts).await {
+            let _ = server.stop_now().await;
+        }
+        std::panic::resume_unwind(panic);
     }
-    let tmp = tempfile::tempdir().expect("tmp");
-    let cli = Cli::try_parse_from([
-        "x",
-        "--input",
-        tmp.path().to_str().expect("utf-8"),
-        "--breaker-failures",
-        "2",
-        "--breaker-open-secs",
-        "0.5",
-        "--retry-initial-secs",
-        "0.1",
-    ])
-    .expect("args");
-    let health = Health::default();
-    let shutdown = Shutdown::new();
+}
 
-    // A database that refuses connections: the circuit opens.
-    let down = Database::open(&DbArgs {
-        database_url: Some("postgresql://x@127.0.0.1:9/none".into()),
-        ..DbArgs::default()
-    })
-    .await
-    .expect("open");
-    let loader = {
-        let (health, shutdown, args) = (health.clone(), shutdown.clone(), cli.run.clone());
-        tokio::spawn(async move { run(&args, &down, &shutdown, &health, |_| {}).await })
+async fn breaker_scenario(opts: &shopstream::db::embedded::EmbeddedOptions, tmp: &Path) {
+    use shopstream::db::embedded::EmbeddedServer;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const FAILURES: usize = 3;
+    const OPEN_SECS: f64 = 2.0;
+    const SUCCESSES: u32 = 3;
+    const PROBE_GAP: f64 = 0.4;
+    let input = tmp.join("in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    let file = |name: &str, n: u32| {
+        std::fs::write(
+            input.join(name),
+            format!(
+                "event_id,user_id,event_type,product_id,price,event_time\n\
+                 00000000-0000-4000-8000-{n:012},u,view,p,,2026-01-01 00:00:00\n"
+            ),
+        )
+        .expect("write");
     };
-    wait_for(Duration::from_secs(30), "the circuit to open", || async {
-        health.snapshot().breaker == BreakerState::Open
-    })
-    .await;
-    let h = health.snapshot();
-    assert!(!h.ready);
-    assert!(h.consecutive_failures >= 2);
-    assert!(h
-        .last_error
-        .is_some_and(|e| e.contains("could not connect")));
-    shutdown.trigger();
-    loader.await.expect("join").expect("a clean stop");
+    file("a.csv", 1);
+    let server = EmbeddedServer::start(opts).await.expect("start the server");
+    let url = server.url("shopstream");
+    let mut child = shopstream()
+        .args(["--log-format", "json", "run", "--database-url", &url])
+        .args(["--relist-secs", "0.3", "--retry-max-secs", "0.4"])
+        .args(["--retry-initial-secs", &PROBE_GAP.to_string()])
+        .args(["--breaker-failures", &FAILURES.to_string()])
+        .args(["--breaker-open-secs", &OPEN_SECS.to_string()])
+        .args(["--breaker-successes", &SUCCESSES.to_string(), "--input"])
+        .arg(&input)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let lines = timed_lines(child.stderr.take().expect("stderr"));
+    let mut child = Kill(child);
+    let log = || {
+        lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (_, _) = wait_line(&lines, 0, "serving /metrics").await;
+    let http = {
+        let all = log();
+        let at = all.find("http://127.0.0.1:").expect("the endpoint's URL");
+        let port: String = all[at + 17..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        format!("http://127.0.0.1:{port}")
+    };
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let watcher = watch_breaker(http.clone(), stop.clone());
 
-    // A reachable database: ready, closed, no error.
-    let db = test_db().await;
-    let up = Database::open(&DbArgs {
-        database_url: Some(db.url.clone()),
-        ..DbArgs::default()
-    })
-    .await
-    .expect("open");
-    let shutdown = Shutdown::new();
-    let health = Health::default();
-    let loader = {
-        let (health, shutdown, args) = (health.clone(), shutdown.clone(), cli.run.clone());
-        tokio::spawn(async move { run(&args, &up, &shutdown, &health, |_| {}).await })
-    };
-    wait_for(Duration::from_secs(30), "ready", || async {
-        health.snapshot().ready
-    })
-    .await;
-    let h = health.snapshot();
-    assert_eq!(h.breaker, BreakerState::Closed);
-    assert_eq!(h.last_error, None);
-    shutdown.trigger();
-    loader.await.expect("join").expect("a clean stop");
+    // Closed: the loader works.
+    wait_line(&lines, 0, "1 file(s), 1 rows").await;
+    assert_eq!(common::http_get(&http, "/readyz").0, 200);
+
+    // The database goes away: FAILURES - 1 retries, then the circuit opens.
+    let from = lines.lock().expect("lines").len();
+    server.stop_now().await.expect("stop the server");
+    let (opened_at, t_open) = wait_line(&lines, from, "circuit open").await;
+    let attempts: Vec<(u64, String)> = lines.lock().expect("lines")[from..opened_at]
+        .iter()
+        .filter_map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("retrying"))
+        })
+        .map(|v| {
+            let attempt = v["attempt"].as_u64().unwrap_or(0);
+            (attempt, v["message"].to_string())
+        })
+        .collect();
+    let numbers: Vec<u64> = attempts.iter().map(|(a, _)| *a).collect();
+    assert_eq!(
+        numbers,
+        (1..FAILURES as u64).collect::<Vec<_>>(),
+        "{attempts:?}\n{}",
+        log()
+    );
+    let open_line = lines.lock().expect("lines")[opened_at].1.clone();
+    assert!(
+        open_line.contains(&format!("{FAILURES} failures in a row")),
+        "{open_line}"
+    );
+    let (status, body) = common::http_get(&http, "/readyz");
+    assert_eq!(status, 503, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).expect("health JSON");
+    assert_eq!(health["breaker"], "open", "{health}");
+    assert!(health["last_error"].is_string(), "{health}");
+
+    // Open: nothing is tried until the probe, which comes no sooner than
+    // about a second after opening, nor much later than --breaker-open-secs.
+    let (probed_at, t_probe) = wait_line(&lines, opened_at, "probe failed").await;
+    let waited = t_probe.duration_since(t_open).as_secs_f64();
+    assert!(
+        (0.9..=OPEN_SECS + 1.5).contains(&waited),
+        "first probe {waited:.2} s after opening\n{}",
+        log()
+    );
+    assert!(
+        !lines.lock().expect("lines")[opened_at..probed_at]
+            .iter()
+            .any(|(_, l)| l.contains("retrying")),
+        "no work while open\n{}",
+        log()
+    );
+
+    // The database is back: half open, SUCCESSES probes, closed.
+    let server = EmbeddedServer::start(opts)
+        .await
+        .expect("restart the server");
+    let (closed_at, t_closed) = wait_line(&lines, probed_at, "circuit closed").await;
+    // Intake resumes in the same process.
+    file("b.csv", 2);
+    wait_line(&lines, closed_at, "1 file(s), 1 rows").await;
+    assert_eq!(common::http_get(&http, "/readyz").0, 200);
+    stop.store(true, Ordering::Relaxed);
+    let states = watcher.join().expect("watcher");
+    let names: Vec<&str> = states.iter().map(|(_, s)| s.as_str()).collect();
+    // Closed, open, then (a failed probe may be seen half open too)
+    // half open and closed: never closed in between.
+    let n = names.len();
+    assert!(
+        n >= 4
+            && names[..2] == ["closed", "open"]
+            && names[n - 2..] == ["half_open", "closed"]
+            && !names[1..n - 1].contains(&"closed"),
+        "states seen on /metrics: {names:?}"
+    );
+    // Half open from its last opening after the restart until the close.
+    let t_half = states
+        .iter()
+        .rev()
+        .find(|(_, s)| s == "half_open")
+        .map(|(t, _)| *t)
+        .expect("half open seen");
+    assert!(t_half > t_probe, "half open again after the failed probe");
+    let half_open = t_closed.duration_since(t_half).as_secs_f64();
+    let least = PROBE_GAP * f64::from(SUCCESSES - 1);
+    assert!(
+        half_open >= least - 0.15 && half_open < least + 5.0,
+        "half open for {half_open:.2} s; {SUCCESSES} probes {PROBE_GAP} s apart need {least:.2} s\n{}",
+        log()
+    );
+    common::signal(&child.0, "-TERM");
+    let status = common::wait_exit(&mut child.0, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}\n{}", log());
+    server.stop_now().await.expect("stop the server");
 }

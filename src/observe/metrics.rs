@@ -34,6 +34,7 @@ pub const OBJECTS_LISTED: &str = "shopstream_objects_listed_total";
 pub const OBJECTS_READ: &str = "shopstream_objects_read_total";
 pub const ROWS_DIRECT: &str = "shopstream_rows_direct_total";
 pub const DIRECT_FALLBACKS: &str = "shopstream_direct_fallbacks_total";
+pub const LISTINGS: &str = "shopstream_listings_total";
 
 /// A handle on the installed recorder.
 #[derive(Clone)]
@@ -136,6 +137,10 @@ fn describe() {
         "Batches the direct path could not take (an id already in the table, a refused row), loaded again through staging."
     );
     describe_counter!(
+        LISTINGS,
+        "Listings of the input (folder or object store prefix), each pass and each look while the circuit is open."
+    );
+    describe_counter!(
         OBJECTS_LISTED,
         "Object store input: objects the listings returned (resumed listings return only keys after the last settled one)."
     );
@@ -182,6 +187,11 @@ pub fn batch(r: &BatchReport, now_micros: i64) {
 /// Counts what was done with a file after its commit.
 pub fn disposed(d: &Disposition) {
     counter!(FILES_DISPOSED, "disposition" => d.as_str()).increment(1);
+}
+
+/// Counts one listing of the input.
+pub fn listing() {
+    counter!(LISTINGS).increment(1);
 }
 
 /// Counts objects returned by an object store listing.

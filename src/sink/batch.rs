@@ -793,6 +793,7 @@ async fn attempt(
     )
     .await?;
     let before_commit = started.elapsed();
+    debug_pause_before_commit().await;
     match tx.commit().await {
         Ok(()) => {}
         Err(e) if direct => return Err(Attempt::direct(SinkError::Db(e))),
@@ -1214,4 +1215,29 @@ async fn refused_raw_lines(
     })
     .await;
     found.unwrap_or_default()
+}
+
+/// The environment variable behind [`debug_pause_before_commit`]
+/// (milliseconds). Not an option: it exists to test shutdown, holding a
+/// batch inside its open transaction, right before its COMMIT.
+pub const PAUSE_BEFORE_COMMIT_ENV: &str = "SHOPSTREAM_DEBUG_PAUSE_BEFORE_COMMIT_MS";
+
+/// Fault injection for the shutdown tests: with
+/// [`PAUSE_BEFORE_COMMIT_ENV`] set (read once per process), every batch
+/// waits that long right before its COMMIT, its transaction still open.
+async fn debug_pause_before_commit() {
+    static PAUSE: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+    let pause = PAUSE.get_or_init(|| {
+        std::env::var(PAUSE_BEFORE_COMMIT_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis)
+    });
+    if let Some(pause) = *pause {
+        tracing::warn!(
+            "pausing {} ms before COMMIT, the transaction open ({PAUSE_BEFORE_COMMIT_ENV})",
+            pause.as_millis()
+        );
+        tokio::time::sleep(pause).await;
+    }
 }
