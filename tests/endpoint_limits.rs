@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{generate, http_get, shopstream, test_db, try_count, wait_for, Loader};
+use common::{generate, http_get, metric, shopstream, test_db, try_count, wait_for, Loader};
 
 /// Lowers the child's open files limit to `soft`/`hard` before it starts.
 fn with_nofile(cmd: &mut Command, soft: u64, hard: u64) -> &mut Command {
@@ -265,7 +265,7 @@ async fn a_listing_out_of_file_descriptors_does_not_open_the_breaker() {
     let idle = idle_connections(&base, 300);
     let unlisted = |log: &str| {
         log.lines()
-            .filter(|l| l.contains("Too many open files") && l.contains("not a database failure"))
+            .filter(|l| l.contains("cannot list") && l.contains("Too many open files"))
             .count()
     };
     wait_for(
@@ -289,8 +289,14 @@ async fn a_listing_out_of_file_descriptors_does_not_open_the_breaker() {
         status == 200 && body.contains("\"ready\":true")
     })
     .await;
+    // No failed listing was counted as a database retry.
+    let (_, metrics) = http_get(&base, "/metrics");
+    let retries = metric(&metrics, "shopstream_db_retries_total{class=\"transient\"}");
+    assert_eq!(retries.unwrap_or(0.0), 0.0, "{}", loader.log());
     loader.assert_alive();
-    assert!(!loader.log().contains("circuit open"), "{}", loader.log());
+    let log = loader.log();
+    assert!(!log.contains("circuit open"), "{log}");
+    assert!(log.contains("not a database failure"), "{log}");
     loader.stop();
 }
 
