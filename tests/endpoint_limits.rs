@@ -322,3 +322,34 @@ async fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
     assert_eq!(numbers, ["4096", "4096"], "{line}");
     loader.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_slower_than_the_timeout_is_a_503() {
+    // A "database" that accepts connections and never says a word: the
+    // dashboard's data never comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for s in silent.incoming().map_while(Result::ok) {
+            held.push(s);
+        }
+    });
+    let tmp = tempfile::tempdir().expect("tmp");
+    let url = format!("postgresql://nobody@127.0.0.1:{port}/none?sslmode=disable");
+    let loader = Loader::spawn(
+        shopstream()
+            .args(["run", "--database-url", &url, "--http-timeout-secs", "1"])
+            .arg("--input")
+            .arg(tmp.path()),
+    );
+    let base = endpoint(&loader).await;
+    let started = Instant::now();
+    let (status, _, body) = common::http_request(&base, "GET", "/api/dashboard", &[]);
+    let took = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("--http-timeout-secs"), "{body}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    // The endpoint still answers what needs no database.
+    assert_eq!(http_get(&base, "/healthz"), (200, "ok\n".to_string()));
+}
