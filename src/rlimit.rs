@@ -14,15 +14,15 @@ pub enum RlimitError {
     Get(#[source] std::io::Error),
     #[error("cannot raise the open files limit (RLIMIT_NOFILE) from {from} to {to}: {source}")]
     Set {
-        from: u64,
-        to: u64,
+        from: libc::rlim_t,
+        to: libc::rlim_t,
         #[source]
         source: std::io::Error,
     },
 }
 
-/// The open files limit as it is: (soft, hard).
-pub fn open_files() -> Result<(u64, u64), RlimitError> {
+/// The open files limit as it is.
+fn get() -> Result<libc::rlimit, RlimitError> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -31,27 +31,28 @@ pub fn open_files() -> Result<(u64, u64), RlimitError> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(RlimitError::Get(std::io::Error::last_os_error()));
     }
-    Ok((lim.rlim_cur as u64, lim.rlim_max as u64))
+    Ok(lim)
 }
 
 /// Raises the soft open files limit to the hard one. Returns (before,
 /// after) when it changed, `None` when it already was the hard limit.
-pub fn raise_open_files() -> Result<Option<(u64, u64)>, RlimitError> {
-    let (soft, hard) = open_files()?;
-    if soft >= hard {
+pub fn raise_open_files() -> Result<Option<(libc::rlim_t, libc::rlim_t)>, RlimitError> {
+    let lim = get()?;
+    if lim.rlim_cur >= lim.rlim_max {
         return Ok(None);
     }
-    let lim = libc::rlimit {
-        rlim_cur: hard as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
+    let (from, to) = (lim.rlim_cur, lim.rlim_max);
+    let raised = libc::rlimit {
+        rlim_cur: lim.rlim_max,
+        rlim_max: lim.rlim_max,
     };
     // SAFETY: setrlimit only reads the valid struct it is given.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
         return Err(RlimitError::Set {
-            from: soft,
-            to: hard,
+            from,
+            to,
             source: std::io::Error::last_os_error(),
         });
     }
-    Ok(Some((soft, hard)))
+    Ok(Some((from, to)))
 }

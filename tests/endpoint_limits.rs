@@ -4,8 +4,9 @@
 //! are told 503 and closed); idle clients, clients that send their headers
 //! byte by byte and clients that never let go are disconnected after
 //! --http-timeout-secs (or six of them); a listing that fails for want of
-//! file descriptors is no database failure; and the soft RLIMIT_NOFILE is
-//! raised to the hard one at start.
+//! file descriptors is no database failure (with --once, failed listings
+//! give up); an answer slower than the timeout is a 503; and the soft
+//! RLIMIT_NOFILE is raised to the hard one at start.
 
 mod common;
 
@@ -352,4 +353,38 @@ async fn an_answer_slower_than_the_timeout_is_a_503() {
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
     // The endpoint still answers what needs no database.
     assert_eq!(http_get(&base, "/healthz"), (200, "ok\n".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_once_failed_listings_give_up() {
+    // An object store that refuses every request: no listing ever works.
+    let store = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = store.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for mut s in store.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let db = test_db().await;
+    let mut cmd = shopstream();
+    cmd.args(["run", "--once", "--database-url", &db.url])
+        .args(["--input", "s3://bucket/prefix", "--breaker-failures", "2"])
+        .args(["--retry-initial-secs", "0.1"])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+        .env("AWS_ALLOW_HTTP", "true");
+    let mut loader = Loader::spawn(&mut cmd);
+    let status = common::wait_exit(&mut loader.child, Duration::from_secs(60));
+    assert!(!status.success(), "{}", loader.log());
+    wait_for(Duration::from_secs(10), "the reason", || async {
+        loader.logged("giving up after 2 failed listings")
+    })
+    .await;
+    assert!(!loader.log().contains("circuit open"), "{}", loader.log());
 }

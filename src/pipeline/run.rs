@@ -165,7 +165,8 @@ pub struct RunArgs {
 
     /// Consecutive failures (connect, batch or probe) that open the circuit
     /// breaker: intake pauses, files stay where they are. With --once the
-    /// run gives up instead (exit 1).
+    /// run gives up instead (exit 1), as it does after this many failed
+    /// listings of the input in a row (which never open the breaker).
     #[arg(long, env = "SHOPSTREAM_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub breaker_failures: u32,
 
@@ -232,6 +233,8 @@ pub enum PipelineError {
     GaveUp { attempts: u32, last: String },
     #[error("--breaker-open-secs must be above 0")]
     Breaker,
+    #[error("giving up after {attempts} failed listings of the input in a row: {last}")]
+    Unlisted { attempts: u32, last: String },
     #[error(transparent)]
     Migrate(MigrateError),
     #[error(transparent)]
@@ -570,6 +573,12 @@ pub async fn run(
                 // Not the database's failure: the breaker and readiness
                 // stay as they are; only the listing is tried again.
                 unlisted = unlisted.saturating_add(1);
+                if args.once && unlisted >= args.breaker_failures {
+                    return Err(PipelineError::Unlisted {
+                        attempts: unlisted,
+                        last: message,
+                    });
+                }
                 let wait = backoff.delay(unlisted, &mut rng);
                 tracing::warn!(
                     "{message}; not a database failure, listing again in {:.1}s",
