@@ -110,8 +110,10 @@ async fn scenario(opts: &EmbeddedOptions, tmp: &Path) {
     })
     .await;
     let resumed = back.elapsed();
+    // Typically about 3 s (a probe about a second after the circuit opened,
+    // then two more good ones a second apart); 30 s and more before.
     assert!(
-        resumed < Duration::from_secs(6),
+        resumed < Duration::from_secs(8),
         "intake resumed {resumed:?} after the database came back:\n{}",
         loader.log()
     );
