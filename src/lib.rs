@@ -14,6 +14,7 @@
 //! * [`observe`]: how the process is watched: metrics, health, alerts, dashboard.
 //! * [`bench`]: `shopstream bench`, shopstream measured against PostgreSQL's COPY.
 //! * [`shutdown`]: the signal every long-running stage listens to.
+//! * [`rlimit`]: the open files limit, raised to the hard limit at start.
 
 pub mod bench;
 pub mod db;
@@ -23,6 +24,7 @@ pub mod generate;
 pub mod observe;
 pub mod pipeline;
 pub mod report;
+pub mod rlimit;
 pub mod schema;
 pub mod shutdown;
 pub mod sink;

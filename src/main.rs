@@ -178,6 +178,12 @@ fn main() -> ExitCode {
             .init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
+    // Connections and files must not run out at a low soft limit.
+    match shopstream::rlimit::raise_open_files() {
+        Ok(Some((from, to))) => tracing::debug!("raised the open files limit from {from} to {to}"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("{e}"),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

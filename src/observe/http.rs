@@ -11,10 +11,21 @@
 //! any registered secret scrubbed) and stops with the process's
 //! [`Shutdown`]. It never touches the pipeline's state, never writes to the
 //! database and never logs the token.
+//!
+//! Its clients can never starve the loader of file descriptors or time: at
+//! most `--http-max-connections` connections are open at once (one more is
+//! answered `503` and closed at once, so it holds no descriptor and waits in
+//! no queue); a client must send its request headers within
+//! `--http-timeout-secs` of connecting or of its previous response (idle
+//! and slow clients are disconnected); a request body is never waited for;
+//! an answer that takes longer than the timeout is a `503`; and a
+//! connection is closed after [`LIFETIME_TIMEOUTS`] timeouts in all (after
+//! the response in flight).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -22,7 +33,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use super::dashboard::{self, Dashboard};
 use super::metrics::Metrics;
@@ -39,6 +53,16 @@ const MIN_TOKEN_LEN: usize = 16;
 /// Paths served without the token: liveness probes and the dashboard's
 /// static page (it holds no data; its script sends the token for the data).
 const OPEN_PATHS: [&str; 2] = ["/healthz", "/"];
+/// The default `--http-max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 64;
+/// A connection is closed (after its response in flight) once it has been
+/// open this many `--http-timeout-secs`, so that no client holds one for
+/// ever, even one that reads its responses slowly.
+pub const LIFETIME_TIMEOUTS: u32 = 6;
+/// What a connection beyond `--http-max-connections` is told before it is
+/// closed.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+Content-Type: text/plain\r\nContent-Length: 40\r\n\r\ntoo many connections, try again shortly\n";
 
 /// Where the endpoint listens and who may read it.
 #[derive(clap::Args, Debug, Clone)]
@@ -63,6 +87,24 @@ pub struct HttpArgs {
     /// http://HOST:PORT/#token=TOKEN.
     #[arg(long, env = "SHOPSTREAM_HTTP_TOKEN_FILE", value_name = "FILE")]
     pub http_token_file: Option<PathBuf>,
+
+    /// Most HTTP connections open at once. One more is answered 503 and
+    /// closed at once, so the endpoint never takes the file descriptors
+    /// the loader needs.
+    #[arg(long, env = "SHOPSTREAM_HTTP_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub http_max_connections: u32,
+
+    /// Seconds a client has to send its request headers, after connecting
+    /// or after its previous response (an idle or slow client is
+    /// disconnected); an answer that takes longer is a 503. A connection is
+    /// closed after six times this in all (after its response in flight).
+    #[arg(
+        long,
+        env = "SHOPSTREAM_HTTP_TIMEOUT_SECS",
+        default_value_t = 10.0,
+        value_name = "S"
+    )]
+    pub http_timeout_secs: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +139,8 @@ pub enum HttpError {
     },
     #[error("the bearer token ({from}) is shorter than {MIN_TOKEN_LEN} characters")]
     ShortToken { from: String },
+    #[error("--http-timeout-secs must be above 0 (and below a day)")]
+    Timeout,
 }
 
 /// A bearer token; its Debug shows nothing.
@@ -139,11 +183,28 @@ pub struct HttpState {
     pub dashboard: Option<Dashboard>,
 }
 
+/// How much the endpoint's clients may take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// To send request headers; to be answered.
+    pub timeout: Duration,
+}
+
+impl Limits {
+    /// The longest a connection stays open.
+    fn lifetime(&self) -> Duration {
+        self.timeout * LIFETIME_TIMEOUTS
+    }
+}
+
 /// A bound endpoint, ready to serve.
 pub struct Endpoint {
     listener: TcpListener,
     pub addr: SocketAddr,
     token: Option<Token>,
+    limits: Limits,
 }
 
 impl HttpArgs {
@@ -177,6 +238,7 @@ impl HttpArgs {
         if spec.eq_ignore_ascii_case("off") {
             return Ok(None);
         }
+        let limits = self.limits()?;
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(spec)
             .await
             .map_err(|_| HttpError::Addr(spec.to_string()))?
@@ -206,7 +268,20 @@ impl HttpArgs {
             listener,
             addr,
             token,
+            limits,
         }))
+    }
+
+    /// The connection limit and the timeout from their options.
+    pub fn limits(&self) -> Result<Limits, HttpError> {
+        let t = self.http_timeout_secs;
+        if !(t > 0.0 && t < 86_400.0) {
+            return Err(HttpError::Timeout);
+        }
+        Ok(Limits {
+            max_connections: self.http_max_connections as usize,
+            timeout: Duration::from_secs_f64(t),
+        })
     }
 }
 
@@ -235,7 +310,11 @@ impl Endpoint {
 
     /// Serves until `shutdown`.
     pub fn spawn(self, state: HttpState, shutdown: Shutdown) -> tokio::task::JoinHandle<()> {
-        let app = router(Arc::new(state), self.token.clone());
+        let guard = Guard {
+            token: self.token.clone(),
+            timeout: self.limits.timeout,
+        };
+        let app = router(Arc::new(state), guard);
         tracing::info!(
             "serving /metrics, /healthz, /readyz and the dashboard on http://{}/{}",
             self.addr,
@@ -245,23 +324,122 @@ impl Endpoint {
                 ""
             }
         );
-        tokio::spawn(async move {
-            let stop = async move { shutdown.wait().await };
-            if let Err(e) = axum::serve(self.listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!("the HTTP endpoint stopped: {e}");
-            }
-        })
+        tokio::spawn(accept_loop(self.listener, app, self.limits, shutdown))
     }
+}
+
+/// Accepts connections until `shutdown`, each served on a task of its own
+/// while a permit is free; a connection beyond the limit is told `503` and
+/// closed at once.
+async fn accept_loop(listener: TcpListener, app: Router, limits: Limits, shutdown: Shutdown) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut refused = Refusals::default();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.wait() => return,
+        };
+        let stream = match stream {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                accept_failed(&e, &shutdown).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // A fresh socket's send buffer is empty: this never blocks.
+            let _ = stream.try_write(BUSY);
+            drop(stream);
+            refused.note(limits.max_connections);
+            continue;
+        };
+        let conn = serve_connection(stream, app.clone(), limits, shutdown.clone());
+        tokio::spawn(async move {
+            conn.await;
+            drop(permit);
+        });
+    }
+}
+
+/// Connections refused for the limit, logged at most every ten seconds.
+#[derive(Default)]
+struct Refusals {
+    since_log: u64,
+    logged: Option<Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, max: usize) {
+        self.since_log += 1;
+        if self
+            .logged
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        tracing::warn!(
+            "the HTTP endpoint has {max} connections open (--http-max-connections): refused {} \
+             more",
+            self.since_log
+        );
+        self.since_log = 0;
+        self.logged = Some(Instant::now());
+    }
+}
+
+/// An accept that failed: a connection that went away is nothing; anything
+/// else (out of file descriptors) is logged and waited out for a second.
+async fn accept_failed(e: &std::io::Error, shutdown: &Shutdown) {
+    use std::io::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::ConnectionRefused
+    ) {
+        return;
+    }
+    tracing::warn!("the HTTP endpoint cannot accept a connection: {e}; trying again in 1 s");
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+        _ = shutdown.wait() => {},
+    }
+}
+
+/// One HTTP/1.1 connection: request headers within the timeout (hyper's
+/// header read timeout, which also ends an idle kept-alive connection),
+/// closed after its lifetime or at shutdown, once its response in flight is
+/// sent (or one more timeout has passed).
+async fn serve_connection(stream: TcpStream, app: Router, limits: Limits, shutdown: Shutdown) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.timeout);
+    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!("HTTP connection ended: {e}");
+            }
+            return;
+        }
+        _ = tokio::time::sleep(limits.lifetime()) => {},
+        _ = shutdown.wait() => {},
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(limits.timeout, conn).await;
+}
+
+/// What every request passes first.
+#[derive(Clone, Debug)]
+struct Guard {
+    token: Option<Token>,
+    timeout: Duration,
 }
 
 /// The token check (when there is a token), then GET/HEAD only, then the
 /// routes; every answer is marked not to be cached or sniffed.
-async fn guard(State(token): State<Option<Token>>, req: Request, next: Next) -> Response {
+async fn guard(State(guard): State<Guard>, req: Request, next: Next) -> Response {
     let open = OPEN_PATHS.contains(&req.uri().path());
-    let mut resp = match &token {
+    let mut resp = match &guard.token {
         Some(t) if !open && !t.admits(req.headers()) => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer realm=\"shopstream\"")],
@@ -274,7 +452,15 @@ async fn guard(State(token): State<Option<Token>>, req: Request, next: Next) -> 
             "this endpoint is read-only: GET and HEAD only\n",
         )
             .into_response(),
-        _ => scrubbed(next.run(req).await).await,
+        _ => match tokio::time::timeout(guard.timeout, next.run(req)).await {
+            Ok(resp) => scrubbed(resp).await,
+            Err(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CONNECTION, "close")],
+                "the answer took longer than --http-timeout-secs\n",
+            )
+                .into_response(),
+        },
     };
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -303,14 +489,14 @@ async fn scrubbed(resp: Response) -> Response {
 }
 
 /// The routes.
-pub fn router(state: Arc<HttpState>, token: Option<Token>) -> Router {
+fn router(state: Arc<HttpState>, guard_state: Guard) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(dashboard::routes())
         .with_state(state)
-        .layer(middleware::from_fn_with_state(token, guard))
+        .layer(middleware::from_fn_with_state(guard_state, guard))
 }
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
@@ -332,9 +518,11 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
-    let h = s.health.snapshot();
-    let ready = h.ready && h.breaker == BreakerState::Closed;
-    let status = if ready {
+    let mut h = s.health.snapshot();
+    // The body says what the status says: not ready while the circuit is
+    // not closed.
+    h.ready = h.ready && h.breaker == BreakerState::Closed;
+    let status = if h.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -13,7 +13,10 @@ use super::breaker::BreakerState;
 /// A snapshot of the loader's health.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct HealthState {
-    /// The loader connected, migrated and can take files.
+    /// The loader connected, migrated and can take files: its last round
+    /// trip to the database succeeded with the circuit closed. False from
+    /// the first failed round trip on (`/readyz` also shows it false while
+    /// the circuit is not closed, so the body agrees with the status).
     pub ready: bool,
     pub breaker: BreakerState,
     /// Consecutive failed attempts.

@@ -165,11 +165,15 @@ pub struct RunArgs {
 
     /// Consecutive failures (connect, batch or probe) that open the circuit
     /// breaker: intake pauses, files stay where they are. With --once the
-    /// run gives up instead (exit 1).
+    /// run gives up instead (exit 1), as it does after this many failed
+    /// listings of the input in a row (which never open the breaker).
     #[arg(long, env = "SHOPSTREAM_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub breaker_failures: u32,
 
-    /// Seconds the circuit stays open before probing the database.
+    /// Longest wait between probes of the database while the circuit is
+    /// open. The first probe comes after --retry-initial-secs (1 s), each
+    /// failed one waits --retry-factor times longer (±20% jitter), up to
+    /// this; so a restarted database is found within seconds.
     #[arg(long, env = "SHOPSTREAM_BREAKER_OPEN_SECS", default_value_t = 30.0)]
     pub breaker_open_secs: f64,
 
@@ -229,6 +233,8 @@ pub enum PipelineError {
     GaveUp { attempts: u32, last: String },
     #[error("--breaker-open-secs must be above 0")]
     Breaker,
+    #[error("giving up after {attempts} failed listings of the input in a row: {last}")]
+    Unlisted { attempts: u32, last: String },
     #[error(transparent)]
     Migrate(MigrateError),
     #[error(transparent)]
@@ -256,10 +262,13 @@ impl RunArgs {
         if !(open > 0.0 && open.is_finite() && open < 1e9) {
             return Err(PipelineError::Breaker);
         }
+        let retry = self.backoff()?;
         Ok(BreakerConfig {
             failures_to_open: self.breaker_failures,
             open_for: Duration::from_secs_f64(open),
             successes_to_close: self.breaker_successes,
+            first_probe_after: retry.initial,
+            probe_factor: retry.factor,
         })
     }
 
@@ -420,6 +429,9 @@ struct Pass {
     progressed: bool,
     /// Some file was left to another loader that holds it.
     elsewhere: bool,
+    /// The input could not be listed (why): a local or storage problem,
+    /// never the database's, so it is no failure of the pass.
+    unlisted: Option<String>,
 }
 
 /// A file whose fate is committed and now must be carried out on disk:
@@ -526,6 +538,8 @@ pub async fn run(
             .map(Duration::from_millis),
     };
     let mut watcher = (!args.once).then(|| loader.input.waker());
+    // Failed listings in a row (not the database's failures).
+    let mut unlisted: u32 = 0;
 
     tracing::info!(input = %args.input.display(), db = %db.describe(), once = args.once, "loader started");
     'outer: while !shutdown.is_triggered() {
@@ -539,44 +553,11 @@ pub async fn run(
                 continue;
             }
             Step::Probe => {
-                health.update(|h| h.breaker = BreakerState::HalfOpen);
-                metrics::breaker(BreakerState::HalfOpen);
-                match loader.probe().await {
-                    Ok(()) => {
-                        if breaker.success() == Some(BreakerState::Closed) {
-                            metrics::breaker(BreakerState::Closed);
-                            loader.alert_breaker(BreakerState::Closed);
-                            tracing::info!(
-                                "the database answers again: circuit closed, intake resumes"
-                            );
-                            health.update(|h| {
-                                h.breaker = BreakerState::Closed;
-                                h.consecutive_failures = 0;
-                                h.last_error = None;
-                            });
-                            continue;
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff.initial) => {},
-                            _ = shutdown.wait() => break 'outer,
-                        }
-                    }
-                    Err(Failed::Stop(e)) => return Err(e),
-                    Err(Failed::Retry { message, class }) => {
-                        loader.client = None;
-                        breaker.failure(Instant::now());
-                        metrics::retry(class);
-                        metrics::breaker(BreakerState::Open);
-                        loader.alert_breaker(BreakerState::Open);
-                        tracing::warn!(
-                            "probe failed: {message}; circuit stays open, intake paused; next probe in {:.0}s",
-                            breaker.config().open_for.as_secs_f64()
-                        );
-                        health.update(|h| {
-                            h.breaker = BreakerState::Open;
-                            h.consecutive_failures = breaker.failures();
-                            h.last_error = Some(message);
-                        });
+                let next = probe_step(&mut loader, &mut breaker, &mut rng).await?;
+                if let Some(pause) = next {
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {},
+                        _ = shutdown.wait() => break 'outer,
                     }
                 }
                 continue;
@@ -585,7 +566,33 @@ pub async fn run(
         }
 
         match loader.pass(shutdown, &mut on_batch).await {
+            Ok(Pass {
+                unlisted: Some(message),
+                ..
+            }) => {
+                // Not the database's failure: the breaker and readiness
+                // stay as they are; only the listing is tried again.
+                unlisted = unlisted.saturating_add(1);
+                if args.once && unlisted >= args.breaker_failures {
+                    return Err(PipelineError::Unlisted {
+                        attempts: unlisted,
+                        last: message,
+                    });
+                }
+                let wait = backoff.delay(unlisted, &mut rng);
+                tracing::warn!(
+                    "{message}; not a database failure, listing again in {:.1}s",
+                    wait.as_secs_f64()
+                );
+                health.update(|h| h.last_error = Some(message));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {},
+                    _ = shutdown.wait() => break 'outer,
+                }
+                continue;
+            }
             Ok(pass) => {
+                unlisted = 0;
                 breaker.success();
                 health.update(|h| {
                     h.ready = true;
@@ -613,12 +620,14 @@ pub async fn run(
             Err(Failed::Retry { message, class }) => {
                 // A fresh connection after a failed batch is cheap and safe.
                 loader.client = None;
-                let opened = breaker.failure(Instant::now()) == Some(BreakerState::Open);
+                let opened = breaker.failure(Instant::now(), &mut rng) == Some(BreakerState::Open);
                 let failures = breaker.failures();
                 metrics::retry(class);
                 metrics::breaker(breaker.state());
                 loader.alert_breaker(breaker.state());
+                // Not ready from the first failed round trip on.
                 health.update(|h| {
+                    h.ready = false;
                     h.breaker = breaker.state();
                     h.consecutive_failures = failures;
                     h.last_error = Some(message.clone());
@@ -633,8 +642,8 @@ pub async fn run(
                     tracing::error!(
                         class = ?class,
                         "{message}; {failures} failures in a row: circuit open, intake paused \
-                         (files stay where they are, nothing is marked done); next probe in {:.0}s",
-                        breaker.config().open_for.as_secs_f64()
+                         (files stay where they are, nothing is marked done); next probe in {:.1}s",
+                        probe_in(&breaker)
                     );
                     continue;
                 }
@@ -686,6 +695,65 @@ pub async fn run(
         summary.rows_rejected
     );
     Ok(summary)
+}
+
+/// Seconds until the breaker's next probe.
+fn probe_in(breaker: &Breaker) -> f64 {
+    breaker.next_probe().map_or(0.0, |at| {
+        at.saturating_duration_since(Instant::now()).as_secs_f64()
+    })
+}
+
+/// One probe of the database while the circuit is not closed, and its
+/// bookkeeping. Returns the pause before the next probe when the circuit
+/// is still half open, `None` when it closed or opened again (the breaker
+/// then says when to probe).
+async fn probe_step(
+    loader: &mut Loader<'_>,
+    breaker: &mut Breaker,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<Option<Duration>, PipelineError> {
+    let health = loader.health;
+    health.update(|h| {
+        h.ready = false;
+        h.breaker = BreakerState::HalfOpen;
+    });
+    metrics::breaker(BreakerState::HalfOpen);
+    match loader.probe().await {
+        Ok(()) => {
+            if breaker.success() != Some(BreakerState::Closed) {
+                return Ok(Some(loader.args.backoff()?.initial));
+            }
+            metrics::breaker(BreakerState::Closed);
+            loader.alert_breaker(BreakerState::Closed);
+            tracing::info!("the database answers again: circuit closed, intake resumes");
+            health.update(|h| {
+                h.ready = true;
+                h.breaker = BreakerState::Closed;
+                h.consecutive_failures = 0;
+                h.last_error = None;
+            });
+            Ok(None)
+        }
+        Err(Failed::Stop(e)) => Err(e),
+        Err(Failed::Retry { message, class }) => {
+            loader.client = None;
+            breaker.failure(Instant::now(), rng);
+            metrics::retry(class);
+            metrics::breaker(BreakerState::Open);
+            loader.alert_breaker(BreakerState::Open);
+            tracing::warn!(
+                "probe failed: {message}; circuit stays open, intake paused; next probe in {:.1}s",
+                probe_in(breaker)
+            );
+            health.update(|h| {
+                h.breaker = BreakerState::Open;
+                h.consecutive_failures = breaker.failures();
+                h.last_error = Some(message);
+            });
+            Ok(None)
+        }
+    }
 }
 
 impl Loader<'_> {
@@ -759,10 +827,15 @@ impl Loader<'_> {
                 .map_err(Failed::db)?;
             self.input.seed(seed);
         }
-        let listed = self.input.list().await.map_err(|e| Failed::Retry {
-            message: e.to_string(),
-            class: Class::Transient,
-        })?;
+        let listed = match self.input.list().await {
+            Ok(listed) => listed,
+            Err(e) => {
+                return Ok(Pass {
+                    unlisted: Some(e.to_string()),
+                    ..Pass::default()
+                })
+            }
+        };
         let fresh: Vec<Candidate> = listed
             .into_iter()
             .filter(|f| !self.done.contains(&key(f)))
