@@ -9,7 +9,10 @@
 //! (`pg_advisory_xact_lock`) and looked up in the ledger, so a file's content
 //! is loaded at most once even across processes; because the ledger row
 //! commits with the data, a crash anywhere before the commit leaves nothing
-//! and the file is simply loaded again (at least once).
+//! and the file is simply loaded again (at least once). Every delivery of a
+//! file gets a ledger row of its own (a rejected file delivered again is
+//! rejected again, a loaded content delivered again is a duplicate); the
+//! statements on the ledger are in [`ledger`].
 //!
 //! Rows reach the server by binary COPY, on one of two paths:
 //! * the direct path: a valid row whose event id the loader has not seen
@@ -129,8 +132,9 @@ pub enum FileStatus {
     Rejected {
         reason: String,
     },
-    /// This exact path and content is already in the ledger; `rejected`
-    /// holds the reason when it was recorded as rejected.
+    /// This very version of the file (see [`ledger::SAME_FILE`]) is already
+    /// in the ledger; `rejected` holds the reason when it was recorded as
+    /// rejected.
     AlreadyDone {
         rejected: Option<String>,
     },
