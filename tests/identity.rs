@@ -134,14 +134,32 @@ async fn a_file_rewritten_with_the_same_size_and_mtime_is_loaded_and_an_unchange
     assert_eq!(third["rows_read"], 0, "{third}");
     assert_eq!(ledger_rows(&db, &file).await, want);
 
-    // The same content written again in place: read once more, it is a
-    // duplicate delivery with a row of its own; nothing new is loaded.
+    // The same bytes written in place again (a new ctime, same inode): the
+    // ledger's delivery, not a new one; no row, nothing loaded.
     rewrite_in_place(&file, &rows(4));
     let fourth = summary(&load_once(&db, &input, &keep));
+    assert_eq!(fourth["rows_loaded"], 0, "{fourth}");
+    assert_eq!(ledger_rows(&db, &file).await, want);
+
+    // The same bytes restored as another file (`cp -p` to a temporary name,
+    // renamed over it: a new inode, same size and mtime): a duplicate
+    // delivery with a row of its own; nothing new is loaded.
+    let mtime = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let temp = input.join(".a.csv.part");
+    std::fs::write(&temp, rows(4)).expect("write the copy");
+    std::fs::File::options()
+        .write(true)
+        .open(&temp)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("cp -p keeps the mtime");
+    std::fs::rename(&temp, &file).expect("rename over");
+    let fifth = summary(&load_once(&db, &input, &keep));
     assert_eq!(
-        (fourth["rows_read"].as_u64(), fourth["rows_loaded"].as_u64()),
+        (fifth["rows_read"].as_u64(), fifth["rows_loaded"].as_u64()),
         (Some(3), Some(0)),
-        "{fourth}"
+        "{fifth}"
     );
     assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 6);
     let rows_now = ledger_rows(&db, &file).await;
@@ -155,8 +173,8 @@ async fn a_file_rewritten_with_the_same_size_and_mtime_is_loaded_and_an_unchange
             Some(file.display().to_string())
         )
     );
-    let fifth = summary(&load_once(&db, &input, &keep));
-    assert_eq!(fifth["rows_read"], 0, "{fifth}");
+    let sixth = summary(&load_once(&db, &input, &keep));
+    assert_eq!(sixth["rows_read"], 0, "{sixth}");
 }
 
 #[tokio::test]

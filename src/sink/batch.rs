@@ -544,53 +544,7 @@ async fn attempt(
     let mut seen_in_batch: HashMap<String, String> = HashMap::new();
     for r in &results {
         let path = r.candidate.path.display().to_string();
-        // Every file here is a delivery the ledger does not know yet (the
-        // claim dropped known ones), so each fate below gets its own row.
-        let mut known_id = None;
-        let status = match &r.outcome {
-            FileOutcome::Changed => FileStatus::Changed,
-            FileOutcome::Vanished => {
-                let known = ledger::known(&tx, std::slice::from_ref(&r.candidate)).await?;
-                match known.into_iter().next().flatten() {
-                    // Another process loaded it and moved it away.
-                    Some(e) => {
-                        known_id = Some(e.id);
-                        FileStatus::AlreadyDone {
-                            rejected: e.rejected,
-                        }
-                    }
-                    None => FileStatus::Rejected {
-                        reason: "the file disappeared before it could be read".to_string(),
-                    },
-                }
-            }
-            // Also when this content was rejected before: delivered again,
-            // it is quarantined again, with a row saying where.
-            FileOutcome::Rejected { reason, .. } => FileStatus::Rejected {
-                reason: reason.clone(),
-            },
-            FileOutcome::Parsed(p) => {
-                if let Some(first) = seen_in_batch.get(&p.hash) {
-                    FileStatus::Duplicate { of: first.clone() }
-                } else {
-                    match ledger::by_content(&tx, &p.hash, &path).await? {
-                        // The same content rejected under this path before
-                        // stays rejected.
-                        Some(row) if !row.loaded && row.path == path && row.rejected.is_some() => {
-                            FileStatus::Rejected {
-                                reason: row.rejected.unwrap_or_default(),
-                            }
-                        }
-                        // Loaded before, under this path or another.
-                        Some(row) => FileStatus::Duplicate { of: row.path },
-                        None => {
-                            seen_in_batch.insert(p.hash.clone(), path.clone());
-                            FileStatus::Loaded
-                        }
-                    }
-                }
-            }
-        };
+        let (status, known_id) = decide(&tx, r, &path, &mut seen_in_batch).await?;
         if status != FileStatus::Loaded {
             if r.rows_direct > 0 {
                 // Its direct rows cannot be taken back alone.
@@ -856,6 +810,86 @@ impl FileReport {
             ledger_id: None,
         }
     }
+}
+
+/// A file's fate against the ledger (with its row when the ledger has
+/// it). Every file here is a delivery the claim did not find in the ledger,
+/// so each fate but [`FileStatus::AlreadyDone`] gets a row of its own.
+async fn decide(
+    tx: &Transaction<'_>,
+    r: &FileResult,
+    path: &str,
+    seen_in_batch: &mut HashMap<String, String>,
+) -> Result<(FileStatus, Option<i64>), tokio_postgres::Error> {
+    let hash = match &r.outcome {
+        FileOutcome::Parsed(p) => Some(p.hash.as_str()),
+        FileOutcome::Rejected { hash, .. } => hash.as_deref(),
+        _ => None,
+    };
+    // Only its ctime changed (a chmod, a link another loader's archive or
+    // quarantine makes before removing it): the delivery the ledger has.
+    if let (Some(h), Some(_)) = (hash, r.candidate.file_id) {
+        if let Some(e) = ledger::same_bytes(tx, &r.candidate, h).await? {
+            let status = FileStatus::AlreadyDone {
+                rejected: e.rejected,
+            };
+            return Ok((status, Some(e.id)));
+        }
+    }
+    let status = match &r.outcome {
+        FileOutcome::Changed => FileStatus::Changed,
+        FileOutcome::Vanished => {
+            // Matched on path, size and mtime only: another loader's archive
+            // or quarantine links the file (a new ctime) before removing it.
+            let listed = Candidate {
+                file_id: None,
+                ..r.candidate.clone()
+            };
+            let known = ledger::known(tx, std::slice::from_ref(&listed)).await?;
+            return Ok(match known.into_iter().next().flatten() {
+                // Another process loaded it and moved it away.
+                Some(e) => (
+                    FileStatus::AlreadyDone {
+                        rejected: e.rejected,
+                    },
+                    Some(e.id),
+                ),
+                None => (
+                    FileStatus::Rejected {
+                        reason: "the file disappeared before it could be read".to_string(),
+                    },
+                    None,
+                ),
+            });
+        }
+        // Also when this content was rejected before: delivered again, it
+        // is quarantined again, with a row saying where.
+        FileOutcome::Rejected { reason, .. } => FileStatus::Rejected {
+            reason: reason.clone(),
+        },
+        FileOutcome::Parsed(p) => {
+            if let Some(first) = seen_in_batch.get(&p.hash) {
+                FileStatus::Duplicate { of: first.clone() }
+            } else {
+                match ledger::by_content(tx, &p.hash, path).await? {
+                    // The same content rejected under this path before stays
+                    // rejected.
+                    Some(row) if !row.loaded && row.path == path && row.rejected.is_some() => {
+                        FileStatus::Rejected {
+                            reason: row.rejected.unwrap_or_default(),
+                        }
+                    }
+                    // Loaded before, under this path or another.
+                    Some(row) => FileStatus::Duplicate { of: row.path },
+                    None => {
+                        seen_in_batch.insert(p.hash.clone(), path.to_string());
+                        FileStatus::Loaded
+                    }
+                }
+            }
+        }
+    };
+    Ok((status, None))
 }
 
 /// The ledger status of a file's fate; `None` when it gets no row here.

@@ -9,6 +9,8 @@
 //!   (objects of a store, rows written before schema v6) match on path,
 //!   size and mtime, so an upgrade reloads nothing;
 //! * "is this file known?" ([`known`]), used by the listing and the claim;
+//!   a known file whose ctime alone changed, with the same bytes, is the
+//!   same delivery ([`same_bytes`]), not a new one;
 //! * the lookup by content ([`by_content`]);
 //! * inserting a delivery's row ([`insert`]), recording where it went
 //!   ([`record_dispositions`], by row id, so a second delivery of the same
@@ -34,13 +36,28 @@ use crate::source::dispose::Disposition;
 const CANDIDATES: &str = "unnest($1::text[], $2::int8[], $3::timestamptz[], $4::int8[], \
      $5::int8[], $6::int8[]) WITH ORDINALITY AS c(path, size, mtime, device, inode, ctime_ns, i)";
 
-/// THE file identity: ledger row `f` is file version `c`. A row or a
-/// candidate without a device/inode/ctime (an object, a row from before
-/// schema v6) matches on path, size and mtime alone.
-pub const SAME_FILE: &str =
-    "f.path = c.path AND f.size_bytes = c.size AND f.modified_at = c.mtime \
-     AND (f.inode IS NULL OR c.inode IS NULL \
-          OR (f.device = c.device AND f.inode = c.inode AND f.ctime_ns = c.ctime_ns))";
+/// Ledger row `f` and file `c` are the same file at the same place:
+/// path, size, mtime and, when both have them, device and inode. A row or
+/// a candidate without them (an object, a row from before schema v6)
+/// matches on path, size and mtime alone.
+macro_rules! same_inode {
+    () => {
+        "f.path = c.path AND f.size_bytes = c.size AND f.modified_at = c.mtime \
+         AND (f.inode IS NULL OR c.inode IS NULL \
+              OR (f.device = c.device AND f.inode = c.inode))"
+    };
+}
+
+/// See [`same_inode!`]: the part of the identity that needs no ctime.
+pub const SAME_INODE: &str = same_inode!();
+
+/// THE file identity ("is this file known?"): [`SAME_INODE`] and, when both
+/// have one, the same ctime. A file whose ctime changed may have new
+/// content under the same size and mtime, so it is read again.
+pub const SAME_FILE: &str = concat!(
+    same_inode!(),
+    " AND (f.ctime_ns IS NULL OR c.ctime_ns IS NULL OR f.ctime_ns = c.ctime_ns)"
+);
 
 /// Per candidate, the newest ledger row of that very version.
 static KNOWN: LazyLock<String> = LazyLock::new(|| {
@@ -51,6 +68,20 @@ static KNOWN: LazyLock<String> = LazyLock::new(|| {
            SELECT id, status, reason, disposition FROM ingested_files f
            WHERE {SAME_FILE}
            ORDER BY id DESC LIMIT 1) f"
+    )
+});
+
+/// The newest row of the same inode at the same path, size and mtime with
+/// the same content: the file's ctime changed but not its bytes (a chmod,
+/// a hard link, such as the one another loader's archive or quarantine
+/// makes before it removes the file).
+static SAME_BYTES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT f.id, f.status, f.reason, f.disposition
+         FROM {CANDIDATES}
+         JOIN ingested_files f ON {SAME_INODE}
+         WHERE f.content_hash = $7
+         ORDER BY f.id DESC LIMIT 1"
     )
 });
 
@@ -88,6 +119,7 @@ const RESUME_PENDING: &str =
 pub fn statements() -> Vec<&'static str> {
     vec![
         KNOWN.as_str(),
+        SAME_BYTES.as_str(),
         BY_CONTENT,
         INSERT,
         RECORD_DISPOSITIONS,
@@ -225,18 +257,41 @@ pub async fn known(
         .await?;
     let mut out = vec![None; files.len()];
     for r in &rows {
-        let status: String = r.get(2);
-        let reason: Option<String> = r.get(3);
-        let entry = Entry {
-            id: r.get(1),
-            rejected: (status == "rejected").then(|| reason.unwrap_or_default()),
-            disposition: r.get(4),
-        };
         if let Some(slot) = out.get_mut((r.get::<_, i64>(0) - 1) as usize) {
-            *slot = Some(entry);
+            *slot = Some(entry(r, 1));
         }
     }
     Ok(out)
+}
+
+/// An [`Entry`] from columns id, status, reason, disposition from `at` on.
+fn entry(r: &tokio_postgres::Row, at: usize) -> Entry {
+    let status: String = r.get(at + 1);
+    let reason: Option<String> = r.get(at + 2);
+    Entry {
+        id: r.get(at),
+        rejected: (status == "rejected").then(|| reason.unwrap_or_default()),
+        disposition: r.get(at + 3),
+    }
+}
+
+/// The ledger row of `file` if only its ctime changed since: same path,
+/// size, mtime, device and inode, and content `hash`.
+pub async fn same_bytes(
+    tx: &Transaction<'_>,
+    file: &Candidate,
+    hash: &str,
+) -> Result<Option<Entry>, tokio_postgres::Error> {
+    let p = Identities::of(std::slice::from_ref(file));
+    let row = tx
+        .query_opt(
+            SAME_BYTES.as_str(),
+            &[
+                &p.paths, &p.sizes, &p.mtimes, &p.devices, &p.inodes, &p.ctimes, &hash,
+            ],
+        )
+        .await?;
+    Ok(row.map(|r| entry(&r, 0)))
 }
 
 /// The ledger row that best describes content `hash`: one that loaded it,
@@ -383,9 +438,10 @@ mod tests {
     #[test]
     fn the_identity_is_written_once_and_used_by_every_known_query() {
         assert!(KNOWN.contains(SAME_FILE));
+        assert!(SAME_FILE.starts_with(SAME_INODE) && SAME_BYTES.contains(SAME_INODE));
         for sql in statements() {
             assert!(
-                sql.contains(SAME_FILE) || !sql.contains("modified_at ="),
+                sql.contains(SAME_INODE) || !sql.contains("modified_at ="),
                 "an identity predicate of its own in:\n{sql}"
             );
         }
