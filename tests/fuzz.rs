@@ -56,6 +56,7 @@ fn run_parse(content: &[u8], cfg: ParseConfig) -> (FileResult, Vec<u8>) {
         path,
         size: md.len(),
         mtime_micros: mtime_micros(&md),
+        file_id: None,
     }];
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(8);
     let parser = std::thread::spawn(move || parse_batch(&files, &cfg, &tx));

@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "lean_event_indexes",
         sql: include_str!("../../migrations/0005_lean_event_indexes.sql"),
     },
+    Migration {
+        version: 6,
+        name: "file_identity",
+        sql: include_str!("../../migrations/0006_file_identity.sql"),
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("shopstrm").

@@ -246,6 +246,7 @@ mod tests {
                 path: "a.csv".into(),
                 size: 1,
                 mtime_micros: 1_000_000,
+                file_id: None,
             };
             FileReport::new("a.csv".into(), status, Some(c))
         };

@@ -589,6 +589,7 @@ mod tests {
             path: path.to_path_buf(),
             size: md.len(),
             mtime_micros: mtime_micros(&md),
+            file_id: None,
         }
     }
 

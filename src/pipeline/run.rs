@@ -3,7 +3,8 @@
 //! Connects (waiting for the database with backoff, migrating the schema
 //! once), lists the input through [`crate::source::input`] (a folder, woken
 //! early by OS file events, or an object store prefix, polled), drops
-//! files the ledger already has (same path, size and modification time),
+//! files the ledger already has (the same version of the file: path, size,
+//! mtime and, for local files, device, inode and ctime),
 //! groups the rest into batches of whole files and commits each batch
 //! through [`crate::sink::batch`], up to `--connections` batches at once,
 //! each on its own connection (a control connection lists against the
@@ -22,7 +23,7 @@
 //! It never edits input files and never moves one before its fate is
 //! committed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,8 +42,9 @@ use crate::observe::metrics;
 use crate::observe::progress::Progress;
 use crate::shutdown::Shutdown;
 use crate::sink::batch::{self, BatchReport, FileStatus, Plan, Producer, RawLines};
+use crate::sink::ledger;
 use crate::sink::recent::RecentIds;
-use crate::source::discover::Candidate;
+use crate::source::discover::{Candidate, FileId};
 use crate::source::dispose::{AfterLoad, Disposition, Fate};
 use crate::source::input::{Input, InputConfig, InputError, Source};
 use crate::source::layout::UnknownColumns;
@@ -343,10 +345,11 @@ impl RunSummary {
     }
 }
 
-type FileKey = (PathBuf, u64, i64);
+/// A file version as the ledger identifies it (see [`ledger::SAME_FILE`]).
+type FileKey = (PathBuf, u64, i64, Option<FileId>);
 
 fn key(c: &Candidate) -> FileKey {
-    (c.path.clone(), c.size, c.mtime_micros)
+    (c.path.clone(), c.size, c.mtime_micros, c.file_id)
 }
 
 /// Logs one committed batch the way a person wants to read it.
@@ -436,7 +439,9 @@ struct Pass {
 
 /// A file whose fate is committed and now must be carried out on disk:
 /// `Some(reason)` when it was rejected.
-type Job = (Candidate, Option<String>);
+/// A file's fate to carry out: the file, the reason when it was rejected,
+/// and its ledger row (where the disposition is recorded).
+type Job = (Candidate, Option<String>, Option<i64>);
 
 /// The loader's state between passes.
 struct Loader<'a> {
@@ -855,7 +860,7 @@ impl Loader<'_> {
             .await
             .map_err(Failed::db)?;
         self.input.settled_except(&fresh);
-        for (cand, _) in &leftovers {
+        for (cand, _, _) in &leftovers {
             self.done.insert(key(cand));
         }
         if !leftovers.is_empty() {
@@ -969,7 +974,7 @@ impl Loader<'_> {
             self.done.insert(key(cand));
             self.input.settled(cand);
             progressed = true;
-            jobs.push((cand.clone(), rejected));
+            jobs.push((cand.clone(), rejected, f.ledger_id));
         }
         let settled: HashSet<&Candidate> = report
             .files
@@ -1059,13 +1064,13 @@ impl Loader<'_> {
         let disposer = self.source.clone();
         let done = tokio::task::spawn_blocking(move || {
             jobs.into_iter()
-                .map(|(c, rejected)| {
+                .map(|(c, rejected, id)| {
                     let fate = match &rejected {
                         Some(reason) => Fate::Rejected { reason },
                         None => Fate::Processed,
                     };
                     let result = disposer.finish(&c, fate);
-                    (c, rejected, result)
+                    (c, rejected, id, result)
                 })
                 .collect::<Vec<_>>()
         })
@@ -1074,8 +1079,8 @@ impl Loader<'_> {
             tracing::error!("the file mover thread failed; files stay where they are");
             return;
         };
-        let mut records: Vec<(Candidate, Disposition)> = vec![];
-        for (c, rejected, result) in done {
+        let mut records: Vec<(i64, Disposition)> = vec![];
+        for (c, rejected, id, result) in done {
             // Quoted, so a name with spaces or a newline reads unambiguously.
             let path = c.path.display().to_string();
             match result {
@@ -1100,7 +1105,7 @@ impl Loader<'_> {
                         _ => {}
                     }
                     metrics::disposed(&d);
-                    records.push((c, d));
+                    records.extend(id.map(|id| (id, d)));
                 }
                 Err(e) => tracing::error!(file = ?path, "{e}; it stays where it is"),
             }
@@ -1109,7 +1114,9 @@ impl Loader<'_> {
             return;
         }
         let recorded = match self.client().await {
-            Ok(c) => record_dispositions(c, &records).await.map_err(Failed::db),
+            Ok(c) => ledger::record_dispositions(c, &records)
+                .await
+                .map_err(Failed::db),
             Err(e) => Err(e),
         };
         let message = match recorded {
@@ -1121,82 +1128,29 @@ impl Loader<'_> {
     }
 }
 
-/// Writes each file's disposition into its ledger row. "gone" and
-/// "changed" never overwrite what another process recorded.
-async fn record_dispositions(
-    client: &Client,
-    records: &[(Candidate, Disposition)],
-) -> Result<(), tokio_postgres::Error> {
-    let paths: Vec<String> = records
-        .iter()
-        .map(|(c, _)| c.path.display().to_string())
-        .collect();
-    let sizes: Vec<i64> = records.iter().map(|(c, _)| c.size as i64).collect();
-    let mtimes: Vec<i64> = records.iter().map(|(c, _)| c.mtime_micros).collect();
-    let what: Vec<&str> = records.iter().map(|(_, d)| d.as_str()).collect();
-    let to: Vec<Option<String>> = records
-        .iter()
-        .map(|(_, d)| d.moved_to().map(|p| p.display().to_string()))
-        .collect();
-    client
-        .execute(
-            "UPDATE ingested_files f
-             SET disposition = CASE WHEN d.what IN ('gone', 'changed') AND f.disposition IS NOT NULL
-                                    THEN f.disposition ELSE d.what END,
-                 moved_to = CASE WHEN d.what IN ('gone', 'changed') AND f.disposition IS NOT NULL
-                                 THEN f.moved_to ELSE d.moved_to END
-             FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[])
-                  AS d(path, size, mtime, what, moved_to)
-             WHERE f.path = d.path AND f.size_bytes = d.size
-               AND f.modified_at = timestamptz 'epoch' + d.mtime * interval '1 microsecond'",
-            &[&paths, &sizes, &mtimes, &what, &to],
-        )
-        .await?;
-    Ok(())
-}
-
 /// Splits listed files into those to load and those the ledger already
-/// has (same path, size and mtime). Of the latter, returns the ones whose
-/// fate is not yet carried out on disk (a crash between commit and move,
-/// or a new `--after-load`), with the reason when they were rejected.
+/// has (the same version, see [`ledger::SAME_FILE`]). Of the latter,
+/// returns the ones whose fate is not yet carried out on disk (a crash
+/// between commit and move, or a new `--after-load`), with the reason when
+/// they were rejected and their ledger row.
 async fn skip_ledgered(
     client: &Client,
     fresh: Vec<Candidate>,
     after_load: AfterLoad,
 ) -> Result<(Vec<Candidate>, Vec<Job>), tokio_postgres::Error> {
-    let paths: Vec<String> = fresh.iter().map(|c| c.path.display().to_string()).collect();
-    let sizes: Vec<i64> = fresh.iter().map(|c| c.size as i64).collect();
-    let mtimes: Vec<i64> = fresh.iter().map(|c| c.mtime_micros).collect();
-    let rows = client
-        .query(
-            "SELECT c.i, f.status, f.reason, f.disposition
-             FROM unnest($1::text[], $2::int8[], $3::int8[]) WITH ORDINALITY AS c(path, size, mtime, i)
-             CROSS JOIN LATERAL (
-               SELECT status, reason, disposition FROM ingested_files f
-               WHERE f.path = c.path AND f.size_bytes = c.size
-                 AND f.modified_at = timestamptz 'epoch' + c.mtime * interval '1 microsecond'
-               ORDER BY id DESC LIMIT 1) f",
-            &[&paths, &sizes, &mtimes],
-        )
-        .await?;
-    let mut known: HashMap<usize, (String, Option<String>, Option<String>)> = HashMap::new();
-    for r in &rows {
-        let i = r.get::<_, i64>(0) as usize - 1;
-        known.insert(i, (r.get(1), r.get(2), r.get(3)));
-    }
-    let mut load = Vec::with_capacity(fresh.len() - known.len());
+    let known = ledger::known(client, &fresh).await?;
+    let mut load = Vec::with_capacity(fresh.len());
     let mut leftovers = vec![];
-    for (i, c) in fresh.into_iter().enumerate() {
-        let Some((status, reason, disposition)) = known.remove(&i) else {
+    for (c, entry) in fresh.into_iter().zip(known) {
+        let Some(entry) = entry else {
             load.push(c);
             continue;
         };
-        let rejected = (status == "rejected").then(|| reason.unwrap_or_default());
-        let settled = rejected.is_none()
+        let settled = entry.rejected.is_none()
             && after_load == AfterLoad::Keep
-            && disposition.as_deref() == Some("kept");
+            && entry.disposition.as_deref() == Some("kept");
         if !settled {
-            leftovers.push((c, rejected));
+            leftovers.push((c, entry.rejected, Some(entry.id)));
         }
     }
     Ok((load, leftovers))
@@ -1288,6 +1242,7 @@ mod tests {
             path: name.into(),
             size,
             mtime_micros: 0,
+            file_id: None,
         }
     }
 

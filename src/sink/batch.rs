@@ -9,7 +9,10 @@
 //! (`pg_advisory_xact_lock`) and looked up in the ledger, so a file's content
 //! is loaded at most once even across processes; because the ledger row
 //! commits with the data, a crash anywhere before the commit leaves nothing
-//! and the file is simply loaded again (at least once).
+//! and the file is simply loaded again (at least once). Every delivery of a
+//! file gets a ledger row of its own (a rejected file delivered again is
+//! rejected again, a loaded content delivered again is a duplicate); the
+//! statements on the ledger are in [`ledger`].
 //!
 //! Rows reach the server by binary COPY, on one of two paths:
 //! * the direct path: a valid row whose event id the loader has not seen
@@ -33,13 +36,14 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, CopyInSink, Transaction};
 
+use super::ledger::{self, NewEntry, Status};
 use super::recent::RecentIds;
 use super::{copy, stage};
 use crate::db::retry::{classify_state, Class};
@@ -128,8 +132,9 @@ pub enum FileStatus {
     Rejected {
         reason: String,
     },
-    /// This exact path and content is already in the ledger; `rejected`
-    /// holds the reason when it was recorded as rejected.
+    /// This very version of the file (see [`ledger::SAME_FILE`]) is already
+    /// in the ledger; `rejected` holds the reason when it was recorded as
+    /// rejected.
     AlreadyDone {
         rejected: Option<String>,
     },
@@ -151,6 +156,10 @@ pub struct FileReport {
     pub late: u64,
     #[serde(skip)]
     pub candidate: Option<Candidate>,
+    /// Its ledger row (written by this batch, or found there), where its
+    /// disposition is recorded.
+    #[serde(skip)]
+    pub ledger_id: Option<i64>,
 }
 
 /// What one committed batch did.
@@ -214,11 +223,6 @@ fn lock_key(hash: &str) -> i64 {
     i64::from_str_radix(hash.get(..15).unwrap_or("0"), 16).unwrap_or(0)
 }
 
-fn unix_micros(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
 /// The advisory lock key that claims a file (by path) for one transaction.
 /// Derived differently from the content keys, so the two never meet.
 pub fn claim_key(path: &std::path::Path) -> i64 {
@@ -252,21 +256,8 @@ async fn claim(
     }
     // A statement of its own: its snapshot sees what a loader that held a
     // claim a moment ago committed.
-    let paths: Vec<String> = files.iter().map(|c| c.path.display().to_string()).collect();
-    let sizes: Vec<i64> = files.iter().map(|c| c.size as i64).collect();
-    let mtimes: Vec<i64> = files.iter().map(|c| c.mtime_micros).collect();
-    let rows = tx
-        .query(
-            "SELECT c.i FROM unnest($1::text[], $2::int8[], $3::int8[])
-                 WITH ORDINALITY AS c(path, size, mtime, i)
-             WHERE EXISTS (SELECT 1 FROM ingested_files f
-                           WHERE f.path = c.path AND f.size_bytes = c.size
-                             AND f.modified_at = timestamptz 'epoch' + c.mtime * interval '1 microsecond')",
-            &[&paths, &sizes, &mtimes],
-        )
-        .await?;
-    for r in &rows {
-        if let Some(h) = held.get_mut(r.get::<_, i64>(0) as usize - 1) {
+    for (h, known) in held.iter_mut().zip(ledger::known(tx, &files).await?) {
+        if known.is_some() {
             *h = false;
         }
     }
@@ -467,7 +458,7 @@ async fn attempt(
     direct: bool,
 ) -> Result<BatchReport, Attempt> {
     let started = Instant::now();
-    let started_at = unix_micros(SystemTime::now());
+    let started_at = SystemTime::now();
     let tx = client.transaction().await?;
     let (files, elsewhere) = claim(&tx, files).await?;
     if files.is_empty() {
@@ -553,38 +544,7 @@ async fn attempt(
     let mut seen_in_batch: HashMap<String, String> = HashMap::new();
     for r in &results {
         let path = r.candidate.path.display().to_string();
-        let status = match &r.outcome {
-            FileOutcome::Changed => FileStatus::Changed,
-            FileOutcome::Vanished => match ledger_lookup(&tx, r, None).await? {
-                // Another process loaded it and moved it away.
-                Some(Lookup::SamePath(rejected)) => FileStatus::AlreadyDone { rejected },
-                _ => FileStatus::Rejected {
-                    reason: "the file disappeared before it could be read".to_string(),
-                },
-            },
-            FileOutcome::Rejected { hash, reason } => {
-                match ledger_lookup(&tx, r, hash.as_deref()).await? {
-                    Some(Lookup::SamePath(rejected)) => FileStatus::AlreadyDone { rejected },
-                    _ => FileStatus::Rejected {
-                        reason: reason.clone(),
-                    },
-                }
-            }
-            FileOutcome::Parsed(p) => {
-                if let Some(first) = seen_in_batch.get(&p.hash) {
-                    FileStatus::Duplicate { of: first.clone() }
-                } else {
-                    match ledger_lookup(&tx, r, Some(&p.hash)).await? {
-                        Some(Lookup::SamePath(rejected)) => FileStatus::AlreadyDone { rejected },
-                        Some(Lookup::Other(of)) => FileStatus::Duplicate { of },
-                        None => {
-                            seen_in_batch.insert(p.hash.clone(), path.clone());
-                            FileStatus::Loaded
-                        }
-                    }
-                }
-            }
-        };
+        let (status, known_id) = decide(&tx, r, &path, &mut seen_in_batch).await?;
         if status != FileStatus::Loaded {
             if r.rows_direct > 0 {
                 // Its direct rows cannot be taken back alone.
@@ -594,7 +554,7 @@ async fn attempt(
             }
             drop_files.push(r.file_no);
         }
-        reports.push((r, path, status));
+        reports.push((r, path, status, known_id));
     }
     if !drop_files.is_empty() {
         tx.execute(
@@ -604,7 +564,7 @@ async fn attempt(
         .await?;
     }
 
-    let recorded = reports.iter().any(|(_, _, s)| {
+    let recorded = reports.iter().any(|(_, _, s, _)| {
         matches!(
             s,
             FileStatus::Loaded | FileStatus::Duplicate { .. } | FileStatus::Rejected { .. }
@@ -618,7 +578,7 @@ async fn attempt(
         tx.rollback().await?;
         report.files = reports
             .into_iter()
-            .map(|(r, path, status)| empty_report(r, path, status))
+            .map(|(r, path, status, id)| empty_report(r, path, status, id))
             .collect();
         report.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(report);
@@ -722,8 +682,8 @@ async fn attempt(
 
     // 4. The ledger and the quality row, in the same transaction.
     let mut codes: BTreeMap<String, u64> = BTreeMap::new();
-    for (r, path, status) in reports {
-        let mut fr = empty_report(r, path, status);
+    for (r, path, status, id) in reports {
+        let mut fr = empty_report(r, path, status, id);
         if let (FileOutcome::Parsed(p), FileStatus::Loaded) = (&r.outcome, &fr.status) {
             let l = loaded.get(&fr.path).copied().unwrap_or(0);
             let refused = refused_by_file.get(&r.file_no).copied().unwrap_or(0);
@@ -745,11 +705,8 @@ async fn attempt(
             fr.rows_read = p.rows_read;
             fr.rows_duplicate = p.rows_read;
         }
-        if matches!(
-            fr.status,
-            FileStatus::Loaded | FileStatus::Duplicate { .. } | FileStatus::Rejected { .. }
-        ) {
-            insert_ledger(&tx, r, &fr, batch_id).await?;
+        if let Some(status) = ledger_status(&fr.status) {
+            fr.ledger_id = Some(insert_ledger(&tx, r, &fr, status, batch_id).await?);
             report.rows_read += fr.rows_read;
             report.rows_loaded += fr.rows_loaded;
             report.rows_duplicate += fr.rows_duplicate;
@@ -772,11 +729,7 @@ async fn attempt(
     let validity: Option<f64> =
         (report.rows_read > 0).then(|| rows_valid as f64 / report.rows_read as f64);
     tx.execute(
-        "INSERT INTO data_quality_metrics
-           (batch_id, started_at, files, rows_read, rows_valid, rows_loaded, rows_duplicate,
-            rows_rejected, validity_rate, late_arrivals, rejects_by_code)
-         VALUES ($1, timestamptz 'epoch' + $2::int8 * interval '1 microsecond', $3, $4, $5, $6, $7, $8,
-                 round($9::float8::numeric, 6), $10, $11::text::jsonb)",
+        INSERT_QUALITY,
         &[
             &batch_id,
             &started_at,
@@ -816,6 +769,13 @@ async fn attempt(
     Ok(report)
 }
 
+/// The batch's quality row; `started_at` is a `timestamptz` parameter (no
+/// STABLE function on a column, see [`ledger`]).
+pub(crate) const INSERT_QUALITY: &str = "INSERT INTO data_quality_metrics
+       (batch_id, started_at, files, rows_read, rows_valid, rows_loaded, rows_duplicate,
+        rows_rejected, validity_rate, late_arrivals, rejects_by_code)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, round($9::float8::numeric, 6), $10, $11::text::jsonb)";
+
 /// A new batch id (ids of rolled-back attempts are simply never used).
 async fn next_batch_id(tx: &Transaction<'_>) -> Result<i64, tokio_postgres::Error> {
     Ok(tx
@@ -824,8 +784,16 @@ async fn next_batch_id(tx: &Transaction<'_>) -> Result<i64, tokio_postgres::Erro
         .get(0))
 }
 
-fn empty_report(r: &FileResult, path: String, status: FileStatus) -> FileReport {
-    FileReport::new(path, status, Some(r.candidate.clone()))
+fn empty_report(
+    r: &FileResult,
+    path: String,
+    status: FileStatus,
+    ledger_id: Option<i64>,
+) -> FileReport {
+    FileReport {
+        ledger_id,
+        ..FileReport::new(path, status, Some(r.candidate.clone()))
+    }
 }
 
 impl FileReport {
@@ -840,78 +808,115 @@ impl FileReport {
             rows_rejected: 0,
             late: 0,
             candidate,
+            ledger_id: None,
         }
     }
 }
 
-enum Lookup {
-    /// This path with this content is already recorded (with the reason if
-    /// it was rejected).
-    SamePath(Option<String>),
-    /// Another path with this content is recorded.
-    Other(String),
-}
-
-/// What the ledger holds for this file: by content when it was read, else
-/// by the listed version (path, size, modification time).
-async fn ledger_lookup(
+/// A file's fate against the ledger (with its row when the ledger has
+/// it). Every file here is a delivery the claim did not find in the ledger,
+/// so each fate but [`FileStatus::AlreadyDone`] gets a row of its own.
+async fn decide(
     tx: &Transaction<'_>,
-    file: &FileResult,
-    hash: Option<&str>,
-) -> Result<Option<Lookup>, tokio_postgres::Error> {
-    let path = file.candidate.path.display().to_string();
-    let path = path.as_str();
-    let Some(hash) = hash else {
-        let row = tx
-            .query_opt(
-                "SELECT CASE WHEN status = 'rejected' THEN coalesce(reason, '') END
-                 FROM ingested_files WHERE path = $1 AND size_bytes = $2
-                   AND modified_at = timestamptz 'epoch' + $3::int8 * interval '1 microsecond'
-                 LIMIT 1",
-                &[
-                    &path,
-                    &(file.candidate.size as i64),
-                    &file.candidate.mtime_micros,
-                ],
-            )
-            .await?;
-        return Ok(row.map(|r| Lookup::SamePath(r.get(0))));
+    r: &FileResult,
+    path: &str,
+    seen_in_batch: &mut HashMap<String, String>,
+) -> Result<(FileStatus, Option<i64>), tokio_postgres::Error> {
+    let hash = match &r.outcome {
+        FileOutcome::Parsed(p) => Some(p.hash.as_str()),
+        FileOutcome::Rejected { hash, .. } => hash.as_deref(),
+        _ => None,
     };
-    let row = tx
-        .query_opt(
-            "SELECT path, CASE WHEN status = 'rejected' THEN coalesce(reason, '') END
-             FROM ingested_files WHERE content_hash = $1
-             ORDER BY (path = $2) DESC, (status = 'loaded') DESC, id LIMIT 1",
-            &[&hash, &path],
-        )
-        .await?;
-    Ok(row.map(|r| {
-        let p: String = r.get(0);
-        if p == path {
-            Lookup::SamePath(r.get(1))
-        } else {
-            Lookup::Other(p)
+    // Only its ctime changed (a chmod, a link another loader's archive or
+    // quarantine makes before removing it): the delivery the ledger has.
+    if let (Some(h), Some(_)) = (hash, r.candidate.file_id) {
+        if let Some(e) = ledger::same_bytes(tx, &r.candidate, h).await? {
+            let status = FileStatus::AlreadyDone {
+                rejected: e.rejected,
+            };
+            return Ok((status, Some(e.id)));
         }
-    }))
+    }
+    let status = match &r.outcome {
+        FileOutcome::Changed => FileStatus::Changed,
+        FileOutcome::Vanished => {
+            // Matched on path, size and mtime only: another loader's archive
+            // or quarantine links the file (a new ctime) before removing it.
+            let listed = Candidate {
+                file_id: None,
+                ..r.candidate.clone()
+            };
+            let known = ledger::known(tx, std::slice::from_ref(&listed)).await?;
+            return Ok(match known.into_iter().next().flatten() {
+                // Another process loaded it and moved it away.
+                Some(e) => (
+                    FileStatus::AlreadyDone {
+                        rejected: e.rejected,
+                    },
+                    Some(e.id),
+                ),
+                None => (
+                    FileStatus::Rejected {
+                        reason: "the file disappeared before it could be read".to_string(),
+                    },
+                    None,
+                ),
+            });
+        }
+        // Also when this content was rejected before: delivered again, it
+        // is quarantined again, with a row saying where.
+        FileOutcome::Rejected { reason, .. } => FileStatus::Rejected {
+            reason: reason.clone(),
+        },
+        FileOutcome::Parsed(p) => {
+            if let Some(first) = seen_in_batch.get(&p.hash) {
+                FileStatus::Duplicate { of: first.clone() }
+            } else {
+                match ledger::by_content(tx, &p.hash, path).await? {
+                    // The same content rejected under this path before stays
+                    // rejected.
+                    Some(row) if !row.loaded && row.path == path && row.rejected.is_some() => {
+                        FileStatus::Rejected {
+                            reason: row.rejected.unwrap_or_default(),
+                        }
+                    }
+                    // Loaded before, under this path or another.
+                    Some(row) => FileStatus::Duplicate { of: row.path },
+                    None => {
+                        seen_in_batch.insert(p.hash.clone(), path.to_string());
+                        FileStatus::Loaded
+                    }
+                }
+            }
+        }
+    };
+    Ok((status, None))
 }
 
+/// The ledger status of a file's fate; `None` when it gets no row here.
+fn ledger_status(status: &FileStatus) -> Option<Status> {
+    match status {
+        FileStatus::Loaded => Some(Status::Loaded),
+        FileStatus::Duplicate { .. } => Some(Status::Duplicate),
+        FileStatus::Rejected { .. } => Some(Status::Rejected),
+        FileStatus::AlreadyDone { .. } | FileStatus::Changed => None,
+    }
+}
+
+/// Writes the file's ledger row; returns its id.
 async fn insert_ledger(
     tx: &Transaction<'_>,
     r: &FileResult,
     fr: &FileReport,
+    status: Status,
     batch_id: i64,
-) -> Result<(), tokio_postgres::Error> {
-    let (status, reason, dup_of): (&str, Option<&str>, Option<&str>) = match &fr.status {
-        FileStatus::Loaded => ("loaded", None, None),
-        FileStatus::Duplicate { of } => (
-            "duplicate",
-            Some("same content as a file already loaded"),
-            Some(of),
-        ),
-        FileStatus::Rejected { reason } => ("rejected", Some(reason), None),
-        _ => return Ok(()),
+) -> Result<i64, tokio_postgres::Error> {
+    let (reason, duplicate_of): (Option<&str>, Option<&str>) = match &fr.status {
+        FileStatus::Duplicate { of } => (Some("same content as a file already loaded"), Some(of)),
+        FileStatus::Rejected { reason } => (Some(reason), None),
+        _ => (None, None),
     };
-    let (hash, layout, unknown) = match &r.outcome {
+    let (hash, layout, unknown_columns) = match &r.outcome {
         FileOutcome::Parsed(p) => (
             Some(p.hash.as_str()),
             p.layout.map(LayoutId::as_str),
@@ -920,33 +925,23 @@ async fn insert_ledger(
         FileOutcome::Rejected { hash, .. } => (hash.as_deref(), None, None),
         _ => (None, None, None),
     };
-    tx.execute(
-        "INSERT INTO ingested_files
-           (path, size_bytes, modified_at, content_hash, status, reason, duplicate_of,
-            rows_read, rows_loaded, rows_duplicate, rows_rejected, late_arrivals, batch_id,
-            layout, unknown_columns)
-         VALUES ($1, $2, timestamptz 'epoch' + $3::int8 * interval '1 microsecond', $4, $5, $6, $7,
-                 $8, $9, $10, $11, $12, $13, $14, $15)",
-        &[
-            &fr.path,
-            &(r.candidate.size as i64),
-            &r.candidate.mtime_micros,
-            &hash,
-            &status,
-            &reason,
-            &dup_of,
-            &(fr.rows_read as i64),
-            &(fr.rows_loaded as i64),
-            &(fr.rows_duplicate as i64),
-            &(fr.rows_rejected as i64),
-            &(fr.late as i64),
-            &batch_id,
-            &layout,
-            &unknown,
-        ],
-    )
-    .await?;
-    Ok(())
+    let entry = NewEntry {
+        candidate: &r.candidate,
+        path: &fr.path,
+        hash,
+        status,
+        reason,
+        duplicate_of,
+        rows_read: fr.rows_read,
+        rows_loaded: fr.rows_loaded,
+        rows_duplicate: fr.rows_duplicate,
+        rows_rejected: fr.rows_rejected,
+        late: fr.late,
+        batch_id,
+        layout,
+        unknown_columns,
+    };
+    ledger::insert(tx, &entry).await
 }
 
 /// A row the server refused, with what it said.

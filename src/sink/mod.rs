@@ -5,10 +5,13 @@
 //! * [`recent`]: recently seen event ids, which let most rows skip staging.
 //! * [`batch`]: one transaction per batch: staging, dedup, dead letters,
 //!   quality metrics and the ledger, all committed together.
+//! * [`ledger`]: every statement on `ingested_files` (file identity,
+//!   lookups, rows, dispositions, resume point).
 //!
 //! Nothing here reads files or decides whether a row is valid.
 
 pub mod batch;
 pub mod copy;
+pub mod ledger;
 pub mod recent;
 pub mod stage;

@@ -25,13 +25,43 @@ use std::time::{Duration, UNIX_EPOCH};
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
-/// A file ready to be loaded, with the identity the ledger uses.
+/// A file ready to be loaded, with the identity the ledger uses (see
+/// [`crate::sink::ledger`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Candidate {
     pub path: PathBuf,
     pub size: u64,
     /// Modification time, microseconds since the Unix epoch.
     pub mtime_micros: i64,
+    /// A local file's device, inode and ctime; `None` for objects of a
+    /// store (their identity is URL, size and last-modified time).
+    pub file_id: Option<FileId>,
+}
+
+/// What identifies a local file beyond path, size and mtime: a rewrite in
+/// place changes the ctime (and a copy over it the inode) even when size
+/// and mtime are set back. Taken from the listing's metadata, never from
+/// the contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileId {
+    pub device: u64,
+    pub inode: u64,
+    /// Status change time (st_ctime), nanoseconds since the Unix epoch.
+    pub ctime_ns: i64,
+}
+
+impl FileId {
+    pub fn of(md: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            device: md.dev(),
+            inode: md.ino(),
+            ctime_ns: md
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(md.ctime_nsec()),
+        }
+    }
 }
 
 const TEMP_SUFFIXES: [&str; 4] = [".tmp", ".part", ".crdownload", "_COPYING_"];
@@ -169,6 +199,7 @@ fn candidate(path: &Path) -> Option<Candidate> {
         path: path.to_path_buf(),
         size: md.len(),
         mtime_micros: mtime_micros(&md),
+        file_id: Some(FileId::of(&md)),
     })
 }
 

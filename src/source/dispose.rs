@@ -10,7 +10,8 @@
 //! placed is recognised and reused.
 //!
 //! It must never be called before the commit, never move or delete a version
-//! of a file other than the one loaded (size and mtime are checked first), and
+//! of a file other than the one loaded (size, mtime and the device, inode and
+//! ctime of the listing are checked first), and
 //! never touch the target of a symlinked input file (the link itself moves).
 
 use std::fs::{self, File, Metadata};
@@ -18,7 +19,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::discover::{mtime_micros, Candidate};
+use super::discover::{mtime_micros, Candidate, FileId};
 
 /// What becomes of a file once it is loaded (or found to be a duplicate).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,8 +45,9 @@ pub enum Disposition {
     Quarantined(PathBuf),
     /// Nothing is at the path any more (someone else moved it).
     Gone,
-    /// The path now holds another version of the file (size or mtime differ
-    /// from the candidate): left alone, it will be loaded as a new file.
+    /// The path now holds another version of the file (size, mtime, inode or
+    /// ctime differ from the candidate): left alone, it will be loaded as a
+    /// new file.
     Changed,
 }
 
@@ -167,7 +169,10 @@ impl Disposer {
                 })
             }
         };
-        if md.len() != file.size || mtime_micros(&md) != file.mtime_micros {
+        if md.len() != file.size
+            || mtime_micros(&md) != file.mtime_micros
+            || file.file_id.is_some_and(|id| id != FileId::of(&md))
+        {
             return Ok(Disposition::Changed);
         }
         match (fate, self.after_load) {
@@ -458,7 +463,28 @@ mod tests {
             path: path.to_path_buf(),
             size: md.len(),
             mtime_micros: mtime_micros(&md),
+            file_id: Some(FileId::of(&md)),
         }
+    }
+
+    /// Waits (with a deadline) until the filesystem's clock is past the
+    /// ctime of `path`, so that a change now gives it another ctime (the
+    /// kernel stamps ctimes from a coarse clock, a few ms per tick).
+    fn tick_past(path: &Path, probe: &Path) {
+        let ctime = |p: &Path| FileId::of(&fs::metadata(p).expect("metadata")).ctime_ns;
+        let before = ctime(path);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            fs::write(probe, b"tick").expect("probe");
+            if ctime(probe) > before {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ctime clock never moved"
+            );
+        }
+        fs::remove_file(probe).expect("remove probe");
     }
 
     fn disposer(d: &tempfile::TempDir, after: AfterLoad) -> Disposer {
@@ -576,6 +602,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_rewritten_with_the_same_size_and_mtime_is_left_alone() {
+        let (d, c) = input_with("a.csv", "x");
+        tick_past(&c.path, &d.path().join("probe"));
+        let mtime = fs::metadata(&c.path)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        // What `cp -p` or `touch -r` leave: new bytes, same size and mtime.
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(&c.path)
+            .expect("open");
+        (&f).write_all(b"y").expect("rewrite");
+        f.set_modified(mtime).expect("restore mtime");
+        drop(f);
+        let now = candidate(&c.path);
+        assert_eq!((now.size, now.mtime_micros), (c.size, c.mtime_micros));
+        let disp = disposer(&d, AfterLoad::Delete);
+        assert_eq!(
+            disp.finish(&c, Fate::Processed).expect("finish"),
+            Disposition::Changed
+        );
+        assert_eq!(fs::read_to_string(&c.path).expect("still there"), "y");
+    }
+
+    #[test]
     fn missing_file_is_gone() {
         let (d, c) = input_with("a.csv", "x");
         fs::remove_file(&c.path).expect("rm");
@@ -608,8 +659,9 @@ mod tests {
         let disp = disposer(&d, AfterLoad::Keep);
         fs::create_dir_all(disp.quarantine_dir()).expect("mkdir");
         fs::hard_link(&c.path, disp.quarantine_dir().join("x.csv")).expect("link");
+        // The restart lists the file again (the link gave it a new ctime).
         let got = disp
-            .finish(&c, Fate::Rejected { reason: "r" })
+            .finish(&candidate(&c.path), Fate::Rejected { reason: "r" })
             .expect("finish");
         assert_eq!(got.moved_to(), Some(&*disp.quarantine_dir().join("x.csv")));
         assert_eq!(names(disp.quarantine_dir()), ["x.csv", "x.csv.reason.txt"]);

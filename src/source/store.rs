@@ -539,6 +539,7 @@ impl Lister {
                 path: u.into(),
                 size: 0,
                 mtime_micros: 0,
+                file_id: None,
             };
             self.store.key_of(&c).ok()
         });
@@ -612,6 +613,7 @@ impl Lister {
                     path: store.input.url(&meta.location).into(),
                     size: meta.size,
                     mtime_micros: micros(&meta),
+                    file_id: None,
                 });
             }
             break;
@@ -710,6 +712,7 @@ mod tests {
             path: format!("s3://b/in/{k}").into(),
             size: 1,
             mtime_micros: 0,
+            file_id: None,
         };
         l.unsettled = ["a", "b", "c", "d"].map(|k| format!("in/{k}")).into();
         l.settled(&c("b"));
