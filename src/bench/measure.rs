@@ -1,6 +1,6 @@
 //! Measuring tools for `shopstream bench`: child processes with their peak
-//! resident memory (from the kernel's `wait4` accounting), percentiles and
-//! a description of the machine.
+//! resident memory (the child's own `VmHWM` high-water mark) and CPU time
+//! (`wait4`), percentiles and a description of the machine.
 //!
 //! Nothing here decides what is measured; [`super`] does.
 
@@ -16,7 +16,7 @@ pub struct Exit {
     pub code: i32,
     /// Wall time from spawn to exit.
     pub wall: Duration,
-    /// Peak resident set size of the process, in KiB.
+    /// Peak resident set size of the process, in KiB (its own `VmHWM`).
     pub max_rss_kib: u64,
     /// CPU time it used (user + system).
     pub cpu: Duration,
@@ -68,11 +68,21 @@ impl Measured {
         let mut status: libc::c_int = 0;
         // SAFETY: rusage is plain data; zeroed is a valid value.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // The kernel's ru_maxrss of a child starts from the memory of the
+        // process that exec'd it (this bench, which may be large), so the
+        // peak is read from the child's own high-water mark instead: VmHWM
+        // only grows, and is sampled until the child is gone.
+        let mut peak_kib = 0;
         loop {
+            peak_kib = peak_kib.max(high_water_kib(pid).unwrap_or(0));
             // SAFETY: pointers are to live locals; pid is our own child.
-            let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
             if r == pid {
                 break;
+            }
+            if r == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
             }
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::Interrupted {
@@ -90,10 +100,17 @@ impl Measured {
         Ok(Exit {
             code,
             wall,
-            max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+            max_rss_kib: peak_kib,
             cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
         })
     }
+}
+
+/// A live process's peak resident set (`VmHWM` in `/proc/PID/status`), KiB.
+fn high_water_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn timeval(t: libc::timeval) -> Duration {
