@@ -336,38 +336,82 @@ pub async fn counts_by(db: &TestDb, sql: &str) -> std::collections::BTreeMap<Str
 }
 
 /// A fingerprint of everything a load produces that does not depend on
-/// timing (batch ids and ingest times do) or on where the input folder was:
-/// file paths are taken relative to `root`.
+/// timing or on where the input folder was: every column of every row of
+/// the events, dead letters and ledger (NULLs included, as JSON), except
+/// generated ids, batch ids and timestamps of the load itself (and a
+/// file's mtime, which differs between copies of the input); file paths
+/// are taken relative to `root`. Per-batch quality rows depend on how files
+/// were batched, so only their sums count.
 pub async fn fingerprint(c: &Client, root: &Path) -> Vec<String> {
+    fingerprint_with(c, root, Copies::Same).await
+}
+
+/// Which copy of a repeated event (or file) a load keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copies {
+    /// The same copy: one connection, files in order.
+    Same,
+    /// Any copy: parallel batches commit in any order, so which copy of a
+    /// repeated event is loaded (its `source_file`/`source_line`) and which
+    /// copy of a file is `loaded` rather than `duplicate` may differ; every
+    /// other column must not.
+    Any,
+}
+
+/// [`fingerprint`], with a choice of how strict to be about copies.
+pub async fn fingerprint_with(c: &Client, root: &Path, copies: Copies) -> Vec<String> {
     let root = format!("{}/", root.display());
+    // One md5 over the rows as JSON text (every column, NULLs as null),
+    // sorted, with the root cut out of paths.
+    let agg = |rows: &str| {
+        format!(
+            "SELECT count(*)::text || ' ' || coalesce(md5(string_agg(j, ',' ORDER BY j)), '')
+             FROM (SELECT replace(({rows})::text, $1, '') AS j FROM {{table}} t) s"
+        )
+    };
+    let (events, ledger) = match copies {
+        Copies::Same => (
+            agg("to_jsonb(t) - 'batch_id' - 'ingested_at'"),
+            agg("to_jsonb(t) - 'id' - 'batch_id' - 'committed_at' - 'modified_at'"),
+        ),
+        Copies::Any => (
+            agg("to_jsonb(t) - 'batch_id' - 'ingested_at' - 'source_file' - 'source_line'"),
+            agg(
+                "to_jsonb(t) - 'id' - 'batch_id' - 'committed_at' - 'modified_at' - 'status'
+                 - 'duplicate_of' - 'rows_loaded' - 'rows_duplicate'
+                 || jsonb_build_object('rows_kept', rows_loaded + rows_duplicate,
+                                       'rejected', status = 'rejected')",
+            ),
+        ),
+    };
+    // Messages are left out of a dead letter's errors: a future time's
+    // message says how far ahead it was when processed.
+    let dead = agg("to_jsonb(t) - 'id' - 'batch_id' - 'rejected_at' - 'errors'
+         || jsonb_build_object('errors', (SELECT jsonb_agg(e - 'message' ORDER BY n)
+                FROM jsonb_array_elements(t.errors) WITH ORDINALITY AS x(e, n)))");
     let mut v = vec![];
-    for sql in [
-        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', event_id, user_id, session_id,
-            event_type, product_id, product_name, category, price, quantity, user_segment, search_query,
-            event_time, device_type, browser, geo_country, geo_city, referrer, campaign_id, total_amount,
-            is_late_arrival), ',' ORDER BY event_id)) FROM ecommerce_events",
-        // Messages are left out: a future time's message says how far ahead
-        // it was when processed.
-        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', replace(source_file, $1, ''),
-            source_line, raw_line, event_id, error_codes, jsonb_path_query_array(errors, '$[*].column'),
-            jsonb_path_query_array(errors, '$[*].value')), ',' ORDER BY source_file, source_line))
-         FROM dead_letter_events",
-        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', replace(path, $1, ''), size_bytes,
-            content_hash, status, rows_read, rows_loaded + rows_duplicate, rows_rejected), ','
-            ORDER BY path)) FROM ingested_files",
-        "SELECT sum(rows_read)::text || ' ' || sum(rows_loaded)::text || ' ' || sum(rows_duplicate)::text
-            || ' ' || sum(rows_rejected)::text FROM data_quality_metrics",
+    for (table, sql) in [
+        ("ecommerce_events", events),
+        ("dead_letter_events", dead),
+        ("ingested_files", ledger),
     ] {
-        let with_root: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&root];
-        let params = if sql.contains("$1") { with_root } else { &[] };
+        let sql = sql.replace("{table}", table);
         v.push(
-            c.query_one(sql, params)
+            c.query_one(&sql, &[&root])
                 .await
-                .expect(sql)
-                .get::<_, Option<String>>(0)
-                .unwrap_or_default(),
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get::<_, String>(0),
         );
     }
+    let sums = "SELECT sum(rows_read)::text || ' ' || sum(rows_loaded)::text || ' '
+        || sum(rows_duplicate)::text || ' ' || sum(rows_rejected)::text FROM data_quality_metrics";
+    v.push(
+        c.query_one(sums, &[])
+            .await
+            .expect(sums)
+            .get::<_, Option<String>>(0)
+            .unwrap_or_default(),
+    );
     v
 }
 
