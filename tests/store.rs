@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    count, fingerprint, generate, http_get, load_once, metric, run_ok, shopstream, test_db,
-    try_count, wait_for, Loader, TestDb,
+    count, fingerprint, fingerprint_with, generate, http_get, load_once, metric, run_ok,
+    shopstream, test_db, try_count, wait_for, Copies, Loader, TestDb,
 };
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -251,8 +251,10 @@ async fn s3_input_loads_exactly_once_like_a_folder_and_archives_after_the_commit
     }
 
     let reference = test_db().await;
-    load_once(&reference, &dir, &[]);
-    let want = fingerprint(&reference.client().await, &dir).await;
+    load_once(&reference, &dir, &["--after-load", "archive"]);
+    // Batches load in parallel: which copy of a repeated event is kept may
+    // differ (README: "Duplicates are counted").
+    let want = fingerprint_with(&reference.client().await, &dir, Copies::Any).await;
 
     let db = test_db().await;
     let url = format!("s3://{BUCKET}/in");
@@ -282,7 +284,7 @@ async fn s3_input_loads_exactly_once_like_a_folder_and_archives_after_the_commit
         n("duplicates")
     );
     assert_eq!(
-        fingerprint(&db.client().await, Path::new(&url)).await,
+        fingerprint_with(&db.client().await, Path::new(&url), Copies::Any).await,
         want,
         "the same tables as loading the same files from a folder"
     );
@@ -348,7 +350,11 @@ async fn s3_kill_9_between_commit_and_delete_then_restart_loads_exactly_once() {
     );
     let uploaded = upload(&s3, &dir, "in").await;
     let reference = test_db().await;
-    load_once(&reference, &dir, &[]);
+    load_once(
+        &reference,
+        &dir,
+        &["--connections", "1", "--after-load", "delete"],
+    );
     let want = fingerprint(&reference.client().await, &dir).await;
 
     let db = test_db().await;
