@@ -465,8 +465,16 @@ async fn s3_restart_lists_only_new_keys_and_reads_no_processed_object() {
         try_count(&db, "SELECT count(*) FROM ingested_files").await == Some(7)
     })
     .await;
-    // A few more listings with nothing new.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A few more listings with nothing new (waited for in the server's log).
+    let loaded_at = moto.log().len();
+    wait_for(Duration::from_secs(60), "3 more listings", || async {
+        moto.requests_since(loaded_at)
+            .iter()
+            .filter(|r| r.contains("list-type=2"))
+            .count()
+            >= 3
+    })
+    .await;
     let base = loader.http_url().expect("the HTTP endpoint's URL");
     let (_, text) = http_get(&base, "/metrics");
     assert_eq!(

@@ -159,9 +159,18 @@ async fn a_file_held_by_another_loader_is_left_to_it_and_taken_over_when_it_lets
     assert!(got);
 
     let mut run = worker(&db, &dir)
+        .args(["--log-level", "debug"])
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let log = common::collect_lines(run.stderr.take().expect("stderr"));
+    let looked = || {
+        log.lock()
+            .expect("log")
+            .iter()
+            .filter(|l| l.contains("files held by another loader"))
+            .count()
+    };
     // The free file loads; the held one waits for its holder.
     let c = db.client().await;
     let start = Instant::now();
@@ -177,7 +186,19 @@ async fn a_file_held_by_another_loader_is_left_to_it_and_taken_over_when_it_lets
         assert!(start.elapsed() < Duration::from_secs(60), "no file loaded");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // It looks at the held file again and again instead of finishing.
+    let start = Instant::now();
+    while looked() < 3 {
+        assert!(
+            run.try_wait().expect("try_wait").is_none(),
+            "--once waits for a file another loader holds"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "did not look again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(
         run.try_wait().expect("try_wait").is_none(),
         "--once waits for a file another loader holds"
