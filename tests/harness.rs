@@ -108,3 +108,15 @@ async fn the_fingerprint_sees_every_column_a_load_decides() {
         assert_eq!(after != before, shows, "{change}");
     }
 }
+
+#[test]
+fn a_held_port_refuses_connections_yet_a_server_can_take_it() {
+    let held = common::HeldPort::new();
+    let err = std::net::TcpStream::connect(held.addr()).expect_err("nothing listens");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    // A child server binding with SO_REUSEADDR (as std, PostgreSQL and
+    // Python's HTTP servers do) gets the port while it is held.
+    let server = std::net::TcpListener::bind(held.addr()).expect("a server binds the held port");
+    std::net::TcpStream::connect(held.addr()).expect("and is reached there");
+    drop(server);
+}

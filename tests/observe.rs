@@ -119,9 +119,15 @@ async fn after_a_known_load_the_metrics_equal_the_table_counts() {
 #[tokio::test]
 async fn readyz_fails_while_the_database_is_unreachable_and_healthz_does_not() {
     let tmp = tempfile::tempdir().expect("tmp");
+    // A port that refuses (held, not listening), not an assumed-closed one.
+    let refusing = common::HeldPort::new();
     let mut loader = Loader::spawn(
         shopstream()
-            .args(["run", "--database-url", "postgresql://x@127.0.0.1:9/none"])
+            .args([
+                "run",
+                "--database-url",
+                &format!("postgresql://x@{}/none", refusing.addr()),
+            ])
             .args(["--breaker-failures", "2", "--retry-initial-secs", "0.1"])
             .args(["--log-format", "json", "--input"])
             .arg(tmp.path()),

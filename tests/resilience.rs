@@ -536,8 +536,12 @@ async fn once_gives_up_when_the_circuit_opens_and_continuous_mode_keeps_waiting(
     let tmp = tempfile::tempdir().expect("tmp");
     let input = tmp.path().join("in");
     std::fs::create_dir_all(&input).expect("mkdir");
-    // Nothing listens on port 9 (discard) of localhost here.
-    let url = "postgresql://shopstream@127.0.0.1:9/none?connect_timeout=2";
+    // A port that refuses (held, not listening), not an assumed-closed one.
+    let refusing = common::HeldPort::new();
+    let url = &format!(
+        "postgresql://shopstream@{}/none?connect_timeout=2",
+        refusing.addr()
+    );
     let quick = [
         "--breaker-failures",
         "2",
@@ -677,8 +681,9 @@ async fn the_health_state_follows_the_breaker_and_recovers_with_the_database() {
     let shutdown = Shutdown::new();
 
     // A database that refuses connections: the circuit opens.
+    let refusing = common::HeldPort::new();
     let down = Database::open(&DbArgs {
-        database_url: Some("postgresql://x@127.0.0.1:9/none".into()),
+        database_url: Some(format!("postgresql://x@{}/none", refusing.addr())),
         ..DbArgs::default()
     })
     .await

@@ -104,6 +104,7 @@ async fn passwords_tokens_and_urls_never_reach_any_output() {
     );
     assert!(all.contains("is at schema version"), "{all}");
 
+    let refusing = common::HeldPort::new();
     // 2. Failures: wrong password, unreachable port, bad sslmode, invalid
     // URLs, POSTGRES_PASSWORD.
     for url in [
@@ -116,7 +117,10 @@ async fn passwords_tokens_and_urls_never_reach_any_output() {
                 "shop",
                 "sslmode=require&connect_timeout=2",
             )
-            .replace(&format!(":{}/", server.port), ":1/"),
+            .replace(
+                &format!(":{}/", server.port),
+                &format!(":{}/", refusing.port),
+            ),
         server.url("loader", PASSWORD, "localhost", "shop", "sslmode=bogus"),
         format!("postgresql://loader:{PASSWORD}@localhost:notaport/shop"),
         format!("postgresql://loader:{PASSWORD}@localhost/shop?nosuchoption=1"),

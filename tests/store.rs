@@ -50,10 +50,9 @@ impl Moto {
             "moto's S3 server is not installed for {python}: run scripts/ensure-moto.sh \
              (./dev test does), or set SHOPSTREAM_TEST_PYTHON to a python that has moto[server]"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        // Held until moto listens on it (it binds with SO_REUSEADDR).
+        let held = common::HeldPort::new();
+        let port = held.port;
         let mut child = Command::new(&python)
             .args([
                 "-m",
@@ -80,6 +79,7 @@ impl Moto {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        drop(held);
         moto.create_bucket();
         moto
     }

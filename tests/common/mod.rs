@@ -509,3 +509,68 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A TCP port on 127.0.0.1 held for as long as this value lives, by a
+/// socket that is bound (with `SO_REUSEADDR`) but never listens. While held:
+/// * nothing else gets the port from the kernel, and a connection to it is
+///   refused (no listener: the kernel answers with a reset). Use it where a
+///   test needs "a port that refuses"; never assume a fixed port is closed.
+/// * a server that binds with `SO_REUSEADDR` itself (PostgreSQL, Python's
+///   HTTP servers) can still bind and listen on it: reserve a port for a
+///   child server this way, instead of binding, closing and hoping no one
+///   took it in between.
+pub struct HeldPort {
+    fd: libc::c_int,
+    pub port: u16,
+}
+
+impl HeldPort {
+    pub fn new() -> HeldPort {
+        // SAFETY: plain socket calls on a descriptor this value owns; every
+        // result is checked, and the struct is fully initialised before use.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let one: libc::c_int = 1;
+            let rc = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(rc, 0, "SO_REUSEADDR: {}", std::io::Error::last_os_error());
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            addr.sin_port = 0;
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let rc = libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len);
+            assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+            HeldPort {
+                fd,
+                port: u16::from_be(addr.sin_port),
+            }
+        }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Default for HeldPort {
+    fn default() -> Self {
+        HeldPort::new()
+    }
+}
+
+impl Drop for HeldPort {
+    fn drop(&mut self) {
+        // SAFETY: closing the descriptor this value owns, once.
+        unsafe { libc::close(self.fd) };
+    }
+}
