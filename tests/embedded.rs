@@ -171,17 +171,23 @@ async fn start_reuse_stop_restart_and_survive_kill_9() {
     // The URL works with tokio-postgres and with psql.
     let url = s1.url("shopstream");
     select_one(&url.parse().expect("URL parses")).await;
-    if let Ok(out) = std::process::Command::new("psql")
+    match std::process::Command::new("psql")
         .arg(&url)
         .args(["-XtAc", "SELECT v FROM marker"])
         .output()
     {
-        assert!(
-            out.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "kept");
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "psql: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "kept");
+        }
+        Err(e) => common::skip(
+            "the embedded server's URL with psql",
+            &format!("psql cannot be run ({e}; scripts/ensure-postgres.sh installs it)"),
+        ),
     }
 
     // A second start on the same dir reuses the running server.
@@ -335,7 +341,10 @@ async fn long_data_dir_gets_a_short_socket_dir() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_relocates_a_cluster_postgres_cannot_reach() {
     if !is_root() {
-        eprintln!("skipped: only meaningful as root");
+        common::skip(
+            "root_relocates_a_cluster_postgres_cannot_reach",
+            "it needs root (a non-root user's cluster dir is its own)",
+        );
         return;
     }
     // tempdirs are 0700 root: the postgres account cannot get in.

@@ -574,3 +574,47 @@ impl Drop for HeldPort {
         unsafe { libc::close(self.fd) };
     }
 }
+
+/// Says on stderr that a case was skipped and why (`SKIPPED: <case>
+/// because <why>`), so a skip never passes silently. Under CI (`CI` set,
+/// as `.ci/run` runs), where every case must run, it fails instead.
+pub fn skip(case: &str, because: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci,
+        "{case} would be skipped because {because}, and CI must skip nothing"
+    );
+    eprintln!("SKIPPED: {case} because {because}");
+}
+
+/// When the tests run as root: the uid and gid of the unprivileged
+/// `postgres` account (the embedded server's, so it may also use the
+/// shared test server's socket) for child processes that must not read
+/// what root reads. `None` when not root (the tests then are unprivileged).
+pub fn unprivileged() -> Option<(u32, u32)> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("postgres").expect("no NUL");
+    // SAFETY: getpwnam_r writes into `pw` and `buf`, both owned here and
+    // large enough as passed; `found` is NULL or points at `pw`.
+    let (uid, gid) = unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        );
+        assert!(
+            rc == 0 && !found.is_null(),
+            "a 'postgres' account (installed with the postgresql package)"
+        );
+        (pw.pw_uid, pw.pw_gid)
+    };
+    Some((uid, gid))
+}
