@@ -208,40 +208,6 @@ async fn the_endpoint_can_be_switched_off_and_a_taken_port_is_a_clear_error() {
     assert!(stderr.contains("--http-addr"), "{stderr}");
 }
 
-/// A local webhook receiver: records each POST body, answers 200.
-fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let bodies = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
-    let sink = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let mut r = BufReader::new(stream);
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            if r.read_exact(&mut body).is_ok() {
-                sink.lock()
-                    .expect("bodies")
-                    .push(String::from_utf8_lossy(&body).into_owned());
-            }
-            let _ = r
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
-    (url, bodies)
-}
-
 #[tokio::test]
 async fn run_raises_alerts_on_the_log_file_and_webhook_channels() {
     let db = test_db().await;
@@ -259,7 +225,8 @@ async fn run_raises_alerts_on_the_log_file_and_webhook_channels() {
     }
     std::fs::write(input.join("half.csv"), text).expect("write");
     std::fs::write(input.join("bad.csv"), "who,what\n1,2\n").expect("write");
-    let (hook, bodies) = receiver();
+    let (base, bodies) = common::webhook_receiver();
+    let hook = format!("{base}/hook");
     let alerts = tmp.path().join("alerts/alerts.jsonl");
     common::load_once(
         &db,

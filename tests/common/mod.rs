@@ -618,3 +618,38 @@ pub fn unprivileged() -> Option<(u32, u32)> {
     };
     Some((uid, gid))
 }
+
+/// A local webhook receiver: records each POST body, answers 200. Returns
+/// its base URL (`http://127.0.0.1:PORT`, no path) and the bodies.
+pub fn webhook_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let bodies = Arc::new(Mutex::new(vec![]));
+    let sink = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut r = BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_ok() {
+                sink.lock()
+                    .expect("bodies")
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, bodies)
+}
