@@ -626,35 +626,6 @@ async fn s3_poison_object_is_quarantined_with_its_reason_and_refused_rows_keep_t
     assert_eq!(dead.get::<_, Vec<String>>(3), ["rejected_by_database"]);
 }
 
-/// Runs `cmd` to its end; returns its peak resident memory in bytes (its
-/// own `VmHWM`, read until it exits: the high-water mark only grows).
-fn peak_rss(cmd: &mut Command, log: &Path) -> u64 {
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("spawn shopstream");
-    let status = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
-    // A zombie has no memory left to report: polling stops there.
-    while let Some(kb) = std::fs::read_to_string(&status).ok().and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    }) {
-        peak = peak.max(kb * 1024);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let exit = child.wait().expect("wait");
-    assert!(
-        exit.success(),
-        "shopstream failed:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-    assert!(peak > 0, "no memory figure was read");
-    peak
-}
-
 #[tokio::test]
 async fn s3_a_large_object_is_streamed_in_bounded_memory() {
     let moto = Moto::start();
@@ -676,7 +647,7 @@ async fn s3_a_large_object_is_streamed_in_bounded_memory() {
     s3.put(&Key::from("in/a-small.csv"), csv(100).into())
         .await
         .expect("upload");
-    let small = peak_rss(
+    let small = common::peak_rss(
         moto.run(&db, &url).arg("--once"),
         &tmp.path().join("small.log"),
     );
@@ -685,7 +656,7 @@ async fn s3_a_large_object_is_streamed_in_bounded_memory() {
     s3.put(&Key::from("in/b-big.csv"), big.into())
         .await
         .expect("upload");
-    let peak = peak_rss(
+    let peak = common::peak_rss(
         moto.run(&db, &url).arg("--once"),
         &tmp.path().join("big.log"),
     );

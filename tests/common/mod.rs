@@ -653,3 +653,32 @@ pub fn webhook_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     });
     (url, bodies)
 }
+
+/// Runs `cmd` to its end; returns its peak resident memory in bytes (its
+/// own `VmHWM`, read until it exits: the high-water mark only grows).
+pub fn peak_rss(cmd: &mut Command, log: &Path) -> u64 {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn shopstream");
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    // A zombie has no memory left to report: polling stops there.
+    while let Some(kb) = std::fs::read_to_string(&status).ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    }) {
+        peak = peak.max(kb * 1024);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let exit = child.wait().expect("wait");
+    assert!(
+        exit.success(),
+        "shopstream failed:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    assert!(peak > 0, "no memory figure was read");
+    peak
+}
