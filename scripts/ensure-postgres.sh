@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Makes sure the PostgreSQL *server binaries* (initdb, pg_ctl, postgres) are
 # installed: shopstream starts its own private server from them when no
-# --database-url / DATABASE_URL is given. Quiet when they are already there.
+# --database-url / DATABASE_URL is given. Also psql (the test suite checks
+# that the embedded server's URL works with libpq's own client). Quiet when
+# they are already there.
 #
-# It installs the Debian/Ubuntu 'postgresql' package with apt-get (through
-# sudo when not root). It never starts, stops or configures the system's
+# It installs the Debian/Ubuntu 'postgresql' package (and
+# 'postgresql-client' for psql) with apt-get (through sudo when not root). It never starts, stops or configures the system's
 # PostgreSQL service: shopstream runs its own server.
 set -euo pipefail
 
@@ -19,7 +21,16 @@ have_server_binaries() {
     return 1
 }
 
+ensure_psql() {
+    command -v psql >/dev/null 2>&1 && return 0
+    echo "psql not found: installing the 'postgresql-client' package with apt-get" >&2
+    bash "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh" postgresql-client -- \
+        "Install psql (the PostgreSQL client) with your package manager; without it one" \
+        "test case is skipped (and fails under CI)."
+}
+
 if have_server_binaries; then
+    ensure_psql
     exit 0
 fi
 
@@ -35,3 +46,4 @@ if ! have_server_binaries; then
     exit 1
 fi
 echo "PostgreSQL server binaries installed." >&2
+ensure_psql

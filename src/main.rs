@@ -17,7 +17,7 @@ use shopstream::observe::http::{Endpoint, HttpArgs, HttpState};
 use shopstream::observe::redact;
 use shopstream::pipeline::health::Health;
 use shopstream::pipeline::run::RunArgs;
-use shopstream::report::ReportArgs;
+use shopstream::report::{ReportArgs, ReportError};
 use shopstream::schema::show::Format;
 use shopstream::schema::LayoutId;
 use shopstream::shutdown::Shutdown;
@@ -76,8 +76,9 @@ enum Command {
     /// Print the analytics views as tables, JSON or CSV.
     ///
     /// Funnels, categories, top products, segments, sessions, data quality
-    /// and dead letters, from the v_* views. It only reads (like every
-    /// command it first applies pending migrations).
+    /// and dead letters, from the v_* views. It only reads: it never
+    /// migrates, and a database without the schema (version 4 or later)
+    /// is refused with exit code 2.
     Report {
         #[command(flatten)]
         report: ReportArgs,
@@ -195,7 +196,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", redact::scrub(&format!("{e:#}")));
-            ExitCode::FAILURE
+            match e.downcast_ref::<ReportError>() {
+                // Nothing to report on: exit 2, as for a wrong invocation.
+                Some(ReportError::NoSchema { .. }) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -334,9 +339,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         },
         Command::Report { report, db } => {
-            let db = open_migrated(&db).await?;
+            // Never migrates: a database without the schema is refused.
+            let db = Database::open(&db).await?;
             let result = async {
                 let mut client = db.connect().await?;
+                shopstream::report::check_schema(&client, &db.describe()).await?;
                 anyhow::Ok(shopstream::report::report(&mut client, &report).await?)
             }
             .await;

@@ -131,13 +131,14 @@ async fn bench_measures_every_step_on_a_small_dataset_and_drops_its_databases() 
 
 #[test]
 fn bench_refuses_the_copy_step_without_the_run_step() {
+    let refusing = common::HeldPort::new();
     let out = shopstream()
         .args([
             "bench",
             "--steps",
             "copy",
             "--database-url",
-            "postgresql://127.0.0.1:1/x",
+            &format!("postgresql://{}/x", refusing.addr()),
         ])
         .output()
         .expect("run bench");

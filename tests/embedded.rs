@@ -171,17 +171,23 @@ async fn start_reuse_stop_restart_and_survive_kill_9() {
     // The URL works with tokio-postgres and with psql.
     let url = s1.url("shopstream");
     select_one(&url.parse().expect("URL parses")).await;
-    if let Ok(out) = std::process::Command::new("psql")
+    match std::process::Command::new("psql")
         .arg(&url)
         .args(["-XtAc", "SELECT v FROM marker"])
         .output()
     {
-        assert!(
-            out.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "kept");
+        Ok(out) => {
+            assert!(
+                out.status.success(),
+                "psql: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "kept");
+        }
+        Err(e) => common::skip(
+            "the embedded server's URL with psql",
+            &format!("psql cannot be run ({e}; scripts/ensure-postgres.sh installs it)"),
+        ),
     }
 
     // A second start on the same dir reuses the running server.
@@ -335,7 +341,10 @@ async fn long_data_dir_gets_a_short_socket_dir() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn root_relocates_a_cluster_postgres_cannot_reach() {
     if !is_root() {
-        eprintln!("skipped: only meaningful as root");
+        common::skip(
+            "root_relocates_a_cluster_postgres_cannot_reach",
+            "it needs root (a non-root user's cluster dir is its own)",
+        );
         return;
     }
     // tempdirs are 0700 root: the postgres account cannot get in.
@@ -464,22 +473,27 @@ async fn postgres_host_settings_reach_the_server() {
 #[tokio::test]
 async fn passwords_never_show_in_descriptions_or_errors() {
     let tmp = tempfile::tempdir().expect("tempdir");
+    // A port that refuses (held, not listening), not an assumed-closed one.
+    let refusing = common::HeldPort::new();
+    let port = refusing.port;
     for args in [
         DbArgs {
-            database_url: Some("postgresql://alice:s3cr3t-pw@127.0.0.1:1/shop".into()),
+            database_url: Some(format!(
+                "postgresql://alice:s3cr3t-pw@127.0.0.1:{port}/shop"
+            )),
             data_dir: tmp.path().join("d"),
             ..DbArgs::default()
         },
         DbArgs {
-            database_url: Some(
-                "host=127.0.0.1 port=1 user=alice password=s3cr3t-pw dbname=shop".into(),
-            ),
+            database_url: Some(format!(
+                "host=127.0.0.1 port={port} user=alice password=s3cr3t-pw dbname=shop"
+            )),
             data_dir: tmp.path().join("d"),
             ..DbArgs::default()
         },
         DbArgs {
             postgres_host: Some("127.0.0.1".into()),
-            postgres_port: Some(1),
+            postgres_port: Some(port),
             postgres_user: Some("alice".into()),
             postgres_password: Some("s3cr3t-pw".into()),
             postgres_db: Some("shop".into()),
@@ -494,13 +508,13 @@ async fn passwords_never_show_in_descriptions_or_errors() {
         let described = db.describe();
         assert!(!described.contains("s3cr3t"), "{described}");
         assert!(
-            described.contains("alice") && described.contains("127.0.0.1:1"),
+            described.contains("alice") && described.contains(&refusing.addr()),
             "{described}"
         );
         assert!(described.contains("***"), "{described}");
         let msg = db.connect().await.expect_err("nothing listens").to_string();
         assert!(!msg.contains("s3cr3t"), "{msg}");
-        assert!(msg.contains("127.0.0.1:1"), "{msg}");
+        assert!(msg.contains(&refusing.addr()), "{msg}");
         assert!(msg.contains("--database-url"), "{msg}");
         assert!(msg.to_lowercase().contains("refused"), "{msg}");
     }

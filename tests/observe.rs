@@ -1,7 +1,9 @@
 //! Watching the pipeline: after a known load the Prometheus metrics equal
 //! the table counts; `/healthz` and `/readyz` say what they should while
 //! the database is there and while it is not; the endpoint can be moved or
-//! switched off, and a taken port is a clear error. JSON logs parse.
+//! switched off, and a taken port is a clear error. JSON logs parse. The
+//! direct-path, fallback, disposal and last-commit metrics have exact values,
+//! and every answer of the endpoint is `Cache-Control: no-store`.
 
 mod common;
 
@@ -119,9 +121,15 @@ async fn after_a_known_load_the_metrics_equal_the_table_counts() {
 #[tokio::test]
 async fn readyz_fails_while_the_database_is_unreachable_and_healthz_does_not() {
     let tmp = tempfile::tempdir().expect("tmp");
+    // A port that refuses (held, not listening), not an assumed-closed one.
+    let refusing = common::HeldPort::new();
     let mut loader = Loader::spawn(
         shopstream()
-            .args(["run", "--database-url", "postgresql://x@127.0.0.1:9/none"])
+            .args([
+                "run",
+                "--database-url",
+                &format!("postgresql://x@{}/none", refusing.addr()),
+            ])
             .args(["--breaker-failures", "2", "--retry-initial-secs", "0.1"])
             .args(["--log-format", "json", "--input"])
             .arg(tmp.path()),
@@ -200,40 +208,6 @@ async fn the_endpoint_can_be_switched_off_and_a_taken_port_is_a_clear_error() {
     assert!(stderr.contains("--http-addr"), "{stderr}");
 }
 
-/// A local webhook receiver: records each POST body, answers 200.
-fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let bodies = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
-    let sink = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().map_while(Result::ok) {
-            let mut r = BufReader::new(stream);
-            let mut len = 0usize;
-            loop {
-                let mut line = String::new();
-                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; len];
-            if r.read_exact(&mut body).is_ok() {
-                sink.lock()
-                    .expect("bodies")
-                    .push(String::from_utf8_lossy(&body).into_owned());
-            }
-            let _ = r
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
-        }
-    });
-    (url, bodies)
-}
-
 #[tokio::test]
 async fn run_raises_alerts_on_the_log_file_and_webhook_channels() {
     let db = test_db().await;
@@ -251,7 +225,8 @@ async fn run_raises_alerts_on_the_log_file_and_webhook_channels() {
     }
     std::fs::write(input.join("half.csv"), text).expect("write");
     std::fs::write(input.join("bad.csv"), "who,what\n1,2\n").expect("write");
-    let (hook, bodies) = receiver();
+    let (base, bodies) = common::webhook_receiver();
+    let hook = format!("{base}/hook");
     let alerts = tmp.path().join("alerts/alerts.jsonl");
     common::load_once(
         &db,
@@ -290,4 +265,131 @@ async fn run_raises_alerts_on_the_log_file_and_webhook_channels() {
         );
         assert!(v["alert"]["rule"].is_string());
     }
+}
+
+/// A v1 row with event id `n`.
+fn v1_row(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012},u{n},view,p{n},1.00,2026-01-01 00:00:00")
+}
+
+#[tokio::test]
+async fn direct_path_fallback_disposal_and_commit_time_metrics_and_no_store_everywhere() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    let header = "event_id,user_id,event_type,product_id,price,event_time";
+    // Event 12 is in the table before the loader starts: the loader does
+    // not remember it, sends it direct, the server refuses it, and b.csv's
+    // batch falls back to staging (where 12 counts as a duplicate).
+    common::run_ok(shopstream().args(["migrate", "--database-url", &db.url]));
+    db.client()
+        .await
+        .batch_execute(&format!(
+            "INSERT INTO ecommerce_events (event_id, event_type, product_id, quantity, event_time,
+                 source_file, source_line, batch_id, source_layout)
+             VALUES ('00000000-0000-4000-8000-{:012}', 'view', 'p', 1, now(), 'before', 2, 0, 'v1')",
+            12
+        ))
+        .await
+        .expect("an event loaded before");
+    let write = |name: &str, ids: &[u32]| {
+        let rows: Vec<String> = ids.iter().map(|&n| v1_row(n)).collect();
+        std::fs::write(input.join(name), format!("{header}\n{}\n", rows.join("\n")))
+            .expect("write");
+    };
+    write("a.csv", &[1, 2, 3]);
+    write("b.csv", &[11, 12, 13]);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let mut loader = Loader::spawn(
+        shopstream()
+            .args(["run", "--database-url", &db.url, "--relist-secs", "0.3"])
+            .args(["--batch-max-files", "1", "--connections", "1"])
+            .args(["--after-load", "archive", "--input"])
+            .arg(&input),
+    );
+    wait_for(Duration::from_secs(60), "both files archived", || async {
+        try_count(
+            &db,
+            "SELECT count(*) FROM ingested_files WHERE disposition = 'archived'",
+        )
+        .await
+            == Some(2)
+    })
+    .await;
+    let url = loader.http_url().expect("the endpoint's URL in the log");
+    // Counters are bumped right after the commit and the move.
+    let mut text = String::new();
+    wait_for(Duration::from_secs(10), "both files in /metrics", || {
+        text = http_get(&url, "/metrics").1;
+        let done = metric(
+            &text,
+            "shopstream_files_disposed_total{disposition=\"archived\"}",
+        );
+        async move { done == Some(2.0) }
+    })
+    .await;
+    let ended = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    // a.csv's 3 rows went direct; b.csv's batch fell back, so none of its
+    // rows counts as direct.
+    assert_eq!(
+        metric(&text, "shopstream_rows_direct_total"),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "shopstream_direct_fallbacks_total"),
+        Some(1.0),
+        "{text}"
+    );
+    let last = metric(&text, "shopstream_last_commit_timestamp_seconds").expect("last commit");
+    assert!(
+        last >= started && last <= ended,
+        "last commit {last} outside [{started}, {ended}]"
+    );
+    let last_in_db = count(
+        &db,
+        "SELECT (extract(epoch FROM max(committed_at)) * 1000)::int8 FROM ingested_files",
+    )
+    .await as f64
+        / 1000.0;
+    assert!(
+        (last - last_in_db).abs() < 5.0,
+        "last commit {last}, the ledger says {last_in_db}"
+    );
+
+    // Every answer of the endpoint says not to cache it: each route, an
+    // unknown path and a refused method.
+    for (method, path) in [
+        ("GET", "/metrics"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/"),
+        ("GET", "/api/dashboard"),
+        ("HEAD", "/metrics"),
+        ("GET", "/no-such-page"),
+        ("POST", "/metrics"),
+    ] {
+        let (status, head, _) = common::http_request(&url, method, path, &[]);
+        let cache = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("cache-control")
+                .then(|| v.trim().to_string())
+        });
+        assert_eq!(
+            cache.as_deref(),
+            Some("no-store"),
+            "{method} {path} ({status}):\n{head}"
+        );
+    }
+    loader.assert_alive();
+    let summary = loader.stop();
+    assert_eq!(summary["rows_direct"], 3, "{summary}");
+    assert_eq!(summary["batches_fell_back"], 1, "{summary}");
 }

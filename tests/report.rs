@@ -524,3 +524,80 @@ fn help_lists_the_view_names() {
         assert!(help.contains(name), "{name} missing:\n{help}");
     }
 }
+
+/// Every relation of the public schema with a checksum of its rows (views:
+/// of their definition), and the schema version history.
+async fn everything(db: &TestDb) -> Vec<String> {
+    let c = db.client().await;
+    let rels = c
+        .query(
+            "SELECT c.relname::text, c.relkind::text FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'public' ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("relations");
+    let mut out = vec![];
+    for r in rels {
+        let (name, kind): (String, String) = (r.get(0), r.get(1));
+        let sum: String = match kind.as_str() {
+            "r" => c
+                .query_one(
+                    &format!(
+                        "SELECT count(*)::text || ' ' || coalesce(md5(string_agg(t::text, ',' \
+                         ORDER BY t::text)), '') FROM \"{name}\" t"
+                    ),
+                    &[],
+                )
+                .await
+                .expect("checksum")
+                .get(0),
+            "v" => c
+                .query_one("SELECT md5(pg_get_viewdef($1::text::regclass))", &[&name])
+                .await
+                .expect("view")
+                .get(0),
+            _ => String::new(),
+        };
+        out.push(format!("{name} {kind} {sum}"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn report_never_writes_and_refuses_a_database_without_the_schema() {
+    // An empty database: refused with exit 2, naming the database; nothing
+    // created (no tables, no migration history).
+    let empty = test_db().await;
+    assert_eq!(everything(&empty).await, Vec::<String>::new());
+    let out = shopstream()
+        .args(["report", "--database-url", &empty.url])
+        .output()
+        .expect("spawn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&empty.name), "{stderr}");
+    assert!(stderr.contains("no shopstream schema"), "{stderr}");
+    assert!(stderr.contains("shopstream migrate"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        everything(&empty).await,
+        Vec::<String>::new(),
+        "the report created something"
+    );
+
+    // A loaded database: every table and view as it was, after the report
+    // in each format.
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    load_dataset(&db, tmp.path()).await;
+    let before = everything(&db).await;
+    assert!(before
+        .iter()
+        .any(|r| r.starts_with("ecommerce_events r 14 ")));
+    for format in ["table", "json", "csv"] {
+        report(&db, &["--format", format, "--limit", "0"]);
+    }
+    assert_eq!(everything(&db).await, before);
+}

@@ -4,7 +4,8 @@
 //! formats, the HTTP endpoint (metrics, health, dashboard), `migrate
 //! --create-ingest-role` and a panic; no output holds any of them, in any
 //! spelling. The server's own statement log never sees the ingest
-//! password either.
+//! password either. An alert webhook's URL is never printed, whether the
+//! webhook answers or refuses.
 
 mod common;
 
@@ -104,6 +105,7 @@ async fn passwords_tokens_and_urls_never_reach_any_output() {
     );
     assert!(all.contains("is at schema version"), "{all}");
 
+    let refusing = common::HeldPort::new();
     // 2. Failures: wrong password, unreachable port, bad sslmode, invalid
     // URLs, POSTGRES_PASSWORD.
     for url in [
@@ -116,7 +118,10 @@ async fn passwords_tokens_and_urls_never_reach_any_output() {
                 "shop",
                 "sslmode=require&connect_timeout=2",
             )
-            .replace(&format!(":{}/", server.port), ":1/"),
+            .replace(
+                &format!(":{}/", server.port),
+                &format!(":{}/", refusing.port),
+            ),
         server.url("loader", PASSWORD, "localhost", "shop", "sslmode=bogus"),
         format!("postgresql://loader:{PASSWORD}@localhost:notaport/shop"),
         format!("postgresql://loader:{PASSWORD}@localhost/shop?nosuchoption=1"),
@@ -242,4 +247,65 @@ async fn passwords_tokens_and_urls_never_reach_any_output() {
         !log.contains(INGEST),
         "the ingest password reached the server in clear text"
     );
+}
+
+#[tokio::test]
+async fn a_webhook_url_is_never_printed_whether_the_webhook_answers_or_not() {
+    // The secret is the URL's path (Slack-style); only scheme://host may
+    // show. One webhook answers, one refuses connections (its errors are
+    // logged, retried once): both with every log line (debug), in both log
+    // formats, the URL given as a flag and in the environment.
+    let path = "/services/T000/B000/Hook-S3cret-0123456789";
+    let (answering, bodies) = common::webhook_receiver();
+    let refusing = common::HeldPort::new();
+    let refusing_base = format!("http://{}", refusing.addr());
+    for (base, answers, format, by_env) in [
+        (answering.as_str(), true, "text", false),
+        (answering.as_str(), true, "json", true),
+        (refusing_base.as_str(), false, "text", true),
+        (refusing_base.as_str(), false, "json", false),
+    ] {
+        let db = common::test_db().await;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let input = tmp.path().join("in");
+        std::fs::create_dir_all(&input).expect("mkdir");
+        // A file that matches no layout: quarantined, and an alert fires.
+        std::fs::write(input.join("bad.csv"), "who,what\n1,2\n").expect("write");
+        let hook = format!("{base}{path}");
+        let mut cmd = shopstream();
+        cmd.args(["--log-level", "debug", "--log-format", format])
+            .args(["run", "--once", "--database-url", &db.url, "--input"])
+            .arg(&input);
+        if by_env {
+            cmd.env("SHOPSTREAM_ALERT_WEBHOOK", &hook);
+        } else {
+            cmd.args(["--alert-webhook", &hook]);
+        }
+        let before = bodies.lock().expect("bodies").len();
+        let out = cmd.output().expect("run shopstream");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let what = format!("{base} {format} env={by_env}");
+        assert!(out.status.success(), "{what}:\n{printed}");
+        assert_clean(&what, &printed);
+        assert!(!printed.contains("/services/"), "{what}:\n{printed}");
+        let posted = bodies.lock().expect("bodies")[before..].to_vec();
+        if answers {
+            assert!(
+                posted.iter().any(|b| b.contains("file_quarantined")),
+                "{what}: the alert reached the webhook: {posted:?}"
+            );
+        } else {
+            assert!(posted.is_empty(), "{what}: {posted:?}");
+            // The failure is logged, naming the host only.
+            assert!(
+                printed.contains("cannot deliver the alert to the webhook"),
+                "{what}:\n{printed}"
+            );
+            assert!(printed.contains(base), "{what}:\n{printed}");
+        }
+    }
 }

@@ -124,6 +124,15 @@ async fn applied(client: &Client) -> Result<Option<Vec<(i32, String)>>, MigrateE
     Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
 }
 
+/// The database's schema version: the last applied migration, 0 when
+/// shopstream never migrated it. Read-only.
+pub async fn current_version(client: &Client) -> Result<i32, MigrateError> {
+    Ok(applied(client)
+        .await?
+        .and_then(|a| a.last().map(|(v, _)| *v))
+        .unwrap_or(0))
+}
+
 /// Checks the applied migrations against ours; returns the pending ones.
 fn pending(applied: &[(i32, String)]) -> Result<Vec<&'static Migration>, MigrateError> {
     let ours = MIGRATIONS.last().map_or(0, |m| m.version);

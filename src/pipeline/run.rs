@@ -611,6 +611,9 @@ pub async fn run(
                     // Other loaders hold files: look again soon, to take
                     // them over if their loader dies (its claims end with
                     // its connection). `--once` waits for them too.
+                    tracing::debug!(
+                        "files held by another loader: looking again in {CLAIMED_ELSEWHERE_RETRY:?}"
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(CLAIMED_ELSEWHERE_RETRY) => {},
                         _ = shutdown.wait() => break 'outer,

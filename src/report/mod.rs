@@ -9,6 +9,8 @@
 //! whitelisted views of [`Section`]; user input reaches a query only as the
 //! bound row limit. The views themselves (what revenue and each rate mean)
 //! are defined and documented in `migrations/0004_analytics_views.sql`.
+//! It never migrates either: a database without the views is an error
+//! ([`ReportError::NoSchema`]), checked by reading the schema version.
 
 mod render;
 mod sections;
@@ -64,9 +66,28 @@ impl ReportArgs {
     }
 }
 
+/// The schema version that has the analytics views.
+pub const NEEDS_SCHEMA: i32 = 4;
+
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
+    #[error(
+        "{database} has no shopstream schema to report on (schema version {found}; the report \
+         needs {needs} or later and never creates it): load files into it with `shopstream \
+         run`, or create the schema with `shopstream migrate`"
+    )]
+    NoSchema {
+        database: String,
+        found: i32,
+        needs: i32,
+    },
+    #[error("could not read the schema version of {database}")]
+    Version {
+        database: String,
+        #[source]
+        source: crate::db::migrate::MigrateError,
+    },
     #[error("could not start the report's read-only transaction")]
     Begin(#[source] tokio_postgres::Error),
     #[error("could not read {view} (the {section} section); is the schema at version 4 or later?")]
@@ -154,6 +175,25 @@ fn read(row: &tokio_postgres::Row, i: usize, kind: Kind) -> Result<Value, tokio_
         }),
     }
     .unwrap_or(Value::Null))
+}
+
+/// Fails with [`ReportError::NoSchema`] unless the database (described as
+/// `database` in the error) has the analytics views. Read-only.
+pub async fn check_schema(client: &Client, database: &str) -> Result<(), ReportError> {
+    let found = crate::db::migrate::current_version(client)
+        .await
+        .map_err(|source| ReportError::Version {
+            database: database.to_string(),
+            source,
+        })?;
+    if found < NEEDS_SCHEMA {
+        return Err(ReportError::NoSchema {
+            database: database.to_string(),
+            found,
+            needs: NEEDS_SCHEMA,
+        });
+    }
+    Ok(())
 }
 
 /// `shopstream report`: the sections `args` asks for, rendered in its format.

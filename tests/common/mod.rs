@@ -336,38 +336,82 @@ pub async fn counts_by(db: &TestDb, sql: &str) -> std::collections::BTreeMap<Str
 }
 
 /// A fingerprint of everything a load produces that does not depend on
-/// timing (batch ids and ingest times do) or on where the input folder was:
-/// file paths are taken relative to `root`.
+/// timing or on where the input folder was: every column of every row of
+/// the events, dead letters and ledger (NULLs included, as JSON), except
+/// generated ids, batch ids and timestamps of the load itself (and a
+/// file's mtime, which differs between copies of the input); file paths
+/// are taken relative to `root`. Per-batch quality rows depend on how files
+/// were batched, so only their sums count.
 pub async fn fingerprint(c: &Client, root: &Path) -> Vec<String> {
+    fingerprint_with(c, root, Copies::Same).await
+}
+
+/// Which copy of a repeated event (or file) a load keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copies {
+    /// The same copy: one connection, files in order.
+    Same,
+    /// Any copy: parallel batches commit in any order, so which copy of a
+    /// repeated event is loaded (its `source_file`/`source_line`) and which
+    /// copy of a file is `loaded` rather than `duplicate` may differ; every
+    /// other column must not.
+    Any,
+}
+
+/// [`fingerprint`], with a choice of how strict to be about copies.
+pub async fn fingerprint_with(c: &Client, root: &Path, copies: Copies) -> Vec<String> {
     let root = format!("{}/", root.display());
+    // One md5 over the rows as JSON text (every column, NULLs as null),
+    // sorted, with the root cut out of paths.
+    let agg = |rows: &str| {
+        format!(
+            "SELECT count(*)::text || ' ' || coalesce(md5(string_agg(j, ',' ORDER BY j)), '')
+             FROM (SELECT replace(({rows})::text, $1, '') AS j FROM {{table}} t) s"
+        )
+    };
+    let (events, ledger) = match copies {
+        Copies::Same => (
+            agg("to_jsonb(t) - 'batch_id' - 'ingested_at'"),
+            agg("to_jsonb(t) - 'id' - 'batch_id' - 'committed_at' - 'modified_at'"),
+        ),
+        Copies::Any => (
+            agg("to_jsonb(t) - 'batch_id' - 'ingested_at' - 'source_file' - 'source_line'"),
+            agg(
+                "to_jsonb(t) - 'id' - 'batch_id' - 'committed_at' - 'modified_at' - 'status'
+                 - 'duplicate_of' - 'rows_loaded' - 'rows_duplicate'
+                 || jsonb_build_object('rows_kept', rows_loaded + rows_duplicate,
+                                       'rejected', status = 'rejected')",
+            ),
+        ),
+    };
+    // Messages are left out of a dead letter's errors: a future time's
+    // message says how far ahead it was when processed.
+    let dead = agg("to_jsonb(t) - 'id' - 'batch_id' - 'rejected_at' - 'errors'
+         || jsonb_build_object('errors', (SELECT jsonb_agg(e - 'message' ORDER BY n)
+                FROM jsonb_array_elements(t.errors) WITH ORDINALITY AS x(e, n)))");
     let mut v = vec![];
-    for sql in [
-        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', event_id, user_id, session_id,
-            event_type, product_id, product_name, category, price, quantity, user_segment, search_query,
-            event_time, device_type, browser, geo_country, geo_city, referrer, campaign_id, total_amount,
-            is_late_arrival), ',' ORDER BY event_id)) FROM ecommerce_events",
-        // Messages are left out: a future time's message says how far ahead
-        // it was when processed.
-        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', replace(source_file, $1, ''),
-            source_line, raw_line, event_id, error_codes, jsonb_path_query_array(errors, '$[*].column'),
-            jsonb_path_query_array(errors, '$[*].value')), ',' ORDER BY source_file, source_line))
-         FROM dead_letter_events",
-        "SELECT count(*)::text || ' ' || md5(string_agg(concat_ws('|', replace(path, $1, ''), size_bytes,
-            content_hash, status, rows_read, rows_loaded + rows_duplicate, rows_rejected), ','
-            ORDER BY path)) FROM ingested_files",
-        "SELECT sum(rows_read)::text || ' ' || sum(rows_loaded)::text || ' ' || sum(rows_duplicate)::text
-            || ' ' || sum(rows_rejected)::text FROM data_quality_metrics",
+    for (table, sql) in [
+        ("ecommerce_events", events),
+        ("dead_letter_events", dead),
+        ("ingested_files", ledger),
     ] {
-        let with_root: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&root];
-        let params = if sql.contains("$1") { with_root } else { &[] };
+        let sql = sql.replace("{table}", table);
         v.push(
-            c.query_one(sql, params)
+            c.query_one(&sql, &[&root])
                 .await
-                .expect(sql)
-                .get::<_, Option<String>>(0)
-                .unwrap_or_default(),
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get::<_, String>(0),
         );
     }
+    let sums = "SELECT sum(rows_read)::text || ' ' || sum(rows_loaded)::text || ' '
+        || sum(rows_duplicate)::text || ' ' || sum(rows_rejected)::text FROM data_quality_metrics";
+    v.push(
+        c.query_one(sums, &[])
+            .await
+            .expect(sums)
+            .get::<_, Option<String>>(0)
+            .unwrap_or_default(),
+    );
     v
 }
 
@@ -464,4 +508,177 @@ where
         assert!(start.elapsed() < limit, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A TCP port on 127.0.0.1 held for as long as this value lives, by a
+/// socket that is bound (with `SO_REUSEADDR`) but never listens. While held:
+/// * nothing else gets the port from the kernel, and a connection to it is
+///   refused (no listener: the kernel answers with a reset). Use it where a
+///   test needs "a port that refuses"; never assume a fixed port is closed.
+/// * a server that binds with `SO_REUSEADDR` itself (PostgreSQL, Python's
+///   HTTP servers) can still bind and listen on it: reserve a port for a
+///   child server this way, instead of binding, closing and hoping no one
+///   took it in between.
+pub struct HeldPort {
+    fd: libc::c_int,
+    pub port: u16,
+}
+
+impl HeldPort {
+    pub fn new() -> HeldPort {
+        // SAFETY: plain socket calls on a descriptor this value owns; every
+        // result is checked, and the struct is fully initialised before use.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+            let one: libc::c_int = 1;
+            let rc = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(rc, 0, "SO_REUSEADDR: {}", std::io::Error::last_os_error());
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+            addr.sin_port = 0;
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let rc = libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_in).cast(), &mut len);
+            assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+            HeldPort {
+                fd,
+                port: u16::from_be(addr.sin_port),
+            }
+        }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Default for HeldPort {
+    fn default() -> Self {
+        HeldPort::new()
+    }
+}
+
+impl Drop for HeldPort {
+    fn drop(&mut self) {
+        // SAFETY: closing the descriptor this value owns, once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Says on stderr that a case was skipped and why (`SKIPPED: <case>
+/// because <why>`), so a skip never passes silently. Under CI (`CI` set,
+/// as `.ci/run` runs), where every case must run, it fails instead.
+pub fn skip(case: &str, because: &str) {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    assert!(
+        !ci,
+        "{case} would be skipped because {because}, and CI must skip nothing"
+    );
+    eprintln!("SKIPPED: {case} because {because}");
+}
+
+/// When the tests run as root: the uid and gid of the unprivileged
+/// `postgres` account (the embedded server's, so it may also use the
+/// shared test server's socket) for child processes that must not read
+/// what root reads. `None` when not root (the tests then are unprivileged).
+pub fn unprivileged() -> Option<(u32, u32)> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("postgres").expect("no NUL");
+    // SAFETY: getpwnam_r writes into `pw` and `buf`, both owned here and
+    // large enough as passed; `found` is NULL or points at `pw`.
+    let (uid, gid) = unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            name.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        );
+        assert!(
+            rc == 0 && !found.is_null(),
+            "a 'postgres' account (installed with the postgresql package)"
+        );
+        (pw.pw_uid, pw.pw_gid)
+    };
+    Some((uid, gid))
+}
+
+/// A local webhook receiver: records each POST body, answers 200. Returns
+/// its base URL (`http://127.0.0.1:PORT`, no path) and the bodies.
+pub fn webhook_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let bodies = Arc::new(Mutex::new(vec![]));
+    let sink = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let mut r = BufReader::new(stream);
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_ok() {
+                sink.lock()
+                    .expect("bodies")
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ = r
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, bodies)
+}
+
+/// Runs `cmd` to its end; returns its peak resident memory in bytes (its
+/// own `VmHWM`, read until it exits: the high-water mark only grows).
+pub fn peak_rss(cmd: &mut Command, log: &Path) -> u64 {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn shopstream");
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    // A zombie has no memory left to report: polling stops there.
+    while let Some(kb) = std::fs::read_to_string(&status).ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    }) {
+        peak = peak.max(kb * 1024);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let exit = child.wait().expect("wait");
+    assert!(
+        exit.success(),
+        "shopstream failed:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    assert!(peak > 0, "no memory figure was read");
+    peak
 }

@@ -243,14 +243,6 @@ fn command(program: &Path, owner: Option<(u32, u32)>) -> Command {
     cmd
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 impl TlsServer {
     /// initdb, TLS with `certs`' server certificate, `hostssl` only on
     /// 127.0.0.1 (SCRAM passwords; client certificates for `certuser`),
@@ -304,7 +296,9 @@ impl TlsServer {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
+        // Held until the server listens on it (it binds with SO_REUSEADDR).
+        let held = super::HeldPort::new();
+        let port = held.port;
         let conf = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {port}\n\
              unix_socket_directories = '{}'\nssl = on\nssl_cert_file = '{}'\n\
@@ -341,6 +335,7 @@ impl TlsServer {
             String::from_utf8_lossy(&out.stderr),
             std::fs::read_to_string(&log).unwrap_or_default()
         );
+        drop(held);
         TlsServer {
             port,
             socket_dir,
