@@ -428,7 +428,7 @@ impl Connector {
             let detail = error_chain(&e);
             DbError::Connect {
                 target: self.description.clone(),
-                hint: self.hint(&detail),
+                hint: self.hint(&detail, e.code().map(|c| c.code())),
                 detail,
                 class: classify(&e),
             }
@@ -442,7 +442,7 @@ impl Connector {
         Ok(client)
     }
 
-    fn hint(&self, detail: &str) -> String {
+    fn hint(&self, detail: &str, sqlstate: Option<&str>) -> String {
         if self.embedded {
             return "the private server may have been stopped meanwhile: run the command again to \
                     restart it, or use --database-url / DATABASE_URL to use another PostgreSQL \
@@ -460,6 +460,14 @@ impl Connector {
         } else if detail.contains("server does not support TLS") {
             "the server does not offer TLS: turn on ssl on the server, or use --sslmode prefer \
              or disable if plain text is acceptable on this network"
+                .into()
+        } else if sqlstate == Some("3D000") {
+            "the server has no database of that name: create it (as its owner: createdb NAME) \
+             or correct the database name in --database-url / POSTGRES_DB"
+                .into()
+        } else if sqlstate.is_some_and(|c| c.starts_with("28")) {
+            "the server refused this login: check the user name and password, and the \
+             server's pg_hba.conf for this client, user and database"
                 .into()
         } else if detail.contains("TLS handshake") {
             "check --sslmode, --sslrootcert (PGSSLMODE, PGSSLROOTCERT, or sslmode= / \

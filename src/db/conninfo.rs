@@ -48,8 +48,10 @@ pub enum ConnInfoError {
     AfterHosts,
     #[error("a word in the key=value string is not of the form key=value")]
     NotKeyValue,
-    #[error("invalid port {0:?}: expected a number from 1 to 65535")]
-    Port(String),
+    /// The value is not shown: a password with a `/` in it makes libpq
+    /// read the rest of the URL as host and port.
+    #[error("port number {0} of the port list is not a number from 1 to 65535")]
+    Port(usize),
     #[error("invalid hostaddr: expected numeric IP addresses")]
     Hostaddr,
     #[error("could not match {ports} port numbers to {hosts} hosts (give one port for all hosts, or one per host)")]
@@ -294,13 +296,14 @@ pub fn to_config(kw: &Keywords, default_socket_dir: &str) -> Result<Config, Conn
     if let Some(ports) = get("port") {
         let ports = ports
             .split(',')
-            .map(|p| match p.trim() {
+            .enumerate()
+            .map(|(i, p)| match p.trim() {
                 "" => Ok(5432),
                 p => p
                     .parse::<u16>()
                     .ok()
                     .filter(|&n| n > 0)
-                    .ok_or_else(|| ConnInfoError::Port(p.to_string())),
+                    .ok_or(ConnInfoError::Port(i + 1)),
             })
             .collect::<Result<Vec<u16>, _>>()?;
         let n_hosts = hosts.len().max(hostaddrs.len()).max(1);
@@ -506,11 +509,8 @@ mod tests {
     #[test]
     fn refuses_what_libpq_refuses() {
         for (conn, want) in [
-            (
-                "postgresql://u:pw@h:notaport/db",
-                ConnInfoError::Port("notaport".into()),
-            ),
-            ("postgresql://h/db?port=0", ConnInfoError::Port("0".into())),
+            ("postgresql://u:pw@h:notaport/db", ConnInfoError::Port(1)),
+            ("postgresql://h/db?port=1,0", ConnInfoError::Port(2)),
             (
                 "postgresql://h1,h2/db?port=1,2,3",
                 ConnInfoError::PortCount { ports: 3, hosts: 2 },
@@ -545,6 +545,8 @@ mod tests {
         assert!(unknown.to_string().contains("nosuch"), "{unknown}");
         for conn in [
             "postgresql://u:s3cr3tpw@h:x/db",
+            // No credentials for libpq (a / before the @): host u, port s3cr3tpw.
+            "postgresql://u:s3cr3tpw/x@h/db",
             "host=h password=s3cr3tpw x",
         ] {
             let msg = parse(conn, DEFAULT).expect_err("invalid").to_string();

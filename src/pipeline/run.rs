@@ -33,7 +33,7 @@ use super::breaker::{Breaker, BreakerConfig, BreakerState, Step};
 use super::health::Health;
 use super::parse::{parse_batch_from, raw_lines, ParseConfig, DEFAULT_MAX_FIELDS};
 use super::resume;
-use crate::db::connect::Database;
+use crate::db::connect::{Database, DbError};
 use crate::db::migrate::{self, MigrateError};
 use crate::db::retry::{classify, Backoff, Class};
 use crate::observe::alerts::{Alert, AlertArgs, AlertError, Alerter, Channels};
@@ -233,6 +233,20 @@ pub enum PipelineError {
     Migrate(MigrateError),
     #[error(transparent)]
     Alerts(#[from] AlertError),
+}
+
+impl PipelineError {
+    /// Whether a person must change the settings (exit code 2).
+    pub fn is_config(&self) -> bool {
+        match self {
+            PipelineError::MaxPrice(_)
+            | PipelineError::Relist
+            | PipelineError::Retry
+            | PipelineError::Breaker => true,
+            PipelineError::Db(e) => e.is_config(),
+            _ => false,
+        }
+    }
 }
 
 impl RunArgs {
@@ -688,15 +702,35 @@ pub async fn run(
     Ok(summary)
 }
 
+/// A connection that failed. Settings the server refused (a login, an
+/// unknown database: SQLSTATE class 28 or 3D000) end a `--once` run at once;
+/// a continuous loader keeps trying them with backoff (a role or database
+/// may be created after it started), reporting them as needing a person.
+fn connect_failed(e: DbError, once: bool) -> Failed {
+    if once && e.is_config() {
+        return Failed::Stop(PipelineError::Db(e));
+    }
+    let class = match &e {
+        DbError::Connect { class, .. } => *class,
+        _ => Class::Transient,
+    };
+    Failed::Retry {
+        message: e.to_string(),
+        class,
+    }
+}
+
 impl Loader<'_> {
     /// The connection, made (and the schema migrated, once) when missing.
     async fn client(&mut self) -> Result<&mut Client, Failed> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
-            let mut c = self.db.connect().await.map_err(|e| Failed::Retry {
-                message: e.to_string(),
-                class: Class::Transient,
-            })?;
+            let once = self.args.once;
+            let mut c = self
+                .db
+                .connect()
+                .await
+                .map_err(|e| connect_failed(e, once))?;
             if !self.migrated {
                 match migrate::migrate(&mut c).await {
                     Ok(report) => {
@@ -736,10 +770,12 @@ impl Loader<'_> {
             }
         }
         self.client().await?;
-        let c = self.db.connect().await.map_err(|e| Failed::Retry {
-            message: e.to_string(),
-            class: Class::Transient,
-        })?;
+        let once = self.args.once;
+        let c = self
+            .db
+            .connect()
+            .await
+            .map_err(|e| connect_failed(e, once))?;
         batch::prepare(&c).await?;
         Ok(c)
     }

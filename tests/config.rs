@@ -1,0 +1,115 @@
+//! Settings read as the user meant them, against the real server and binary:
+//! connection strings as libpq reads them, configuration errors that end
+//! the run at once with exit code 2, event times in --source-timezone, and
+//! --max-event-age.
+
+mod common;
+
+use std::path::Path;
+use std::time::Instant;
+
+use common::{count, shopstream, test_db};
+use tokio_postgres::config::Host;
+
+const HEADER: &str = "event_id,user_id,event_type,product_id,price,quantity,event_time";
+
+fn write_csv(dir: &Path, name: &str, rows: &[String]) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut body = format!("{HEADER}\n");
+    for r in rows {
+        body.push_str(r);
+        body.push('\n');
+    }
+    std::fs::write(dir.join(name), body).expect("write");
+}
+
+fn row(i: u32, time: &str) -> String {
+    format!("{i:08x}-0000-4000-8000-000000000000,U{i},view,P{i},1.00,1,{time}")
+}
+
+#[tokio::test]
+async fn a_host_query_parameter_replaces_the_url_host() {
+    let db = test_db().await;
+    let config = db.config();
+    let (Some(Host::Unix(socket)), Some(port)) =
+        (config.get_hosts().first(), config.get_ports().first())
+    else {
+        eprintln!("skipped: the test server is not reached through a Unix socket");
+        return;
+    };
+    let user = config.get_user().expect("user");
+    // libpq reads this as the socket only; `localhost` is overridden.
+    let url = format!(
+        "postgresql://{user}@localhost/{}?host={}&port={port}",
+        db.name,
+        socket.display()
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    write_csv(&input, "a.csv", &[row(1, "2024-07-01 12:00:00")]);
+    let out = shopstream()
+        .args(["run", "--once", "--database-url", &url, "--input"])
+        .arg(&input)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // One host, the socket: not localhost:5432 first.
+    assert!(stderr.contains("Unix socket, no TLS"), "{stderr}");
+    assert!(!stderr.contains("localhost"), "{stderr}");
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 1);
+}
+
+/// Runs `run --once` with `url`; returns (exit code, stderr, seconds).
+fn run_with_url(url: &str) -> (Option<i32>, String, f64) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let start = Instant::now();
+    let out = shopstream()
+        .args(["run", "--once", "--database-url", url, "--input"])
+        .arg(tmp.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr, start.elapsed().as_secs_f64())
+}
+
+#[test]
+fn an_invalid_connection_string_ends_the_run_at_once_with_code_2() {
+    // Default retries would wait 1 + 2 + 4 + 8 s before giving up.
+    for (url, reason) in [
+        (
+            "postgresql://u:pw@h:notaport/db",
+            "port number 1 of the port list",
+        ),
+        (
+            "postgresql://h1,h2/db?port=1,2,3&connect_timeout=1",
+            "could not match 3 port numbers to 2 hosts",
+        ),
+    ] {
+        let (code, stderr, secs) = run_with_url(url);
+        assert_eq!(code, Some(2), "{url}: {stderr}");
+        assert!(secs < 5.0, "{url}: took {secs:.1}s");
+        assert_eq!(
+            stderr
+                .matches("is not a valid PostgreSQL connection string")
+                .count(),
+            1,
+            "{url}: {stderr}"
+        );
+        assert!(stderr.contains(reason), "{url}: {stderr}");
+        assert!(!stderr.contains("retrying"), "{url}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_database_ends_a_once_run_at_once_with_code_2() {
+    let db = test_db().await;
+    let mut config = db.config();
+    config.dbname("no_such_database_here");
+    let url = shopstream::db::connect::config_to_url(&config);
+    let (code, stderr, secs) = run_with_url(&url);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(secs < 5.0, "took {secs:.1}s: {stderr}");
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(!stderr.contains("retrying"), "{stderr}");
+}
