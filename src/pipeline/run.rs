@@ -127,6 +127,20 @@ pub struct RunArgs {
     #[arg(long, env = "SHOPSTREAM_LATE_THRESHOLD_SECS", default_value_t = 300)]
     pub late_threshold_secs: u64,
 
+    /// IANA time zone (Europe/Berlin, America/New_York) of event times
+    /// written without Z or an offset, as seeds 002 and 004 write them. A
+    /// time the clocks skip when daylight saving time begins fails
+    /// `invalid_event_time`; one that occurs twice when it ends is the
+    /// earlier instant. Times with an offset are unaffected.
+    #[arg(long, env = "SHOPSTREAM_SOURCE_TIMEZONE", default_value = "UTC", value_name = "ZONE", value_parser = parse_zone)]
+    pub source_timezone: chrono_tz::Tz,
+
+    /// Events older than this when processed (90d, 12h, 30m, 3600s) fail
+    /// `too_old_event_time` instead of being loaded and flagged late.
+    /// [default: no bound]
+    #[arg(long, env = "SHOPSTREAM_MAX_EVENT_AGE", value_name = "DURATION", value_parser = parse_age)]
+    pub max_event_age: Option<Duration>,
+
     /// Longest accepted CSV record (bytes, or with a unit: 64K, 1MiB; units
     /// are 1024-based); a longer one rejects its file.
     #[arg(long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value = "1MiB", value_name = "SIZE", value_parser = parse_size_usize)]
@@ -296,6 +310,11 @@ impl RunArgs {
                 max_price_cents,
                 future_tolerance_micros: self.future_tolerance_secs as i64 * 1_000_000,
                 late_threshold_micros: self.late_threshold_secs as i64 * 1_000_000,
+                source_zone: (self.source_timezone != chrono_tz::Tz::UTC)
+                    .then_some(self.source_timezone),
+                max_age_micros: self
+                    .max_event_age
+                    .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
             },
             max_record_bytes: self.max_line_bytes,
             max_fields: self.max_columns,
@@ -303,6 +322,23 @@ impl RunArgs {
             unknown_columns: self.unknown_columns,
             input_root: None,
         })
+    }
+}
+
+/// `--source-timezone`: an IANA zone name.
+fn parse_zone(s: &str) -> Result<chrono_tz::Tz, String> {
+    s.trim().parse().map_err(|_| {
+        format!("unknown time zone {s:?}: expected an IANA name like Europe/Berlin, America/New_York or UTC")
+    })
+}
+
+/// `--max-event-age`: a duration above zero (90d, 12h, 30m, 3600s).
+fn parse_age(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a duration above zero: expected e.g. 90d, 12h, 30m or 3600s"
+        )),
     }
 }
 
