@@ -113,3 +113,112 @@ async fn an_unknown_database_ends_a_once_run_at_once_with_code_2() {
     assert!(stderr.contains("does not exist"), "{stderr}");
     assert!(!stderr.contains("retrying"), "{stderr}");
 }
+
+/// `run --once` over `dir` into `db` with `extra`; returns stderr.
+fn load(db: &common::TestDb, dir: &Path, extra: &[&str]) -> String {
+    let out = shopstream()
+        .args(["run", "--once", "--database-url", &db.url, "--input"])
+        .arg(dir)
+        .args(extra)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+/// The stored event_time of event `i`, in UTC, or the dead letter's codes.
+async fn fate(db: &common::TestDb, i: u32) -> String {
+    let c = db.client().await;
+    let id = format!("{i:08x}-0000-4000-8000-000000000000");
+    let loaded = c
+        .query_opt(
+            "SELECT to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+               FROM ecommerce_events WHERE event_id = $1::text::uuid",
+            &[&id],
+        )
+        .await
+        .expect("select");
+    if let Some(r) = loaded {
+        return r.get(0);
+    }
+    let dead = c
+        .query_one(
+            "SELECT array_to_string(error_codes, ',') FROM dead_letter_events
+              WHERE raw_line LIKE $1 || '%'",
+            &[&id],
+        )
+        .await
+        .expect("neither loaded nor a dead letter");
+    dead.get(0)
+}
+
+#[tokio::test]
+async fn naive_times_are_read_in_the_source_timezone() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    write_csv(
+        &input,
+        "berlin.csv",
+        &[
+            row(1, "2024-07-01 12:00:00"),
+            row(2, "2024-01-15 12:00:00"),
+            row(3, "2024-07-01 12:00:00+00:00"),
+            row(4, "2024-03-31 02:30:00"),
+            row(5, "2024-10-27T02:30:00"),
+        ],
+    );
+    load(&db, &input, &["--source-timezone", "Europe/Berlin"]);
+    assert_eq!(fate(&db, 1).await, "2024-07-01 10:00:00");
+    assert_eq!(fate(&db, 2).await, "2024-01-15 11:00:00");
+    assert_eq!(fate(&db, 3).await, "2024-07-01 12:00:00");
+    assert_eq!(fate(&db, 4).await, "invalid_event_time");
+    // Twice on the clock: the earlier instant (still summer time).
+    assert_eq!(fate(&db, 5).await, "2024-10-27 00:30:00");
+}
+
+#[test]
+fn an_unknown_time_zone_is_refused_at_start_with_code_2() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let start = Instant::now();
+    let out = shopstream()
+        .args(["run", "--once", "--source-timezone", "Mars/Olympus"])
+        // Never reached: nothing may start before the options are checked.
+        .args([
+            "--database-url",
+            "postgresql://u@127.0.0.1:9/none?connect_timeout=1",
+        ])
+        .arg("--input")
+        .arg(tmp.path())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--source-timezone"), "{stderr}");
+    assert!(stderr.contains("unknown time zone"), "{stderr}");
+    assert!(start.elapsed().as_secs_f64() < 5.0);
+}
+
+#[tokio::test]
+async fn max_event_age_rejects_old_events_only_when_asked() {
+    let recent = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let rows = [row(1, "1970-01-01 00:00:01"), row(2, &recent)];
+    let tmp = tempfile::tempdir().expect("tmp");
+
+    let bounded = test_db().await;
+    let input = tmp.path().join("bounded");
+    write_csv(&input, "a.csv", &rows);
+    load(&bounded, &input, &["--max-event-age", "30d"]);
+    assert_eq!(fate(&bounded, 1).await, "too_old_event_time");
+    assert_eq!(fate(&bounded, 2).await, recent);
+
+    let unbounded = test_db().await;
+    let input = tmp.path().join("unbounded");
+    write_csv(&input, "a.csv", &rows);
+    load(&unbounded, &input, &[]);
+    assert_eq!(fate(&unbounded, 1).await, "1970-01-01 00:00:01");
+    assert_eq!(fate(&unbounded, 2).await, recent);
+}
