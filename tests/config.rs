@@ -222,3 +222,41 @@ async fn max_event_age_rejects_old_events_only_when_asked() {
     assert_eq!(fate(&unbounded, 1).await, "1970-01-01 00:00:01");
     assert_eq!(fate(&unbounded, 2).await, recent);
 }
+
+#[tokio::test]
+async fn bench_keeps_one_host_when_the_url_names_its_socket_in_the_query() {
+    let db = test_db().await;
+    let config = db.config();
+    let (Some(Host::Unix(socket)), Some(port)) =
+        (config.get_hosts().first(), config.get_ports().first())
+    else {
+        eprintln!("skipped: the test server is not reached through a Unix socket");
+        return;
+    };
+    let user = config.get_user().expect("user");
+    // The form: the query's host replaces localhost. The bench's
+    // own databases must be reached the same way (one host, not three).
+    let url = format!(
+        "postgresql://{user}@localhost:{port}/{}?host={}",
+        db.name,
+        socket.display()
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let json = tmp.path().join("results.json");
+    let out = shopstream()
+        .args(["bench", "--database-url", &url, "--dir"])
+        .arg(tmp.path().join("bench"))
+        .arg("--json")
+        .arg(&json)
+        .args(["--events", "400", "--files", "2", "--repeat", "1"])
+        .args(["--latency-files", "2", "--latency-file-events", "50"])
+        .args(["--latency-rate", "2000", "--big-file-mib", "1"])
+        .output()
+        .expect("run bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("invalid number of ports"), "{stderr}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parses");
+    assert_eq!(r["run"][0]["rows_read"], 400);
+}

@@ -35,8 +35,10 @@ pub const DEFAULT_DATA_DIR: &str = ".shopstream";
 pub struct DbArgs {
     /// PostgreSQL to use, as a URL (postgresql://user:password@host:5432/dbname)
     /// or a key=value string ("host=db.example port=5432 dbname=shop user=app").
-    /// When set, shopstream uses that database and starts no server of its
-    /// own; takes precedence over the POSTGRES_* settings.
+    /// Read as libpq (psql) reads it: query parameters such as
+    /// ?host=/var/run/postgresql replace the host. When set, shopstream
+    /// uses that database and starts no server of its own; takes
+    /// precedence over the POSTGRES_* settings.
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
