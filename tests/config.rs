@@ -179,25 +179,32 @@ async fn naive_times_are_read_in_the_source_timezone() {
 }
 
 #[test]
-fn an_unknown_time_zone_is_refused_at_start_with_code_2() {
+fn invalid_option_values_are_refused_at_start_with_code_2() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let start = Instant::now();
-    let out = shopstream()
-        .args(["run", "--once", "--source-timezone", "Mars/Olympus"])
-        // Never reached: nothing may start before the options are checked.
-        .args([
-            "--database-url",
-            "postgresql://u@127.0.0.1:9/none?connect_timeout=1",
-        ])
-        .arg("--input")
-        .arg(tmp.path())
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--source-timezone"), "{stderr}");
-    assert!(stderr.contains("unknown time zone"), "{stderr}");
-    assert!(start.elapsed().as_secs_f64() < 5.0);
+    for (option, value, reason) in [
+        ("--source-timezone", "Mars/Olympus", "unknown time zone"),
+        ("--max-event-age", "soon", "not a duration"),
+        ("--max-price", "free", "--max-price"),
+    ] {
+        let start = Instant::now();
+        let out = shopstream()
+            .args(["run", "--once", option, value])
+            // Never reached: nothing may connect before the options are checked.
+            .args([
+                "--database-url",
+                "postgresql://u@127.0.0.1:9/none?connect_timeout=1",
+            ])
+            .arg("--input")
+            .arg(tmp.path())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option}: {stderr}");
+        assert!(stderr.contains(option), "{stderr}");
+        assert!(stderr.contains(reason), "{stderr}");
+        assert!(!stderr.contains("retrying"), "{stderr}");
+        assert!(start.elapsed().as_secs_f64() < 5.0, "{option}");
+    }
 }
 
 #[tokio::test]
