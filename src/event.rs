@@ -185,6 +185,8 @@ pub enum RuleCode {
     NullEventTime,
     InvalidEventTime,
     FutureEventTime,
+    /// Older than `--max-event-age` (off by default).
+    TooOldEventTime,
     MalformedRow,
     InvalidEncoding,
     /// The database refused the row (a constraint or type the validator
@@ -193,7 +195,7 @@ pub enum RuleCode {
 }
 
 impl RuleCode {
-    pub const ALL: [RuleCode; 17] = [
+    pub const ALL: [RuleCode; 18] = [
         RuleCode::NullEventId,
         RuleCode::InvalidEventId,
         RuleCode::NullEventType,
@@ -208,6 +210,7 @@ impl RuleCode {
         RuleCode::NullEventTime,
         RuleCode::InvalidEventTime,
         RuleCode::FutureEventTime,
+        RuleCode::TooOldEventTime,
         RuleCode::MalformedRow,
         RuleCode::InvalidEncoding,
         RuleCode::RejectedByDatabase,
@@ -229,6 +232,7 @@ impl RuleCode {
             RuleCode::NullEventTime => "null_event_time",
             RuleCode::InvalidEventTime => "invalid_event_time",
             RuleCode::FutureEventTime => "future_event_time",
+            RuleCode::TooOldEventTime => "too_old_event_time",
             RuleCode::MalformedRow => "malformed_row",
             RuleCode::InvalidEncoding => "invalid_encoding",
             RuleCode::RejectedByDatabase => "rejected_by_database",

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use shopstream::bench::BenchArgs;
-use shopstream::db::connect::{Database, DbArgs};
+use shopstream::db::connect::{Database, DbArgs, DbError};
 use shopstream::db::roles::{self, RoleArgs};
 use shopstream::demo::DemoArgs;
 use shopstream::generate::GenerateArgs;
@@ -16,7 +16,7 @@ use shopstream::observe::dashboard::Dashboard;
 use shopstream::observe::http::{Endpoint, HttpArgs, HttpState};
 use shopstream::observe::redact;
 use shopstream::pipeline::health::Health;
-use shopstream::pipeline::run::RunArgs;
+use shopstream::pipeline::run::{PipelineError, RunArgs};
 use shopstream::report::{ReportArgs, ReportError};
 use shopstream::schema::show::Format;
 use shopstream::schema::LayoutId;
@@ -196,12 +196,27 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", redact::scrub(&format!("{e:#}")));
-            match e.downcast_ref::<ReportError>() {
-                // Nothing to report on: exit 2, as for a wrong invocation.
-                Some(ReportError::NoSchema { .. }) => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
-            }
+            exit_code(&e)
         }
+    }
+}
+
+/// 2 for settings a person must fix (like a usage error: an invalid
+/// option value or connection string, a refused login), else 1.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    let config = e.chain().any(|c| {
+        // Nothing to report on: exit 2, as for a wrong invocation.
+        matches!(
+            c.downcast_ref::<ReportError>(),
+            Some(ReportError::NoSchema { .. })
+        ) || c.downcast_ref::<DbError>().is_some_and(DbError::is_config)
+            || c.downcast_ref::<PipelineError>()
+                .is_some_and(PipelineError::is_config)
+    });
+    if config {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -588,8 +588,16 @@ proptest! {
         max_price_cents in prop_oneof![Just(1_000_000i64), 0i64..=100_000_000],
         future_tolerance_micros in prop_oneof![Just(60_000_000i64), 0i64..=i64::MAX / 2],
         late_threshold_micros in any::<i64>(),
+        source_zone in prop_oneof![Just(None), Just(Some(chrono_tz::Europe::Berlin))],
+        max_age_micros in prop_oneof![Just(None), (0i64..=i64::MAX / 2).prop_map(Some)],
     ) {
-        let rules = Rules { max_price_cents, future_tolerance_micros, late_threshold_micros };
+        let rules = Rules {
+            max_price_cents,
+            future_tolerance_micros,
+            late_threshold_micros,
+            source_zone,
+            max_age_micros,
+        };
         let raw: RawFields<'_> = std::array::from_fn(|i| values[i].as_deref());
         let now = 1_795_256_430_000_000; // 2026-11-21T10:20:30Z
         let present = |f: Field| raw[f.index()].is_some_and(|v| !v.trim().is_empty());

@@ -18,7 +18,11 @@ use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config};
 use tracing::{debug, warn};
 
+use super::conninfo;
 use super::embedded::{self, EmbeddedError, EmbeddedOptions, EmbeddedServer};
+// A refused login (SQLSTATE class 28) and an unknown database (3D000) are
+// `Class::Fatal`; no SQLSTATE (refused, timed out, TLS) is transient.
+use super::retry::{classify, Class};
 use super::tls::{
     split_conn_params, written_passwords, MakeRustls, RootCert, SslMode, TlsError, TlsSettings,
 };
@@ -31,8 +35,10 @@ pub const DEFAULT_DATA_DIR: &str = ".shopstream";
 pub struct DbArgs {
     /// PostgreSQL to use, as a URL (postgresql://user:password@host:5432/dbname)
     /// or a key=value string ("host=db.example port=5432 dbname=shop user=app").
-    /// When set, shopstream uses that database and starts no server of its
-    /// own; takes precedence over the POSTGRES_* settings.
+    /// Read as libpq (psql) reads it: query parameters such as
+    /// ?host=/var/run/postgresql replace the host. When set, shopstream
+    /// uses that database and starts no server of its own; takes
+    /// precedence over the POSTGRES_* settings.
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
@@ -169,7 +175,24 @@ pub enum DbError {
         target: String,
         detail: String,
         hint: String,
+        /// What the failure means ([`Class::Fatal`] when the server
+        /// refused the login or does not have the database).
+        class: Class,
     },
+}
+
+impl DbError {
+    /// Whether the settings are wrong (a person must change them) rather
+    /// than the database being unreachable for now: an invalid connection
+    /// string or TLS setup, a login the server refused (SQLSTATE class 28)
+    /// or a database it does not have (3D000).
+    pub fn is_config(&self) -> bool {
+        match self {
+            DbError::InvalidUrl { .. } | DbError::Tls(_) => true,
+            DbError::Connect { class, .. } => *class == Class::Fatal,
+            DbError::Embedded(_) => false,
+        }
+    }
 }
 
 impl DbArgs {
@@ -180,6 +203,9 @@ impl DbArgs {
         let mut out = vec![];
         if let Some(url) = non_empty(&self.database_url) {
             out.extend(written_passwords(url));
+            if let Ok(kw) = conninfo::keywords(url) {
+                out.extend(kw.get("password").filter(|p| !p.is_empty()).cloned());
+            }
             if let Ok(c) = Config::from_str(&split_conn_params(url).0) {
                 if let Some(p) = c.get_password() {
                     out.push(String::from_utf8_lossy(p).into_owned());
@@ -246,15 +272,19 @@ fn apply_libpq_defaults(config: &mut Config) {
         config.user(user);
     }
     if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
-        let dir = if std::path::Path::new("/var/run/postgresql").is_dir() {
-            "/var/run/postgresql"
-        } else {
-            "/tmp"
-        };
-        config.host_path(dir);
+        config.host_path(default_socket_dir());
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(15));
+    }
+}
+
+/// libpq's default Unix socket directory (Debian's, else the upstream one).
+fn default_socket_dir() -> &'static str {
+    if std::path::Path::new("/var/run/postgresql").is_dir() {
+        "/var/run/postgresql"
+    } else {
+        "/tmp"
     }
 }
 
@@ -400,8 +430,9 @@ impl Connector {
             let detail = error_chain(&e);
             DbError::Connect {
                 target: self.description.clone(),
-                hint: self.hint(&detail),
+                hint: self.hint(&detail, e.code().map(|c| c.code())),
                 detail,
+                class: classify(&e),
             }
         })?;
         let target = self.description.clone();
@@ -413,7 +444,7 @@ impl Connector {
         Ok(client)
     }
 
-    fn hint(&self, detail: &str) -> String {
+    fn hint(&self, detail: &str, sqlstate: Option<&str>) -> String {
         if self.embedded {
             return "the private server may have been stopped meanwhile: run the command again to \
                     restart it, or use --database-url / DATABASE_URL to use another PostgreSQL \
@@ -431,6 +462,14 @@ impl Connector {
         } else if detail.contains("server does not support TLS") {
             "the server does not offer TLS: turn on ssl on the server, or use --sslmode prefer \
              or disable if plain text is acceptable on this network"
+                .into()
+        } else if sqlstate == Some("3D000") {
+            "the server has no database of that name: create it (as its owner: createdb NAME) \
+             or correct the database name in --database-url / POSTGRES_DB"
+                .into()
+        } else if sqlstate.is_some_and(|c| c.starts_with("28")) {
+            "the server refused this login: check the user name and password, and the \
+             server's pg_hba.conf for this client, user and database"
                 .into()
         } else if detail.contains("TLS handshake") {
             "check --sslmode, --sslrootcert (PGSSLMODE, PGSSLROOTCERT, or sslmode= / \
@@ -474,8 +513,10 @@ impl Database {
         let db = match resolve(args) {
             Target::Url(url) => {
                 let (rest, params) = split_conn_params(&url);
-                let mut config = Config::from_str(&rest).map_err(|e| DbError::InvalidUrl {
-                    reason: error_chain(&e),
+                let mut config = conninfo::parse(&rest, default_socket_dir()).map_err(|e| {
+                    DbError::InvalidUrl {
+                        reason: e.to_string(),
+                    }
                 })?;
                 apply_libpq_defaults(&mut config);
                 let settings = tls_settings(args).overridden_by(&params)?;
@@ -559,15 +600,11 @@ impl Database {
         let mut connector = self.connector.clone();
         connector.config.dbname(dbname);
         connector.description = redacted_url(&connector.config);
-        let mut url = config_to_url(&connector.config);
-        // Keep the TLS parameters a URL carried.
-        if let Some((_, query)) = self.url.split_once('?') {
-            url.push('?');
-            url.push_str(query);
-        }
         Database {
             connector,
-            url,
+            // A later dbname replaces an earlier one (libpq, conninfo), so
+            // everything else the string says (hosts, TLS) stays as it was.
+            url: conninfo::with_keyword(&self.url, "dbname", dbname),
             embedded: None,
         }
     }
@@ -711,6 +748,49 @@ mod tests {
         let back = Config::from_str(&url).expect("parses");
         assert_eq!(back.get_hosts(), c.get_hosts());
         assert_eq!(back.get_ports(), &[5433]);
+        // Several hosts, a socket among them, IPv6, a password with URL
+        // syntax in it: read back as libpq reads it, nothing more.
+        let mut c = Config::new();
+        c.host_path("/var/run/postgresql")
+            .host("db.example")
+            .host("::1")
+            .port(5433)
+            .port(5434)
+            .port(5435)
+            .user("a@b")
+            .password("p:w/?@&")
+            .dbname("d b");
+        let back = conninfo::parse(&config_to_url(&c), "/DEFAULT").expect("parses");
+        assert_eq!(back.get_hosts(), c.get_hosts());
+        assert_eq!(back.get_ports(), c.get_ports());
+        assert_eq!(back.get_user(), c.get_user());
+        assert_eq!(back.get_password(), c.get_password());
+        assert_eq!(back.get_dbname(), c.get_dbname());
+    }
+
+    #[tokio::test]
+    async fn siblings_keep_everything_but_the_database() {
+        for conn in [
+            "postgresql://root@localhost/db?host=/var/run/postgresql&sslmode=disable",
+            "host=/var/run/postgresql user=root dbname=db sslmode=disable",
+        ] {
+            let db = Database::open(&args_for(conn)).await.expect("opens");
+            let sib = db.sibling("bench_1");
+            let (rest, params) = split_conn_params(&sib.url());
+            assert_eq!(params.sslmode.as_deref(), Some("disable"), "{conn}");
+            for config in [
+                &conninfo::parse(&rest, "/DEFAULT").expect("parses"),
+                sib.config(),
+            ] {
+                assert_eq!(
+                    config.get_hosts(),
+                    &[Host::Unix("/var/run/postgresql".into())],
+                    "{conn}"
+                );
+                assert_eq!(config.get_user(), Some("root"), "{conn}");
+                assert_eq!(config.get_dbname(), Some("bench_1"), "{conn}");
+            }
+        }
     }
 
     #[tokio::test]

@@ -2,6 +2,8 @@
 //!
 //! * [`connect`]: resolves `--database-url` / `DATABASE_URL` / the seeds'
 //!   `POSTGRES_*` variables, or falls back to the [`embedded`] private server.
+//! * [`conninfo`]: connection strings (URL or key=value) read as libpq reads
+//!   them.
 //! * [`embedded`]: starts, reuses and stops a private PostgreSQL server from
 //!   the binaries installed on the machine.
 //! * [`migrate`]: the versioned, forward-only schema.
@@ -13,6 +15,7 @@
 //! Nothing here reads input files or knows about events beyond the schema.
 
 pub mod connect;
+pub mod conninfo;
 pub mod embedded;
 pub mod migrate;
 pub mod retry;

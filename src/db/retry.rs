@@ -5,7 +5,8 @@
 //! deadlock, too many connections, an administrator shutdown, a read-only
 //! standby) are worth retrying as they are; *row data* errors (a constraint
 //! or a value the server refuses) will fail the same way every time; the
-//! rest (a missing table, a privilege) need a person. Retries wait with
+//! rest (a missing table, a privilege, a refused login, an unknown
+//! database) need a person. Retries wait with
 //! exponential backoff and jitter.
 //!
 //! This module decides nothing about batches or files; the loader does.
@@ -130,6 +131,10 @@ mod tests {
             SqlState::UNDEFINED_TABLE,
             SqlState::INSUFFICIENT_PRIVILEGE,
             SqlState::SYNTAX_ERROR,
+            // A refused login and an unknown database need a person too.
+            SqlState::INVALID_PASSWORD,
+            SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+            SqlState::INVALID_CATALOG_NAME,
         ] {
             assert_eq!(classify_state(&f), Class::Fatal, "{}", f.code());
         }

@@ -301,7 +301,7 @@ pub fn split_conn_params(conn: &str) -> (String, ConnParams) {
 /// The `key = value` pairs of a libpq key/value string: (key, unquoted
 /// value, the pair as written). Values may be 'quoted' with \-escapes. A
 /// word that is not a pair comes back with no key.
-fn key_value_pairs(conn: &str) -> Vec<(Option<String>, String, String)> {
+pub(super) fn key_value_pairs(conn: &str) -> Vec<(Option<String>, String, String)> {
     let chars: Vec<char> = conn.chars().collect();
     let mut out = vec![];
     let mut i = 0;

@@ -34,7 +34,7 @@ use super::breaker::{Breaker, BreakerConfig, BreakerState, Step};
 use super::health::Health;
 use super::parse::{parse_batch_from, raw_lines, ParseConfig, DEFAULT_MAX_FIELDS};
 use super::resume;
-use crate::db::connect::Database;
+use crate::db::connect::{Database, DbError};
 use crate::db::migrate::{self, MigrateError};
 use crate::db::retry::{classify, Backoff, Class};
 use crate::observe::alerts::{Alert, AlertArgs, AlertError, Alerter, Channels};
@@ -128,6 +128,20 @@ pub struct RunArgs {
     /// `is_late_arrival`.
     #[arg(long, env = "SHOPSTREAM_LATE_THRESHOLD_SECS", default_value_t = 300)]
     pub late_threshold_secs: u64,
+
+    /// IANA time zone (Europe/Berlin, America/New_York) of event times
+    /// written without Z or an offset, as seeds 002 and 004 write them. A
+    /// time the clocks skip when daylight saving time begins fails
+    /// `invalid_event_time`; one that occurs twice when it ends is the
+    /// earlier instant. Times with an offset are unaffected.
+    #[arg(long, env = "SHOPSTREAM_SOURCE_TIMEZONE", default_value = "UTC", value_name = "ZONE", value_parser = parse_zone)]
+    pub source_timezone: chrono_tz::Tz,
+
+    /// Events older than this when processed (90d, 12h, 30m, 3600s) fail
+    /// `too_old_event_time` instead of being loaded and flagged late.
+    /// [default: no bound]
+    #[arg(long, env = "SHOPSTREAM_MAX_EVENT_AGE", value_name = "DURATION", value_parser = parse_age)]
+    pub max_event_age: Option<Duration>,
 
     /// Longest accepted CSV record (bytes, or with a unit: 64K, 1MiB; units
     /// are 1024-based); a longer one rejects its file.
@@ -243,6 +257,20 @@ pub enum PipelineError {
     Alerts(#[from] AlertError),
 }
 
+impl PipelineError {
+    /// Whether a person must change the settings (exit code 2).
+    pub fn is_config(&self) -> bool {
+        match self {
+            PipelineError::MaxPrice(_)
+            | PipelineError::Relist
+            | PipelineError::Retry
+            | PipelineError::Breaker => true,
+            PipelineError::Db(e) => e.is_config(),
+            _ => false,
+        }
+    }
+}
+
 impl RunArgs {
     /// The retry pacing from the `--retry-*` options.
     pub fn backoff(&self) -> Result<Backoff, PipelineError> {
@@ -293,6 +321,11 @@ impl RunArgs {
                 max_price_cents,
                 future_tolerance_micros: self.future_tolerance_secs as i64 * 1_000_000,
                 late_threshold_micros: self.late_threshold_secs as i64 * 1_000_000,
+                source_zone: (self.source_timezone != chrono_tz::Tz::UTC)
+                    .then_some(self.source_timezone),
+                max_age_micros: self
+                    .max_event_age
+                    .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
             },
             max_record_bytes: self.max_line_bytes,
             max_fields: self.max_columns,
@@ -300,6 +333,23 @@ impl RunArgs {
             unknown_columns: self.unknown_columns,
             input_root: None,
         })
+    }
+}
+
+/// `--source-timezone`: an IANA zone name.
+fn parse_zone(s: &str) -> Result<chrono_tz::Tz, String> {
+    s.trim().parse().map_err(|_| {
+        format!("unknown time zone {s:?}: expected an IANA name like Europe/Berlin, America/New_York or UTC")
+    })
+}
+
+/// `--max-event-age`: a duration above zero (90d, 12h, 30m, 3600s).
+fn parse_age(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a duration above zero: expected e.g. 90d, 12h, 30m or 3600s"
+        )),
     }
 }
 
@@ -764,15 +814,35 @@ async fn probe_step(
     }
 }
 
+/// A connection that failed. Settings the server refused (a login, an
+/// unknown database: SQLSTATE class 28 or 3D000) end a `--once` run at once;
+/// a continuous loader keeps trying them with backoff (a role or database
+/// may be created after it started), reporting them as needing a person.
+fn connect_failed(e: DbError, once: bool) -> Failed {
+    if once && e.is_config() {
+        return Failed::Stop(PipelineError::Db(e));
+    }
+    let class = match &e {
+        DbError::Connect { class, .. } => *class,
+        _ => Class::Transient,
+    };
+    Failed::Retry {
+        message: e.to_string(),
+        class,
+    }
+}
+
 impl Loader<'_> {
     /// The connection, made (and the schema migrated, once) when missing.
     async fn client(&mut self) -> Result<&mut Client, Failed> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
-            let mut c = self.db.connect().await.map_err(|e| Failed::Retry {
-                message: e.to_string(),
-                class: Class::Transient,
-            })?;
+            let once = self.args.once;
+            let mut c = self
+                .db
+                .connect()
+                .await
+                .map_err(|e| connect_failed(e, once))?;
             if !self.migrated {
                 match migrate::migrate(&mut c).await {
                     Ok(report) => {
@@ -812,10 +882,12 @@ impl Loader<'_> {
             }
         }
         self.client().await?;
-        let c = self.db.connect().await.map_err(|e| Failed::Retry {
-            message: e.to_string(),
-            class: Class::Transient,
-        })?;
+        let once = self.args.once;
+        let c = self
+            .db
+            .connect()
+            .await
+            .map_err(|e| connect_failed(e, once))?;
         batch::prepare(&c).await?;
         Ok(c)
     }

@@ -174,7 +174,7 @@ const EVENT_TIME: ColumnSpec = req(
     Field::EventTime,
     "event_time",
     Timestamp,
-    "YYYY-MM-DD HH:MM:SS[.ffffff] or ISO-8601 (T), optional Z or ±HH:MM; no zone means UTC",
+    "YYYY-MM-DD HH:MM:SS[.ffffff] or ISO-8601 (T), optional Z or ±HH:MM; no zone means --source-timezone (UTC)",
 );
 /// A column every row must have, without a default.
 const fn req(f: Field, name: &'static str, ty: ColumnType, format: &'static str) -> ColumnSpec {
@@ -275,7 +275,7 @@ static SEED000: LayoutSpec = LayoutSpec {
             Field::EventTime,
             "event_timestamp",
             Timestamp,
-            "YYYY-MM-DD HH:MM:SS, UTC",
+            "YYYY-MM-DD HH:MM:SS, no zone: --source-timezone (UTC)",
         ),
     ],
     notes: &["product_category → category, event_timestamp → event_time"],
@@ -301,7 +301,7 @@ static SEED001: LayoutSpec = LayoutSpec {
             Field::EventTime,
             "event_timestamp",
             Timestamp,
-            "ISO-8601 with T and no zone (UTC), any moment since 1970",
+            "ISO-8601 with T and no zone (--source-timezone, UTC), any moment since 1970",
         ),
     ],
     notes: &[
@@ -325,7 +325,7 @@ static SEED002: LayoutSpec = LayoutSpec {
             default: None,
             format: "a product name (laptop, headphones, …), stored as both product_id and product_name",
         },
-        req(Field::EventTime, "timestamp", Timestamp, "YYYY-MM-DD HH:MM:SS without zone, read as UTC"),
+        req(Field::EventTime, "timestamp", Timestamp, "YYYY-MM-DD HH:MM:SS without zone, read in --source-timezone (UTC)"),
     ],
     notes: &[
         "no event_id: each row gets a UUIDv5 of its values and its occurrence number in the file, so re-sending a file adds nothing while two identical rows in one file both load",
@@ -372,7 +372,7 @@ static SEED004: LayoutSpec = LayoutSpec {
             Field::EventTime,
             "event_time",
             Timestamp,
-            "YYYY-MM-DD HH:MM:SS without zone, read as UTC",
+            "YYYY-MM-DD HH:MM:SS without zone, read in --source-timezone (UTC)",
         ),
         req(Field::EventType, "event_type", Text, "view or purchase"),
         req(Field::ProductId, "product_id", Text, "integer 100–200"),

@@ -14,7 +14,8 @@ use std::borrow::Cow;
 use uuid::Uuid;
 
 use crate::event::{EventType, Field, RuleCode, FIELD_COUNT};
-use parse::{format_cents, parse_decimal, parse_timestamp, Decimal, UnixMicros};
+use chrono_tz::Tz;
+use parse::{format_cents, parse_decimal, parse_timestamp_in, Decimal, TimeError, UnixMicros};
 
 /// The configurable thresholds of the rules.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,6 +26,11 @@ pub struct Rules {
     pub future_tolerance_micros: i64,
     /// Events older than this at processing time are flagged late.
     pub late_threshold_micros: i64,
+    /// The zone of event times written without an offset (`None`: UTC).
+    pub source_zone: Option<Tz>,
+    /// Events older than this at processing time fail
+    /// `too_old_event_time` (`None`: no bound).
+    pub max_age_micros: Option<i64>,
 }
 
 impl Default for Rules {
@@ -33,6 +39,8 @@ impl Default for Rules {
             max_price_cents: 1_000_000,
             future_tolerance_micros: 60 * 1_000_000,
             late_threshold_micros: 5 * 60 * 1_000_000,
+            source_zone: None,
+            max_age_micros: None,
         }
     }
 }
@@ -417,17 +425,27 @@ fn check_time(
         ));
         return None;
     };
-    match parse_timestamp(v) {
-        None => {
+    let zone = rules.source_zone.map_or("UTC", |z| z.name());
+    match parse_timestamp_in(v, rules.source_zone) {
+        Err(TimeError::Invalid) => {
             fails.push(Failure::new(
                 RuleCode::InvalidEventTime,
                 Field::EventTime,
                 v,
-                format!("event_time {v:?} is not a timestamp; expected YYYY-MM-DD HH:MM:SS[.fff] or ISO-8601 like 2026-11-21T10:20:30Z (no zone means UTC)"),
+                format!("event_time {v:?} is not a timestamp; expected YYYY-MM-DD HH:MM:SS[.fff] or ISO-8601 like 2026-11-21T10:20:30Z (no zone means {zone}, --source-timezone)"),
             ));
             None
         }
-        Some(t) if t - now > rules.future_tolerance_micros => {
+        Err(TimeError::Nonexistent) => {
+            fails.push(Failure::new(
+                RuleCode::InvalidEventTime,
+                Field::EventTime,
+                v,
+                format!("event_time {v} does not exist in {zone} (--source-timezone): the clocks skip it when daylight saving time begins; write the offset, e.g. {v}+01:00"),
+            ));
+            None
+        }
+        Ok(t) if t - now > rules.future_tolerance_micros => {
             fails.push(Failure::new(
                 RuleCode::FutureEventTime,
                 Field::EventTime,
@@ -440,7 +458,20 @@ fn check_time(
             ));
             None
         }
-        Some(t) => Some(t),
+        Ok(t) if rules.max_age_micros.is_some_and(|max| now - t > max) => {
+            fails.push(Failure::new(
+                RuleCode::TooOldEventTime,
+                Field::EventTime,
+                v,
+                format!(
+                    "event_time {v} is {} days old; at most {}s old is accepted (--max-event-age)",
+                    (now - t) / 86_400_000_000,
+                    rules.max_age_micros.unwrap_or_default() / 1_000_000
+                ),
+            ));
+            None
+        }
+        Ok(t) => Some(t),
     }
 }
 

@@ -6,7 +6,8 @@
 //! These functions only parse; they never decide whether a value is allowed
 //! (that is [`super::Rules`]' job).
 
-use chrono::{NaiveDate, NaiveTime};
+use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
+use chrono_tz::Tz;
 
 /// Microseconds since the Unix epoch, UTC.
 pub type UnixMicros = i64;
@@ -20,6 +21,39 @@ pub type UnixMicros = i64;
 /// truncated. Anything else (dates only, missing seconds, words, other
 /// orders) returns `None`.
 pub fn parse_timestamp(input: &str) -> Option<UnixMicros> {
+    parse_timestamp_in(input, None).ok()
+}
+
+/// Why an event time could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeError {
+    /// Not one of the accepted forms, or no such date or time of day.
+    Invalid,
+    /// A time without an offset that the zone's clocks skip (the hour
+    /// daylight saving time begins).
+    Nonexistent,
+}
+
+/// Like [`parse_timestamp`], but a time without `Z` or an offset is wall
+/// clock time in `zone` (`None`: UTC). A wall clock time that occurs twice
+/// (the hour daylight saving time ends) is the earlier instant; one the
+/// clocks skip is [`TimeError::Nonexistent`].
+pub fn parse_timestamp_in(input: &str, zone: Option<Tz>) -> Result<UnixMicros, TimeError> {
+    let (local, offset_secs) = parse_parts(input).ok_or(TimeError::Invalid)?;
+    match (offset_secs, zone) {
+        (Some(offset), _) => Ok(local.and_utc().timestamp_micros() - offset * 1_000_000),
+        (None, None) => Ok(local.and_utc().timestamp_micros()),
+        (None, Some(tz)) => match tz.from_local_datetime(&local) {
+            LocalResult::Single(t) => Ok(t.timestamp_micros()),
+            LocalResult::Ambiguous(a, b) => Ok(a.timestamp_micros().min(b.timestamp_micros())),
+            LocalResult::None => Err(TimeError::Nonexistent),
+        },
+    }
+}
+
+/// The written date and time, and the offset in seconds when one is
+/// written (`Z` is 0).
+fn parse_parts(input: &str) -> Option<(NaiveDateTime, Option<i64>)> {
     let s = input.as_bytes();
     if s.len() < 19 {
         return None;
@@ -55,8 +89,9 @@ pub fn parse_timestamp(input: &str) -> Option<UnixMicros> {
             micros += u32::from(d - b'0') * 10u32.pow(5 - k as u32);
         }
     }
-    let offset_secs: i64 = match &s[i..] {
-        [] | [b'Z'] | [b'z'] => 0,
+    let offset_secs: Option<i64> = match &s[i..] {
+        [] => None,
+        [b'Z'] | [b'z'] => Some(0),
         [sign @ (b'+' | b'-'), rest @ ..] => {
             let (h, m) = match rest {
                 [h1, h2] => (digits(&[*h1, *h2])?, 0),
@@ -69,18 +104,13 @@ pub fn parse_timestamp(input: &str) -> Option<UnixMicros> {
                 return None;
             }
             let secs = i64::from(h) * 3600 + i64::from(m) * 60;
-            if *sign == b'-' {
-                -secs
-            } else {
-                secs
-            }
+            Some(if *sign == b'-' { -secs } else { secs })
         }
         _ => return None,
     };
     let date = NaiveDate::from_ymd_opt(year as i32, month, day)?;
     let time = NaiveTime::from_hms_micro_opt(hour, minute, second, micros)?;
-    let local = date.and_time(time).and_utc().timestamp_micros();
-    Some(local - offset_secs * 1_000_000)
+    Some((date.and_time(time), offset_secs))
 }
 
 fn digits(b: &[u8]) -> Option<u32> {
@@ -254,6 +284,35 @@ mod tests {
         ] {
             assert_eq!(parse_decimal(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn times_without_offset_are_wall_clock_time_in_the_source_zone() {
+        let berlin = Some(chrono_tz::Europe::Berlin);
+        let utc = |s: &str| parse_timestamp_in(s, None).expect(s);
+        let at = |s: &str| parse_timestamp_in(s, berlin);
+        // Summer (CEST, +2) and winter (CET, +1).
+        assert_eq!(at("2024-07-01 12:00:00"), Ok(utc("2024-07-01 10:00:00")));
+        assert_eq!(
+            at("2024-01-15T12:00:00.5"),
+            Ok(utc("2024-01-15 11:00:00.5"))
+        );
+        // An explicit offset or Z wins over the zone.
+        assert_eq!(at("2024-07-01 12:00:00Z"), Ok(utc("2024-07-01 12:00:00")));
+        assert_eq!(
+            at("2024-07-01 12:00:00+05:00"),
+            Ok(utc("2024-07-01 07:00:00"))
+        );
+        // 2024-03-31 02:00-03:00 does not exist in Berlin.
+        assert_eq!(at("2024-03-31 02:30:00"), Err(TimeError::Nonexistent));
+        assert_eq!(at("2024-03-31 03:00:00"), Ok(utc("2024-03-31 01:00:00")));
+        // 2024-10-27 02:30 happens twice: the earlier one (still +2).
+        assert_eq!(at("2024-10-27 02:30:00"), Ok(utc("2024-10-27 00:30:00")));
+        assert_eq!(at("2024-10-27 2:30:00"), Err(TimeError::Invalid));
+        assert_eq!(
+            parse_timestamp_in("2024-03-31 02:30:00", None),
+            Ok(utc("2024-03-31 02:30:00"))
+        );
     }
 
     #[test]

@@ -283,6 +283,70 @@ fn future_event_time_beyond_tolerance() {
     assert!(check(&with(row(), Field::EventTime, "2026-11-21T10:21:30Z")).is_ok());
 }
 
+fn check_with(
+    r: &[(Field, &'static str)],
+    rules: &Rules,
+) -> Result<ValidEvent<'static>, Vec<Failure>> {
+    let mut raw: RawFields<'static> = [None; FIELD_COUNT];
+    for (f, v) in r {
+        raw[f.index()] = Some(v);
+    }
+    validate(&raw, NOW, rules)
+}
+
+#[test]
+fn too_old_event_time_only_with_a_max_age() {
+    let old = with(row(), Field::EventTime, "1970-01-01 00:00:00");
+    // Without a bound it loads, flagged late.
+    assert!(check(&old).expect("loads").is_late_arrival);
+    let rules = Rules {
+        max_age_micros: Some(30 * 86_400 * 1_000_000),
+        ..Rules::default()
+    };
+    let fails = check_with(&old, &rules).expect_err("too old");
+    assert_eq!(
+        fails.iter().map(|f| f.code).collect::<Vec<_>>(),
+        [RuleCode::TooOldEventTime]
+    );
+    assert!(
+        fails[0].message.contains("--max-event-age"),
+        "{}",
+        fails[0].message
+    );
+    // 29 days old is within 30 days.
+    assert!(check_with(
+        &with(row(), Field::EventTime, "2026-10-23 10:20:30"),
+        &rules
+    )
+    .is_ok());
+}
+
+#[test]
+fn naive_times_are_read_in_the_source_zone() {
+    let rules = Rules {
+        source_zone: Some(chrono_tz::Europe::Berlin),
+        ..Rules::default()
+    };
+    // 11:20:00 in Berlin (CET, +1) is 10:20:00Z.
+    let e = check_with(
+        &with(row(), Field::EventTime, "2026-11-21 11:20:00"),
+        &rules,
+    )
+    .expect("valid");
+    assert_eq!(e.event_time, NOW - 30_000_000);
+    let gap = check_with(
+        &with(row(), Field::EventTime, "2026-03-29 02:30:00"),
+        &rules,
+    )
+    .expect_err("skipped by the clocks");
+    assert_eq!(gap[0].code, RuleCode::InvalidEventTime);
+    assert!(
+        gap[0].message.contains("does not exist in Europe/Berlin"),
+        "{}",
+        gap[0].message
+    );
+}
+
 #[test]
 fn accepted_timestamp_forms() {
     for t in [
