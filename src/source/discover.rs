@@ -3,7 +3,9 @@
 //! A file is a candidate when it is a regular file whose name is not hidden
 //! (`.x`), not `_`-prefixed and has no temporary suffix (`.tmp`, `.part`,
 //! `.crdownload`, `_COPYING_`): writers create files under such names and
-//! rename them in when complete, so a file "counts" once renamed. The folder
+//! rename them in when complete, so a file "counts" once renamed. With
+//! [`list_included`], it must also match the `--include` patterns
+//! (`source::scope`); a FIFO, socket or device is never one. The folder
 //! is listed recursively (hidden and `_` folders are skipped, symlinked
 //! folders are not followed; [`list_excluding`] also skips given folders such
 //! as the archive). A symlinked file is a candidate only when it resolves to
@@ -23,6 +25,8 @@ use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use notify::{RecursiveMode, Watcher as _};
+
+use super::scope::Include;
 use tokio::sync::mpsc;
 
 /// A file ready to be loaded, with the identity the ledger uses.
@@ -56,6 +60,17 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<Candidate>> {
 /// `excluded`, e.g. the archive and quarantine folders. Excluded folders that
 /// do not exist are ignored.
 pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<Candidate>> {
+    list_included(dir, excluded, &Include::everything())
+}
+
+/// Like [`list_excluding`], keeping only files `include` matches (by name,
+/// or by path below `dir`); a FIFO, socket or device it matches is skipped
+/// with one warning.
+pub fn list_included(
+    dir: &Path,
+    excluded: &[PathBuf],
+    include: &Include,
+) -> std::io::Result<Vec<Candidate>> {
     let excluded: Vec<PathBuf> = excluded
         .iter()
         .filter_map(|p| std::fs::canonicalize(p).ok())
@@ -74,8 +89,14 @@ pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<C
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
             let Ok(ft) = entry.file_type() else { continue };
+            let included = || include.matches(entry.path().strip_prefix(dir).unwrap_or(&d));
             if ft.is_symlink() {
                 if name.to_str().is_some_and(is_ignored) {
+                    continue;
+                }
+                // A linked folder is warned about whatever its name.
+                let to_dir = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
+                if !to_dir && !included() {
                     continue;
                 }
                 if let Some(c) = symlinked_candidate(&entry.path(), &root) {
@@ -85,7 +106,7 @@ pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<C
             }
             let Some(name) = name.to_str() else {
                 // Not UTF-8: still a file we must account for; use lossy.
-                if ft.is_file() {
+                if ft.is_file() && included() {
                     if let Some(c) = candidate(&entry.path()) {
                         out.push(c);
                     }
@@ -102,6 +123,13 @@ pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<C
                 {
                     stack.push(sub);
                 }
+            } else if !included() {
+                continue;
+            } else if !ft.is_file() {
+                warn_once(
+                    &entry.path(),
+                    "not a regular file (a FIFO, socket or device): skipped, never moved",
+                );
             } else if let Some(c) = candidate(&entry.path()) {
                 out.push(c);
             }
@@ -123,7 +151,7 @@ fn warn_once(link: &Path, why: &str) {
         .get_or_insert_with(HashSet::new)
         .insert(link.to_path_buf())
     {
-        tracing::warn!(file = ?link.display().to_string(), "symlink skipped: {why}");
+        tracing::warn!(file = ?link.display().to_string(), "skipped: {why}");
     }
 }
 
@@ -132,18 +160,22 @@ fn warn_once(link: &Path, why: &str) {
 /// followed (no loops, no escape).
 fn symlinked_candidate(link: &Path, root: &Path) -> Option<Candidate> {
     let Ok(target) = std::fs::canonicalize(link) else {
-        warn_once(link, "it leads nowhere (dangling)");
+        warn_once(link, "a symlink that leads nowhere (dangling)");
         return None;
     };
     if !target.starts_with(root) {
         warn_once(
             link,
-            "it leads outside the input folder, and shopstream never follows links out of it",
+            "a symlink that leads outside the input folder, and shopstream never follows links \
+             out of it",
         );
         return None;
     }
     if !std::fs::metadata(&target).is_ok_and(|m| m.is_file()) {
-        warn_once(link, "symlinked folders are not followed");
+        warn_once(
+            link,
+            "a symlink to a folder or special file; those are not followed",
+        );
         return None;
     }
     candidate(link)

@@ -12,14 +12,16 @@
 //! ledger does) and never disposes of anything before the caller says the
 //! fate is committed.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::discover::{self, mtime_micros, opened_inside, Candidate, FolderWatcher};
+use super::bounded;
+use super::discover::{self, mtime_micros, Candidate, FolderWatcher};
 use super::dispose::{AfterLoad, DisposeError, Disposer, Disposition, Fate};
+use super::scope::Include;
 use super::store::{self, Lister, OpenError, Resume, Store, StoreError};
 
 /// Why the input cannot be set up or listed.
@@ -59,6 +61,8 @@ pub struct InputConfig {
     pub quarantine: Option<PathBuf>,
     /// For stores: how often the listing starts from the beginning.
     pub full_relist: Duration,
+    /// Which files (names or paths below the input) are input: `--include`.
+    pub include: Include,
 }
 
 /// The shareable half of the input: opening, checking and disposing of
@@ -75,12 +79,20 @@ pub struct Opened {
     /// Set when reading failed for a reason that is not the file's (the
     /// network): the batch is retried instead of the file rejected.
     fault: Option<Arc<Mutex<Option<String>>>>,
+    /// Set when a read did not return within the read timeout (a folder's
+    /// file): the file is tried again later instead of rejected.
+    stalled: Option<Arc<AtomicBool>>,
 }
 
 impl Opened {
     /// The transport failure met while reading, if any.
     pub fn fault(&self) -> Option<Arc<Mutex<Option<String>>>> {
         self.fault.clone()
+    }
+
+    /// Whether a read of the file stalled (see `source::bounded`).
+    pub fn stalled(&self) -> Option<Arc<AtomicBool>> {
+        self.stalled.clone()
     }
 }
 
@@ -100,32 +112,33 @@ impl Source {
         Source::Folder(Arc::new(Disposer::new(dir, AfterLoad::Keep, None, None)))
     }
 
-    /// Opens a listed file (blocking).
-    pub fn open(&self, c: &Candidate, root: Option<&Path>) -> Result<Opened, OpenError> {
+    /// Opens a listed file (blocking). A folder's file is opened without
+    /// blocking, only as a regular file (inside `root`, when given), and
+    /// read on a helper thread whose every read lasts at most `read_timeout`
+    /// (see `source::bounded`).
+    pub fn open(
+        &self,
+        c: &Candidate,
+        root: Option<&Path>,
+        read_timeout: Duration,
+    ) -> Result<Opened, OpenError> {
         match self {
-            Source::Folder(_) => match File::open(&c.path) {
-                Ok(f) => {
-                    if root.is_some_and(|root| !opened_inside(&f, &c.path, root)) {
-                        return Err(OpenError::Unreadable(
-                            "the file now leads outside the input folder (a symlink replaced \
-                             it after it was listed): not read"
-                                .to_string(),
-                        ));
-                    }
-                    Ok(Opened {
-                        reader: Box::new(f),
-                        fault: None,
-                    })
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(OpenError::Vanished),
-                Err(e) => Err(OpenError::Unreadable(format!("cannot open the file: {e}"))),
-            },
+            Source::Folder(_) => {
+                let r = bounded::open(&c.path, root, read_timeout)?;
+                let stalled = Some(r.stalled());
+                Ok(Opened {
+                    reader: Box::new(r),
+                    fault: None,
+                    stalled,
+                })
+            }
             Source::Store(s) => {
                 let r = s.open(c)?;
                 let fault = Some(r.fault());
                 Ok(Opened {
                     reader: Box::new(r),
                     fault,
+                    stalled: None,
                 })
             }
         }
@@ -180,6 +193,7 @@ enum Listing {
     Folder {
         dir: PathBuf,
         excluded: Vec<PathBuf>,
+        include: Include,
     },
     Store(Lister),
 }
@@ -227,7 +241,9 @@ impl Input {
             )?);
             return Ok(Input {
                 source: Source::Store(store.clone()),
-                listing: Listing::Store(Lister::new(store, cfg.full_relist)),
+                listing: Listing::Store(
+                    Lister::new(store, cfg.full_relist).including(cfg.include.clone()),
+                ),
             });
         }
         let dir = cfg.input.clone();
@@ -245,6 +261,7 @@ impl Input {
             listing: Listing::Folder {
                 dir,
                 excluded: disposer.excluded_dirs(),
+                include: cfg.include.clone(),
             },
             source: Source::Folder(Arc::new(disposer)),
         })
@@ -283,8 +300,12 @@ impl Input {
     /// order.
     pub async fn list(&mut self) -> Result<Vec<Candidate>, InputError> {
         match &mut self.listing {
-            Listing::Folder { dir, excluded } => {
-                discover::list_excluding(dir, excluded).map_err(|source| InputError::List {
+            Listing::Folder {
+                dir,
+                excluded,
+                include,
+            } => {
+                discover::list_included(dir, excluded, include).map_err(|source| InputError::List {
                     path: dir.display().to_string(),
                     source,
                 })

@@ -42,6 +42,7 @@ use tokio::runtime::Handle;
 
 use super::discover::{is_ignored, Candidate};
 use super::dispose::{AfterLoad, Disposition, Fate};
+use super::scope::Include;
 use crate::observe::metrics;
 
 /// The HTTP request timeout, which covers a whole GET body: long enough to
@@ -510,6 +511,8 @@ pub struct Lister {
     /// Ledgered objects to finish, handed out with every listing until a
     /// pass has taken them over.
     pending: Vec<Candidate>,
+    /// Keys (below the prefix) that are input: `--include`.
+    include: Include,
 }
 
 impl Lister {
@@ -523,7 +526,15 @@ impl Lister {
             last_full: Instant::now(),
             seeded: false,
             pending: vec![],
+            include: Include::everything(),
         }
+    }
+
+    /// Lists only the keys `include` matches (by last segment, or by the
+    /// key below the prefix); other objects are never read or moved.
+    pub fn including(mut self, include: Include) -> Lister {
+        self.include = include;
+        self
     }
 
     /// The ledger prefix to seed from, until [`seed`](Self::seed) was called.
@@ -606,6 +617,10 @@ impl Lister {
                     continue 'restart;
                 }
                 if parts.last().is_none_or(|p| is_ignored(p.as_ref())) {
+                    continue;
+                }
+                let rel: std::path::PathBuf = parts.iter().map(|p| p.as_ref()).collect();
+                if !self.include.matches(&rel) {
                     continue;
                 }
                 out.push(Candidate {
