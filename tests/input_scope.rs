@@ -168,16 +168,20 @@ async fn once_returns_and_a_stop_is_honoured_while_a_read_stalls() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tempdir");
     let input = stalling_input(tmp.path());
-    let out = shopstream()
-        .env("SHOPSTREAM_DEBUG_STALL_READ", "stall.csv")
-        .args(["run", "--once", "--database-url", &db.url, "--input"])
-        .arg(&input)
-        .args(["--read-timeout-secs", "1", "--after-load", "archive"])
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+    let mut once = Loader::spawn(
+        shopstream()
+            .env("SHOPSTREAM_DEBUG_STALL_READ", "stall.csv")
+            .args(["run", "--once", "--database-url", &db.url, "--input"])
+            .arg(&input)
+            .args(["--read-timeout-secs", "1", "--after-load", "archive"]),
+    );
+    let status = wait_exit(&mut once.child, Duration::from_secs(60));
+    assert!(status.success(), "{}", once.log());
+    let mut stdout = String::new();
+    if let Some(mut o) = once.child.stdout.take() {
+        std::io::Read::read_to_string(&mut o, &mut stdout).expect("stdout");
+    }
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("summary");
     assert_eq!(summary["files_loaded"], 2, "{summary}");
     assert!(input.join("stall.csv").is_file(), "not moved");
     assert_eq!(ledgered(&db, "stall.csv").await, None);

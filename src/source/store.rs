@@ -739,6 +739,34 @@ mod tests {
         assert!(l.unsettled.is_empty() && l.settled.is_empty());
     }
 
+    #[tokio::test]
+    async fn only_included_keys_are_listed() {
+        let mut store = Store::new("s3://b/in", AfterLoad::Keep, None, None).expect("store");
+        let memory = object_store::memory::InMemory::new();
+        for k in [
+            "in/a.csv",
+            "in/sub/b.CSV",
+            "in/notes.txt",
+            "in/sub/secrets.env",
+        ] {
+            memory
+                .put(&Key::from(k), Bytes::from_static(b"x").into())
+                .await
+                .expect("put");
+        }
+        store.client = Arc::new(memory);
+        let mut l =
+            Lister::new(Arc::new(store), Duration::from_secs(300)).including(Include::default());
+        let listed: Vec<String> = l
+            .list()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|c| c.path.display().to_string())
+            .collect();
+        assert_eq!(listed, ["s3://b/in/a.csv", "s3://b/in/sub/b.CSV"]);
+    }
+
     #[test]
     fn numbered_names_keep_the_extension() {
         let k = |s: &str| Key::from(s);
