@@ -85,7 +85,8 @@ pub struct RunArgs {
 
     /// Most bytes of input per transaction (a larger single file still
     /// forms a batch on its own). With several --connections, a backlog is
-    /// split into smaller batches so that every connection has work.
+    /// split into smaller batches so that every connection has work. At
+    /// least 1.
     #[arg(long, env = "SHOPSTREAM_BATCH_MAX_BYTES", default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_max_bytes: u64,
 
@@ -142,7 +143,7 @@ pub struct RunArgs {
     pub late_threshold_secs: u64,
 
     /// Longest accepted CSV record (bytes, or with a unit: 64K, 1MiB; units
-    /// are 1024-based); a longer one rejects its file.
+    /// are 1024-based); a longer one rejects its file. At least 1.
     #[arg(long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value = "1MiB", value_name = "SIZE", value_parser = parse_limit_usize)]
     pub max_line_bytes: usize,
 
@@ -152,7 +153,7 @@ pub struct RunArgs {
     pub max_columns: usize,
 
     /// Largest accepted file (bytes, or with a unit: 512M, 2GiB); a larger
-    /// one is rejected and quarantined without being read.
+    /// one is rejected and quarantined without being read. At least 1.
     #[arg(long, env = "SHOPSTREAM_MAX_FILE_BYTES", default_value = "4GiB", value_name = "SIZE", value_parser = parse_limit)]
     pub max_file_bytes: u64,
 
@@ -205,7 +206,7 @@ pub struct RunArgs {
     pub after_load: AfterLoad,
 
     /// Where --after-load archive moves files [default: INPUT/_archive]; for
-    /// an object store, a URL in the same bucket.
+    /// an object store, a URL in the same bucket. Not / or a system folder.
     #[arg(long, env = "SHOPSTREAM_ARCHIVE_DIR", value_parser = parse_work_folder)]
     pub archive_dir: Option<PathBuf>,
 
@@ -215,6 +216,7 @@ pub struct RunArgs {
     /// Where rejected files (unreadable, binary, empty, unknown header, …)
     /// are moved, each with a `.reason.txt` beside it [default:
     /// INPUT/_quarantine]; for an object store, a URL in the same bucket.
+    /// Not / or a system folder.
     #[arg(long, env = "SHOPSTREAM_QUARANTINE_DIR", value_parser = parse_work_folder)]
     pub quarantine_dir: Option<PathBuf>,
 }
