@@ -204,6 +204,58 @@ async fn once_returns_and_a_stop_is_honoured_while_a_read_stalls() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_listing_does_not_freeze_the_loader() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input = stalling_input(tmp.path());
+    let loader = Loader::spawn(
+        shopstream()
+            .env("SHOPSTREAM_DEBUG_STALL_LIST", "stall.csv")
+            .args(["run", "--database-url", &db.url, "--input"])
+            .arg(&input)
+            .args(["--read-timeout-secs", "1", "--relist-secs", "0.2"])
+            .args(["--retry-initial-secs", "0.2", "--retry-max-secs", "0.5"]),
+    );
+    // Before: the listing blocked the loader (and its stop) for good.
+    wait_for(
+        Duration::from_secs(60),
+        "the stalled listing logged",
+        || async { loader.logged("made no progress") },
+    )
+    .await;
+    // The mount recovers: the same listing finishes and its files load.
+    std::fs::remove_file(input.join(".stall.csv.stall")).expect("unstall");
+    wait_for(
+        Duration::from_secs(60),
+        "all three files loaded",
+        || async { ledger_count(&db).await == 3 },
+    )
+    .await;
+    let summary = loader.stop();
+    assert_eq!(summary["files_loaded"], 3, "{summary}");
+
+    // A stop is honoured while the listing is stuck.
+    std::fs::write(input.join(".stall.csv.stall"), "").expect("marker");
+    std::fs::write(input.join("stall.csv"), v1_file(30, 2)).expect("rewrite");
+    let mut loader = Loader::spawn(
+        shopstream()
+            .env("SHOPSTREAM_DEBUG_STALL_LIST", "stall.csv")
+            .args(["run", "--database-url", &db.url, "--input"])
+            .arg(&input)
+            .args(["--read-timeout-secs", "1", "--relist-secs", "0.2"]),
+    );
+    wait_for(
+        Duration::from_secs(60),
+        "the stalled listing logged",
+        || async { loader.logged("made no progress") },
+    )
+    .await;
+    common::signal(&loader.child, "-TERM");
+    let status = wait_exit(&mut loader.child, Duration::from_secs(30));
+    assert!(status.success(), "{}", loader.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn only_included_files_are_read_or_moved() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tempdir");

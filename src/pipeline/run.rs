@@ -539,6 +539,7 @@ pub async fn run(
         quarantine: args.quarantine_dir.clone(),
         full_relist: Duration::from_secs_f64(args.full_relist_secs),
         include: Include::new(&args.include)?,
+        read_timeout: Duration::from_secs_f64(args.read_timeout_secs),
     })?;
     let source = input.source();
     cfg.input_root = std::fs::canonicalize(&args.input).ok().map(Arc::from);

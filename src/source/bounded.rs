@@ -41,6 +41,10 @@ const BLOCK: usize = 256 * 1024;
 /// network mount.
 pub const STALL_READ_ENV: &str = "SHOPSTREAM_DEBUG_STALL_READ";
 
+/// Fault injection for the tests, like [`STALL_READ_ENV`]: the folder's
+/// listing blocks at a file of this name while `.NAME.stall` exists.
+pub const STALL_LIST_ENV: &str = "SHOPSTREAM_DEBUG_STALL_LIST";
+
 /// Files whose helper thread was abandoned, with that thread's "still
 /// running" flag.
 static STUCK: Mutex<Option<HashMap<PathBuf, Arc<AtomicBool>>>> = Mutex::new(None);
@@ -226,7 +230,7 @@ fn read_to_channel(path: &Path, root: Option<&Path>, tx: &SyncSender<Msg>) {
         return;
     }
     loop {
-        stall_for_tests(path);
+        stall_reading_for_tests(path);
         let mut block = vec![0u8; BLOCK];
         let msg = match read_some(&mut file, &mut block) {
             Ok(0) => Msg::End,
@@ -321,9 +325,21 @@ fn clear_nonblock(file: &File) {
 }
 
 /// See [`STALL_READ_ENV`].
-fn stall_for_tests(path: &Path) {
+fn stall_reading_for_tests(path: &Path) {
     static NAME: OnceLock<Option<String>> = OnceLock::new();
-    let Some(name) = NAME.get_or_init(|| std::env::var(STALL_READ_ENV).ok()) else {
+    stall_while_marked(&NAME, STALL_READ_ENV, path);
+}
+
+/// See [`STALL_LIST_ENV`].
+pub(crate) fn stall_listing_for_tests(path: &Path) {
+    static NAME: OnceLock<Option<String>> = OnceLock::new();
+    stall_while_marked(&NAME, STALL_LIST_ENV, path);
+}
+
+/// Blocks while `.NAME.stall` exists beside `path`, when `path` is named
+/// as the variable `env` says.
+fn stall_while_marked(cell: &OnceLock<Option<String>>, env: &str, path: &Path) {
+    let Some(name) = cell.get_or_init(|| std::env::var(env).ok()) else {
         return;
     };
     if path.file_name().and_then(|n| n.to_str()) != Some(name.as_str()) {

@@ -21,6 +21,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -60,16 +61,18 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<Candidate>> {
 /// `excluded`, e.g. the archive and quarantine folders. Excluded folders that
 /// do not exist are ignored.
 pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<Candidate>> {
-    list_included(dir, excluded, &Include::everything())
+    list_included(dir, excluded, &Include::everything(), &AtomicU64::new(0))
 }
 
 /// Like [`list_excluding`], keeping only files `include` matches (by name,
 /// or by path below `dir`); a FIFO, socket or device it matches is skipped
-/// with one warning.
+/// with one warning. `progress` counts the entries looked at (so a caller
+/// can tell a slow listing from a stuck one).
 pub fn list_included(
     dir: &Path,
     excluded: &[PathBuf],
     include: &Include,
+    progress: &AtomicU64,
 ) -> std::io::Result<Vec<Candidate>> {
     let excluded: Vec<PathBuf> = excluded
         .iter()
@@ -86,6 +89,7 @@ pub fn list_included(
             Err(e) => return Err(e),
         };
         for entry in entries {
+            progress.fetch_add(1, Ordering::Relaxed);
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
             let Ok(ft) = entry.file_type() else { continue };
@@ -130,8 +134,11 @@ pub fn list_included(
                     &entry.path(),
                     "not a regular file (a FIFO, socket or device): skipped, never moved",
                 );
-            } else if let Some(c) = candidate(&entry.path()) {
-                out.push(c);
+            } else {
+                crate::source::bounded::stall_listing_for_tests(&entry.path());
+                if let Some(c) = candidate(&entry.path()) {
+                    out.push(c);
+                }
             }
         }
     }

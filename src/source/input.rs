@@ -14,7 +14,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +39,11 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "listing {path} made no progress for {secs:.0} s (--read-timeout-secs; a hung mount \
+         below the input?); the listing is awaited again at the next attempt"
+    )]
+    ListStalled { path: String, secs: f64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -63,6 +68,8 @@ pub struct InputConfig {
     pub full_relist: Duration,
     /// Which files (names or paths below the input) are input: `--include`.
     pub include: Include,
+    /// Longest time a folder's listing may make no progress.
+    pub read_timeout: Duration,
 }
 
 /// The shareable half of the input: opening, checking and disposing of
@@ -194,8 +201,40 @@ enum Listing {
         dir: PathBuf,
         excluded: Vec<PathBuf>,
         include: Include,
+        read_timeout: Duration,
+        /// A listing that stalled, awaited again instead of starting another.
+        stuck: Option<PendingList>,
     },
     Store(Lister),
+}
+
+/// A folder listing running on its own thread, with its progress.
+type PendingList = (
+    tokio::sync::oneshot::Receiver<std::io::Result<Vec<Candidate>>>,
+    Arc<AtomicU64>,
+);
+
+/// Starts listing a folder on a thread of its own (not tokio's blocking
+/// pool, which a stuck thread would keep the process from leaving).
+fn spawn_listing(dir: &Path, excluded: &[PathBuf], include: &Include) -> PendingList {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let progress = Arc::new(AtomicU64::new(0));
+    let (dir, excluded, include, seen) = (
+        dir.to_path_buf(),
+        excluded.to_vec(),
+        include.clone(),
+        progress.clone(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("shopstream-list".to_string())
+        .spawn(move || {
+            let _ = tx.send(discover::list_included(&dir, &excluded, &include, &seen));
+        });
+    if let Err(e) = spawned {
+        // The receiver then reports the listing as failed.
+        tracing::error!("cannot start a listing thread: {e}");
+    }
+    (rx, progress)
 }
 
 /// The loader's input: listing plus the shareable [`Source`].
@@ -247,7 +286,7 @@ impl Input {
             });
         }
         let dir = cfg.input.clone();
-        discover::list(&dir).map_err(|source| InputError::Folder {
+        std::fs::read_dir(&dir).map_err(|source| InputError::Folder {
             path: dir.display().to_string(),
             source,
         })?;
@@ -262,6 +301,8 @@ impl Input {
                 dir,
                 excluded: disposer.excluded_dirs(),
                 include: cfg.include.clone(),
+                read_timeout: cfg.read_timeout,
+                stuck: None,
             },
             source: Source::Folder(Arc::new(disposer)),
         })
@@ -304,11 +345,38 @@ impl Input {
                 dir,
                 excluded,
                 include,
+                read_timeout,
+                stuck,
             } => {
-                discover::list_included(dir, excluded, include).map_err(|source| InputError::List {
-                    path: dir.display().to_string(),
-                    source,
-                })
+                let (mut rx, progress) = stuck
+                    .take()
+                    .unwrap_or_else(|| spawn_listing(dir, excluded, include));
+                let path = || dir.display().to_string();
+                loop {
+                    let seen = progress.load(Ordering::Relaxed);
+                    match tokio::time::timeout(*read_timeout, &mut rx).await {
+                        Ok(Ok(listed)) => {
+                            return listed.map_err(|source| InputError::List {
+                                path: path(),
+                                source,
+                            })
+                        }
+                        Ok(Err(_)) => {
+                            return Err(InputError::List {
+                                path: path(),
+                                source: std::io::Error::other("the listing thread failed"),
+                            })
+                        }
+                        Err(_) if progress.load(Ordering::Relaxed) != seen => {}
+                        Err(_) => {
+                            *stuck = Some((rx, progress));
+                            return Err(InputError::ListStalled {
+                                path: path(),
+                                secs: read_timeout.as_secs_f64(),
+                            });
+                        }
+                    }
+                }
             }
             Listing::Store(l) => Ok(l.list().await?),
         }
