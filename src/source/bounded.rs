@@ -60,6 +60,8 @@ enum Msg {
 /// A folder's file being read by a helper thread, each wait bounded.
 pub struct BoundedReader {
     rx: Receiver<Msg>,
+    /// Emptied blocks go back to the helper thread for reuse.
+    spent: Option<SyncSender<Vec<u8>>>,
     block: Vec<u8>,
     pos: usize,
     timeout: Duration,
@@ -132,7 +134,11 @@ impl Read for BoundedReader {
             match self.next() {
                 None => return Err(self.stall_error()),
                 Some(Msg::Data(b)) => {
-                    self.block = b;
+                    let spent = std::mem::replace(&mut self.block, b);
+                    if let Some(back) = &self.spent {
+                        // A full queue or a finished thread: just drop it.
+                        let _ = back.try_send(spent);
+                    }
                     self.pos = 0;
                 }
                 Some(Msg::End) => self.ended = true,
@@ -179,6 +185,7 @@ pub fn open(
         return Err(OpenError::Changed);
     }
     let (tx, rx) = sync_channel(2);
+    let (spent, reuse) = sync_channel(2);
     let running = Arc::new(AtomicBool::new(true));
     let thread_path = path.to_path_buf();
     let root = root.map(Path::to_path_buf);
@@ -186,7 +193,7 @@ pub fn open(
     let spawned = std::thread::Builder::new()
         .name("shopstream-read".to_string())
         .spawn(move || {
-            read_to_channel(&thread_path, root.as_deref(), &tx);
+            read_to_channel(&thread_path, root.as_deref(), &tx, &reuse);
             flag.store(false, Ordering::SeqCst);
         });
     if let Err(e) = spawned {
@@ -196,6 +203,7 @@ pub fn open(
     }
     let mut reader = BoundedReader {
         rx,
+        spent: Some(spent),
         block: vec![],
         pos: 0,
         timeout,
@@ -218,7 +226,12 @@ pub fn open(
 
 /// The helper thread: open, check, then blocks until the end or until the
 /// reader is gone.
-fn read_to_channel(path: &Path, root: Option<&Path>, tx: &SyncSender<Msg>) {
+fn read_to_channel(
+    path: &Path,
+    root: Option<&Path>,
+    tx: &SyncSender<Msg>,
+    reuse: &Receiver<Vec<u8>>,
+) {
     let mut file = match open_regular(path, root) {
         Ok(f) => f,
         Err(e) => {
@@ -231,7 +244,8 @@ fn read_to_channel(path: &Path, root: Option<&Path>, tx: &SyncSender<Msg>) {
     }
     loop {
         stall_reading_for_tests(path);
-        let mut block = vec![0u8; BLOCK];
+        let mut block = reuse.try_recv().unwrap_or_default();
+        block.resize(BLOCK, 0);
         let msg = match read_some(&mut file, &mut block) {
             Ok(0) => Msg::End,
             Ok(n) => {
@@ -421,6 +435,7 @@ mod tests {
         let w = writer.join().expect("writer thread");
         let mut r = BoundedReader {
             rx,
+            spent: None,
             block: vec![],
             pos: 0,
             timeout: Duration::from_millis(300),
