@@ -6,7 +6,10 @@
 //! threads use to open a file for reading, to check it did not change
 //! while read, and to carry out its fate after the commit. Each call goes
 //! to `source::discover` / `source::dispose` for a folder, or to
-//! `source::store` for a store.
+//! `source::store` for a store. A folder's files are opened and read
+//! through `source::bounded`, and its listing runs on a thread of its own,
+//! so neither can hang the loader for longer than `--read-timeout-secs`
+//! without progress.
 //!
 //! This module only dispatches: it never decides what was loaded (the
 //! ledger does) and never disposes of anything before the caller says the
