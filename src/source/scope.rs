@@ -6,7 +6,7 @@
 //! A pattern without `/` is matched against the file name, at any depth
 //! (`*.csv`); a pattern with `/` against the path below the input root
 //! (`2026/**/*.csv`, where `*` stays within one folder and `**` crosses
-//! folders). Matching ignores ASCII case, like the ignore rules of
+//! folders; a leading `/`, as in `/*.csv`, means the top folder only). Matching ignores ASCII case, like the ignore rules of
 //! `discover`.
 //!
 //! This module only answers questions about names: it never reads, lists,
@@ -46,6 +46,9 @@ impl Include {
         let mut out = Vec::with_capacity(patterns.len());
         for p in patterns {
             let text = p.as_ref().trim().trim_start_matches("./");
+            // A leading `/` anchors the pattern at the input root.
+            let anchored = text.starts_with('/');
+            let text = text.trim_start_matches('/');
             if text.is_empty() {
                 continue;
             }
@@ -53,7 +56,7 @@ impl Include {
                 pattern: text.to_string(),
                 why: e.msg.to_string(),
             })?;
-            out.push((pattern, text.contains('/')));
+            out.push((pattern, anchored || text.contains('/')));
         }
         if out.is_empty() {
             return Err(ScopeError::Empty);
@@ -190,6 +193,9 @@ mod tests {
         assert!(inc.matches(Path::new("x/y/z.tsv")));
         let inc = Include::new(&["2026/**/*.csv"]).expect("pattern");
         assert!(inc.matches(Path::new("2026/11/deeper/a.csv")));
+        let inc = Include::new(&["/*.csv"]).expect("anchored");
+        assert!(inc.matches(Path::new("a.csv")));
+        assert!(!inc.matches(Path::new("sub/a.csv")), "top folder only");
     }
 
     #[test]
