@@ -254,7 +254,11 @@ fn parse_file(
     };
     let fault = opened.fault();
     let stalled = opened.stalled();
-    let outcome = read_file(source, opened.reader, file, file_no, cfg, out)?;
+    let listed = Listed {
+        source,
+        at_end: opened.at_end(),
+    };
+    let outcome = read_file(&listed, opened.reader, file, file_no, cfg, out)?;
     // A read that never returned (logged where it stalled): neither
     // recorded nor moved; its staged rows are dropped with it.
     if stalled.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
@@ -267,9 +271,16 @@ fn parse_file(
     }
 }
 
+/// What a read file is compared with: its input, and the path's metadata
+/// taken right after its end (a folder's file).
+struct Listed<'a> {
+    source: &'a Source,
+    at_end: Option<crate::source::bounded::AtEnd>,
+}
+
 /// Reads one opened file to the end (see [`parse_file`]).
 fn read_file(
-    source: &Source,
+    listed: &Listed<'_>,
     f: Box<dyn std::io::Read + Send>,
     file: &Candidate,
     file_no: i32,
@@ -402,7 +413,10 @@ fn read_file(
             ),
         });
     }
-    match source.changed_since_listing(file, stats.bytes) {
+    match listed
+        .source
+        .changed_since_listing(file, stats.bytes, listed.at_end.as_ref())
+    {
         Change::None => {}
         Change::Modified => return Ok(FileOutcome::Changed),
         Change::Shrank(now) => {

@@ -53,7 +53,10 @@ static STUCK: Mutex<Option<HashMap<PathBuf, Arc<AtomicBool>>>> = Mutex::new(None
 enum Msg {
     Opened(Result<(), OpenError>),
     Data(Vec<u8>),
-    End,
+    /// The end, with the path's metadata taken right after it (on the
+    /// helper thread too, so a stat on a hung mount cannot block the
+    /// reader either).
+    End(io::Result<std::fs::Metadata>),
     Failed(io::Error),
 }
 
@@ -69,10 +72,21 @@ pub struct BoundedReader {
     running: Arc<AtomicBool>,
     /// Set once a wait timed out; every later read fails at once.
     stalled: Arc<AtomicBool>,
+    /// The path's metadata at the end of the file, once read to the end.
+    at_end: AtEnd,
     ended: bool,
 }
 
+/// The path's metadata right after the last read, once the file was read
+/// to its end.
+pub type AtEnd = Arc<Mutex<Option<io::Result<std::fs::Metadata>>>>;
+
 impl BoundedReader {
+    /// Where the path's metadata after the end of the file lands.
+    pub fn at_end(&self) -> AtEnd {
+        self.at_end.clone()
+    }
+
     /// Set when a read of this file did not return in time.
     pub fn stalled(&self) -> Arc<AtomicBool> {
         self.stalled.clone()
@@ -141,7 +155,12 @@ impl Read for BoundedReader {
                     }
                     self.pos = 0;
                 }
-                Some(Msg::End) => self.ended = true,
+                Some(Msg::End(md)) => {
+                    self.ended = true;
+                    if let Ok(mut slot) = self.at_end.lock() {
+                        *slot = Some(md);
+                    }
+                }
                 Some(Msg::Failed(e)) => return Err(e),
                 Some(Msg::Opened(_)) => {}
             }
@@ -210,13 +229,14 @@ pub fn open(
         path: path.to_path_buf(),
         running,
         stalled: Arc::new(AtomicBool::new(false)),
+        at_end: AtEnd::default(),
         ended: false,
     };
     match reader.next() {
         Some(Msg::Opened(Ok(()))) => Ok(reader),
         Some(Msg::Opened(Err(e))) => Err(e),
         Some(Msg::Failed(e)) => Err(OpenError::Unreadable(format!("cannot open the file: {e}"))),
-        Some(Msg::Data(_) | Msg::End) => Err(OpenError::Unreadable(
+        Some(Msg::Data(_) | Msg::End(_)) => Err(OpenError::Unreadable(
             "the reading thread answered out of order".to_string(),
         )),
         // Stalled while opening: like a file changed since the listing.
@@ -247,7 +267,7 @@ fn read_to_channel(
         let mut block = reuse.try_recv().unwrap_or_default();
         block.resize(BLOCK, 0);
         let msg = match read_some(&mut file, &mut block) {
-            Ok(0) => Msg::End,
+            Ok(0) => Msg::End(std::fs::metadata(path)),
             Ok(n) => {
                 block.truncate(n);
                 Msg::Data(block)
@@ -429,7 +449,7 @@ mod tests {
             let _ = tx.send(Msg::Opened(Ok(())));
             let mut buf = vec![0u8; 16];
             let r = read_some(&mut f, &mut buf);
-            let _ = tx.send(r.map_or_else(Msg::Failed, |_| Msg::End));
+            let _ = tx.send(r.map_or_else(Msg::Failed, |_| Msg::End(f.metadata())));
             flag.store(false, Ordering::SeqCst);
         });
         let w = writer.join().expect("writer thread");
@@ -442,6 +462,7 @@ mod tests {
             path: p.clone(),
             running,
             stalled: Arc::new(AtomicBool::new(false)),
+            at_end: AtEnd::default(),
             ended: false,
         };
         let t = Instant::now();

@@ -92,6 +92,8 @@ pub struct Opened {
     /// Set when a read did not return within the read timeout (a folder's
     /// file): the file is tried again later instead of rejected.
     stalled: Option<Arc<AtomicBool>>,
+    /// A folder's file: the path's metadata taken right after its end.
+    at_end: Option<bounded::AtEnd>,
 }
 
 impl Opened {
@@ -103,6 +105,12 @@ impl Opened {
     /// Whether a read of the file stalled (see `source::bounded`).
     pub fn stalled(&self) -> Option<Arc<AtomicBool>> {
         self.stalled.clone()
+    }
+
+    /// Where the path's metadata after the end of the file lands (a
+    /// folder's file), for [`Source::changed_since_listing`].
+    pub fn at_end(&self) -> Option<bounded::AtEnd> {
+        self.at_end.clone()
     }
 }
 
@@ -135,11 +143,12 @@ impl Source {
         match self {
             Source::Folder(_) => {
                 let r = bounded::open(&c.path, root, read_timeout)?;
-                let stalled = Some(r.stalled());
+                let (stalled, at_end) = (Some(r.stalled()), Some(r.at_end()));
                 Ok(Opened {
                     reader: Box::new(r),
                     fault: None,
                     stalled,
+                    at_end,
                 })
             }
             Source::Store(s) => {
@@ -149,6 +158,7 @@ impl Source {
                     reader: Box::new(r),
                     fault,
                     stalled: None,
+                    at_end: None,
                 })
             }
         }
@@ -156,7 +166,14 @@ impl Source {
 
     /// After reading `bytes_read` bytes of `c` to the end: is what was read
     /// the listed version? An object's GET already checked its version.
-    pub fn changed_since_listing(&self, c: &Candidate, bytes_read: u64) -> Change {
+    /// `at_end` is the path's metadata taken after the end ([`Opened::at_end`]);
+    /// without it the path is looked at now.
+    pub fn changed_since_listing(
+        &self,
+        c: &Candidate,
+        bytes_read: u64,
+        at_end: Option<&bounded::AtEnd>,
+    ) -> Change {
         if let Source::Store(_) = self {
             return if bytes_read == c.size {
                 Change::None
@@ -164,7 +181,8 @@ impl Source {
                 Change::Modified
             };
         }
-        let now = std::fs::metadata(&c.path);
+        let taken = at_end.and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
+        let now = taken.unwrap_or_else(|| std::fs::metadata(&c.path));
         let now_len = now.as_ref().map_or(bytes_read, |md| md.len());
         if bytes_read < c.size || now_len < c.size {
             return Change::Shrank(bytes_read.min(now_len));
