@@ -93,7 +93,8 @@ pub fn list_included(
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
             let Ok(ft) = entry.file_type() else { continue };
-            let included = || include.matches(entry.path().strip_prefix(dir).unwrap_or(&d));
+            let path = entry.path();
+            let included = || include.matches(path.strip_prefix(dir).unwrap_or(&path));
             if ft.is_symlink() {
                 if name.to_str().is_some_and(is_ignored) {
                     continue;
@@ -335,6 +336,29 @@ mod tests {
             found.into_iter().map(|c| c.path).collect::<Vec<_>>(),
             [p.join("a.csv")]
         );
+    }
+
+    #[test]
+    fn list_included_keeps_matching_regular_files_only() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path();
+        std::fs::write(p.join("a.csv"), "x").expect("write");
+        std::fs::write(p.join("notes.txt"), "x").expect("write");
+        std::fs::create_dir(p.join("sub")).expect("mkdir");
+        std::fs::write(p.join("sub/b.CSV"), "x").expect("write");
+        let fifo =
+            std::ffi::CString::new(p.join("x.csv").as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let seen = AtomicU64::new(0);
+        let mut found: Vec<PathBuf> = list_included(p, &[], &Include::default(), &seen)
+            .expect("list")
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        found.sort();
+        assert_eq!(found, [p.join("a.csv"), p.join("sub/b.CSV")]);
+        assert_eq!(seen.load(Ordering::Relaxed), 5, "every entry counted");
     }
 
     #[test]
