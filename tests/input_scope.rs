@@ -192,10 +192,10 @@ async fn once_returns_and_a_stop_is_honoured_while_a_read_stalls() {
             .env("SHOPSTREAM_DEBUG_STALL_READ", "stall.csv")
             .args(["run", "--database-url", &db.url, "--input"])
             .arg(&input)
-            .args(["--read-timeout-secs", "2", "--relist-secs", "0.2"]),
+            .args(["--read-timeout-secs", "100000", "--relist-secs", "0.2"]),
     );
-    wait_for(Duration::from_secs(60), "the read stalled", || async {
-        loader.logged("stalled")
+    wait_for(Duration::from_secs(60), "the read blocked", || async {
+        loader.logged("fault injection")
     })
     .await;
     common::signal(&loader.child, "-TERM");

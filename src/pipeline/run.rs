@@ -577,6 +577,12 @@ pub async fn run(
             .map(Duration::from_millis),
     };
     let mut watcher = (!args.once).then(|| loader.input.waker());
+    // On a stop, reads that hang give up at once (the batch commits without them).
+    let stopping = shutdown.clone();
+    let stop_reads = tokio::spawn(async move {
+        stopping.wait().await;
+        crate::source::bounded::stop_waiting();
+    });
 
     tracing::info!(input = %args.input.display(), db = %db.describe(), once = args.once, "loader started");
     'outer: while !shutdown.is_triggered() {
@@ -712,6 +718,7 @@ pub async fn run(
             None => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
+    stop_reads.abort();
     if let Some(bar) = &loader.progress {
         bar.finish();
     }

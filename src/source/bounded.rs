@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::discover::opened_inside;
 use super::store::OpenError;
@@ -44,6 +44,19 @@ pub const STALL_READ_ENV: &str = "SHOPSTREAM_DEBUG_STALL_READ";
 /// Fault injection for the tests, like [`STALL_READ_ENV`]: the folder's
 /// listing blocks at a file of this name while `.NAME.stall` exists.
 pub const STALL_LIST_ENV: &str = "SHOPSTREAM_DEBUG_STALL_LIST";
+
+/// Set once the process stops: slow reads are given up at once.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
+/// How often a slow wait looks at [`STOPPING`].
+const STOP_SLICE: Duration = Duration::from_millis(200);
+
+/// The process is stopping: every read that waits from now on (or already
+/// waits) for longer than a moment is given up like a stalled one, so the
+/// batch in flight can commit without it.
+pub fn stop_waiting() {
+    STOPPING.store(true, Ordering::SeqCst);
+}
 
 /// Files whose helper thread was abandoned, with that thread's "still
 /// running" flag.
@@ -93,15 +106,25 @@ impl BoundedReader {
     }
 
     /// Waits for the next message, at most the timeout.
+    /// After a stop ([`stop_waiting`]), a wait longer than [`STOP_SLICE`]
+    /// ends at once.
     fn next(&mut self) -> Option<Msg> {
-        match self.rx.recv_timeout(self.timeout) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Disconnected) => Some(Msg::Failed(io::Error::other(
-                "the reading thread ended unexpectedly",
-            ))),
-            Err(RecvTimeoutError::Timeout) => {
-                self.give_up();
-                None
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left.min(STOP_SLICE)) {
+                Ok(m) => return Some(m),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Some(Msg::Failed(io::Error::other(
+                        "the reading thread ended unexpectedly",
+                    )))
+                }
+                Err(RecvTimeoutError::Timeout)
+                    if left > STOP_SLICE && !STOPPING.load(Ordering::SeqCst) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    self.give_up();
+                    return None;
+                }
             }
         }
     }
@@ -117,8 +140,17 @@ impl BoundedReader {
         guard
             .get_or_insert_with(HashMap::new)
             .insert(self.path.clone(), self.running.clone());
+        let file = self.path.display().to_string();
+        if STOPPING.load(Ordering::SeqCst) {
+            tracing::warn!(
+                file = ?file,
+                "stopping: a slow read of the file is given up; neither recorded nor moved, \
+                 it is loaded at the next start"
+            );
+            return;
+        }
         tracing::warn!(
-            file = ?self.path.display().to_string(),
+            file = ?file,
             "reading the file stalled for {:.0} s (--read-timeout-secs; a hung network mount?): \
              given up for now, neither recorded nor moved, tried again later",
             self.timeout.as_secs_f64()
@@ -380,6 +412,13 @@ fn stall_while_marked(cell: &OnceLock<Option<String>>, env: &str, path: &Path) {
         return;
     }
     let marker = path.with_file_name(format!(".{name}.stall"));
+    if marker.exists() {
+        tracing::warn!(
+            file = ?path.display().to_string(),
+            "fault injection ({env}): blocking while {} exists",
+            marker.display()
+        );
+    }
     while marker.exists() {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -388,7 +427,6 @@ fn stall_while_marked(cell: &OnceLock<Option<String>>, env: &str, path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     fn mkfifo(path: &Path) {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
