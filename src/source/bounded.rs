@@ -12,6 +12,8 @@
 //! the file as changed (not recorded, not moved, tried again later) and
 //! the helper thread is abandoned. While it stays blocked, the same file
 //! is not opened again, so at most one thread per file is ever stuck.
+//! Once the process stops ([`stop_waiting`]), a wait longer than a moment
+//! gives up at once, so the batch in flight commits without that file.
 //!
 //! This module never decides a file's fate and never moves, writes or
 //! deletes anything.
