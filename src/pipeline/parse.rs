@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use tokio::sync::mpsc;
@@ -27,6 +27,7 @@ use crate::event::{Field, RuleCode, FIELD_COUNT};
 use crate::schema::derived_event_id;
 use crate::sink::batch::{Chunk, FileOutcome, FileResult, ParsedFile, Plan};
 use crate::sink::stage::{self, Origin};
+use crate::source::bounded::DEFAULT_READ_TIMEOUT;
 use crate::source::discover::Candidate;
 use crate::source::input::{Change, Source};
 use crate::source::layout::{Layout, UnknownColumns};
@@ -51,6 +52,9 @@ pub struct ParseConfig {
     /// it (a symlink swapped in after the listing) is rejected unread.
     /// `None` skips the check.
     pub input_root: Option<Arc<Path>>,
+    /// Longest wait for one read (or the open) of a folder's file; a file
+    /// that stalls longer is tried again later (`--read-timeout-secs`).
+    pub read_timeout: Duration,
 }
 
 impl Default for ParseConfig {
@@ -62,6 +66,7 @@ impl Default for ParseConfig {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             unknown_columns: UnknownColumns::Keep,
             input_root: None,
+            read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -238,7 +243,7 @@ fn parse_file(
             ),
         });
     }
-    let opened = match source.open(file, cfg.input_root.as_deref()) {
+    let opened = match source.open(file, cfg.input_root.as_deref(), cfg.read_timeout) {
         Ok(o) => o,
         Err(OpenError::Vanished) => return Ok(FileOutcome::Vanished),
         Err(OpenError::Changed) => return Ok(FileOutcome::Changed),
@@ -248,7 +253,17 @@ fn parse_file(
         Err(OpenError::Transient(message)) => return Err(Aborted::Input(message)),
     };
     let fault = opened.fault();
-    let outcome = read_file(source, opened.reader, file, file_no, cfg, out)?;
+    let stalled = opened.stalled();
+    let listed = Listed {
+        source,
+        at_end: opened.at_end(),
+    };
+    let outcome = read_file(&listed, opened.reader, file, file_no, cfg, out)?;
+    // A read that never returned (logged where it stalled): neither
+    // recorded nor moved; its staged rows are dropped with it.
+    if stalled.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
+        return Ok(FileOutcome::Changed);
+    }
     // Staged rows of an abandoned batch roll back with it.
     match fault.and_then(|f| f.lock().ok().and_then(|mut f| f.take())) {
         Some(message) => Err(Aborted::Input(message)),
@@ -256,9 +271,16 @@ fn parse_file(
     }
 }
 
+/// What a read file is compared with: its input, and the path's metadata
+/// taken right after its end (a folder's file).
+struct Listed<'a> {
+    source: &'a Source,
+    at_end: Option<crate::source::bounded::AtEnd>,
+}
+
 /// Reads one opened file to the end (see [`parse_file`]).
 fn read_file(
-    source: &Source,
+    listed: &Listed<'_>,
     f: Box<dyn std::io::Read + Send>,
     file: &Candidate,
     file_no: i32,
@@ -391,7 +413,10 @@ fn read_file(
             ),
         });
     }
-    match source.changed_since_listing(file, stats.bytes) {
+    match listed
+        .source
+        .changed_since_listing(file, stats.bytes, listed.at_end.as_ref())
+    {
         Change::None => {}
         Change::Modified => return Ok(FileOutcome::Changed),
         Change::Shrank(now) => {
@@ -423,15 +448,17 @@ pub fn raw_lines(
     file: &Candidate,
     lines: &[i64],
     max_record_bytes: usize,
+    read_timeout: Duration,
 ) -> std::collections::HashMap<i64, String> {
     let mut out = std::collections::HashMap::new();
     if !source.unchanged(file) {
         return out;
     }
-    let Ok(opened) = source.open(file, None) else {
+    let Ok(opened) = source.open(file, None, read_timeout) else {
         return out;
     };
     let fault = opened.fault();
+    let stalled = opened.stalled();
     let wanted: std::collections::HashSet<i64> = lines.iter().copied().collect();
     let mut reader = RecordReader::new(opened.reader, max_record_bytes);
     while out.len() < wanted.len() {
@@ -443,7 +470,8 @@ pub fn raw_lines(
             Ok(None) | Err(_) => break,
         }
     }
-    let failed = fault.is_some_and(|f| f.lock().map_or(true, |f| f.is_some()));
+    let failed = fault.is_some_and(|f| f.lock().map_or(true, |f| f.is_some()))
+        || stalled.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst));
     if failed || !source.unchanged(file) {
         out.clear();
     }
@@ -662,7 +690,7 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let text = format!("{V1}{ROW}\"q,1\",\"a\nb\",view,p,1,2026-01-01\r\n{ROW}");
         let c = write(d.path(), "r.csv", text.as_bytes());
-        let got = raw_lines(&folder(), &c, &[3, 5], 1 << 20);
+        let got = raw_lines(&folder(), &c, &[3, 5], 1 << 20, DEFAULT_READ_TIMEOUT);
         assert_eq!(
             got.get(&3).map(String::as_str),
             Some("\"q,1\",\"a\nb\",view,p,1,2026-01-01")
@@ -670,6 +698,6 @@ mod tests {
         assert_eq!(got.get(&5).map(String::as_str), Some(ROW.trim_end()));
         let mut changed = c.clone();
         changed.size += 1;
-        assert!(raw_lines(&folder(), &changed, &[3], 1 << 20).is_empty());
+        assert!(raw_lines(&folder(), &changed, &[3], 1 << 20, DEFAULT_READ_TIMEOUT).is_empty());
     }
 }

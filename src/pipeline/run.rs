@@ -44,11 +44,15 @@ use crate::shutdown::Shutdown;
 use crate::sink::batch::{self, BatchReport, FileStatus, Plan, Producer, RawLines};
 use crate::sink::ledger;
 use crate::sink::recent::RecentIds;
+use crate::source::bounded::DEFAULT_READ_TIMEOUT;
 use crate::source::discover::{Candidate, FileId};
 use crate::source::dispose::{AfterLoad, Disposition, Fate};
 use crate::source::input::{Input, InputConfig, InputError, Source};
 use crate::source::layout::UnknownColumns;
-use crate::source::size::{parse_size, parse_size_usize};
+use crate::source::scope::{
+    parse_include, parse_work_folder, Include, ScopeError, DEFAULT_INCLUDE,
+};
+use crate::source::size::parse_size;
 use crate::validate::parse::{parse_decimal, Decimal};
 use crate::validate::Rules;
 
@@ -60,8 +64,18 @@ pub struct RunArgs {
     /// from AWS_* variables; polled every --relist-secs). Hidden files,
     /// `_`-prefixed files and temporary suffixes (.tmp, .part, .crdownload,
     /// _COPYING_) are ignored until renamed.
-    #[arg(long, short, env = "SHOPSTREAM_INPUT", default_value = "./incoming")]
+    /// `/` and the system folders (/etc, /usr, …, however spelled) are
+    /// refused.
+    #[arg(long, short, env = "SHOPSTREAM_INPUT", default_value = "./incoming", value_parser = parse_work_folder)]
     pub input: PathBuf,
+
+    /// Which files are input: a glob pattern (repeatable, or
+    /// comma-separated). A pattern without `/` matches the file name at any
+    /// depth (`*.csv`), one with `/` the path below the input
+    /// (`2026/**/*.csv`); case is ignored. Other files are never read,
+    /// moved or quarantined.
+    #[arg(long, env = "SHOPSTREAM_INCLUDE", default_value = DEFAULT_INCLUDE, value_delimiter = ',', value_name = "GLOB", value_parser = parse_include)]
+    pub include: Vec<String>,
 
     /// Load every file present, then exit 0 (backfills, cron, benchmarks).
     #[arg(long, env = "SHOPSTREAM_ONCE")]
@@ -73,8 +87,9 @@ pub struct RunArgs {
 
     /// Most bytes of input per transaction (a larger single file still
     /// forms a batch on its own). With several --connections, a backlog is
-    /// split into smaller batches so that every connection has work.
-    #[arg(long, env = "SHOPSTREAM_BATCH_MAX_BYTES", default_value_t = 256 << 20)]
+    /// split into smaller batches so that every connection has work. At
+    /// least 1.
+    #[arg(long, env = "SHOPSTREAM_BATCH_MAX_BYTES", default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_max_bytes: u64,
 
     /// Database connections loading batches at the same time (one more
@@ -144,8 +159,8 @@ pub struct RunArgs {
     pub max_event_age: Option<Duration>,
 
     /// Longest accepted CSV record (bytes, or with a unit: 64K, 1MiB; units
-    /// are 1024-based); a longer one rejects its file.
-    #[arg(long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value = "1MiB", value_name = "SIZE", value_parser = parse_size_usize)]
+    /// are 1024-based); a longer one rejects its file. At least 1.
+    #[arg(long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value = "1MiB", value_name = "SIZE", value_parser = parse_limit_usize)]
     pub max_line_bytes: usize,
 
     /// Most fields in one CSV record, the header included; a record with
@@ -154,9 +169,16 @@ pub struct RunArgs {
     pub max_columns: usize,
 
     /// Largest accepted file (bytes, or with a unit: 512M, 2GiB); a larger
-    /// one is rejected and quarantined without being read.
-    #[arg(long, env = "SHOPSTREAM_MAX_FILE_BYTES", default_value = "4GiB", value_name = "SIZE", value_parser = parse_size)]
+    /// one is rejected and quarantined without being read. At least 1.
+    #[arg(long, env = "SHOPSTREAM_MAX_FILE_BYTES", default_value = "4GiB", value_name = "SIZE", value_parser = parse_limit)]
     pub max_file_bytes: u64,
+
+    /// Longest wait, in seconds, for opening an input file or for one read
+    /// of it. A file that stalls longer (a hung network mount) is given up
+    /// for now, neither recorded nor moved, and tried again later; the
+    /// other files and batches go on.
+    #[arg(long, env = "SHOPSTREAM_READ_TIMEOUT_SECS", default_value_t = DEFAULT_READ_TIMEOUT.as_secs_f64(), value_name = "S", value_parser = parse_read_timeout)]
+    pub read_timeout_secs: f64,
 
     /// What to do with header columns the detected layout does not know:
     /// keep their values in `ecommerce_events.extra` (JSON), drop them, or
@@ -204,8 +226,8 @@ pub struct RunArgs {
     pub after_load: AfterLoad,
 
     /// Where --after-load archive moves files [default: INPUT/_archive]; for
-    /// an object store, a URL in the same bucket.
-    #[arg(long, env = "SHOPSTREAM_ARCHIVE_DIR")]
+    /// an object store, a URL in the same bucket. Not / or a system folder.
+    #[arg(long, env = "SHOPSTREAM_ARCHIVE_DIR", value_parser = parse_work_folder)]
     pub archive_dir: Option<PathBuf>,
 
     #[command(flatten)]
@@ -214,7 +236,8 @@ pub struct RunArgs {
     /// Where rejected files (unreadable, binary, empty, unknown header, …)
     /// are moved, each with a `.reason.txt` beside it [default:
     /// INPUT/_quarantine]; for an object store, a URL in the same bucket.
-    #[arg(long, env = "SHOPSTREAM_QUARANTINE_DIR")]
+    /// Not / or a system folder.
+    #[arg(long, env = "SHOPSTREAM_QUARANTINE_DIR", value_parser = parse_work_folder)]
     pub quarantine_dir: Option<PathBuf>,
 }
 
@@ -225,6 +248,29 @@ fn parse_max_columns(text: &str) -> Result<usize, String> {
         _ => Err(format!(
             "{text:?} is not a whole number of columns of at least 1"
         )),
+    }
+}
+
+/// `--max-file-bytes`: a size of at least one byte.
+fn parse_limit(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err(format!(
+            "{text:?} would reject every file: give a size of at least 1 byte"
+        )),
+        n => Ok(n),
+    }
+}
+
+/// `--max-line-bytes`: a size of at least one byte.
+fn parse_limit_usize(text: &str) -> Result<usize, String> {
+    usize::try_from(parse_limit(text)?).map_err(|_| format!("{text:?} is too large"))
+}
+
+/// `--read-timeout-secs`: above 0.
+fn parse_read_timeout(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s > 0.0 && s < 1e9 => Ok(s),
+        _ => Err(format!("{text:?} is not a number of seconds above 0")),
     }
 }
 
@@ -255,6 +301,8 @@ pub enum PipelineError {
     Migrate(MigrateError),
     #[error(transparent)]
     Alerts(#[from] AlertError),
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
 }
 
 impl PipelineError {
@@ -332,6 +380,7 @@ impl RunArgs {
             max_file_bytes: self.max_file_bytes,
             unknown_columns: self.unknown_columns,
             input_root: None,
+            read_timeout: Duration::from_secs_f64(self.read_timeout_secs),
         })
     }
 }
@@ -556,6 +605,8 @@ pub async fn run(
         archive: args.archive_dir.clone(),
         quarantine: args.quarantine_dir.clone(),
         full_relist: Duration::from_secs_f64(args.full_relist_secs),
+        include: Include::new(&args.include)?,
+        read_timeout: Duration::from_secs_f64(args.read_timeout_secs),
     })?;
     let source = input.source();
     cfg.input_root = std::fs::canonicalize(&args.input).ok().map(Arc::from);
@@ -567,7 +618,7 @@ pub async fn run(
             channels.deliver(&alerts).await;
         }
     });
-    let max_record_bytes = cfg.max_record_bytes;
+    let (max_record_bytes, read_timeout) = (cfg.max_record_bytes, cfg.read_timeout);
     let mut loader = Loader {
         alerter: Alerter::new(alert_cfg),
         alerts: alert_tx,
@@ -578,7 +629,7 @@ pub async fn run(
         input,
         source: source.clone(),
         raw_lines: Arc::new(move |file: &Candidate, lines: &[i64]| {
-            raw_lines(&source, file, lines, max_record_bytes)
+            raw_lines(&source, file, lines, max_record_bytes, read_timeout)
         }),
         recent: (args.recent_ids > 0).then(|| Arc::new(RecentIds::new(args.recent_ids as usize))),
         client: None,
@@ -595,6 +646,12 @@ pub async fn run(
     let mut watcher = (!args.once).then(|| loader.input.waker());
     // Failed listings in a row (not the database's failures).
     let mut unlisted: u32 = 0;
+    // On a stop, reads that hang give up at once (the batch commits without them).
+    let stopping = shutdown.clone();
+    let stop_reads = tokio::spawn(async move {
+        stopping.wait().await;
+        crate::source::bounded::stop_waiting();
+    });
 
     tracing::info!(input = %args.input.display(), db = %db.describe(), once = args.once, "loader started");
     'outer: while !shutdown.is_triggered() {
@@ -728,6 +785,7 @@ pub async fn run(
             None => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
+    stop_reads.abort();
     if let Some(bar) = &loader.progress {
         bar.finish();
     }

@@ -3,7 +3,9 @@
 //! A file is a candidate when it is a regular file whose name is not hidden
 //! (`.x`), not `_`-prefixed and has no temporary suffix (`.tmp`, `.part`,
 //! `.crdownload`, `_COPYING_`): writers create files under such names and
-//! rename them in when complete, so a file "counts" once renamed. The folder
+//! rename them in when complete, so a file "counts" once renamed. With
+//! [`list_included`], it must also match the `--include` patterns
+//! (`source::scope`); a FIFO, socket or device is never one. The folder
 //! is listed recursively (hidden and `_` folders are skipped, symlinked
 //! folders are not followed; [`list_excluding`] also skips given folders such
 //! as the archive). A symlinked file is a candidate only when it resolves to
@@ -19,10 +21,13 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use notify::{RecursiveMode, Watcher as _};
+
+use super::scope::Include;
 use tokio::sync::mpsc;
 
 /// A file ready to be loaded, with the identity the ledger uses (see
@@ -86,6 +91,19 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<Candidate>> {
 /// `excluded`, e.g. the archive and quarantine folders. Excluded folders that
 /// do not exist are ignored.
 pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<Candidate>> {
+    list_included(dir, excluded, &Include::everything(), &AtomicU64::new(0))
+}
+
+/// Like [`list_excluding`], keeping only files `include` matches (by name,
+/// or by path below `dir`); a FIFO, socket or device it matches is skipped
+/// with one warning. `progress` counts the entries looked at (so a caller
+/// can tell a slow listing from a stuck one).
+pub fn list_included(
+    dir: &Path,
+    excluded: &[PathBuf],
+    include: &Include,
+    progress: &AtomicU64,
+) -> std::io::Result<Vec<Candidate>> {
     let excluded: Vec<PathBuf> = excluded
         .iter()
         .filter_map(|p| std::fs::canonicalize(p).ok())
@@ -101,11 +119,19 @@ pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<C
             Err(e) => return Err(e),
         };
         for entry in entries {
+            progress.fetch_add(1, Ordering::Relaxed);
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
             let Ok(ft) = entry.file_type() else { continue };
+            let path = entry.path();
+            let included = || include.matches(path.strip_prefix(dir).unwrap_or(&path));
             if ft.is_symlink() {
                 if name.to_str().is_some_and(is_ignored) {
+                    continue;
+                }
+                // A linked folder is warned about whatever its name.
+                let to_dir = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_dir());
+                if !to_dir && !included() {
                     continue;
                 }
                 if let Some(c) = symlinked_candidate(&entry.path(), &root) {
@@ -115,7 +141,7 @@ pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<C
             }
             let Some(name) = name.to_str() else {
                 // Not UTF-8: still a file we must account for; use lossy.
-                if ft.is_file() {
+                if ft.is_file() && included() {
                     if let Some(c) = candidate(&entry.path()) {
                         out.push(c);
                     }
@@ -132,8 +158,18 @@ pub fn list_excluding(dir: &Path, excluded: &[PathBuf]) -> std::io::Result<Vec<C
                 {
                     stack.push(sub);
                 }
-            } else if let Some(c) = candidate(&entry.path()) {
-                out.push(c);
+            } else if !included() {
+                continue;
+            } else if !ft.is_file() {
+                warn_once(
+                    &entry.path(),
+                    "not a regular file (a FIFO, socket or device): skipped, never moved",
+                );
+            } else {
+                crate::source::bounded::stall_listing_for_tests(&entry.path());
+                if let Some(c) = candidate(&entry.path()) {
+                    out.push(c);
+                }
             }
         }
     }
@@ -153,7 +189,7 @@ fn warn_once(link: &Path, why: &str) {
         .get_or_insert_with(HashSet::new)
         .insert(link.to_path_buf())
     {
-        tracing::warn!(file = ?link.display().to_string(), "symlink skipped: {why}");
+        tracing::warn!(file = ?link.display().to_string(), "skipped: {why}");
     }
 }
 
@@ -162,18 +198,22 @@ fn warn_once(link: &Path, why: &str) {
 /// followed (no loops, no escape).
 fn symlinked_candidate(link: &Path, root: &Path) -> Option<Candidate> {
     let Ok(target) = std::fs::canonicalize(link) else {
-        warn_once(link, "it leads nowhere (dangling)");
+        warn_once(link, "a symlink that leads nowhere (dangling)");
         return None;
     };
     if !target.starts_with(root) {
         warn_once(
             link,
-            "it leads outside the input folder, and shopstream never follows links out of it",
+            "a symlink that leads outside the input folder, and shopstream never follows links \
+             out of it",
         );
         return None;
     }
     if !std::fs::metadata(&target).is_ok_and(|m| m.is_file()) {
-        warn_once(link, "symlinked folders are not followed");
+        warn_once(
+            link,
+            "a symlink to a folder or special file; those are not followed",
+        );
         return None;
     }
     candidate(link)
@@ -327,6 +367,29 @@ mod tests {
             found.into_iter().map(|c| c.path).collect::<Vec<_>>(),
             [p.join("a.csv")]
         );
+    }
+
+    #[test]
+    fn list_included_keeps_matching_regular_files_only() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path();
+        std::fs::write(p.join("a.csv"), "x").expect("write");
+        std::fs::write(p.join("notes.txt"), "x").expect("write");
+        std::fs::create_dir(p.join("sub")).expect("mkdir");
+        std::fs::write(p.join("sub/b.CSV"), "x").expect("write");
+        let fifo =
+            std::ffi::CString::new(p.join("x.csv").as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let seen = AtomicU64::new(0);
+        let mut found: Vec<PathBuf> = list_included(p, &[], &Include::default(), &seen)
+            .expect("list")
+            .into_iter()
+            .map(|c| c.path)
+            .collect();
+        found.sort();
+        assert_eq!(found, [p.join("a.csv"), p.join("sub/b.CSV")]);
+        assert_eq!(seen.load(Ordering::Relaxed), 5, "every entry counted");
     }
 
     #[test]

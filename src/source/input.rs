@@ -6,20 +6,25 @@
 //! threads use to open a file for reading, to check it did not change
 //! while read, and to carry out its fate after the commit. Each call goes
 //! to `source::discover` / `source::dispose` for a folder, or to
-//! `source::store` for a store.
+//! `source::store` for a store. A folder's files are opened and read
+//! through `source::bounded`, and its listing runs on a thread of its own,
+//! so neither can hang the loader for longer than `--read-timeout-secs`
+//! without progress.
 //!
 //! This module only dispatches: it never decides what was loaded (the
 //! ledger does) and never disposes of anything before the caller says the
 //! fate is committed.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::discover::{self, mtime_micros, opened_inside, Candidate, FolderWatcher};
+use super::bounded;
+use super::discover::{self, mtime_micros, Candidate, FolderWatcher};
 use super::dispose::{AfterLoad, DisposeError, Disposer, Disposition, Fate};
+use super::scope::Include;
 use super::store::{self, Lister, OpenError, Resume, Store, StoreError};
 
 /// Why the input cannot be set up or listed.
@@ -37,6 +42,11 @@ pub enum InputError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "listing {path} made no progress for {secs:.0} s (--read-timeout-secs; a hung mount \
+         below the input?); the listing is awaited again at the next attempt"
+    )]
+    ListStalled { path: String, secs: f64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -59,6 +69,10 @@ pub struct InputConfig {
     pub quarantine: Option<PathBuf>,
     /// For stores: how often the listing starts from the beginning.
     pub full_relist: Duration,
+    /// Which files (names or paths below the input) are input: `--include`.
+    pub include: Include,
+    /// Longest time a folder's listing may make no progress.
+    pub read_timeout: Duration,
 }
 
 /// The shareable half of the input: opening, checking and disposing of
@@ -75,12 +89,28 @@ pub struct Opened {
     /// Set when reading failed for a reason that is not the file's (the
     /// network): the batch is retried instead of the file rejected.
     fault: Option<Arc<Mutex<Option<String>>>>,
+    /// Set when a read did not return within the read timeout (a folder's
+    /// file): the file is tried again later instead of rejected.
+    stalled: Option<Arc<AtomicBool>>,
+    /// A folder's file: the path's metadata taken right after its end.
+    at_end: Option<bounded::AtEnd>,
 }
 
 impl Opened {
     /// The transport failure met while reading, if any.
     pub fn fault(&self) -> Option<Arc<Mutex<Option<String>>>> {
         self.fault.clone()
+    }
+
+    /// Whether a read of the file stalled (see `source::bounded`).
+    pub fn stalled(&self) -> Option<Arc<AtomicBool>> {
+        self.stalled.clone()
+    }
+
+    /// Where the path's metadata after the end of the file lands (a
+    /// folder's file), for [`Source::changed_since_listing`].
+    pub fn at_end(&self) -> Option<bounded::AtEnd> {
+        self.at_end.clone()
     }
 }
 
@@ -100,32 +130,35 @@ impl Source {
         Source::Folder(Arc::new(Disposer::new(dir, AfterLoad::Keep, None, None)))
     }
 
-    /// Opens a listed file (blocking).
-    pub fn open(&self, c: &Candidate, root: Option<&Path>) -> Result<Opened, OpenError> {
+    /// Opens a listed file (blocking). A folder's file is opened without
+    /// blocking, only as a regular file (inside `root`, when given), and
+    /// read on a helper thread whose every read lasts at most `read_timeout`
+    /// (see `source::bounded`).
+    pub fn open(
+        &self,
+        c: &Candidate,
+        root: Option<&Path>,
+        read_timeout: Duration,
+    ) -> Result<Opened, OpenError> {
         match self {
-            Source::Folder(_) => match File::open(&c.path) {
-                Ok(f) => {
-                    if root.is_some_and(|root| !opened_inside(&f, &c.path, root)) {
-                        return Err(OpenError::Unreadable(
-                            "the file now leads outside the input folder (a symlink replaced \
-                             it after it was listed): not read"
-                                .to_string(),
-                        ));
-                    }
-                    Ok(Opened {
-                        reader: Box::new(f),
-                        fault: None,
-                    })
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(OpenError::Vanished),
-                Err(e) => Err(OpenError::Unreadable(format!("cannot open the file: {e}"))),
-            },
+            Source::Folder(_) => {
+                let r = bounded::open(&c.path, root, read_timeout)?;
+                let (stalled, at_end) = (Some(r.stalled()), Some(r.at_end()));
+                Ok(Opened {
+                    reader: Box::new(r),
+                    fault: None,
+                    stalled,
+                    at_end,
+                })
+            }
             Source::Store(s) => {
                 let r = s.open(c)?;
                 let fault = Some(r.fault());
                 Ok(Opened {
                     reader: Box::new(r),
                     fault,
+                    stalled: None,
+                    at_end: None,
                 })
             }
         }
@@ -133,7 +166,14 @@ impl Source {
 
     /// After reading `bytes_read` bytes of `c` to the end: is what was read
     /// the listed version? An object's GET already checked its version.
-    pub fn changed_since_listing(&self, c: &Candidate, bytes_read: u64) -> Change {
+    /// `at_end` is the path's metadata taken after the end ([`Opened::at_end`]);
+    /// without it the path is looked at now.
+    pub fn changed_since_listing(
+        &self,
+        c: &Candidate,
+        bytes_read: u64,
+        at_end: Option<&bounded::AtEnd>,
+    ) -> Change {
         if let Source::Store(_) = self {
             return if bytes_read == c.size {
                 Change::None
@@ -141,7 +181,8 @@ impl Source {
                 Change::Modified
             };
         }
-        let now = std::fs::metadata(&c.path);
+        let taken = at_end.and_then(|slot| slot.lock().ok().and_then(|mut s| s.take()));
+        let now = taken.unwrap_or_else(|| std::fs::metadata(&c.path));
         let now_len = now.as_ref().map_or(bytes_read, |md| md.len());
         if bytes_read < c.size || now_len < c.size {
             return Change::Shrank(bytes_read.min(now_len));
@@ -180,8 +221,41 @@ enum Listing {
     Folder {
         dir: PathBuf,
         excluded: Vec<PathBuf>,
+        include: Include,
+        read_timeout: Duration,
+        /// A listing that stalled, awaited again instead of starting another.
+        stuck: Option<PendingList>,
     },
     Store(Lister),
+}
+
+/// A folder listing running on its own thread, with its progress.
+type PendingList = (
+    tokio::sync::oneshot::Receiver<std::io::Result<Vec<Candidate>>>,
+    Arc<AtomicU64>,
+);
+
+/// Starts listing a folder on a thread of its own (not tokio's blocking
+/// pool, which a stuck thread would keep the process from leaving).
+fn spawn_listing(dir: &Path, excluded: &[PathBuf], include: &Include) -> PendingList {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let progress = Arc::new(AtomicU64::new(0));
+    let (dir, excluded, include, seen) = (
+        dir.to_path_buf(),
+        excluded.to_vec(),
+        include.clone(),
+        progress.clone(),
+    );
+    let spawned = std::thread::Builder::new()
+        .name("shopstream-list".to_string())
+        .spawn(move || {
+            let _ = tx.send(discover::list_included(&dir, &excluded, &include, &seen));
+        });
+    if let Err(e) = spawned {
+        // The receiver then reports the listing as failed.
+        tracing::error!("cannot start a listing thread: {e}");
+    }
+    (rx, progress)
 }
 
 /// The loader's input: listing plus the shareable [`Source`].
@@ -227,11 +301,13 @@ impl Input {
             )?);
             return Ok(Input {
                 source: Source::Store(store.clone()),
-                listing: Listing::Store(Lister::new(store, cfg.full_relist)),
+                listing: Listing::Store(
+                    Lister::new(store, cfg.full_relist).including(cfg.include.clone()),
+                ),
             });
         }
         let dir = cfg.input.clone();
-        discover::list(&dir).map_err(|source| InputError::Folder {
+        std::fs::read_dir(&dir).map_err(|source| InputError::Folder {
             path: dir.display().to_string(),
             source,
         })?;
@@ -245,6 +321,9 @@ impl Input {
             listing: Listing::Folder {
                 dir,
                 excluded: disposer.excluded_dirs(),
+                include: cfg.include.clone(),
+                read_timeout: cfg.read_timeout,
+                stuck: None,
             },
             source: Source::Folder(Arc::new(disposer)),
         })
@@ -284,11 +363,42 @@ impl Input {
     pub async fn list(&mut self) -> Result<Vec<Candidate>, InputError> {
         crate::observe::metrics::listing();
         match &mut self.listing {
-            Listing::Folder { dir, excluded } => {
-                discover::list_excluding(dir, excluded).map_err(|source| InputError::List {
-                    path: dir.display().to_string(),
-                    source,
-                })
+            Listing::Folder {
+                dir,
+                excluded,
+                include,
+                read_timeout,
+                stuck,
+            } => {
+                let (mut rx, progress) = stuck
+                    .take()
+                    .unwrap_or_else(|| spawn_listing(dir, excluded, include));
+                let path = || dir.display().to_string();
+                loop {
+                    let seen = progress.load(Ordering::Relaxed);
+                    match tokio::time::timeout(*read_timeout, &mut rx).await {
+                        Ok(Ok(listed)) => {
+                            return listed.map_err(|source| InputError::List {
+                                path: path(),
+                                source,
+                            })
+                        }
+                        Ok(Err(_)) => {
+                            return Err(InputError::List {
+                                path: path(),
+                                source: std::io::Error::other("the listing thread failed"),
+                            })
+                        }
+                        Err(_) if progress.load(Ordering::Relaxed) != seen => {}
+                        Err(_) => {
+                            *stuck = Some((rx, progress));
+                            return Err(InputError::ListStalled {
+                                path: path(),
+                                secs: read_timeout.as_secs_f64(),
+                            });
+                        }
+                    }
+                }
             }
             Listing::Store(l) => Ok(l.list().await?),
         }

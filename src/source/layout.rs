@@ -47,13 +47,21 @@ pub enum LayoutError {
         missing: Vec<String>,
         unknown: Vec<String>,
     },
-    #[error("the header has column(s) layout {layout} does not know: {} (--unknown-columns reject)", .unknown.join(", "))]
+    #[error("the header has column(s) layout {layout} does not know: {} (--unknown-columns reject)", name_list(.unknown))]
     UnknownColumns {
         layout: LayoutId,
         unknown: Vec<String>,
     },
-    #[error("the header names column {0:?} more than once")]
+    #[error("the header names column {:?} more than once", cut(.0))]
     DuplicateColumn(String),
+    /// The first line is not a row of column names (one field, or fields
+    /// no header would have): nothing of it is repeated, it may be a secret.
+    #[error(
+        "the header matches no known layout: its first line does not look like a CSV header \
+         ({fields} field(s) that are not column names), so it is not repeated here (see \
+         `shopstream schema list` for the layouts)"
+    )]
+    NotAHeader { fields: usize },
     #[error("the file is UTF-16 text; shopstream reads UTF-8 CSV (re-save it as UTF-8)")]
     Utf16,
     #[error("the file is binary, not CSV text (its header holds NUL bytes)")]
@@ -72,12 +80,55 @@ fn no_match(closest: LayoutId, missing: &[String], unknown: &[String]) -> String
         missing.join(", ")
     );
     if !unknown.is_empty() {
-        let _ = write!(s, "; columns it does not know: {}", unknown.join(", "));
+        let _ = write!(s, "; columns it does not know: {}", name_list(unknown));
     }
     s.push_str(" (see `shopstream schema show ");
     s.push_str(closest.as_str());
     s.push_str("`)");
     s
+}
+
+/// Most unknown columns a reason names.
+const NAMED_MAX: usize = 5;
+/// Longest column name a reason repeats, in characters.
+const NAME_CHARS: usize = 40;
+/// Longest cell a header of column names has, in bytes.
+const HEADER_CELL_MAX: usize = 128;
+
+/// A column name as a reason repeats it: at most [`NAME_CHARS`].
+fn cut(name: &str) -> String {
+    match name.char_indices().nth(NAME_CHARS) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_string(),
+    }
+}
+
+/// The first [`NAMED_MAX`] names, each cut, and how many more there are.
+fn name_list(names: &[String]) -> String {
+    let s: Vec<String> = names.iter().take(NAMED_MAX).map(|n| cut(n)).collect();
+    let mut s = s.join(", ");
+    if names.len() > NAMED_MAX {
+        let _ = write!(s, " and {} more", names.len() - NAMED_MAX);
+    }
+    s
+}
+
+/// Whether header cells look like column names, so that naming them in a
+/// reason repeats no content: at least two fields, each short and made of
+/// letters, digits, spaces and `_-.()#/[]%`. A line such as
+/// `db_password=hunter2` is not one.
+fn looks_like_column_names(names: &[&str]) -> bool {
+    names.len() >= 2
+        && names.iter().all(|n| {
+            n.len() <= HEADER_CELL_MAX
+                && n.chars().all(|c| {
+                    c.is_alphanumeric()
+                        || matches!(
+                            c,
+                            '_' | '-' | '.' | ' ' | '(' | ')' | '#' | '/' | '[' | ']' | '%'
+                        )
+                })
+        })
 }
 
 /// Where each canonical column sits in a file's rows.
@@ -122,9 +173,15 @@ impl Layout {
             return Err(LayoutError::Empty);
         }
         let lower: Vec<String> = names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        let header_like = looks_like_column_names(&names);
         let mut seen = HashSet::new();
         for (i, n) in lower.iter().enumerate() {
             if !seen.insert(n.as_str()) {
+                if !header_like {
+                    return Err(LayoutError::NotAHeader {
+                        fields: names.len(),
+                    });
+                }
                 return Err(LayoutError::DuplicateColumn(names[i].to_string()));
             }
         }
@@ -135,6 +192,11 @@ impl Layout {
             .filter(|id| id.spec().columns.iter().all(|c| pos(c.name).is_some()))
             .max_by_key(|id| id.spec().columns.len());
         let Some(id) = best else {
+            if !header_like {
+                return Err(LayoutError::NotAHeader {
+                    fields: names.len(),
+                });
+            }
             return Err(closest(&names, &lower));
         };
         let spec = id.spec();
@@ -360,6 +422,31 @@ mod tests {
             ),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_first_line_that_is_no_header_is_not_repeated() {
+        for line in [
+            "db_password=hunter2",
+            "password: hunter2",
+            "user=admin,password=hunter2",
+            "{\"token\": \"hunter2\", \"x\": 1}",
+        ] {
+            let e = detect(line).expect_err(line);
+            let text = e.to_string();
+            assert!(!text.contains("hunter2"), "{line}: {text}");
+            assert!(text.contains("matches no known layout"), "{text}");
+        }
+        // A real CSV header: its first unknown columns are named, cut.
+        let long = "y".repeat(100);
+        let header = format!("when,who,what,{long},a,b,c");
+        let text = detect(&header).expect_err("no layout").to_string();
+        assert!(text.contains("does not know: when, who, what, "), "{text}");
+        assert!(
+            text.contains(&format!("{}…, a and 2 more", "y".repeat(40))),
+            "{text}"
+        );
+        assert!(!text.contains(&"y".repeat(41)), "{text}");
     }
 
     #[test]

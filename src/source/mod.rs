@@ -2,14 +2,17 @@
 //! ([`discover`]) or objects under a store prefix ([`store`]), reading them
 //! as raw CSV records ([`reader`]), and what becomes of them once their fate
 //! is committed ([`dispose`], [`store`]); byte sizes of the input limits
-//! ([`size`]). [`input`] is the one face the loader sees for either kind.
+//! ([`size`]); which files are input at all ([`scope`]); reads that cannot
+//! hang ([`bounded`]). [`input`] is the one face the loader sees for either kind.
 //!
 //! Nothing here validates values or talks to the database.
 
+pub mod bounded;
 pub mod discover;
 pub mod dispose;
 pub mod input;
 pub mod layout;
 pub mod reader;
+pub mod scope;
 pub mod size;
 pub mod store;

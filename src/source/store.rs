@@ -42,6 +42,7 @@ use tokio::runtime::Handle;
 
 use super::discover::{is_ignored, Candidate};
 use super::dispose::{AfterLoad, Disposition, Fate};
+use super::scope::Include;
 use crate::observe::metrics;
 
 /// The HTTP request timeout, which covers a whole GET body: long enough to
@@ -510,6 +511,8 @@ pub struct Lister {
     /// Ledgered objects to finish, handed out with every listing until a
     /// pass has taken them over.
     pending: Vec<Candidate>,
+    /// Keys (below the prefix) that are input: `--include`.
+    include: Include,
 }
 
 impl Lister {
@@ -523,7 +526,15 @@ impl Lister {
             last_full: Instant::now(),
             seeded: false,
             pending: vec![],
+            include: Include::everything(),
         }
+    }
+
+    /// Lists only the keys `include` matches (by last segment, or by the
+    /// key below the prefix); other objects are never read or moved.
+    pub fn including(mut self, include: Include) -> Lister {
+        self.include = include;
+        self
     }
 
     /// The ledger prefix to seed from, until [`seed`](Self::seed) was called.
@@ -607,6 +618,10 @@ impl Lister {
                     continue 'restart;
                 }
                 if parts.last().is_none_or(|p| is_ignored(p.as_ref())) {
+                    continue;
+                }
+                let rel: std::path::PathBuf = parts.iter().map(|p| p.as_ref()).collect();
+                if !self.include.matches(&rel) {
                     continue;
                 }
                 out.push(Candidate {
@@ -725,6 +740,34 @@ mod tests {
         l.settled(&c("c"));
         assert_eq!(l.mark, Some(Key::from("in/d")));
         assert!(l.unsettled.is_empty() && l.settled.is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_included_keys_are_listed() {
+        let mut store = Store::new("s3://b/in", AfterLoad::Keep, None, None).expect("store");
+        let memory = object_store::memory::InMemory::new();
+        for k in [
+            "in/a.csv",
+            "in/sub/b.CSV",
+            "in/notes.txt",
+            "in/sub/secrets.env",
+        ] {
+            memory
+                .put(&Key::from(k), Bytes::from_static(b"x").into())
+                .await
+                .expect("put");
+        }
+        store.client = Arc::new(memory);
+        let mut l =
+            Lister::new(Arc::new(store), Duration::from_secs(300)).including(Include::default());
+        let listed: Vec<String> = l
+            .list()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|c| c.path.display().to_string())
+            .collect();
+        assert_eq!(listed, ["s3://b/in/a.csv", "s3://b/in/sub/b.CSV"]);
     }
 
     #[test]
