@@ -330,6 +330,19 @@ fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// Why a file could not be opened. Running out of a local resource (file
+/// descriptors, kernel memory) says nothing about the file: its batch is
+/// retried, the file is never rejected for it.
+fn open_error(e: io::Error) -> OpenError {
+    match e.raw_os_error() {
+        _ if e.kind() == io::ErrorKind::NotFound => OpenError::Vanished,
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS) => {
+            OpenError::Transient(format!("cannot open the file now: {e}"))
+        }
+        _ => OpenError::Unreadable(format!("cannot open the file: {e}")),
+    }
+}
+
 /// Opens `path` without blocking and keeps it only when the descriptor is
 /// a regular file (inside `root`); then clears `O_NONBLOCK`.
 fn open_regular(path: &Path, root: Option<&Path>) -> Result<File, OpenError> {
@@ -339,8 +352,7 @@ fn open_regular(path: &Path, root: Option<&Path>) -> Result<File, OpenError> {
         .open(path)
     {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(OpenError::Vanished),
-        Err(e) => return Err(OpenError::Unreadable(format!("cannot open the file: {e}"))),
+        Err(e) => return Err(open_error(e)),
     };
     let kind = match file.metadata() {
         Ok(md) => md.file_type(),
@@ -429,6 +441,18 @@ fn stall_while_marked(cell: &OnceLock<Option<String>>, env: &str, path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_out_of_descriptors_is_retried_never_a_rejection() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM] {
+            let e = io::Error::from_raw_os_error(errno);
+            assert!(matches!(open_error(e), OpenError::Transient(_)), "{errno}");
+        }
+        let denied = io::Error::from_raw_os_error(libc::EACCES);
+        assert!(matches!(open_error(denied), OpenError::Unreadable(_)));
+        let gone = io::Error::from_raw_os_error(libc::ENOENT);
+        assert!(matches!(open_error(gone), OpenError::Vanished));
+    }
 
     fn mkfifo(path: &Path) {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
