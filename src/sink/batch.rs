@@ -343,20 +343,17 @@ impl Attempt {
 
     /// On the direct path, what the server refused sends the batch through
     /// staging: a row it rejects (a duplicate id it knows, a constraint),
-    /// or a conflict with a concurrent transaction (a lock wait too long).
+    /// a conflict with a concurrent transaction (a lock wait too long), or
+    /// any other error the server reported for this speculative step (Citus
+    /// reports a unique violation in a distributed COPY as XX000). Only a
+    /// lost connection or a server going away is the database's failure.
     fn direct(e: SinkError) -> Attempt {
-        use tokio_postgres::error::SqlState;
         let code = match &e {
             SinkError::Db(db) => db.code(),
             SinkError::Parser(_) => None,
         };
         match code {
-            Some(c)
-                if classify_state(c) == Class::RowData
-                    || *c == SqlState::LOCK_NOT_AVAILABLE
-                    || *c == SqlState::T_R_DEADLOCK_DETECTED
-                    || *c == SqlState::T_R_SERIALIZATION_FAILURE =>
-            {
+            Some(c) if falls_back(c) => {
                 let message = match &e {
                     SinkError::Db(db) => db
                         .as_db_error()
@@ -368,6 +365,16 @@ impl Attempt {
             _ => Attempt::Failed(e),
         }
     }
+}
+
+/// Whether an error the server reported during the direct attempt sends the
+/// batch through staging (true) rather than failing it: everything but a
+/// connection exception (class 08) and the server shutting down or starting
+/// (57P01–57P03). Staging then meets any real trouble again, and only that
+/// failure counts.
+fn falls_back(code: &tokio_postgres::error::SqlState) -> bool {
+    let c = code.code();
+    !(c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"))
 }
 
 impl From<tokio_postgres::Error> for Attempt {
@@ -1234,5 +1241,24 @@ async fn debug_pause_before_commit() {
             pause.as_millis()
         );
         tokio::time::sleep(pause).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::error::SqlState;
+
+    use super::falls_back;
+
+    /// A speculative step's error is never the database's failure, unless
+    /// the connection or the server itself went away.
+    #[test]
+    fn what_the_server_reports_on_the_direct_path_falls_back() {
+        for code in ["23505", "23514", "55P03", "40P01", "XX000", "53100", "42501"] {
+            assert!(falls_back(&SqlState::from_code(code)), "{code}");
+        }
+        for code in ["08006", "08003", "57P01", "57P02", "57P03"] {
+            assert!(!falls_back(&SqlState::from_code(code)), "{code}");
+        }
     }
 }
