@@ -226,10 +226,11 @@ async fn running_again_touching_a_file_or_copying_it_under_a_new_name_adds_nothi
         "a second run over the same folder"
     );
 
-    // Touching a file (same path, same content, new mtime) adds nothing
-    // either: the new version is read (the ledger knows path, size and
-    // mtime), its content is found under the same path, and no ledger row
-    // is added.
+    // Touching a file (same path, same content, new mtime) loads nothing
+    // again: the new version is read (the ledger knows path, size and
+    // mtime), its content is found loaded, and this delivery gets a ledger
+    // row of its own saying it duplicates the first (every delivery of a
+    // file is findable in the ledger).
     let first = std::fs::read_dir(&dir)
         .expect("dir")
         .map(|e| e.expect("entry").path())
@@ -263,15 +264,29 @@ async fn running_again_touching_a_file_or_copying_it_under_a_new_name_adds_nothi
     assert_eq!(ledgered, 0, "the touched version is new to the ledger");
     let touched: serde_json::Value =
         serde_json::from_str(load_once(&db, &dir, &[]).trim()).expect("summary");
-    assert_eq!(snapshot(&db).await, before, "a touched file: {touched}");
-    for k in [
-        "files_loaded",
-        "files_duplicate",
-        "rows_loaded",
-        "rows_read",
-    ] {
-        assert_eq!(touched[k], 0, "{k}: {touched}");
-    }
+    let now = snapshot(&db).await;
+    assert_eq!(
+        (now.0, now.1, now.2, &now.3),
+        (before.0, before.1, before.2 + 1, &before.3),
+        "a touched file adds one ledger row and nothing else: {touched}"
+    );
+    assert_eq!(touched["files_loaded"], 0, "{touched}");
+    assert_eq!(touched["rows_loaded"], 0, "{touched}");
+    assert_eq!(touched["files_duplicate"], 1, "{touched}");
+    assert_eq!(touched["rows_duplicate"], touched["rows_read"], "{touched}");
+    let row = c
+        .query_one(
+            "SELECT status, duplicate_of FROM ingested_files WHERE path = $1 ORDER BY id DESC LIMIT 1",
+            &[&first.display().to_string()],
+        )
+        .await
+        .expect("the touched delivery's row");
+    assert_eq!(row.get::<_, String>(0), "duplicate");
+    assert_eq!(row.get::<_, String>(1), first.display().to_string());
+    let again: serde_json::Value =
+        serde_json::from_str(load_once(&db, &dir, &[]).trim()).expect("summary");
+    assert_eq!(snapshot(&db).await, now, "the touched version is then known");
+    assert_eq!(again["rows_read"], 0, "{again}");
 
     // A copy under a new name adds no rows; its ledger row says which
     // file it duplicates.

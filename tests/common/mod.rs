@@ -339,7 +339,8 @@ pub async fn counts_by(db: &TestDb, sql: &str) -> std::collections::BTreeMap<Str
 /// timing or on where the input folder was: every column of every row of
 /// the events, dead letters and ledger (NULLs included, as JSON), except
 /// generated ids, batch ids and timestamps of the load itself (and a
-/// file's mtime, which differs between copies of the input); file paths
+/// file's mtime, device, inode and ctime, which differ between copies of
+/// the input); file paths
 /// are taken relative to `root`. Per-batch quality rows depend on how files
 /// were batched, so only their sums count.
 pub async fn fingerprint(c: &Client, root: &Path) -> Vec<String> {
@@ -372,12 +373,14 @@ pub async fn fingerprint_with(c: &Client, root: &Path, copies: Copies) -> Vec<St
     let (events, ledger) = match copies {
         Copies::Same => (
             agg("to_jsonb(t) - 'batch_id' - 'ingested_at'"),
-            agg("to_jsonb(t) - 'id' - 'batch_id' - 'committed_at' - 'modified_at'"),
+            agg("to_jsonb(t) - 'id' - 'batch_id' - 'committed_at' - 'modified_at' - 'device'
+                 - 'inode' - 'ctime_ns'"),
         ),
         Copies::Any => (
             agg("to_jsonb(t) - 'batch_id' - 'ingested_at' - 'source_file' - 'source_line'"),
             agg(
-                "to_jsonb(t) - 'id' - 'batch_id' - 'committed_at' - 'modified_at' - 'status'
+                "to_jsonb(t) - 'id' - 'batch_id' - 'committed_at' - 'modified_at' - 'device'
+                 - 'inode' - 'ctime_ns' - 'status'
                  - 'duplicate_of' - 'rows_loaded' - 'rows_duplicate'
                  || jsonb_build_object('rows_kept', rows_loaded + rows_duplicate,
                                        'rejected', status = 'rejected')",
