@@ -285,7 +285,11 @@ async fn running_again_touching_a_file_or_copying_it_under_a_new_name_adds_nothi
     assert_eq!(row.get::<_, String>(1), first.display().to_string());
     let again: serde_json::Value =
         serde_json::from_str(load_once(&db, &dir, &[]).trim()).expect("summary");
-    assert_eq!(snapshot(&db).await, now, "the touched version is then known");
+    assert_eq!(
+        snapshot(&db).await,
+        now,
+        "the touched version is then known"
+    );
     assert_eq!(again["rows_read"], 0, "{again}");
 
     // A copy under a new name adds no rows; its ledger row says which

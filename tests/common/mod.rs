@@ -373,8 +373,10 @@ pub async fn fingerprint_with(c: &Client, root: &Path, copies: Copies) -> Vec<St
     let (events, ledger) = match copies {
         Copies::Same => (
             agg("to_jsonb(t) - 'batch_id' - 'ingested_at'"),
-            agg("to_jsonb(t) - 'id' - 'batch_id' - 'committed_at' - 'modified_at' - 'device'
-                 - 'inode' - 'ctime_ns'"),
+            agg(
+                "to_jsonb(t) - 'id' - 'batch_id' - 'committed_at' - 'modified_at' - 'device'
+                 - 'inode' - 'ctime_ns'",
+            ),
         ),
         Copies::Any => (
             agg("to_jsonb(t) - 'batch_id' - 'ingested_at' - 'source_file' - 'source_line'"),
