@@ -847,12 +847,13 @@ async fn breaker_scenario(opts: &shopstream::db::embedded::EmbeddedOptions, tmp:
     assert_eq!(health["breaker"], "open", "{health}");
     assert!(health["last_error"].is_string(), "{health}");
 
-    // Open: nothing is tried until the probe, which comes no sooner than
-    // about a second after opening, nor much later than --breaker-open-secs.
+    // Open: nothing is tried until the probe, which comes after the probe
+    // backoff's first step (--retry-initial-secs, ±20% jitter), and never
+    // much later than --breaker-open-secs.
     let (probed_at, t_probe) = wait_line(&lines, opened_at, "probe failed").await;
     let waited = t_probe.duration_since(t_open).as_secs_f64();
     assert!(
-        (0.9..=OPEN_SECS + 1.5).contains(&waited),
+        (PROBE_GAP * 0.75..=OPEN_SECS + 1.5).contains(&waited),
         "first probe {waited:.2} s after opening\n{}",
         log()
     );
