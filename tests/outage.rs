@@ -60,10 +60,23 @@ async fn scenario(opts: &EmbeddedOptions, tmp: &Path, after_load: &str) {
     files.sort();
     assert_eq!(files.len(), 12);
 
-    // The reference: the same files loaded in one go.
+    // The reference: copies of the same files (same mtimes, so the same
+    // order) loaded in one go with the same --after-load.
+    let copies = tmp.join("reference");
+    std::fs::create_dir_all(&copies).expect("mkdir");
+    for f in &files {
+        let to = copies.join(f.file_name().expect("name"));
+        std::fs::copy(f, &to).expect("copy");
+        let mtime = std::fs::metadata(f).and_then(|m| m.modified()).expect("mtime");
+        std::fs::File::options()
+            .write(true)
+            .open(&to)
+            .and_then(|t| t.set_modified(mtime))
+            .expect("set mtime");
+    }
     let reference = test_db().await;
-    load_once(&reference, &staged, &[]);
-    let want = fingerprint(&reference.client().await, &staged).await;
+    load_once(&reference, &copies, &["--after-load", after_load]);
+    let want = fingerprint(&reference.client().await, &copies).await;
 
     // Start the server once to learn its URL, then stop it: the loader
     // starts with no database.
