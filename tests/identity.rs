@@ -302,3 +302,42 @@ async fn every_delivery_of_a_rejected_file_points_at_its_own_quarantined_copy() 
     );
     assert_eq!(pointed_at, copies);
 }
+
+/// A file rejected under one setting loads once the setting allows it, when
+/// delivered again as a new file (a copy, under its old name or another):
+/// content that was only ever rejected is never a "duplicate".
+#[tokio::test]
+async fn a_file_rejected_under_an_earlier_setting_loads_when_delivered_again() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let body = rows(1)
+        .replacen(HEADER, &format!("{HEADER},coupon"), 1)
+        .replace("2026-01-01 00:00:00\n", "2026-01-01 00:00:00,SAVE10\n");
+    for again in ["bad.csv", "again.csv"] {
+        let db = test_db().await;
+        let input = tmp.path().join(again).with_extension("");
+        std::fs::create_dir_all(&input).expect("mkdir");
+        let file = input.join("bad.csv");
+        std::fs::write(&file, &body).expect("write");
+        load_once(&db, &input, &["--unknown-columns", "reject"]);
+        let quarantined = input.join("_quarantine/bad.csv");
+        assert!(quarantined.exists(), "rejected and quarantined");
+        assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 0);
+
+        // Delivered again, as a new file, under today's setting.
+        std::fs::copy(&quarantined, input.join(again)).expect("copy back");
+        let s = summary(&load_once(&db, &input, &["--unknown-columns", "keep"]));
+        assert_eq!(s["rows_loaded"], 3, "{again}: {s}");
+        assert_eq!(s["files_duplicate"], 0, "{again}: {s}");
+        assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 3);
+        let statuses: Vec<String> = ledger_rows(&db, &input.join(again))
+            .await
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(
+            statuses.last().map(String::as_str),
+            Some("loaded"),
+            "{again}"
+        );
+    }
+}

@@ -880,16 +880,12 @@ async fn decide(
                 FileStatus::Duplicate { of: first.clone() }
             } else {
                 match ledger::by_content(tx, &p.hash, path).await? {
-                    // The same content rejected under this path before stays
-                    // rejected.
-                    Some(row) if !row.loaded && row.path == path && row.rejected.is_some() => {
-                        FileStatus::Rejected {
-                            reason: row.rejected.unwrap_or_default(),
-                        }
-                    }
-                    // Loaded before, under this path or another.
-                    Some(row) => FileStatus::Duplicate { of: row.path },
-                    None => {
+                    // Loaded before, under this path or another. Content
+                    // only ever rejected is read again under today's rules
+                    // and layouts (a limit raised, a setting changed): it
+                    // parsed, so it loads.
+                    Some(row) if row.loaded => FileStatus::Duplicate { of: row.path },
+                    _ => {
                         seen_in_batch.insert(p.hash.clone(), path.to_string());
                         FileStatus::Loaded
                     }
