@@ -212,10 +212,18 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         }
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // verify reports unknown keys and bad values on stderr with status 0.
+    // verify reports unknown keys and bad values on stderr with status 0;
+    // lines about other units of the machine (dependencies it loaded) are
+    // not this unit's problems.
+    let ours: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("shopstream"))
+        .collect();
+    eprintln!("{stderr}");
     assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "systemd-analyze verify docs/shopstream.service: {}\n{stderr}",
-        out.status
+        out.status.success() && ours.is_empty(),
+        "systemd-analyze verify docs/shopstream.service: {}\n{}",
+        out.status,
+        ours.join("\n")
     );
 }
