@@ -168,7 +168,7 @@ impl Field {
 }
 
 /// Why a row was rejected. Each code is stored in `dead_letter_events` and
-/// documented, with an example, in the README.
+/// documented, with an example, in docs/input.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RuleCode {
     NullEventId,

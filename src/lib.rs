@@ -15,8 +15,10 @@
 //! * [`bench`]: `shopstream bench`, shopstream measured against PostgreSQL's COPY.
 //! * [`shutdown`]: the signal every long-running stage listens to.
 //! * [`rlimit`]: the open files limit, raised to the hard limit at start.
+//! * [`clidoc`]: the configuration reference, rendered from the CLI definition.
 
 pub mod bench;
+pub mod clidoc;
 pub mod db;
 pub mod demo;
 pub mod event;

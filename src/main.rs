@@ -113,6 +113,20 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Print documentation generated from this command-line definition.
+    #[command(hide = true)]
+    Docs {
+        #[command(subcommand)]
+        what: DocsCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DocsCommand {
+    /// docs/configuration.md: every command's options, environment
+    /// variables and defaults, as Markdown.
+    #[command(alias = "config")]
+    Configuration,
 }
 
 impl Command {
@@ -131,7 +145,7 @@ impl Command {
             | Command::Report { db, .. }
             | Command::Demo { db, .. }
             | Command::Bench { db, .. } => out.extend(db.secrets()),
-            Command::Generate(_) | Command::Schema { .. } => {}
+            Command::Generate(_) | Command::Schema { .. } | Command::Docs { .. } => {}
         }
         out
     }
@@ -381,6 +395,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             db.close().await?;
             result?;
         }
+        Command::Docs { what } => match what {
+            DocsCommand::Configuration => print_out(&shopstream::clidoc::configuration(
+                &<Cli as clap::CommandFactory>::command(),
+            ))?,
+        },
     }
     Ok(())
 }
