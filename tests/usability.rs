@@ -320,3 +320,45 @@ async fn migrations_and_rejections_are_logged_once_and_the_summary_says_where_re
         "{summary}"
     );
 }
+
+#[tokio::test]
+async fn log_lines_never_land_on_the_progress_bar() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    common::run_ok(
+        shopstream()
+            .args(["generate", "--files", "24", "--events-per-file", "2000"])
+            .args(["--seed", "2", "--output"])
+            .arg(&input),
+    );
+    std::fs::write(input.join("bad.csv"), "alpha,beta\n1,2\n").expect("write");
+    let drawn = on_a_terminal(
+        &format!(
+            "run --once --http-addr off --color never --connections 1 --batch-max-files 3 \
+             --database-url '{}' --input {}",
+            db.url,
+            input.display()
+        ),
+        &[],
+    );
+    let mut beside_a_bar = 0;
+    for (at, _) in drawn
+        .match_indices(" INFO ")
+        .chain(drawn.match_indices(" WARN "))
+    {
+        let line = &drawn[drawn[..at].rfind('\n').map_or(0, |i| i + 1)..at];
+        // What is left on screen before the line: after the last carriage
+        // return (indicatif clears the bar with "\r" and an erase code).
+        let visible = line.rsplit('\r').next().unwrap_or(line);
+        assert!(
+            !visible.contains("ETA"),
+            "a log line printed onto the bar: {line:?}\nall:\n{drawn:?}"
+        );
+        beside_a_bar += usize::from(line.contains("load ["));
+    }
+    assert!(
+        beside_a_bar > 0,
+        "no line was logged while the bar was drawn:\n{drawn:?}"
+    );
+}

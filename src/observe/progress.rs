@@ -80,6 +80,11 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(b) = &self.0 {
             b.finish();
+            // The finished bar stays on screen; the next line goes below
+            // it, not onto it.
+            if !b.is_hidden() {
+                eprintln!();
+            }
             if let Ok(mut active) = ACTIVE.lock() {
                 active.take_if(|a| a.is_finished());
             }
