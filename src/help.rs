@@ -102,12 +102,12 @@ pub fn summary(text: &str) -> String {
         return sentence.to_string();
     }
     // Too long: without its asides in brackets, then its main clause
-    // (before a `;`, or a `:` that is not at the start).
+    // (before a `:` that is not at the start, or a `;`).
     let sentence = without_asides(sentence);
     if sentence.chars().count() <= SUMMARY_CHARS {
         return sentence;
     }
-    for (stop, shortest) in [("; ", 20), (": ", 30)] {
+    for (stop, shortest) in [(": ", 30), ("; ", 20)] {
         if let Some(i) = sentence.find(stop) {
             let clause = sentence[..i].trim_end_matches(',');
             if (shortest..=SUMMARY_CHARS).contains(&clause.chars().count()) {

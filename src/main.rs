@@ -109,7 +109,7 @@ enum Command {
     Migrate {
         #[command(flatten)]
         role: RoleArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
     /// Print the analytics views as tables, JSON or CSV.
@@ -122,7 +122,7 @@ enum Command {
     Report {
         #[command(flatten)]
         report: ReportArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
     /// Print the layouts shopstream reads (versions v1–v3 and the seed
@@ -138,9 +138,9 @@ enum Command {
     Demo {
         #[command(flatten)]
         demo: DemoArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "HTTP")]
         http: HttpArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
     /// Measure shopstream against PostgreSQL's own COPY on this machine:
@@ -153,7 +153,7 @@ enum Command {
     Bench {
         #[command(flatten)]
         bench: BenchArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
     /// Print a shell completion script to stdout.
