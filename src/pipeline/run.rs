@@ -850,8 +850,8 @@ pub async fn run(
                 tracing::warn!(
                     class = ?class,
                     attempt = failures,
-                    "attempt {failures} failed, nothing was committed; retrying in {:.1}s: {}",
-                    wait.as_secs_f64(),
+                    "attempt {failures} failed, nothing was committed; retrying in {}: {}",
+                    readable_wait(wait),
                     message.replace('\n', " ")
                 );
                 tokio::select! {
@@ -897,6 +897,15 @@ pub async fn run(
         args.where_rejects_went(summary.rows_rejected, summary.files_quarantined)
     );
     Ok(summary)
+}
+
+/// `250 ms`, `1.5 s`: a retry's wait as people read it.
+fn readable_wait(wait: Duration) -> String {
+    if wait < Duration::from_secs(1) {
+        format!("{} ms", wait.as_millis())
+    } else {
+        format!("{:.1} s", wait.as_secs_f64())
+    }
 }
 
 /// Seconds until the breaker's next probe.
