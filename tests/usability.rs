@@ -362,3 +362,25 @@ async fn log_lines_never_land_on_the_progress_bar() {
         "no line was logged while the bar was drawn:\n{drawn:?}"
     );
 }
+
+#[test]
+fn layouts_are_described_by_what_they_are_with_the_seed_as_a_note() {
+    let list = common::run_ok(shopstream().args(["schema", "list"]));
+    for n in 0..5 {
+        let id = format!("seed00{n}");
+        let row = list
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .unwrap_or_else(|| panic!("{id} missing:\n{list}"));
+        let description = row
+            .split("  ")
+            .filter(|c| !c.is_empty())
+            .last()
+            .unwrap_or("");
+        assert!(
+            !description.trim_start().starts_with("seed")
+                && description.contains(&format!("(from seed 00{n}")),
+            "{row}"
+        );
+    }
+}
