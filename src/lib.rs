@@ -14,6 +14,7 @@
 //! * [`observe`]: how the process is watched: metrics, health, alerts, dashboard.
 //! * [`bench`]: `shopstream bench`, shopstream measured against PostgreSQL's COPY.
 //! * [`shutdown`]: the signal every long-running stage listens to.
+//! * [`help`]: the version line, `-h` summaries, completions and man pages.
 //! * [`rlimit`]: the open files limit, raised to the hard limit at start.
 //! * [`clidoc`]: the configuration reference, rendered from the CLI definition.
 
@@ -23,6 +24,7 @@ pub mod db;
 pub mod demo;
 pub mod event;
 pub mod generate;
+pub mod help;
 pub mod observe;
 pub mod pipeline;
 pub mod report;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use shopstream::bench::BenchArgs;
 use shopstream::db::connect::{Database, DbArgs, DbError};
@@ -30,16 +30,29 @@ use shopstream::shutdown::Shutdown;
 /// PostgreSQL binaries installed on this machine.
 #[derive(Parser, Debug)]
 #[command(name = "shopstream", version, propagate_version = true)]
+#[command(after_help = "Examples:
+  shopstream run --input ./incoming            watch a folder, load into a private PostgreSQL
+  shopstream run --once --database-url URL     load what is there into a server, then exit
+  shopstream generate --files 10               write 10 files of fake events
+  shopstream completions bash > /etc/bash_completion.d/shopstream
+  shopstream man --out /usr/local/share/man/man1
+
+`shopstream COMMAND -h` shows one line per option, `--help` the details.")]
 struct Cli {
     /// Log level: error, warn, info, debug or trace [default: info; warn for
     /// `demo` and `bench`, which print their own lines].
-    #[arg(long, global = true, env = "SHOPSTREAM_LOG")]
+    #[arg(long, global = true, env = "SHOPSTREAM_LOG", help_heading = "Logging")]
     log_level: Option<tracing::Level>,
 
-    /// Log format on stderr: text (for people; coloured on a terminal) or
-    /// json (one object per line, for log collectors).
-    #[arg(long, global = true, env = "SHOPSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    /// Log format on stderr: text (for people) or json (one object per
+    /// line, for log collectors; the final error too).
+    #[arg(long, global = true, env = "SHOPSTREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, help_heading = "Logging")]
     log_format: LogFormat,
+
+    /// Colour in text logs: auto (only on a terminal, and not when NO_COLOR
+    /// is set and non-empty), always or never.
+    #[arg(long, global = true, env = "SHOPSTREAM_COLOR", value_enum, default_value_t = ColorWhen::Auto, help_heading = "Logging")]
+    color: ColorWhen,
 
     #[command(subcommand)]
     command: Command,
@@ -51,26 +64,52 @@ enum LogFormat {
     Json,
 }
 
+/// `--color`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorWhen {
+    /// Whether text logs on stderr are coloured (https://no-color.org:
+    /// NO_COLOR set and non-empty turns `auto` off).
+    fn enabled(self) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            }
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Watch a folder (or an s3:// prefix) and load every CSV file into
     /// PostgreSQL exactly once.
+    #[command(after_help = RUN_EXAMPLES)]
     Run {
         #[command(flatten)]
         run: Box<RunArgs>,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "HTTP")]
         http: HttpArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
     /// Write realistic fake event files (bounded or continuous).
+    #[command(after_help = GENERATE_EXAMPLES)]
     Generate(GenerateArgs),
     /// Apply the schema migrations and exit; optionally create the
     /// least-privilege ingest role `run` can work under.
+    #[command(after_help = MIGRATE_EXAMPLES)]
     Migrate {
         #[command(flatten)]
         role: RoleArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
     /// Print the analytics views as tables, JSON or CSV.
@@ -79,26 +118,29 @@ enum Command {
     /// and dead letters, from the v_* views. It only reads: it never
     /// migrates, and a database without the schema (version 4 or later)
     /// is refused with exit code 2.
+    #[command(after_help = REPORT_EXAMPLES)]
     Report {
         #[command(flatten)]
         report: ReportArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
     /// Print the layouts shopstream reads (versions v1–v3 and the seed
     /// systems' layouts) and how each migrates to the current version.
+    #[command(after_help = SCHEMA_EXAMPLES)]
     Schema {
         #[command(subcommand)]
         what: SchemaCommand,
     },
     /// Generator and loader together on the embedded database, printing
     /// what flows. Ctrl-C stops it and checks the counts.
+    #[command(after_help = DEMO_EXAMPLES)]
     Demo {
         #[command(flatten)]
         demo: DemoArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "HTTP")]
         http: HttpArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
     /// Measure shopstream against PostgreSQL's own COPY on this machine:
@@ -107,11 +149,33 @@ enum Command {
     /// Generates its datasets in --dir, loads each into a fresh database on
     /// the server (created and dropped by the bench: the user needs the
     /// CREATEDB right), prints a table and writes JSON.
+    #[command(after_help = BENCH_EXAMPLES)]
     Bench {
         #[command(flatten)]
         bench: BenchArgs,
-        #[command(flatten)]
+        #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
+    },
+    /// Print a shell completion script to stdout.
+    #[command(after_help = "Examples:
+  shopstream completions bash > ~/.local/share/bash-completion/completions/shopstream
+  shopstream completions zsh > \"${fpath[1]}/_shopstream\"
+  shopstream completions fish > ~/.config/fish/completions/shopstream.fish")]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, or write one page per command
+    /// into a folder.
+    #[command(after_help = "Examples:
+  shopstream man | man -l -                       read it now
+  shopstream man --out /usr/local/share/man/man1  install shopstream.1, shopstream-run.1, ...")]
+    Man {
+        /// Write shopstream.1 and one page per subcommand
+        /// (shopstream-run.1, ...) into this folder instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
     },
     /// Print documentation generated from this command-line definition.
     #[command(hide = true)]
@@ -129,6 +193,33 @@ enum DocsCommand {
     Configuration,
 }
 
+const RUN_EXAMPLES: &str = "Examples:
+  shopstream run                                        watch ./incoming, private PostgreSQL in ./.shopstream
+  shopstream run --once --input /data/backfill          load what is there, then exit
+  shopstream run --input s3://bucket/events/ --database-url postgres://loader@db/shop
+  shopstream run --batch-max-bytes 64MiB --after-load archive --http-addr off
+
+Sizes take units (1024-based): 64K, 512MiB, 2G. `-h` shows one line per option, `--help` the details.";
+const GENERATE_EXAMPLES: &str = "Examples:
+  shopstream generate --files 10                 10 files, then exit
+  shopstream generate --rate 500                 500 events/s until Ctrl-C
+  shopstream generate --files 3 --seed 7 --output /tmp/in";
+const MIGRATE_EXAMPLES: &str = "Examples:
+  shopstream migrate --database-url postgres://admin@db/shop
+  SHOPSTREAM_INGEST_PASSWORD=... shopstream migrate --create-ingest-role loader
+  shopstream migrate --create-ingest-role loader --print-ingest-role-sql > role.sql";
+const REPORT_EXAMPLES: &str = "Examples:
+  shopstream report                               every section, as tables
+  shopstream report --format json > report.json";
+const SCHEMA_EXAMPLES: &str = "Examples:
+  shopstream schema list
+  shopstream schema show seed003 --format json";
+const DEMO_EXAMPLES: &str = "Examples:
+  shopstream demo                                 Ctrl-C stops it and checks the counts";
+const BENCH_EXAMPLES: &str = "Examples:
+  shopstream bench --events 100000 --steps run,copy
+  shopstream bench --database-url postgres://bench@db/postgres --run-arg=--connections=1";
+
 impl Command {
     /// Every secret the arguments and the environment hold, for the output
     /// scrubber.
@@ -145,7 +236,11 @@ impl Command {
             | Command::Report { db, .. }
             | Command::Demo { db, .. }
             | Command::Bench { db, .. } => out.extend(db.secrets()),
-            Command::Generate(_) | Command::Schema { .. } | Command::Docs { .. } => {}
+            Command::Generate(_)
+            | Command::Schema { .. }
+            | Command::Completions { .. }
+            | Command::Man { .. }
+            | Command::Docs { .. } => {}
         }
         out
     }
@@ -171,8 +266,21 @@ enum SchemaCommand {
     },
 }
 
+/// The command line as clap sees it: the derived definition with the
+/// version line and the help shaped (`-h`: one line per option).
+fn cli_command() -> clap::Command {
+    let short = std::env::args_os().any(|a| a == "-h");
+    shopstream::help::shape(
+        Cli::command().version(shopstream::help::VERSION.as_str()),
+        short,
+    )
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::from_arg_matches(&cli_command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     // Secrets are registered before anything can print them.
     redact::install_panic_hook();
     for secret in cli.command.secrets() {
@@ -187,11 +295,24 @@ fn main() -> ExitCode {
         .with_max_level(level)
         .with_target(false)
         .with_writer(redact::stderr);
+    let json = cli.log_format == LogFormat::Json;
     match cli.log_format {
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+        LogFormat::Text => logs.with_ansi(cli.color.enabled()).init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+    match &cli.command {
+        Command::Completions { shell } => {
+            return print_help_output(shopstream::help::completions(*shell, &mut cli_command()))
+        }
+        Command::Man { out } => {
+            let written = shopstream::help::man(cli_command(), out.as_deref());
+            return print_help_output(written.map(|files| {
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+            }));
+        }
+        _ => {}
     }
     // Connections and files must not run out at a low soft limit.
     match shopstream::rlimit::raise_open_files() {
@@ -202,15 +323,37 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            fatal(json, &format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", redact::scrub(&format!("{e:#}")));
+            fatal(json, &redact::scrub(&format!("{e:#}")));
             exit_code(&e)
+        }
+    }
+}
+
+/// The last line of a failed run: `error: ...` for people, or (with
+/// `--log-format json`) one more JSON log line at level ERROR, so that
+/// every line on stderr parses.
+fn fatal(json: bool, message: &str) {
+    if json {
+        tracing::error!(fatal = true, "{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
+}
+
+/// Exit status of `completions` and `man`.
+fn print_help_output(result: Result<(), shopstream::help::HelpError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -400,6 +543,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 &<Cli as clap::CommandFactory>::command(),
             ))?,
         },
+        // Printed by main() before the runtime starts.
+        Command::Completions { .. } | Command::Man { .. } => {}
     }
     Ok(())
 }

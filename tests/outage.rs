@@ -67,7 +67,9 @@ async fn scenario(opts: &EmbeddedOptions, tmp: &Path, after_load: &str) {
     for f in &files {
         let to = copies.join(f.file_name().expect("name"));
         std::fs::copy(f, &to).expect("copy");
-        let mtime = std::fs::metadata(f).and_then(|m| m.modified()).expect("mtime");
+        let mtime = std::fs::metadata(f)
+            .and_then(|m| m.modified())
+            .expect("mtime");
         std::fs::File::options()
             .write(true)
             .open(&to)

@@ -113,8 +113,9 @@ pub struct BenchArgs {
     )]
     pub latency_file_events: u64,
 
-    /// Size of the single big file (big step), in MiB; 0 skips it.
-    #[arg(long, env = "SHOPSTREAM_BENCH_BIG_FILE_MIB", default_value_t = 2048)]
+    /// Size of the single big file (big step): MiB, or a size with a unit
+    /// (512MiB, 2G; 1024-based); 0 skips it.
+    #[arg(long, env = "SHOPSTREAM_BENCH_BIG_FILE_MIB", default_value = "2048", value_name = "MIB|SIZE", value_parser = parse_mib)]
     pub big_file_mib: u64,
 
     /// Steps to run, comma separated: run (`run --once` on every shape),
@@ -148,6 +149,15 @@ pub struct BenchArgs {
     /// Keep the bench databases afterwards (they are dropped by default).
     #[arg(long, env = "SHOPSTREAM_BENCH_KEEP")]
     pub keep: bool,
+}
+
+/// `--big-file-mib`: a plain number is MiB; a size with a unit is
+/// rounded up to whole MiB.
+fn parse_mib(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(mib) => Ok(mib),
+        Err(_) => crate::source::size::parse_size(text).map(|b| b.div_ceil(1 << 20)),
+    }
 }
 
 /// One measurement of the bench.

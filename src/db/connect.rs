@@ -88,29 +88,43 @@ pub struct DbArgs {
     #[arg(long, env = "SHOPSTREAM_POSTGRES_BIN_DIR", value_name = "DIR")]
     pub postgres_bin_dir: Option<PathBuf>,
 
-    /// TLS to the server, as in libpq: disable; prefer (TLS when the server
+    /// TLS to the server: disable, prefer, require, verify-ca or
+    /// verify-full.
+    ///
+    /// As in libpq: disable; prefer (TLS when the server
     /// offers it, certificate unchecked); require (TLS or fail, certificate
     /// unchecked unless --sslrootcert is given); verify-ca (the chain must
     /// lead to --sslrootcert); verify-full (verify-ca and the certificate
     /// must name the host). sslmode= in --database-url takes precedence.
     /// Unix sockets and the embedded server never use TLS [default: prefer].
-    #[arg(long, env = "PGSSLMODE", value_enum, value_name = "MODE")]
+    #[arg(
+        long,
+        env = "PGSSLMODE",
+        value_enum,
+        value_name = "MODE",
+        help_heading = "TLS"
+    )]
     pub sslmode: Option<SslMode>,
 
     /// PEM file with the CA certificate(s) that signed the server's
     /// certificate, for verify-ca and verify-full, or `system` for the
     /// bundled Mozilla roots (public CAs) [default: ~/.postgresql/root.crt].
     /// sslrootcert= in --database-url takes precedence.
-    #[arg(long, env = "PGSSLROOTCERT", value_name = "FILE|system")]
+    #[arg(
+        long,
+        env = "PGSSLROOTCERT",
+        value_name = "FILE|system",
+        help_heading = "TLS"
+    )]
     pub sslrootcert: Option<String>,
 
     /// PEM client certificate, for servers that authenticate clients by
     /// certificate (needs --sslkey).
-    #[arg(long, env = "PGSSLCERT", value_name = "FILE")]
+    #[arg(long, env = "PGSSLCERT", value_name = "FILE", help_heading = "TLS")]
     pub sslcert: Option<PathBuf>,
 
     /// PEM private key (unencrypted) of --sslcert.
-    #[arg(long, env = "PGSSLKEY", value_name = "FILE")]
+    #[arg(long, env = "PGSSLKEY", value_name = "FILE", help_heading = "TLS")]
     pub sslkey: Option<PathBuf>,
 }
 
@@ -170,7 +184,7 @@ pub enum DbError {
     #[error(transparent)]
     Tls(#[from] TlsError),
 
-    #[error("could not connect to {target}: {detail}\n  hint: {hint}")]
+    #[error("could not connect to {target}: {detail}; hint: {hint}")]
     Connect {
         target: String,
         detail: String,
@@ -411,6 +425,9 @@ pub struct Connector {
     tls: MakeRustls,
     description: String,
     embedded: bool,
+    /// The target came from --database-url / DATABASE_URL (hints then do
+    /// not suggest giving one).
+    from_url: bool,
 }
 
 impl fmt::Debug for Connector {
@@ -475,6 +492,10 @@ impl Connector {
             "check --sslmode, --sslrootcert (PGSSLMODE, PGSSLROOTCERT, or sslmode= / \
              sslrootcert= in the URL) and the host name the server's certificate is for"
                 .into()
+        } else if self.from_url {
+            "check that the server in --database-url / DATABASE_URL is running and reachable \
+             from here and the credentials are right"
+                .into()
         } else {
             "check that the server is running and reachable and the credentials are right, or \
              use --database-url / DATABASE_URL to point shopstream at another PostgreSQL server"
@@ -535,6 +556,7 @@ impl Database {
                         config,
                         tls,
                         embedded: false,
+                        from_url: true,
                     },
                     url,
                     embedded: None,
@@ -554,6 +576,7 @@ impl Database {
                         config,
                         tls,
                         embedded: false,
+                        from_url: false,
                     },
                     url,
                     embedded: None,
@@ -582,6 +605,7 @@ impl Database {
                             embedded::DATABASE
                         ),
                         embedded: true,
+                        from_url: false,
                     },
                     url: server.url(embedded::DATABASE),
                     embedded: Some(server),

@@ -23,6 +23,10 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
+/// The schema version this build expects: the last migration's number
+/// (shown by `shopstream --version`).
+pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
 /// Every migration, in order. Append only.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -273,7 +277,9 @@ async fn apply_pending(
         .await
         .map_err(err)?;
         tx.commit().await.map_err(err)?;
-        tracing::info!(version = m.version, name = m.name, "applied migration");
+        // The caller reports what was applied (`run` logs it, `migrate`
+        // prints it): logging here as well would say it twice.
+        tracing::debug!(version = m.version, name = m.name, "applied migration");
         report.applied.push((m.version, m.name));
     }
     Ok(report)

@@ -2,11 +2,28 @@
 //! backfills): a bar with rate and ETA when stderr is a terminal, nothing
 //! otherwise (the log lines say the same thing for files and pipes).
 //!
+//! The bar on screen is registered here, so that a log line printed while
+//! it is drawn hides it, prints, and redraws it ([`suspend`]) instead of
+//! landing on the same line.
+//!
 //! It only draws; it never decides when work is done.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// The bar being drawn, if any (at most one at a time).
+static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Runs `f` (a write to stderr) with the active bar, if any, hidden.
+pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
+    let bar = ACTIVE.lock().ok().and_then(|a| a.clone());
+    match bar {
+        Some(bar) if !bar.is_finished() => bar.suspend(f),
+        _ => f(),
+    }
+}
 
 /// A bar, or nothing when stderr is not a terminal.
 #[derive(Debug, Clone)]
@@ -37,6 +54,9 @@ impl Progress {
         let bar = ProgressBar::new(total)
             .with_style(style)
             .with_prefix(prefix.to_string());
+        if let Ok(mut active) = ACTIVE.lock() {
+            *active = Some(bar.clone());
+        }
         Progress(Some(bar))
     }
 
@@ -60,6 +80,14 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(b) = &self.0 {
             b.finish();
+            // The finished bar stays on screen; the next line goes below
+            // it, not onto it.
+            if !b.is_hidden() {
+                eprintln!();
+            }
+            if let Ok(mut active) = ACTIVE.lock() {
+                active.take_if(|a| a.is_finished());
+            }
         }
     }
 }

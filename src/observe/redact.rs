@@ -87,10 +87,13 @@ pub fn stderr() -> ScrubbedStderr {
 impl Write for ScrubbedStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        match scrub(&text) {
-            Cow::Borrowed(_) => io::stderr().write_all(buf)?,
-            Cow::Owned(clean) => io::stderr().write_all(clean.as_bytes())?,
-        }
+        let scrubbed = match scrub(&text) {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(clean) => Some(clean),
+        };
+        let clean = scrubbed.as_ref().map_or(buf, |c| c.as_bytes());
+        // A progress bar on screen is hidden while the line prints.
+        super::progress::suspend(|| io::stderr().write_all(clean))?;
         Ok(buf.len())
     }
 

@@ -59,14 +59,17 @@ use crate::validate::Rules;
 /// `shopstream run` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Folder to load CSV files from (watched recursively), or an object
-    /// store prefix `s3://BUCKET/PREFIX` (credentials, region and endpoint
-    /// from AWS_* variables; polled every --relist-secs). Hidden files,
+    /// Folder (watched) or `s3://BUCKET/PREFIX` (polled) to load CSV files
+    /// from.
+    ///
+    /// A folder is watched recursively. An object store prefix takes its
+    /// credentials, region and endpoint from AWS_* variables and is polled
+    /// every --relist-secs. Hidden files,
     /// `_`-prefixed files and temporary suffixes (.tmp, .part, .crdownload,
     /// _COPYING_) are ignored until renamed.
     /// `/` and the system folders (/etc, /usr, …, however spelled) are
     /// refused.
-    #[arg(long, short, env = "SHOPSTREAM_INPUT", default_value = "./incoming", value_parser = parse_work_folder)]
+    #[arg(help_heading = "Input", long, short, env = "SHOPSTREAM_INPUT", default_value = "./incoming", value_parser = parse_work_folder)]
     pub input: PathBuf,
 
     /// Which files are input: a glob pattern (repeatable, or
@@ -74,29 +77,29 @@ pub struct RunArgs {
     /// depth (`*.csv`), one with `/` the path below the input
     /// (`2026/**/*.csv`); case is ignored. Other files are never read,
     /// moved or quarantined.
-    #[arg(long, env = "SHOPSTREAM_INCLUDE", default_value = DEFAULT_INCLUDE, value_delimiter = ',', value_name = "GLOB", value_parser = parse_include)]
+    #[arg(help_heading = "Input", long, env = "SHOPSTREAM_INCLUDE", default_value = DEFAULT_INCLUDE, value_delimiter = ',', value_name = "GLOB", value_parser = parse_include)]
     pub include: Vec<String>,
 
     /// Load every file present, then exit 0 (backfills, cron, benchmarks).
-    #[arg(long, env = "SHOPSTREAM_ONCE")]
+    #[arg(help_heading = "Input", long, env = "SHOPSTREAM_ONCE")]
     pub once: bool,
 
     /// Most files committed together in one transaction.
-    #[arg(long, env = "SHOPSTREAM_BATCH_MAX_FILES", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(help_heading = "Batching", long, env = "SHOPSTREAM_BATCH_MAX_FILES", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch_max_files: u32,
 
-    /// Most bytes of input per transaction (a larger single file still
-    /// forms a batch on its own). With several --connections, a backlog is
-    /// split into smaller batches so that every connection has work. At
-    /// least 1.
-    #[arg(long, env = "SHOPSTREAM_BATCH_MAX_BYTES", default_value_t = 256 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Most bytes of input per transaction (bytes, or with a unit: 64MiB,
+    /// 1G; units are 1024-based). A larger single file still forms a batch
+    /// on its own. With several --connections, a backlog is split into
+    /// smaller batches so that every connection has work. At least 1.
+    #[arg(help_heading = "Batching", long, env = "SHOPSTREAM_BATCH_MAX_BYTES", default_value = "256MiB", value_name = "SIZE", value_parser = parse_batch_bytes)]
     pub batch_max_bytes: u64,
 
     /// Database connections loading batches at the same time (one more
     /// connection lists and keeps the ledger). Each batch is one
     /// transaction on one connection. [default: the number of CPU cores
     /// plus one, at most 4]
-    #[arg(long, env = "SHOPSTREAM_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(help_heading = "Batching", long, env = "SHOPSTREAM_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub connections: Option<u32>,
 
     /// Event ids this process remembers (at least this many; the memory,
@@ -107,41 +110,66 @@ pub struct RunArgs {
     /// id was loaded by another worker or before this process started)
     /// costs only loading that batch again through staging. 0 sends every
     /// row through staging. At most 10,000,000.
-    #[arg(long, env = "SHOPSTREAM_RECENT_IDS", default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    #[arg(help_heading = "Batching", long, env = "SHOPSTREAM_RECENT_IDS", default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
     pub recent_ids: u64,
 
-    /// Smallest batch (bytes of input) that tries the direct path; smaller
-    /// batches go through staging. For live input whose batches, loading
+    /// Smallest batch (bytes of input, or with a unit: 64K, 1MiB) that
+    /// tries the direct path; smaller batches go through staging. For live input whose batches, loading
     /// at the same time, often share event ids: there the direct path can
     /// make them wait for each other. 0 lets every batch try it.
-    #[arg(long, env = "SHOPSTREAM_DIRECT_MIN_BATCH_BYTES", default_value = "0", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(help_heading = "Batching", long, env = "SHOPSTREAM_DIRECT_MIN_BATCH_BYTES", default_value = "0", value_name = "SIZE", value_parser = parse_size)]
     pub direct_min_batch_bytes: u64,
 
     /// Seconds between full listings of the input folder; OS file events
     /// trigger a listing sooner. For an object store: seconds between
     /// listings (each resumes after the last settled key).
-    #[arg(long, env = "SHOPSTREAM_RELIST_SECS", default_value_t = 2.0)]
+    #[arg(
+        help_heading = "Input",
+        long,
+        env = "SHOPSTREAM_RELIST_SECS",
+        default_value_t = 2.0
+    )]
     pub relist_secs: f64,
 
     /// Object store input only: seconds between listings that start from
     /// the beginning of the prefix instead of after the last settled key,
     /// to find keys that sort before it (keys should sort in arrival order,
     /// as time-stamped names do). 0 lists everything every time.
-    #[arg(long, env = "SHOPSTREAM_FULL_RELIST_SECS", default_value_t = 300.0)]
+    #[arg(
+        help_heading = "Input",
+        long,
+        env = "SHOPSTREAM_FULL_RELIST_SECS",
+        default_value_t = 300.0
+    )]
     pub full_relist_secs: f64,
 
     /// Highest accepted price; above it a row fails `extreme_price`.
-    #[arg(long, env = "SHOPSTREAM_MAX_PRICE", default_value = "10000")]
+    #[arg(
+        help_heading = "Validation",
+        long,
+        env = "SHOPSTREAM_MAX_PRICE",
+        default_value = "10000"
+    )]
     pub max_price: String,
 
     /// Seconds an event_time may lie ahead of the clock before it fails
     /// `future_event_time`.
-    #[arg(long, env = "SHOPSTREAM_FUTURE_TOLERANCE_SECS", default_value_t = 60)]
+    #[arg(
+        help_heading = "Validation",
+        long,
+        env = "SHOPSTREAM_FUTURE_TOLERANCE_SECS",
+        default_value_t = 60
+    )]
     pub future_tolerance_secs: u64,
 
     /// Events older than this many seconds when processed are flagged
     /// `is_late_arrival`.
-    #[arg(long, env = "SHOPSTREAM_LATE_THRESHOLD_SECS", default_value_t = 300)]
+    #[arg(
+        help_heading = "Validation",
+        long,
+        env = "SHOPSTREAM_LATE_THRESHOLD_SECS",
+        default_value_t = 300
+    )]
     pub late_threshold_secs: u64,
 
     /// IANA time zone (Europe/Berlin, America/New_York) of event times
@@ -149,95 +177,115 @@ pub struct RunArgs {
     /// time the clocks skip when daylight saving time begins fails
     /// `invalid_event_time`; one that occurs twice when it ends is the
     /// earlier instant. Times with an offset are unaffected.
-    #[arg(long, env = "SHOPSTREAM_SOURCE_TIMEZONE", default_value = "UTC", value_name = "ZONE", value_parser = parse_zone)]
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_SOURCE_TIMEZONE", default_value = "UTC", value_name = "ZONE", value_parser = parse_zone)]
     pub source_timezone: chrono_tz::Tz,
 
     /// Events older than this when processed (90d, 12h, 30m, 3600s) fail
     /// `too_old_event_time` instead of being loaded and flagged late.
     /// [default: no bound]
-    #[arg(long, env = "SHOPSTREAM_MAX_EVENT_AGE", value_name = "DURATION", value_parser = parse_age)]
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_EVENT_AGE", value_name = "DURATION", value_parser = parse_age)]
     pub max_event_age: Option<Duration>,
 
     /// Longest accepted CSV record (bytes, or with a unit: 64K, 1MiB; units
     /// are 1024-based); a longer one rejects its file. At least 1.
-    #[arg(long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value = "1MiB", value_name = "SIZE", value_parser = parse_limit_usize)]
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value = "1MiB", value_name = "SIZE", value_parser = parse_limit_usize)]
     pub max_line_bytes: usize,
 
     /// Most fields in one CSV record, the header included; a record with
     /// more rejects its file (the CSV is not what it claims to be).
-    #[arg(long, env = "SHOPSTREAM_MAX_COLUMNS", default_value_t = DEFAULT_MAX_FIELDS, value_name = "N", value_parser = parse_max_columns)]
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_COLUMNS", default_value_t = DEFAULT_MAX_FIELDS, value_name = "N", value_parser = parse_max_columns)]
     pub max_columns: usize,
 
     /// Largest accepted file (bytes, or with a unit: 512M, 2GiB); a larger
     /// one is rejected and quarantined without being read. At least 1.
-    #[arg(long, env = "SHOPSTREAM_MAX_FILE_BYTES", default_value = "4GiB", value_name = "SIZE", value_parser = parse_limit)]
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_FILE_BYTES", default_value = "4GiB", value_name = "SIZE", value_parser = parse_limit)]
     pub max_file_bytes: u64,
 
     /// Longest wait, in seconds, for opening an input file or for one read
     /// of it. A file that stalls longer (a hung network mount) is given up
     /// for now, neither recorded nor moved, and tried again later; the
     /// other files and batches go on.
-    #[arg(long, env = "SHOPSTREAM_READ_TIMEOUT_SECS", default_value_t = DEFAULT_READ_TIMEOUT.as_secs_f64(), value_name = "S", value_parser = parse_read_timeout)]
+    #[arg(help_heading = "Input", long, env = "SHOPSTREAM_READ_TIMEOUT_SECS", default_value_t = DEFAULT_READ_TIMEOUT.as_secs_f64(), value_name = "S", value_parser = parse_read_timeout)]
     pub read_timeout_secs: f64,
 
     /// What to do with header columns the detected layout does not know:
     /// keep their values in `ecommerce_events.extra` (JSON), drop them, or
     /// reject the file. Their names are recorded in the ledger either way.
     /// Canonical column names (`quantity`, `category`, …) are always read.
-    #[arg(long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
     pub unknown_columns: UnknownColumns,
 
     /// Seconds before the first retry after a failed batch or a lost
     /// database; each further retry waits --retry-factor times longer (±20%
     /// jitter), up to --retry-max-secs.
-    #[arg(long, env = "SHOPSTREAM_RETRY_INITIAL_SECS", default_value_t = 1.0)]
+    #[arg(
+        help_heading = "Retry and breaker",
+        long,
+        env = "SHOPSTREAM_RETRY_INITIAL_SECS",
+        default_value_t = 1.0
+    )]
     pub retry_initial_secs: f64,
 
     /// Growth of the wait between consecutive retries.
-    #[arg(long, env = "SHOPSTREAM_RETRY_FACTOR", default_value_t = 2.0)]
+    #[arg(
+        help_heading = "Retry and breaker",
+        long,
+        env = "SHOPSTREAM_RETRY_FACTOR",
+        default_value_t = 2.0
+    )]
     pub retry_factor: f64,
 
     /// Longest wait between retries, in seconds.
-    #[arg(long, env = "SHOPSTREAM_RETRY_MAX_SECS", default_value_t = 60.0)]
+    #[arg(
+        help_heading = "Retry and breaker",
+        long,
+        env = "SHOPSTREAM_RETRY_MAX_SECS",
+        default_value_t = 60.0
+    )]
     pub retry_max_secs: f64,
 
     /// Consecutive failures (connect, batch or probe) that open the circuit
     /// breaker: intake pauses, files stay where they are. With --once the
     /// run gives up instead (exit 1), as it does after this many failed
     /// listings of the input in a row (which never open the breaker).
-    #[arg(long, env = "SHOPSTREAM_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(help_heading = "Retry and breaker", long, env = "SHOPSTREAM_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub breaker_failures: u32,
 
     /// Longest wait between probes of the database while the circuit is
     /// open. The first probe comes after --retry-initial-secs (1 s), each
     /// failed one waits --retry-factor times longer (±20% jitter), up to
     /// this; so a restarted database is found within seconds.
-    #[arg(long, env = "SHOPSTREAM_BREAKER_OPEN_SECS", default_value_t = 30.0)]
+    #[arg(
+        help_heading = "Retry and breaker",
+        long,
+        env = "SHOPSTREAM_BREAKER_OPEN_SECS",
+        default_value_t = 30.0
+    )]
     pub breaker_open_secs: f64,
 
     /// Successful probes in a row that close the circuit again.
-    #[arg(long, env = "SHOPSTREAM_BREAKER_SUCCESSES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(help_heading = "Retry and breaker", long, env = "SHOPSTREAM_BREAKER_SUCCESSES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub breaker_successes: u32,
 
     /// What to do with a file once its rows are committed (loaded or a
     /// duplicate): keep it in place, move it under --archive-dir (keeping
     /// its sub-folders), or delete it. Never before the commit.
-    #[arg(long, env = "SHOPSTREAM_AFTER_LOAD", value_enum, default_value_t = AfterLoad::Keep)]
+    #[arg(help_heading = "After load", long, env = "SHOPSTREAM_AFTER_LOAD", value_enum, default_value_t = AfterLoad::Keep)]
     pub after_load: AfterLoad,
 
     /// Where --after-load archive moves files [default: INPUT/_archive]; for
     /// an object store, a URL in the same bucket. Not / or a system folder.
-    #[arg(long, env = "SHOPSTREAM_ARCHIVE_DIR", value_parser = parse_work_folder)]
+    #[arg(help_heading = "After load", long, env = "SHOPSTREAM_ARCHIVE_DIR", value_parser = parse_work_folder)]
     pub archive_dir: Option<PathBuf>,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Alerts")]
     pub alerts: AlertArgs,
 
     /// Where rejected files (unreadable, binary, empty, unknown header, …)
     /// are moved, each with a `.reason.txt` beside it [default:
     /// INPUT/_quarantine]; for an object store, a URL in the same bucket.
     /// Not / or a system folder.
-    #[arg(long, env = "SHOPSTREAM_QUARANTINE_DIR", value_parser = parse_work_folder)]
+    #[arg(help_heading = "After load", long, env = "SHOPSTREAM_QUARANTINE_DIR", value_parser = parse_work_folder)]
     pub quarantine_dir: Option<PathBuf>,
 }
 
@@ -256,6 +304,16 @@ fn parse_limit(text: &str) -> Result<u64, String> {
     match parse_size(text)? {
         0 => Err(format!(
             "{text:?} would reject every file: give a size of at least 1 byte"
+        )),
+        n => Ok(n),
+    }
+}
+
+/// `--batch-max-bytes`: a size of at least one byte.
+fn parse_batch_bytes(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err(format!(
+            "{text:?} would leave no room for a file: give a size of at least 1 byte"
         )),
         n => Ok(n),
     }
@@ -320,6 +378,29 @@ impl PipelineError {
 }
 
 impl RunArgs {
+    /// For the run summary: where rejected rows and files went, or nothing
+    /// when there were none.
+    pub fn where_rejects_went(&self, rows: u64, files: u64) -> String {
+        let mut out = String::new();
+        if rows > 0 {
+            out.push_str(
+                "; rejected rows are in table dead_letter_events with their reasons \
+                 (`shopstream report` sums them up)",
+            );
+        }
+        if files > 0 {
+            let dir = match &self.quarantine_dir {
+                Some(d) => d.clone(),
+                None => self.input.join("_quarantine"),
+            };
+            out.push_str(&format!(
+                "; rejected files are in {}, each with a .reason.txt",
+                dir.display()
+            ));
+        }
+        out
+    }
+
     /// The retry pacing from the `--retry-*` options.
     pub fn backoff(&self) -> Result<Backoff, PipelineError> {
         let ok = |s: f64| s > 0.0 && s.is_finite() && s < 1e9;
@@ -456,7 +537,8 @@ pub fn log_batch(r: &BatchReport) {
     for f in &r.files {
         match &f.status {
             FileStatus::Rejected { reason } => {
-                tracing::warn!(file = ?f.path, "file rejected: {reason}")
+                // The quarantine line says it (with where the file went).
+                tracing::debug!(file = ?f.path, "file rejected: {reason}")
             }
             FileStatus::Duplicate { of } => {
                 tracing::info!(file = ?f.path, "same content as {of:?}: nothing added")
@@ -763,11 +845,14 @@ pub async fn run(
                     continue;
                 }
                 let wait = backoff.delay(failures, &mut rng);
-                tracing::error!(
+                // Retried: a warning on one line. ERROR is for giving up
+                // (the circuit opening, the run ending).
+                tracing::warn!(
                     class = ?class,
                     attempt = failures,
-                    "{message}; nothing was committed, retrying in {:.1}s",
-                    wait.as_secs_f64()
+                    "attempt {failures} failed, nothing was committed; retrying in {}: {}",
+                    readable_wait(wait),
+                    message.replace('\n', " ")
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {},
@@ -799,7 +884,7 @@ pub async fn run(
         tracing::warn!("gave up waiting for alert delivery after 30 s");
     }
     tracing::info!(
-        "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected",
+        "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected{}",
         summary.batches,
         summary.files_loaded,
         summary.files_duplicate,
@@ -808,9 +893,19 @@ pub async fn run(
         summary.rows_read,
         summary.rows_loaded,
         summary.rows_duplicate,
-        summary.rows_rejected
+        summary.rows_rejected,
+        args.where_rejects_went(summary.rows_rejected, summary.files_quarantined)
     );
     Ok(summary)
+}
+
+/// `250 ms`, `1.5 s`: a retry's wait as people read it.
+fn readable_wait(wait: Duration) -> String {
+    if wait < Duration::from_secs(1) {
+        format!("{} ms", wait.as_millis())
+    } else {
+        format!("{:.1} s", wait.as_secs_f64())
+    }
 }
 
 /// Seconds until the breaker's next probe.

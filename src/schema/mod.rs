@@ -29,15 +29,15 @@ pub enum LayoutId {
     /// shopstream v3 (current): v2 plus device, browser, geo, referrer and
     /// campaign.
     V3,
-    /// Seed 000 (Olivia-21): `USER_000001` ids, `YYYY-MM-DD HH:MM:SS`.
+    /// user_events, MD5 ids, `USER_000001` users (from seed 000, Olivia-21).
     Seed000,
-    /// Seed 001 (Damas200): ISO times with `T`, prices on views.
+    /// user_events, ISO times with `T`, prices on views (from seed 001, Damas200).
     Seed001,
-    /// Seed 002 (Elias-DE): `user_id,action,product,timestamp`, no event id.
+    /// `user_id,action,product,timestamp`, no event id (from seed 002, Elias-DE).
     Seed002,
-    /// Seed 003 (Zaina-M): 12 columns, `512.0` ids, `+00:00` times.
+    /// ecommerce_events export, 12 columns, `512.0` ids (from seed 003, Zaina-M).
     Seed003,
-    /// Seed 004 (jill-break): 7 columns, session id per event.
+    /// user_activity, 7 columns, session id per event (from seed 004, jill-break).
     Seed004,
 }
 

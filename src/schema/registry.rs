@@ -244,7 +244,7 @@ static V3: LayoutSpec = LayoutSpec {
 static SEED000: LayoutSpec = LayoutSpec {
     id: LayoutId::Seed000,
     introduced: "2026-01-29",
-    description: "seed 000 (Olivia-21 Spark pipeline), table user_events",
+    description: "user_events with MD5 event ids, USER_000001 users and zone-less times (from seed 000, the Olivia-21 Spark pipeline)",
     columns: &[
         req(
             Field::EventId,
@@ -284,7 +284,7 @@ static SEED000: LayoutSpec = LayoutSpec {
 static SEED001: LayoutSpec = LayoutSpec {
     id: LayoutId::Seed001,
     introduced: "2026-01-30",
-    description: "seed 001 (Damas200 Spark pipeline), table user_events",
+    description: "user_events with numeric users and products, ISO times without zone and prices on views (from seed 001, the Damas200 Spark pipeline)",
     columns: &[
         req(Field::EventId, "event_id", Uuid, "UUID (uuid4)"),
         text(Field::UserId, "user_id", "integer 1–100"),
@@ -313,7 +313,7 @@ static SEED001: LayoutSpec = LayoutSpec {
 static SEED002: LayoutSpec = LayoutSpec {
     id: LayoutId::Seed002,
     introduced: "2025-04-30",
-    description: "seed 002 (Elias-DE Spark pipeline): four columns, no event id, no price",
+    description: "four columns user_id, action, product, timestamp: no event id, no price (from seed 002, the Elias-DE Spark pipeline)",
     columns: &[
         text(Field::UserId, "user_id", "integer 1001–1010"),
         req(Field::EventType, "action", Text, "view or purchase"),
@@ -337,7 +337,7 @@ static SEED002: LayoutSpec = LayoutSpec {
 static SEED003: LayoutSpec = LayoutSpec {
     id: LayoutId::Seed003,
     introduced: "2026-01-29",
-    description: "seed 003 (Zaina-M Spark pipeline), table ecommerce_events",
+    description: "ecommerce_events export of 12 columns, pandas-style 512.0 ids and +00:00 times (from seed 003, the Zaina-M Spark pipeline)",
     columns: &[
         req(Field::EventId, "event_id", Uuid, "UUID (uuid4)"),
         text(Field::UserId, "user_id", "integer 1–1000, often written 512.0 by pandas (read as 512); empty for anonymous views and searches"),
@@ -365,7 +365,7 @@ static SEED003: LayoutSpec = LayoutSpec {
 static SEED004: LayoutSpec = LayoutSpec {
     id: LayoutId::Seed004,
     introduced: "2026-01-29",
-    description: "seed 004 (jill-break Spark pipeline), table user_activity",
+    description: "user_activity with a fresh session id per event and zone-less times (from seed 004, the jill-break Spark pipeline)",
     columns: &[
         req(Field::EventId, "event_id", Uuid, "UUID (uuid4)"),
         req(

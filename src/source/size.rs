@@ -1,5 +1,6 @@
-//! Byte sizes as people write and read them, for the input limits
-//! (`--max-line-bytes`, `--max-file-bytes`): `1048576`, `64K`, `512MiB`,
+//! Byte sizes as people write and read them, for every size option
+//! (`--batch-max-bytes`, `--max-line-bytes`, `--max-file-bytes`,
+//! `--direct-min-batch-bytes`, bench's `--big-file-mib`): `1048576`, `64K`, `512MiB`,
 //! `2G`, `1.5GB`; units are binary (K = 1024) whatever their spelling.
 //!
 //! Pure functions: no I/O, no limits of their own.
