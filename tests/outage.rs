@@ -187,28 +187,8 @@ async fn a_database_outage_pauses_intake_and_the_backlog_drains_by_itself_delete
 }
 
 async fn outage(after_load: &str) {
-    let tmp = tempfile::Builder::new()
-        .prefix("ss-outage-")
-        .tempdir_in("/tmp")
-        .expect("tmp");
-    // The `postgres` account must reach the cluster when running as root.
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
-    let opts = EmbeddedOptions::new(tmp.path().join("db"));
-    let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(scenario(
-        &opts,
-        tmp.path(),
-        after_load,
-    )))
+    common::with_private_server("ss-outage-", |opts, tmp| async move {
+        scenario(&opts, &tmp, after_load).await
+    })
     .await;
-    if let Err(panic) = result {
-        // Do not leave a server running.
-        if let Ok(server) = EmbeddedServer::start(&opts).await {
-            let _ = server.stop_now().await;
-        }
-        std::panic::resume_unwind(panic);
-    }
 }

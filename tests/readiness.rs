@@ -127,27 +127,8 @@ async fn scenario(opts: &EmbeddedOptions, tmp: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_drops_at_once_agrees_with_its_status_and_recovery_takes_seconds() {
-    let tmp = tempfile::Builder::new()
-        .prefix("ss-ready-")
-        .tempdir_in("/tmp")
-        .expect("tmp");
-    // The `postgres` account must reach the cluster when running as root.
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
-    let opts = EmbeddedOptions::new(tmp.path().join("db"));
-    let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(scenario(
-        &opts,
-        tmp.path(),
-    )))
+    common::with_private_server("ss-ready-", |opts, tmp| async move {
+        scenario(&opts, &tmp).await
+    })
     .await;
-    if let Err(panic) = result {
-        // Do not leave a server running.
-        if let Ok(server) = EmbeddedServer::start(&opts).await {
-            let _ = server.stop_now().await;
-        }
-        std::panic::resume_unwind(panic);
-    }
 }

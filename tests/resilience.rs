@@ -718,29 +718,10 @@ async fn wait_line(lines: &Timed, from: usize, needle: &str) -> (usize, std::tim
 /// /readyz.
 #[tokio::test(flavor = "multi_thread")]
 async fn one_loader_goes_closed_open_half_open_closed_with_the_configured_timings() {
-    use shopstream::db::embedded::{EmbeddedOptions, EmbeddedServer};
-    let tmp = tempfile::Builder::new()
-        .prefix("ss-breaker-")
-        .tempdir_in("/tmp")
-        .expect("tmp");
-    // The `postgres` account must reach the cluster when running as root.
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
-    let opts = EmbeddedOptions::new(tmp.path().join("db"));
-    let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-        breaker_scenario(&opts, tmp.path()),
-    ))
+    common::with_private_server("ss-breaker-", |opts, tmp| async move {
+        breaker_scenario(&opts, &tmp).await
+    })
     .await;
-    if let Err(panic) = result {
-        // Do not leave a server running.
-        if let Ok(server) = EmbeddedServer::start(&opts).await {
-            let _ = server.stop_now().await;
-        }
-        std::panic::resume_unwind(panic);
-    }
 }
 
 async fn breaker_scenario(opts: &shopstream::db::embedded::EmbeddedOptions, tmp: &Path) {

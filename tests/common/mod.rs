@@ -687,3 +687,33 @@ pub fn peak_rss(cmd: &mut Command, log: &Path) -> u64 {
     assert!(peak > 0, "no memory figure was read");
     peak
 }
+
+/// Runs `scenario` against a PostgreSQL server of its own that it may stop
+/// and start (an outage): its data folder is in a fresh folder under /tmp
+/// (`prefix…`) that the `postgres` account can reach when the tests run as
+/// root. If the scenario panics, the server is stopped before the panic
+/// goes on, so no server is left running.
+pub async fn with_private_server<F, Fut>(prefix: &str, scenario: F)
+where
+    F: FnOnce(EmbeddedOptions, std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .expect("tmp");
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let opts = EmbeddedOptions::new(tmp.path().join("db"));
+    let run = scenario(opts.clone(), tmp.path().to_path_buf());
+    let result = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;
+    if let Err(panic) = result {
+        if let Ok(server) = EmbeddedServer::start(&opts).await {
+            let _ = server.stop_now().await;
+        }
+        std::panic::resume_unwind(panic);
+    }
+}
