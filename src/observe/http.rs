@@ -2,8 +2,8 @@
 //! `/healthz` (the process is alive), `/readyz` (the database is reachable
 //! and the circuit breaker closed) and the live dashboard at `/`.
 //!
-//! It binds one address (`--http-addr`, default 127.0.0.1:9898, `off` to
-//! switch it off). A non-loopback address needs `--http-allow-remote` and
+//! It binds one address (`--http-addr`, default 127.0.0.1:9898 (none for
+//! `run --once` unless given), `off` to switch it off). A non-loopback address needs `--http-allow-remote` and
 //! then a bearer token (`--http-token-file` or `SHOPSTREAM_HTTP_TOKEN`),
 //! compared in constant time; only `/healthz` and the dashboard's static
 //! page stay open without it. It is read-only: GET and HEAD, anything else
@@ -71,9 +71,10 @@ pub struct HttpArgs {
     /// live dashboard at /), as HOST:PORT; port 0 picks a free port (the log
     /// says which). `off` switches it off. Give each worker on a machine its
     /// own port. An address other machines can reach (not loopback) also
-    /// needs --http-allow-remote.
-    #[arg(long, env = "SHOPSTREAM_HTTP_ADDR", default_value = DEFAULT_ADDR, value_name = "HOST:PORT|off")]
-    pub http_addr: String,
+    /// needs --http-allow-remote. [default: 127.0.0.1:9898; off for
+    /// `run --once`, which serves only when given an address]
+    #[arg(long, env = "SHOPSTREAM_HTTP_ADDR", value_name = "HOST:PORT|off")]
+    pub http_addr: Option<String>,
 
     /// Allow --http-addr to be a non-loopback address (e.g. 0.0.0.0:9898).
     /// Then every request but /healthz and the dashboard's static page needs
@@ -234,7 +235,7 @@ impl HttpArgs {
     /// Binds the address, or `None` when switched off. Refuses a
     /// non-loopback address without --http-allow-remote and a token.
     pub async fn bind(&self) -> Result<Option<Endpoint>, HttpError> {
-        let spec = self.http_addr.trim();
+        let spec = self.http_addr.as_deref().unwrap_or(DEFAULT_ADDR).trim();
         if spec.eq_ignore_ascii_case("off") {
             return Ok(None);
         }

@@ -84,19 +84,34 @@ pub fn stderr() -> ScrubbedStderr {
     ScrubbedStderr
 }
 
+/// `result` with a reader that went away (`2>&1 | head`, EPIPE) counted as
+/// written: output ends quietly instead of failing (or panicking) later.
+fn quiet_on_broken_pipe(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 impl Write for ScrubbedStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        match scrub(&text) {
-            Cow::Borrowed(_) => io::stderr().write_all(buf)?,
-            Cow::Owned(clean) => io::stderr().write_all(clean.as_bytes())?,
-        }
+        quiet_on_broken_pipe(match scrub(&text) {
+            Cow::Borrowed(_) => io::stderr().write_all(buf),
+            Cow::Owned(clean) => io::stderr().write_all(clean.as_bytes()),
+        })?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        quiet_on_broken_pipe(io::stderr().flush())
     }
+}
+
+/// Writes `text` to stderr through [`scrub`], ignoring a failed write (a
+/// closed or broken stderr must not turn into a panic, as `eprintln!` would).
+pub fn eprint(text: &str) {
+    let _ = io::stderr().write_all(scrub(text).as_bytes());
 }
 
 /// Replaces the panic message printer with one that scrubs: a panic's
