@@ -245,6 +245,20 @@ async fn once_serves_no_http_unless_asked() {
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("9898"), "{stderr}");
     assert!(common::count(&db, "SELECT count(*) FROM ecommerce_events").await > 0);
+
+    // Asked for, it serves: the taken port is refused before any work,
+    // its cause printed once.
+    let out = shopstream()
+        .env_remove("SHOPSTREAM_HTTP_ADDR")
+        .args(["run", "--once", "--http-addr", "127.0.0.1:9898"])
+        .args(["--database-url", &db.url, "--input"])
+        .arg(&input)
+        .output()
+        .expect("spawn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot listen on 127.0.0.1:9898"), "{stderr}");
+    assert_eq!(stderr.matches("(os error").count(), 1, "the cause once: {stderr}");
 }
 
 /// Adds a generated file (seed `seed`) to `input` under a name of its own.

@@ -113,14 +113,11 @@ pub enum HttpError {
     #[error("--http-addr {0:?} is not HOST:PORT (e.g. 127.0.0.1:9898) or off")]
     Addr(String),
     #[error(
-        "cannot listen on {addr} for /metrics and the dashboard: {source}; is another shopstream \
+        "cannot listen on {addr} for /metrics and the dashboard: {error}; is another shopstream \
          running there? Pass --http-addr HOST:PORT (port 0 picks a free one) or --http-addr off"
     )]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is in the message, not a `source`: it would print twice.
+    Bind { addr: String, error: std::io::Error },
     #[error(
         "refusing to serve /metrics and the dashboard on {addr}: it is not a loopback address, \
          so other machines could read them. Pass --http-allow-remote (with a bearer token: \
@@ -132,12 +129,8 @@ pub enum HttpError {
          --http-token-file FILE or SHOPSTREAM_HTTP_TOKEN (at least {MIN_TOKEN_LEN} characters)"
     )]
     NoToken,
-    #[error("cannot read the bearer token file {path}: {source}")]
-    TokenFile {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read the bearer token file {path}: {error}")]
+    TokenFile { path: String, error: std::io::Error },
     #[error("the bearer token ({from}) is shorter than {MIN_TOKEN_LEN} characters")]
     ShortToken { from: String },
     #[error("--http-timeout-secs must be above 0 (and below a day)")]
@@ -212,9 +205,9 @@ impl HttpArgs {
     /// The bearer token from --http-token-file or SHOPSTREAM_HTTP_TOKEN.
     pub fn token(&self) -> Result<Option<Token>, HttpError> {
         let (text, from) = if let Some(path) = &self.http_token_file {
-            let text = std::fs::read_to_string(path).map_err(|source| HttpError::TokenFile {
+            let text = std::fs::read_to_string(path).map_err(|error| HttpError::TokenFile {
                 path: path.display().to_string(),
-                source,
+                error,
             })?;
             warn_if_readable_by_others(path);
             (text, format!("--http-token-file {}", path.display()))
@@ -260,9 +253,9 @@ impl HttpArgs {
         }
         let listener = TcpListener::bind(first)
             .await
-            .map_err(|source| HttpError::Bind {
+            .map_err(|error| HttpError::Bind {
                 addr: spec.to_string(),
-                source,
+                error,
             })?;
         let addr = listener.local_addr().unwrap_or(first);
         Ok(Some(Endpoint {
