@@ -257,8 +257,15 @@ async fn once_serves_no_http_unless_asked() {
         .expect("spawn");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("cannot listen on 127.0.0.1:9898"), "{stderr}");
-    assert_eq!(stderr.matches("(os error").count(), 1, "the cause once: {stderr}");
+    assert!(
+        stderr.contains("cannot listen on 127.0.0.1:9898"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("(os error").count(),
+        1,
+        "the cause once: {stderr}"
+    );
 }
 
 /// Adds a generated file (seed `seed`) to `input` under a name of its own.

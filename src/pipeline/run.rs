@@ -589,9 +589,9 @@ impl RunArgs {
         self.parse_config()?;
         self.backoff()?;
         self.breaker()?;
-        if !(self.relist_secs > 0.0 && self.relist_secs.is_finite())
-            || !(self.full_relist_secs >= 0.0 && self.full_relist_secs < 1e9)
-        {
+        let relist_ok = self.relist_secs > 0.0 && self.relist_secs.is_finite();
+        let full_ok = self.full_relist_secs >= 0.0 && self.full_relist_secs < 1e9;
+        if !(relist_ok && full_ok) {
             return Err(PipelineError::Relist);
         }
         self.alerts.config()?;
