@@ -201,12 +201,29 @@ fn main() -> ExitCode {
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {
-            redact::eprint(&format!("error: {e:#}\n"));
+            redact::eprint(&format!("error: {}\n", error_text(&e)));
             exit_code(&e)
         }
         // The panic hook has printed the message; 101 as for any panic.
         Err(_) => ExitCode::from(101),
     }
+}
+
+/// The error and its causes joined with ": " (as `{:#}` does), each cause
+/// once: one a message already quotes (`... : {source}`) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// 2 for settings a person must fix (like a usage error: an invalid

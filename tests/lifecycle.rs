@@ -222,6 +222,30 @@ fn run_with_a_missing_input_creates_nothing_and_prints_the_cause_once() {
     );
 }
 
+#[test]
+fn an_error_that_quotes_its_cause_prints_it_once() {
+    // The generator's error names the OS error in its message and carries
+    // it as its source too.
+    let out = shopstream()
+        .args([
+            "generate",
+            "--files",
+            "1",
+            "--output",
+            "/proc/self/no-such/out",
+        ])
+        .output()
+        .expect("spawn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("/proc/self/no-such/out"), "{stderr}");
+    assert_eq!(
+        stderr.matches("(os error").count(),
+        1,
+        "the cause once: {stderr}"
+    );
+}
+
 #[tokio::test]
 async fn once_serves_no_http_unless_asked() {
     let db = common::test_db().await;
