@@ -327,12 +327,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            fatal(json, &redact::scrub(&format!("{e:#}")));
+    // A panic unwinds out of `block_on`, dropping the embedded server's
+    // handle unstopped; the server is stopped all the same before exiting.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(run(cli.command))
+    }));
+    shopstream::db::embedded::stop_dropped();
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            fatal(json, &error_text(&e));
             exit_code(&e)
         }
+        // The panic hook has printed the message; 101 as for any panic.
+        Err(_) => ExitCode::from(101),
     }
 }
 
@@ -343,7 +351,7 @@ fn fatal(json: bool, message: &str) {
     if json {
         tracing::error!(fatal = true, "{message}");
     } else {
-        eprintln!("error: {message}");
+        redact::eprint(&format!("error: {message}\n"));
     }
 }
 
@@ -356,6 +364,23 @@ fn print_help_output(result: Result<(), shopstream::help::HelpError>) -> ExitCod
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined with ": " (as `{:#}` does), each cause
+/// once: one a message already quotes (`... : {source}`) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// 2 for settings a person must fix (like a usage error: an invalid
@@ -409,6 +434,14 @@ fn serve(
     Ok(Some(url))
 }
 
+/// `println!` that ends quietly when the reader went away (`| head`)
+/// instead of panicking: `outln!(...)?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        print_out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 /// Writes to stdout; a reader that went away (`| head`) is not an error.
 fn print_out(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
@@ -424,31 +457,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
     shutdown.on_signals()?;
     match command {
         Command::Run { run, http, db } => {
+            // Options, limits, input and an endpoint that may not be
+            // served are refused before anything is created or started.
+            // The loader connects and migrates itself, waiting for the
+            // database with backoff. `--once` serves HTTP only when asked.
+            run.preflight()?;
+            let endpoint = match (run.once, &http.http_addr) {
+                (true, None) => None,
+                _ => http.bind().await?,
+            };
+            let args = db;
+            let db = Database::open(&args).await?;
             if std::env::var_os(redact::DEBUG_PANIC_ENV).is_some() {
-                // Fault injection for the secrets test: the message holds
-                // the URL; the panic hook must scrub it.
+                // Fault injection for the secrets and lifecycle tests: the
+                // message holds the URL (the panic hook must scrub it), and
+                // the embedded server, if any, must stop all the same.
                 panic!(
                     "debug panic ({}): {:?}",
                     redact::DEBUG_PANIC_ENV,
-                    db.database_url
+                    args.database_url
                 );
             }
-            // An endpoint that may not be served is refused before any
-            // database work. The loader connects and migrates itself,
-            // waiting for the database with backoff.
-            let endpoint = http.bind().await?;
-            let db = Database::open(&db).await?;
             let health = Health::default();
             serve(endpoint, &db, &health, &shutdown)?;
             let result =
                 shopstream::pipeline::run::run(&run, &db, &shutdown, &health, |_| {}).await;
             db.close().await?;
             let summary = result?;
-            println!("{}", serde_json::to_string(&summary)?);
+            outln!("{}", serde_json::to_string(&summary)?)?;
         }
         Command::Generate(args) => {
             let report = shopstream::generate::generate(&args, &shutdown).await?;
-            println!("{}", report.summary());
+            outln!("{}", report.summary())?;
             if let Some(path) = &args.report_json {
                 report.write_json(path)?;
             }
@@ -465,13 +505,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     ""
                 };
                 for (v, name) in &report.applied {
-                    println!("{note}applied migration {v} ({name})");
+                    outln!("{note}applied migration {v} ({name})")?;
                 }
-                println!(
+                outln!(
                     "{note}{} is at schema version {}",
                     db.describe(),
                     report.current
-                );
+                )?;
                 let Some(name) = &role.create_ingest_role else {
                     return anyhow::Ok(());
                 };
@@ -481,7 +521,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
                 let password = std::env::var(roles::PASSWORD_ENV).ok();
                 let r = roles::create_ingest_role(&mut client, name, password.as_deref()).await?;
-                println!(
+                outln!(
                     "ingest role {} {} in database {} (schema {}): it may load files and \
                      nothing more{}",
                     r.role,
@@ -497,7 +537,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         ),
                         (false, false) => "; its password is unchanged".to_string(),
                     }
-                );
+                )?;
                 Ok(())
             }
             .await;
@@ -505,14 +545,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             result?;
         }
         Command::Schema { what } => match what {
-            SchemaCommand::List { format } => print!("{}", shopstream::schema::show::list(format)),
+            SchemaCommand::List { format } => print_out(&shopstream::schema::show::list(format))?,
             SchemaCommand::Show { layout, format } => {
-                print!("{}", shopstream::schema::show::show(layout, format))
+                print_out(&shopstream::schema::show::show(layout, format))?
             }
         },
         Command::Report { report, db } => {
-            // Never migrates: a database without the schema is refused.
-            let db = Database::open(&db).await?;
+            // Never migrates, never creates a cluster: a database without
+            // the schema, or no database at all, is refused.
+            let db = Database::open_existing(&db).await?;
             let result = async {
                 let mut client = db.connect().await?;
                 shopstream::report::check_schema(&client, &db.describe()).await?;

@@ -73,7 +73,8 @@ pub struct DbArgs {
 
     /// Directory where shopstream keeps its private PostgreSQL server (the
     /// cluster in <DIR>/pg, its log in <DIR>/postgres.log) when no database
-    /// is given. Created if missing.
+    /// is given. Created if missing, except by `report`, which only reads
+    /// an existing one.
     #[arg(
         long,
         env = "SHOPSTREAM_DATA_DIR",
@@ -181,6 +182,14 @@ pub enum DbError {
     #[error(transparent)]
     Embedded(#[from] EmbeddedError),
 
+    #[error(
+        "no database to read: none was given (--database-url / DATABASE_URL, --postgres-host / \
+         POSTGRES_HOST), and the data dir {data_dir} holds no embedded cluster (looked for \
+         {data_dir}/pg); this command creates none. Point it at the database with \
+         --database-url, or at the --data-dir `shopstream run` used"
+    )]
+    NoCluster { data_dir: String },
+
     #[error(transparent)]
     Tls(#[from] TlsError),
 
@@ -202,7 +211,7 @@ impl DbError {
     /// or a database it does not have (3D000).
     pub fn is_config(&self) -> bool {
         match self {
-            DbError::InvalidUrl { .. } | DbError::Tls(_) => true,
+            DbError::InvalidUrl { .. } | DbError::Tls(_) | DbError::NoCluster { .. } => true,
             DbError::Connect { class, .. } => *class == Class::Fatal,
             DbError::Embedded(_) => false,
         }
@@ -531,6 +540,18 @@ impl Database {
     /// connect to a given URL yet; [`Database::connect`] does. Certificate
     /// files are read here, so a missing one fails at once.
     pub async fn open(args: &DbArgs) -> Result<Database, DbError> {
+        Self::open_with(args, true).await
+    }
+
+    /// Like [`Database::open`] for commands that only read: an embedded
+    /// cluster that does not exist yet is [`DbError::NoCluster`] (nothing
+    /// is created, not even the data dir); an existing one is started or
+    /// reused as usual (and [`Database::close`] stops it again).
+    pub async fn open_existing(args: &DbArgs) -> Result<Database, DbError> {
+        Self::open_with(args, false).await
+    }
+
+    async fn open_with(args: &DbArgs, create: bool) -> Result<Database, DbError> {
         let db = match resolve(args) {
             Target::Url(url) => {
                 let (rest, params) = split_conn_params(&url);
@@ -583,6 +604,11 @@ impl Database {
                 }
             }
             Target::Embedded(data_dir) => {
+                if !create && !embedded::has_cluster(&data_dir) {
+                    return Err(DbError::NoCluster {
+                        data_dir: data_dir.display().to_string(),
+                    });
+                }
                 let opts = EmbeddedOptions {
                     data_dir,
                     bin_dir: args.postgres_bin_dir.clone(),

@@ -1173,7 +1173,10 @@ static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::n
 /// A private PostgreSQL server this process started or reuses.
 ///
 /// Dropping it leaves the server running (the next start reuses it); call
-/// [`EmbeddedServer::stop`] to stop it when nothing else uses it.
+/// [`EmbeddedServer::stop`] to stop it when nothing else uses it. A server
+/// this value started and dropped unstopped (an early return, a panic
+/// unwinding through its owner) is remembered: [`stop_dropped`] stops it
+/// then, as `stop` would; the binary calls it on its way out.
 pub struct EmbeddedServer {
     cluster: Cluster,
     port: u16,
@@ -1185,6 +1188,97 @@ pub struct EmbeddedServer {
     /// Held for the lifetime of this value, so other processes deciding
     /// whether to stop the server see that this one uses it.
     keepalive: Option<Client>,
+    /// Set by `stop`/`stop_now`: nothing is left for [`stop_dropped`].
+    stopped: bool,
+}
+
+/// A server some [`EmbeddedServer`] started and was dropped without stopping.
+struct Dropped {
+    cluster: Cluster,
+    port: u16,
+    socket_dir: PathBuf,
+    app_name: String,
+}
+
+/// The servers this process started whose handles were dropped unstopped.
+static DROPPED: std::sync::Mutex<Vec<Dropped>> = std::sync::Mutex::new(Vec::new());
+
+impl Drop for EmbeddedServer {
+    fn drop(&mut self) {
+        if !self.started_here || self.stopped {
+            return;
+        }
+        let mut list = match DROPPED.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        list.push(Dropped {
+            cluster: self.cluster.clone(),
+            port: self.port,
+            socket_dir: self.socket_dir.clone(),
+            app_name: self.app_name.clone(),
+        });
+    }
+}
+
+/// Stops every server this process started whose [`EmbeddedServer`] was
+/// dropped without [`EmbeddedServer::stop`] (after a panic, say), with the
+/// same care as `stop`: a server other clients use keeps running. Blocking
+/// (it runs its own small runtime); call it outside any async runtime, as
+/// the process ends. Returns how many servers it looked at.
+pub fn stop_dropped() -> usize {
+    let list: Vec<Dropped> = match DROPPED.lock() {
+        Ok(mut l) => std::mem::take(&mut *l),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    };
+    if list.is_empty() {
+        return 0;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            warn!("cannot stop the embedded server: no runtime: {e}");
+            return list.len();
+        }
+    };
+    let n = list.len();
+    for d in list {
+        let dir = d.cluster.dir.clone();
+        let server = EmbeddedServer {
+            cluster: d.cluster,
+            port: d.port,
+            socket_dir: d.socket_dir,
+            started_here: true,
+            app_name: d.app_name,
+            keepalive: None,
+            stopped: false,
+        };
+        if let Err(e) = runtime.block_on(server.stop()) {
+            warn!(
+                "could not stop the embedded server for {}: {e}",
+                dir.display()
+            );
+        }
+    }
+    n
+}
+
+/// Whether `data_dir` (as given to `--data-dir`) holds an embedded cluster
+/// (a `PG_VERSION` file), where [`EmbeddedServer::start`] would find it:
+/// `<data_dir>/pg`, or its relocated place when running as root. Creates
+/// nothing; for commands that only read.
+pub fn has_cluster(data_dir: &Path) -> bool {
+    let Ok(data_dir) = fs::canonicalize(data_dir) else {
+        return false;
+    };
+    let requested = data_dir.join("pg");
+    let relocated = Path::new(RELOCATED_ROOT)
+        .join(short_hash(&requested))
+        .join("pg");
+    requested.join("PG_VERSION").is_file() || relocated.join("PG_VERSION").is_file()
 }
 
 impl fmt::Debug for EmbeddedServer {
@@ -1238,6 +1332,7 @@ impl EmbeddedServer {
                 INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ),
             keepalive: None,
+            stopped: false,
         };
         // Still under the lock: connect before letting a concurrent stop look.
         let client = server.connect_admin().await?;
@@ -1347,6 +1442,7 @@ impl EmbeddedServer {
     /// shutdown closes any still open. Connections made with [`Self::url`],
     /// by other processes or by other `EmbeddedServer` values do.
     pub async fn stop(mut self) -> Result<(), EmbeddedError> {
+        self.stopped = true;
         if !self.started_here {
             debug!(
                 "leaving the server for {} running: another process started it",
@@ -1386,6 +1482,7 @@ impl EmbeddedServer {
     /// Stops the server whoever started it and whoever is connected (clients
     /// are disconnected). For tests and explicit shutdowns.
     pub async fn stop_now(mut self) -> Result<(), EmbeddedError> {
+        self.stopped = true;
         drop(self.keepalive.take());
         let cluster = self.cluster.clone();
         spawn_blocking(move || {

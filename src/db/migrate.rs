@@ -11,6 +11,15 @@
 //! start `run`; when migrations are pending and the role may not apply them,
 //! the error says to run `shopstream migrate` as the owner.
 //!
+//! Rolling upgrades: each binary knows the schema version it was built for
+//! (N, its last migration). A database at N is used as is; one below N is
+//! migrated. One above N was migrated by a newer binary: each applied
+//! migration records whether it is *additive* (older binaries still write
+//! correctly after it: it only adds nullable or defaulted columns, tables,
+//! views or indexes). When every migration above N is additive, the older
+//! binary keeps loading (one INFO line says so); otherwise it stops with
+//! [`MigrateError::TooNew`], naming the version to upgrade to.
+//!
 //! This module only changes the schema; it never touches event data.
 
 use tokio_postgres::error::SqlState;
@@ -21,11 +30,16 @@ pub struct Migration {
     pub version: i32,
     pub name: &'static str,
     pub sql: &'static str,
+    /// Older binaries still write correctly after this migration (recorded
+    /// in `schema_migrations.additive`; see the module documentation).
+    pub additive: bool,
 }
 
 /// The schema version this build expects: the last migration's number
 /// (shown by `shopstream --version`).
 pub const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+/// This binary's version, for [`MigrateError::TooNew`].
+const BINARY_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Every migration, in order. Append only.
 pub const MIGRATIONS: &[Migration] = &[
@@ -33,31 +47,37 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 1,
         name: "core_tables",
         sql: include_str!("../../migrations/0001_core_tables.sql"),
+        additive: false,
     },
     Migration {
         version: 2,
         name: "layouts",
         sql: include_str!("../../migrations/0002_layouts.sql"),
+        additive: false,
     },
     Migration {
         version: 3,
         name: "dispositions",
         sql: include_str!("../../migrations/0003_dispositions.sql"),
+        additive: true,
     },
     Migration {
         version: 4,
         name: "analytics_views",
         sql: include_str!("../../migrations/0004_analytics_views.sql"),
+        additive: true,
     },
     Migration {
         version: 5,
         name: "lean_event_indexes",
         sql: include_str!("../../migrations/0005_lean_event_indexes.sql"),
+        additive: false,
     },
     Migration {
         version: 6,
         name: "file_identity",
         sql: include_str!("../../migrations/0006_file_identity.sql"),
+        additive: false,
     },
 ];
 
@@ -81,8 +101,17 @@ pub enum MigrateError {
         applied: String,
         ours: String,
     },
-    #[error("the database is at schema version {db}, newer than this binary knows ({ours}); upgrade shopstream")]
-    TooNew { db: i32, ours: i32 },
+    #[error(
+        "the database is at schema v{db}; this shopstream ({binary}) knows up to v{ours}: upgrade \
+         to a version that knows v{db} (migration v{blocking} changes what older versions write)"
+    )]
+    TooNew {
+        db: i32,
+        ours: i32,
+        /// The first newer migration that is not additive.
+        blocking: i32,
+        binary: &'static str,
+    },
     #[error(
         "the database schema is at version {db} but this shopstream needs version {ours}, and \
          the role {role} may not change the schema ({why}); run `shopstream migrate` once as \
@@ -107,9 +136,18 @@ pub struct MigrateReport {
     pub current: i32,
 }
 
-/// The applied migrations `(version, checksum)`, or `None` when the history
-/// table does not exist yet. Read-only.
-async fn applied(client: &Client) -> Result<Option<Vec<(i32, String)>>, MigrateError> {
+/// One row of `schema_migrations`.
+#[derive(Debug, Clone)]
+struct Applied {
+    version: i32,
+    checksum: String,
+    /// False for rows written before the column existed.
+    additive: bool,
+}
+
+/// The applied migrations, or `None` when the history table does not exist
+/// yet. Read-only.
+async fn applied(client: &Client) -> Result<Option<Vec<Applied>>, MigrateError> {
     let exists: bool = client
         .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
         .await
@@ -120,12 +158,23 @@ async fn applied(client: &Client) -> Result<Option<Vec<(i32, String)>>, MigrateE
     }
     let rows = client
         .query(
-            "SELECT version, checksum FROM schema_migrations ORDER BY version",
+            // Through jsonb: the `additive` column may not exist yet.
+            "SELECT version, checksum,
+                    coalesce((to_jsonb(m) ->> 'additive')::boolean, false)
+             FROM schema_migrations m ORDER BY version",
             &[],
         )
         .await
         .map_err(MigrateError::History)?;
-    Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+    Ok(Some(
+        rows.iter()
+            .map(|r| Applied {
+                version: r.get(0),
+                checksum: r.get(1),
+                additive: r.get(2),
+            })
+            .collect(),
+    ))
 }
 
 /// The database's schema version: the last applied migration, 0 when
@@ -133,26 +182,45 @@ async fn applied(client: &Client) -> Result<Option<Vec<(i32, String)>>, MigrateE
 pub async fn current_version(client: &Client) -> Result<i32, MigrateError> {
     Ok(applied(client)
         .await?
-        .and_then(|a| a.last().map(|(v, _)| *v))
+        .and_then(|a| a.last().map(|m| m.version))
         .unwrap_or(0))
 }
 
-/// Checks the applied migrations against ours; returns the pending ones.
-fn pending(applied: &[(i32, String)]) -> Result<Vec<&'static Migration>, MigrateError> {
-    let ours = MIGRATIONS.last().map_or(0, |m| m.version);
-    if let Some((db, _)) = applied.last() {
-        if *db > ours {
-            return Err(MigrateError::TooNew { db: *db, ours });
-        }
+/// The version of the newest migration this binary has (N).
+pub fn known_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// For a database migrated beyond this binary: the newest version, when
+/// every migration above ours is additive (this binary keeps working), or
+/// [`MigrateError::TooNew`]. `None` when the database is not ahead.
+fn ahead(applied: &[Applied]) -> Result<Option<i32>, MigrateError> {
+    let ours = known_version();
+    let Some(db) = applied.last().map(|m| m.version).filter(|v| *v > ours) else {
+        return Ok(None);
+    };
+    match applied.iter().find(|m| m.version > ours && !m.additive) {
+        Some(m) => Err(MigrateError::TooNew {
+            db,
+            ours,
+            blocking: m.version,
+            binary: BINARY_VERSION,
+        }),
+        None => Ok(Some(db)),
     }
+}
+
+/// Checks the applied migrations against ours; returns the pending ones.
+fn pending(applied: &[Applied]) -> Result<Vec<&'static Migration>, MigrateError> {
+    ahead(applied)?;
     let mut todo = vec![];
     for m in MIGRATIONS {
         let sum = checksum(m.sql);
-        match applied.iter().find(|(v, _)| *v == m.version) {
-            Some((_, old)) if *old != sum => {
+        match applied.iter().find(|a| a.version == m.version) {
+            Some(a) if a.checksum != sum => {
                 return Err(MigrateError::Changed {
                     version: m.version,
-                    applied: old.clone(),
+                    applied: a.checksum.clone(),
                     ours: sum,
                 })
             }
@@ -197,15 +265,26 @@ pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError>
     let before = applied(client).await?;
     if let Some(done) = &before {
         if pending(done)?.is_empty() {
+            let current = match ahead(done)? {
+                Some(db) => {
+                    tracing::info!(
+                        "the database is at schema v{db}, newer than this shopstream \
+                         ({BINARY_VERSION}, schema v{ours}); every newer migration is additive, \
+                         so this version keeps loading (upgrade it when convenient)"
+                    );
+                    db
+                }
+                None => ours,
+            };
             return Ok(MigrateReport {
                 applied: vec![],
-                current: ours,
+                current,
             });
         }
     }
     let db_version = before
         .as_ref()
-        .and_then(|a| a.last().map(|(v, _)| *v))
+        .and_then(|a| a.last().map(|m| m.version))
         .unwrap_or(0);
     check_may_migrate(client, db_version).await?;
     client
@@ -225,6 +304,14 @@ pub async fn migrate(client: &mut Client) -> Result<MigrateReport, MigrateError>
                 .await
                 .map_err(MigrateError::History)?;
         }
+        // Idempotent; older binaries' rows read as not additive.
+        client
+            .batch_execute(
+                "ALTER TABLE schema_migrations \
+                 ADD COLUMN IF NOT EXISTS additive boolean NOT NULL DEFAULT false",
+            )
+            .await
+            .map_err(MigrateError::History)?;
         apply_pending(client, db_version).await
     }
     .await;
@@ -271,8 +358,9 @@ async fn apply_pending(
         let tx = client.transaction().await.map_err(err)?;
         tx.batch_execute(m.sql).await.map_err(err)?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            &[&m.version, &m.name, &sum],
+            "INSERT INTO schema_migrations (version, name, checksum, additive) \
+             VALUES ($1, $2, $3, $4)",
+            &[&m.version, &m.name, &sum, &m.additive],
         )
         .await
         .map_err(err)?;

@@ -2,8 +2,8 @@
 //! `/healthz` (the process is alive), `/readyz` (the database is reachable
 //! and the circuit breaker closed) and the live dashboard at `/`.
 //!
-//! It binds one address (`--http-addr`, default 127.0.0.1:9898, `off` to
-//! switch it off). A non-loopback address needs `--http-allow-remote` and
+//! It binds one address (`--http-addr`, default 127.0.0.1:9898 (none for
+//! `run --once` unless given), `off` to switch it off). A non-loopback address needs `--http-allow-remote` and
 //! then a bearer token (`--http-token-file` or `SHOPSTREAM_HTTP_TOKEN`),
 //! compared in constant time; only `/healthz` and the dashboard's static
 //! page stay open without it. It is read-only: GET and HEAD, anything else
@@ -71,9 +71,10 @@ pub struct HttpArgs {
     /// live dashboard at /), as HOST:PORT; port 0 picks a free port (the log
     /// says which). `off` switches it off. Give each worker on a machine its
     /// own port. An address other machines can reach (not loopback) also
-    /// needs --http-allow-remote.
-    #[arg(long, env = "SHOPSTREAM_HTTP_ADDR", default_value = DEFAULT_ADDR, value_name = "HOST:PORT|off")]
-    pub http_addr: String,
+    /// needs --http-allow-remote. [default: 127.0.0.1:9898; off for
+    /// `run --once`, which serves only when given an address]
+    #[arg(long, env = "SHOPSTREAM_HTTP_ADDR", value_name = "HOST:PORT|off")]
+    pub http_addr: Option<String>,
 
     /// Allow --http-addr to be a non-loopback address (e.g. 0.0.0.0:9898).
     /// Then every request but /healthz and the dashboard's static page needs
@@ -112,14 +113,11 @@ pub enum HttpError {
     #[error("--http-addr {0:?} is not HOST:PORT (e.g. 127.0.0.1:9898) or off")]
     Addr(String),
     #[error(
-        "cannot listen on {addr} for /metrics and the dashboard: {source}; is another shopstream \
+        "cannot listen on {addr} for /metrics and the dashboard: {error}; is another shopstream \
          running there? Pass --http-addr HOST:PORT (port 0 picks a free one) or --http-addr off"
     )]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is in the message, not a `source`: it would print twice.
+    Bind { addr: String, error: std::io::Error },
     #[error(
         "refusing to serve /metrics and the dashboard on {addr}: it is not a loopback address, \
          so other machines could read them. Pass --http-allow-remote (with a bearer token: \
@@ -131,12 +129,8 @@ pub enum HttpError {
          --http-token-file FILE or SHOPSTREAM_HTTP_TOKEN (at least {MIN_TOKEN_LEN} characters)"
     )]
     NoToken,
-    #[error("cannot read the bearer token file {path}: {source}")]
-    TokenFile {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read the bearer token file {path}: {error}")]
+    TokenFile { path: String, error: std::io::Error },
     #[error("the bearer token ({from}) is shorter than {MIN_TOKEN_LEN} characters")]
     ShortToken { from: String },
     #[error("--http-timeout-secs must be above 0 (and below a day)")]
@@ -211,9 +205,9 @@ impl HttpArgs {
     /// The bearer token from --http-token-file or SHOPSTREAM_HTTP_TOKEN.
     pub fn token(&self) -> Result<Option<Token>, HttpError> {
         let (text, from) = if let Some(path) = &self.http_token_file {
-            let text = std::fs::read_to_string(path).map_err(|source| HttpError::TokenFile {
+            let text = std::fs::read_to_string(path).map_err(|error| HttpError::TokenFile {
                 path: path.display().to_string(),
-                source,
+                error,
             })?;
             warn_if_readable_by_others(path);
             (text, format!("--http-token-file {}", path.display()))
@@ -234,7 +228,7 @@ impl HttpArgs {
     /// Binds the address, or `None` when switched off. Refuses a
     /// non-loopback address without --http-allow-remote and a token.
     pub async fn bind(&self) -> Result<Option<Endpoint>, HttpError> {
-        let spec = self.http_addr.trim();
+        let spec = self.http_addr.as_deref().unwrap_or(DEFAULT_ADDR).trim();
         if spec.eq_ignore_ascii_case("off") {
             return Ok(None);
         }
@@ -259,9 +253,9 @@ impl HttpArgs {
         }
         let listener = TcpListener::bind(first)
             .await
-            .map_err(|source| HttpError::Bind {
+            .map_err(|error| HttpError::Bind {
                 addr: spec.to_string(),
-                source,
+                error,
             })?;
         let addr = listener.local_addr().unwrap_or(first);
         Ok(Some(Endpoint {

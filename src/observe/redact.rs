@@ -84,6 +84,15 @@ pub fn stderr() -> ScrubbedStderr {
     ScrubbedStderr
 }
 
+/// `result` with a reader that went away (`2>&1 | head`, EPIPE) counted as
+/// written: output ends quietly instead of failing (or panicking) later.
+fn quiet_on_broken_pipe(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 impl Write for ScrubbedStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
@@ -92,14 +101,21 @@ impl Write for ScrubbedStderr {
             Cow::Owned(clean) => Some(clean),
         };
         let clean = scrubbed.as_ref().map_or(buf, |c| c.as_bytes());
-        // A progress bar on screen is hidden while the line prints.
-        super::progress::suspend(|| io::stderr().write_all(clean))?;
+        // A progress bar on screen is hidden while the line prints; a
+        // reader that went away (`| head`) ends the output quietly.
+        quiet_on_broken_pipe(super::progress::suspend(|| io::stderr().write_all(clean)))?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        quiet_on_broken_pipe(io::stderr().flush())
     }
+}
+
+/// Writes `text` to stderr through [`scrub`], ignoring a failed write (a
+/// closed or broken stderr must not turn into a panic, as `eprintln!` would).
+pub fn eprint(text: &str) {
+    let _ = io::stderr().write_all(scrub(text).as_bytes());
 }
 
 /// Replaces the panic message printer with one that scrubs: a panic's

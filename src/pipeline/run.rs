@@ -372,6 +372,8 @@ impl PipelineError {
             | PipelineError::Retry
             | PipelineError::Breaker => true,
             PipelineError::Db(e) => e.is_config(),
+            // A schema newer than this binary can follow: upgrade it.
+            PipelineError::Migrate(MigrateError::TooNew { .. }) => true,
             _ => false,
         }
     }
@@ -658,6 +660,35 @@ struct Loader<'a> {
 /// The environment variable behind [`Loader::pause_after_commit`]
 /// (milliseconds). Not an option: it exists to test crash safety.
 pub const PAUSE_AFTER_COMMIT_ENV: &str = "SHOPSTREAM_DEBUG_PAUSE_AFTER_COMMIT_MS";
+
+impl RunArgs {
+    /// Everything [`run`] checks before it works, checked without a
+    /// database: the options and limits, the `--include` globs, the alert
+    /// settings and the input (a folder that can be listed; an `s3://`
+    /// URL that parses). The binary calls it before it opens (and perhaps
+    /// creates) the database, so a mistake creates nothing.
+    pub fn preflight(&self) -> Result<(), PipelineError> {
+        self.parse_config()?;
+        self.backoff()?;
+        self.breaker()?;
+        let relist_ok = self.relist_secs > 0.0 && self.relist_secs.is_finite();
+        let full_ok = self.full_relist_secs >= 0.0 && self.full_relist_secs < 1e9;
+        if !(relist_ok && full_ok) {
+            return Err(PipelineError::Relist);
+        }
+        self.alerts.config()?;
+        Input::new(&InputConfig {
+            input: self.input.clone(),
+            after_load: self.after_load,
+            archive: self.archive_dir.clone(),
+            quarantine: self.quarantine_dir.clone(),
+            full_relist: Duration::from_secs_f64(self.full_relist_secs),
+            include: Include::new(&self.include)?,
+            read_timeout: Duration::from_secs_f64(self.read_timeout_secs),
+        })?;
+        Ok(())
+    }
+}
 
 /// Runs the loader until the folder is drained (`--once`) or shutdown.
 /// `on_batch` sees every committed batch; `health` follows the loader's

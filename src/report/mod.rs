@@ -10,7 +10,9 @@
 //! bound row limit. The views themselves (what revenue and each rate mean)
 //! are defined and documented in `migrations/0004_analytics_views.sql`.
 //! It never migrates either: a database without the views is an error
-//! ([`ReportError::NoSchema`]), checked by reading the schema version.
+//! ([`ReportError::NoSchema`]), checked by reading the schema version; and
+//! the binary opens the database with `Database::open_existing`, so a
+//! `--data-dir` without an embedded cluster is refused, never created.
 
 mod render;
 mod sections;

@@ -30,12 +30,10 @@ use super::store::{self, Lister, OpenError, Resume, Store, StoreError};
 /// Why the input cannot be set up or listed.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    #[error("cannot list the input folder {path}: {source}; create it or pass --input DIR")]
-    Folder {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is part of the message and deliberately not a `source`:
+    // printed with its chain, it would show twice.
+    #[error("cannot list the input folder {path}: {error}; create it or pass --input DIR")]
+    Folder { path: String, error: std::io::Error },
     #[error("cannot list {path}: {source}")]
     List {
         path: String,
@@ -307,9 +305,9 @@ impl Input {
             });
         }
         let dir = cfg.input.clone();
-        std::fs::read_dir(&dir).map_err(|source| InputError::Folder {
+        std::fs::read_dir(&dir).map_err(|error| InputError::Folder {
             path: dir.display().to_string(),
-            source,
+            error,
         })?;
         let disposer = Disposer::new(
             &dir,
