@@ -2,11 +2,16 @@
 //! backfills): a bar with rate and ETA when stderr is a terminal, nothing
 //! otherwise (the log lines say the same thing for files and pipes).
 //!
+//! [`LoadProgress`] draws the `run --once` bar as an observer of the
+//! loader's events.
+//!
 //! It only draws; it never decides when work is done.
 
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::loader_event::{LoaderEvent, Observer};
 
 /// A bar, or nothing when stderr is not a terminal.
 #[derive(Debug, Clone)]
@@ -60,6 +65,43 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(b) = &self.0 {
             b.finish();
+        }
+    }
+}
+
+/// The `run --once` bar over the input's bytes: made when the first pass
+/// queues files (their bytes are the total), advanced by each committed
+/// batch, finished when the loader stops.
+#[derive(Debug, Default)]
+pub struct LoadProgress {
+    bar: Option<Progress>,
+    rows_loaded: u64,
+    rows_rejected: u64,
+}
+
+impl Observer for LoadProgress {
+    fn on(&mut self, event: &LoaderEvent) {
+        match event {
+            LoaderEvent::Queued { bytes, .. } if self.bar.is_none() => {
+                self.bar = Some(Progress::new(*bytes, "bytes", "load"));
+            }
+            LoaderEvent::Batch(b) if !b.files.is_empty() => {
+                self.rows_loaded += b.rows_loaded;
+                self.rows_rejected += b.rows_rejected;
+                if let Some(bar) = &self.bar {
+                    bar.inc(b.bytes_done);
+                    bar.message(format!(
+                        "{} rows loaded, {} rejected",
+                        self.rows_loaded, self.rows_rejected
+                    ));
+                }
+            }
+            LoaderEvent::Stopped => {
+                if let Some(bar) = &self.bar {
+                    bar.finish();
+                }
+            }
+            _ => {}
         }
     }
 }

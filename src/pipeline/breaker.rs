@@ -45,27 +45,8 @@ impl Default for BreakerConfig {
     }
 }
 
-/// The state of the circuit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerState {
-    /// Normal work.
-    Closed,
-    /// Intake paused until the next probe.
-    Open,
-    /// Probing whether the database is back.
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
-}
+/// The state of the circuit (shared with the observers).
+pub use crate::loader_event::BreakerState;
 
 /// What the loader may do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

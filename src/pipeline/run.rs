@@ -31,15 +31,17 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::breaker::{Breaker, BreakerConfig, BreakerState, Step};
-use super::health::Health;
+use super::events::batch_done;
 use super::parse::{parse_batch_from, raw_lines, ParseConfig, DEFAULT_MAX_FIELDS};
 use super::resume;
 use crate::db::connect::{Database, DbError};
 use crate::db::migrate::{self, MigrateError};
 use crate::db::retry::{classify, Backoff, Class};
-use crate::observe::alerts::{Alert, AlertArgs, AlertError, Alerter, Channels};
-use crate::observe::metrics;
-use crate::observe::progress::Progress;
+use crate::loader_event::{Failure, LoaderEvent, Observers};
+use crate::observe::alerts::{AlertArgs, AlertError, Alerter};
+use crate::observe::health::Health;
+use crate::observe::metrics::MetricsObserver;
+use crate::observe::progress::LoadProgress;
 use crate::shutdown::Shutdown;
 use crate::sink::batch::{self, BatchReport, FileStatus, Plan, Producer, RawLines};
 use crate::sink::ledger;
@@ -546,7 +548,6 @@ type Job = (Candidate, Option<String>, Option<i64>);
 struct Loader<'a> {
     args: &'a RunArgs,
     db: &'a Database,
-    health: &'a Health,
     cfg: ParseConfig,
     input: Input,
     source: Source,
@@ -562,12 +563,9 @@ struct Loader<'a> {
     migrated: bool,
     done: HashSet<FileKey>,
     summary: RunSummary,
-    /// The alert rules' state.
-    alerter: Alerter,
-    /// Alerts go to the delivery task, in order, without waiting for it.
-    alerts: tokio::sync::mpsc::UnboundedSender<Vec<Alert>>,
-    /// The `--once` progress bar (on a terminal), made at the first listing.
-    progress: Option<Progress>,
+    /// Health, metrics, alerts and (`--once`) progress: every event the
+    /// loader emits goes to each, in order.
+    observers: Observers,
     /// Fault injection for the crash tests: a pause between a commit and
     /// carrying out the files' fates, so a test can kill the process there.
     pause_after_commit: Option<Duration>,
@@ -610,21 +608,19 @@ pub async fn run(
     })?;
     let source = input.source();
     cfg.input_root = std::fs::canonicalize(&args.input).ok().map(Arc::from);
-    let alert_cfg = args.alerts.config()?;
-    let channels = Channels::new(&alert_cfg)?;
-    let (alert_tx, mut alert_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Alert>>();
-    let delivery = tokio::spawn(async move {
-        while let Some(alerts) = alert_rx.recv().await {
-            channels.deliver(&alerts).await;
-        }
-    });
+    let (alerter, delivery) = Alerter::start(args.alerts.config()?)?;
+    let mut observers = Observers::new();
+    observers.add(health.clone());
+    observers.add(MetricsObserver);
+    observers.add(alerter);
+    if args.once {
+        observers.add(LoadProgress::default());
+    }
     let (max_record_bytes, read_timeout) = (cfg.max_record_bytes, cfg.read_timeout);
     let mut loader = Loader {
-        alerter: Alerter::new(alert_cfg),
-        alerts: alert_tx,
+        observers,
         args,
         db,
-        health,
         cfg,
         input,
         source: source.clone(),
@@ -637,7 +633,6 @@ pub async fn run(
         migrated: false,
         done: HashSet::new(),
         summary: RunSummary::default(),
-        progress: None,
         pause_after_commit: std::env::var(PAUSE_AFTER_COMMIT_ENV)
             .ok()
             .and_then(|v| v.parse().ok())
@@ -696,7 +691,7 @@ pub async fn run(
                     "{message}; not a database failure, listing again in {:.1}s",
                     wait.as_secs_f64()
                 );
-                health.update(|h| h.last_error = Some(message));
+                loader.emit(LoaderEvent::ListingFailed { message });
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {},
                     _ = shutdown.wait() => break 'outer,
@@ -706,10 +701,10 @@ pub async fn run(
             Ok(pass) => {
                 unlisted = 0;
                 breaker.success();
-                health.update(|h| {
-                    h.ready = true;
-                    h.consecutive_failures = 0;
-                    h.last_error = None;
+                loader.emit(LoaderEvent::Breaker {
+                    state: breaker.state(),
+                    failures: 0,
+                    failure: None,
                 });
                 if pass.progressed {
                     continue;
@@ -737,15 +732,13 @@ pub async fn run(
                 loader.client = None;
                 let opened = breaker.failure(Instant::now(), &mut rng) == Some(BreakerState::Open);
                 let failures = breaker.failures();
-                metrics::retry(class);
-                metrics::breaker(breaker.state());
-                loader.alert_breaker(breaker.state());
-                // Not ready from the first failed round trip on.
-                health.update(|h| {
-                    h.ready = false;
-                    h.breaker = breaker.state();
-                    h.consecutive_failures = failures;
-                    h.last_error = Some(message.clone());
+                loader.emit(LoaderEvent::Breaker {
+                    state: breaker.state(),
+                    failures,
+                    failure: Some(Failure {
+                        class,
+                        message: message.clone(),
+                    }),
                 });
                 if opened {
                     if args.once {
@@ -786,16 +779,11 @@ pub async fn run(
         }
     }
     stop_reads.abort();
-    if let Some(bar) = &loader.progress {
-        bar.finish();
-    }
+    loader.emit(LoaderEvent::Stopped);
     let summary = loader.summary;
     // Deliver what is queued (a webhook may take a few seconds), then stop.
-    drop(loader.alerts);
-    if tokio::time::timeout(Duration::from_secs(30), delivery)
-        .await
-        .is_err()
-    {
+    drop(loader.observers);
+    if !delivery.finish(Duration::from_secs(30)).await {
         tracing::warn!("gave up waiting for alert delivery after 30 s");
     }
     tracing::info!(
@@ -829,25 +817,21 @@ async fn probe_step(
     breaker: &mut Breaker,
     rng: &mut rand::rngs::StdRng,
 ) -> Result<Option<Duration>, PipelineError> {
-    let health = loader.health;
-    health.update(|h| {
-        h.ready = false;
-        h.breaker = BreakerState::HalfOpen;
+    loader.emit(LoaderEvent::Breaker {
+        state: BreakerState::HalfOpen,
+        failures: breaker.failures(),
+        failure: None,
     });
-    metrics::breaker(BreakerState::HalfOpen);
     match loader.probe().await {
         Ok(()) => {
             if breaker.success() != Some(BreakerState::Closed) {
                 return Ok(Some(loader.args.backoff()?.initial));
             }
-            metrics::breaker(BreakerState::Closed);
-            loader.alert_breaker(BreakerState::Closed);
             tracing::info!("the database answers again: circuit closed, intake resumes");
-            health.update(|h| {
-                h.ready = true;
-                h.breaker = BreakerState::Closed;
-                h.consecutive_failures = 0;
-                h.last_error = None;
+            loader.emit(LoaderEvent::Breaker {
+                state: BreakerState::Closed,
+                failures: 0,
+                failure: None,
             });
             Ok(None)
         }
@@ -855,17 +839,14 @@ async fn probe_step(
         Err(Failed::Retry { message, class }) => {
             loader.client = None;
             breaker.failure(Instant::now(), rng);
-            metrics::retry(class);
-            metrics::breaker(BreakerState::Open);
-            loader.alert_breaker(BreakerState::Open);
             tracing::warn!(
                 "probe failed: {message}; circuit stays open, intake paused; next probe in {:.1}s",
                 probe_in(breaker)
             );
-            health.update(|h| {
-                h.breaker = BreakerState::Open;
-                h.consecutive_failures = breaker.failures();
-                h.last_error = Some(message);
+            loader.emit(LoaderEvent::Breaker {
+                state: BreakerState::Open,
+                failures: breaker.failures(),
+                failure: Some(Failure { class, message }),
             });
             Ok(None)
         }
@@ -965,7 +946,9 @@ impl Loader<'_> {
                 .map_err(Failed::db)?;
             self.input.seed(seed);
         }
-        let listed = match self.input.list().await {
+        let listed = self.input.list().await;
+        self.emit(LoaderEvent::Listed);
+        let listed = match listed {
             Ok(listed) => listed,
             Err(e) => {
                 return Ok(Pass {
@@ -1008,10 +991,10 @@ impl Loader<'_> {
             connections,
         );
         let mut waiting: Vec<Candidate> = batches.iter().flatten().cloned().collect();
-        if self.args.once && self.progress.is_none() {
-            let bytes = waiting.iter().map(|c| c.size).sum();
-            self.progress = Some(Progress::new(bytes, "bytes", "load"));
-        }
+        self.emit(LoaderEvent::Queued {
+            files: waiting.len() as u64,
+            bytes: waiting.iter().map(|c| c.size).sum(),
+        });
         let mut queue = spread(batches, connections).into_iter();
         type Done = (Client, Result<BatchReport, batch::SinkError>);
         let mut running: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
@@ -1082,8 +1065,9 @@ impl Loader<'_> {
         }
     }
 
-    /// Books one committed batch: metrics, alerts, log, progress, then each
-    /// file's fate on disk. True when some file was settled.
+    /// Books one committed batch: the lag and the batch to the observers,
+    /// the log, then each file's fate on disk. True when some file was
+    /// settled.
     async fn settle(
         &mut self,
         report: BatchReport,
@@ -1091,10 +1075,7 @@ impl Loader<'_> {
         on_batch: &mut impl FnMut(&BatchReport),
     ) -> bool {
         let mut progressed = false;
-        if report.batch_id.is_some() {
-            self.health.committed();
-        }
-        metrics::batch(&report, now_micros());
+        let done = batch_done(&report, now_micros());
         let mut jobs: Vec<Job> = vec![];
         for f in &report.files {
             let Some(cand) = &f.candidate else { continue };
@@ -1116,29 +1097,14 @@ impl Loader<'_> {
             .chain(&report.elsewhere)
             .collect();
         waiting.retain(|c| !settled.contains(c));
+        // The lag first: its alerts come before the batch's.
         self.record_lag(waiting);
+        self.emit(LoaderEvent::Batch(done));
         if report.files.is_empty() {
             return progressed;
         }
-        let alerts = self.alerter.on_batch(&report);
-        self.send_alerts(alerts);
         log_batch(&report);
         self.summary.add(&report);
-        if let Some(bar) = &self.progress {
-            bar.inc(
-                report
-                    .files
-                    .iter()
-                    .filter_map(|f| f.candidate.as_ref())
-                    .chain(&report.elsewhere)
-                    .map(|c| c.size)
-                    .sum(),
-            );
-            bar.message(format!(
-                "{} rows loaded, {} rejected",
-                self.summary.rows_loaded, self.summary.rows_rejected
-            ));
-        }
         on_batch(&report);
         if let Some(pause) = self.pause_after_commit {
             tracing::warn!(
@@ -1160,27 +1126,24 @@ impl Loader<'_> {
             .max()
             .unwrap_or(0) as f64
             / 1e6;
-        self.health.lag(waiting.len(), oldest);
-        let alerts = self.alerter.on_lag(oldest, waiting.len() as u64);
-        self.send_alerts(alerts);
+        self.emit(LoaderEvent::Lag {
+            waiting_files: waiting.len() as u64,
+            oldest_waiting_secs: oldest,
+        });
     }
 
-    fn alert_breaker(&mut self, state: BreakerState) {
-        let alerts = self.alerter.on_breaker(state);
-        self.send_alerts(alerts);
-    }
-
-    fn send_alerts(&self, alerts: Vec<Alert>) {
-        if !alerts.is_empty() {
-            // The delivery task ends only after the loader: cannot be closed.
-            let _ = self.alerts.send(alerts);
-        }
+    /// Hands one event to every observer (health, metrics, alerts,
+    /// progress), in order; none of them waits.
+    fn emit(&mut self, event: LoaderEvent) {
+        self.observers.emit(event);
     }
 
     /// Lists the input without reading or loading anything (while the
     /// circuit is open), to keep the lag current.
     async fn relist_for_lag(&mut self) {
-        if let Ok(listed) = self.input.list().await {
+        let listed = self.input.list().await;
+        self.emit(LoaderEvent::Listed);
+        if let Ok(listed) = listed {
             let waiting: Vec<Candidate> = listed
                 .into_iter()
                 .filter(|f| !self.done.contains(&key(f)))
@@ -1237,7 +1200,9 @@ impl Loader<'_> {
                         ),
                         _ => {}
                     }
-                    metrics::disposed(&d);
+                    self.emit(LoaderEvent::Disposed {
+                        disposition: d.as_str(),
+                    });
                     records.extend(id.map(|id| (id, d)));
                 }
                 Err(e) => tracing::error!(file = ?path, "{e}; it stays where it is"),
