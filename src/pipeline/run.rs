@@ -38,7 +38,7 @@ use crate::db::connect::{Database, DbError};
 use crate::db::migrate::{self, MigrateError};
 use crate::db::retry::{classify, Backoff, Class};
 use crate::loader_event::{Failure, LoaderEvent, Observers};
-use crate::observe::alerts::{AlertArgs, AlertError, Alerter};
+use crate::observe::alerts::{AlertArgs, AlertError, Alerter, Delivery};
 use crate::observe::health::Health;
 use crate::observe::metrics::MetricsObserver;
 use crate::observe::progress::LoadProgress;
@@ -585,7 +585,7 @@ pub async fn run(
     health: &Health,
     mut on_batch: impl FnMut(&BatchReport),
 ) -> Result<RunSummary, PipelineError> {
-    let mut cfg = args.parse_config()?;
+    let cfg = args.parse_config()?;
     let backoff = args.backoff()?;
     let mut breaker = Breaker::new(args.breaker()?);
     // Seeded once; a `ThreadRng` would make the loader future non-`Send`.
@@ -597,47 +597,7 @@ pub async fn run(
     if !(args.full_relist_secs >= 0.0 && args.full_relist_secs < 1e9) {
         return Err(PipelineError::Relist);
     }
-    let input = Input::new(&InputConfig {
-        input: args.input.clone(),
-        after_load: args.after_load,
-        archive: args.archive_dir.clone(),
-        quarantine: args.quarantine_dir.clone(),
-        full_relist: Duration::from_secs_f64(args.full_relist_secs),
-        include: Include::new(&args.include)?,
-        read_timeout: Duration::from_secs_f64(args.read_timeout_secs),
-    })?;
-    let source = input.source();
-    cfg.input_root = std::fs::canonicalize(&args.input).ok().map(Arc::from);
-    let (alerter, delivery) = Alerter::start(args.alerts.config()?)?;
-    let mut observers = Observers::new();
-    observers.add(health.clone());
-    observers.add(MetricsObserver);
-    observers.add(alerter);
-    if args.once {
-        observers.add(LoadProgress::default());
-    }
-    let (max_record_bytes, read_timeout) = (cfg.max_record_bytes, cfg.read_timeout);
-    let mut loader = Loader {
-        observers,
-        args,
-        db,
-        cfg,
-        input,
-        source: source.clone(),
-        raw_lines: Arc::new(move |file: &Candidate, lines: &[i64]| {
-            raw_lines(&source, file, lines, max_record_bytes, read_timeout)
-        }),
-        recent: (args.recent_ids > 0).then(|| Arc::new(RecentIds::new(args.recent_ids as usize))),
-        client: None,
-        pool: vec![],
-        migrated: false,
-        done: HashSet::new(),
-        summary: RunSummary::default(),
-        pause_after_commit: std::env::var(PAUSE_AFTER_COMMIT_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis),
-    };
+    let (mut loader, delivery) = Loader::start(args, db, health, cfg)?;
     let mut watcher = (!args.once).then(|| loader.input.waker());
     // Failed listings in a row (not the database's failures).
     let mut unlisted: u32 = 0;
@@ -680,18 +640,7 @@ pub async fn run(
                 // Not the database's failure: the breaker and readiness
                 // stay as they are; only the listing is tried again.
                 unlisted = unlisted.saturating_add(1);
-                if args.once && unlisted >= args.breaker_failures {
-                    return Err(PipelineError::Unlisted {
-                        attempts: unlisted,
-                        last: message,
-                    });
-                }
-                let wait = backoff.delay(unlisted, &mut rng);
-                tracing::warn!(
-                    "{message}; not a database failure, listing again in {:.1}s",
-                    wait.as_secs_f64()
-                );
-                loader.emit(LoaderEvent::ListingFailed { message });
+                let wait = listing_failed(&mut loader, unlisted, message, &backoff, &mut rng)?;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {},
                     _ = shutdown.wait() => break 'outer,
@@ -728,43 +677,14 @@ pub async fn run(
             }
             Err(Failed::Stop(e)) => return Err(e),
             Err(Failed::Retry { message, class }) => {
-                // A fresh connection after a failed batch is cheap and safe.
-                loader.client = None;
-                let opened = breaker.failure(Instant::now(), &mut rng) == Some(BreakerState::Open);
-                let failures = breaker.failures();
-                loader.emit(LoaderEvent::Breaker {
-                    state: breaker.state(),
-                    failures,
-                    failure: Some(Failure {
-                        class,
-                        message: message.clone(),
-                    }),
-                });
-                if opened {
-                    if args.once {
-                        return Err(PipelineError::GaveUp {
-                            attempts: failures,
-                            last: message,
-                        });
+                let failure = Failure { class, message };
+                let next =
+                    round_trip_failed(&mut loader, &mut breaker, &backoff, &mut rng, failure)?;
+                if let Some(wait) = next {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {},
+                        _ = shutdown.wait() => break 'outer,
                     }
-                    tracing::error!(
-                        class = ?class,
-                        "{message}; {failures} failures in a row: circuit open, intake paused \
-                         (files stay where they are, nothing is marked done); next probe in {:.1}s",
-                        probe_in(&breaker)
-                    );
-                    continue;
-                }
-                let wait = backoff.delay(failures, &mut rng);
-                tracing::error!(
-                    class = ?class,
-                    attempt = failures,
-                    "{message}; nothing was committed, retrying in {:.1}s",
-                    wait.as_secs_f64()
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {},
-                    _ = shutdown.wait() => break 'outer,
                 }
                 continue;
             }
@@ -779,26 +699,79 @@ pub async fn run(
         }
     }
     stop_reads.abort();
-    loader.emit(LoaderEvent::Stopped);
-    let summary = loader.summary;
-    // Deliver what is queued (a webhook may take a few seconds), then stop.
-    drop(loader.observers);
-    if !delivery.finish(Duration::from_secs(30)).await {
-        tracing::warn!("gave up waiting for alert delivery after 30 s");
+    Ok(loader.stop(delivery).await)
+}
+
+/// A failed listing (the `attempts`-th in a row): not the database's
+/// failure, so the breaker and readiness stay as they are. Returns the
+/// wait before listing again; `--once` gives up after
+/// `--breaker-failures` of them.
+fn listing_failed(
+    loader: &mut Loader<'_>,
+    attempts: u32,
+    message: String,
+    backoff: &Backoff,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<Duration, PipelineError> {
+    if loader.args.once && attempts >= loader.args.breaker_failures {
+        return Err(PipelineError::Unlisted {
+            attempts,
+            last: message,
+        });
     }
-    tracing::info!(
-        "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected",
-        summary.batches,
-        summary.files_loaded,
-        summary.files_duplicate,
-        summary.files_rejected,
-        summary.files_quarantined,
-        summary.rows_read,
-        summary.rows_loaded,
-        summary.rows_duplicate,
-        summary.rows_rejected
+    let wait = backoff.delay(attempts, rng);
+    tracing::warn!(
+        "{message}; not a database failure, listing again in {:.1}s",
+        wait.as_secs_f64()
     );
-    Ok(summary)
+    loader.emit(LoaderEvent::ListingFailed { message });
+    Ok(wait)
+}
+
+/// A failed pass (nothing was committed): counts it for the breaker and
+/// tells the observers. Returns the wait before retrying, `None` when the
+/// circuit opened (the breaker then says when to probe); `--once` gives up
+/// when it opens.
+fn round_trip_failed(
+    loader: &mut Loader<'_>,
+    breaker: &mut Breaker,
+    backoff: &Backoff,
+    rng: &mut rand::rngs::StdRng,
+    failure: Failure,
+) -> Result<Option<Duration>, PipelineError> {
+    // A fresh connection after a failed batch is cheap and safe.
+    loader.client = None;
+    let opened = breaker.failure(Instant::now(), rng) == Some(BreakerState::Open);
+    let failures = breaker.failures();
+    let Failure { class, message } = failure.clone();
+    loader.emit(LoaderEvent::Breaker {
+        state: breaker.state(),
+        failures,
+        failure: Some(failure),
+    });
+    if opened {
+        if loader.args.once {
+            return Err(PipelineError::GaveUp {
+                attempts: failures,
+                last: message,
+            });
+        }
+        tracing::error!(
+            class = ?class,
+            "{message}; {failures} failures in a row: circuit open, intake paused \
+             (files stay where they are, nothing is marked done); next probe in {:.1}s",
+            probe_in(breaker)
+        );
+        return Ok(None);
+    }
+    let wait = backoff.delay(failures, rng);
+    tracing::error!(
+        class = ?class,
+        attempt = failures,
+        "{message}; nothing was committed, retrying in {:.1}s",
+        wait.as_secs_f64()
+    );
+    Ok(Some(wait))
 }
 
 /// Seconds until the breaker's next probe.
@@ -868,6 +841,88 @@ fn connect_failed(e: DbError, once: bool) -> Failed {
     Failed::Retry {
         message: e.to_string(),
         class,
+    }
+}
+
+impl<'a> Loader<'a> {
+    /// The loader over `args`'s input with its observers: `health`,
+    /// the metrics, the alerts (whose delivery task is returned) and, with
+    /// `--once`, the progress bar.
+    fn start(
+        args: &'a RunArgs,
+        db: &'a Database,
+        health: &Health,
+        mut cfg: ParseConfig,
+    ) -> Result<(Loader<'a>, Delivery), PipelineError> {
+        let input = Input::new(&InputConfig {
+            input: args.input.clone(),
+            after_load: args.after_load,
+            archive: args.archive_dir.clone(),
+            quarantine: args.quarantine_dir.clone(),
+            full_relist: Duration::from_secs_f64(args.full_relist_secs),
+            include: Include::new(&args.include)?,
+            read_timeout: Duration::from_secs_f64(args.read_timeout_secs),
+        })?;
+        let source = input.source();
+        cfg.input_root = std::fs::canonicalize(&args.input).ok().map(Arc::from);
+        let (alerter, delivery) = Alerter::start(args.alerts.config()?)?;
+        let mut observers = Observers::new();
+        observers.add(health.clone());
+        observers.add(MetricsObserver);
+        observers.add(alerter);
+        if args.once {
+            observers.add(LoadProgress::default());
+        }
+        let (max_record_bytes, read_timeout) = (cfg.max_record_bytes, cfg.read_timeout);
+        let loader = Loader {
+            observers,
+            args,
+            db,
+            cfg,
+            input,
+            source: source.clone(),
+            raw_lines: Arc::new(move |file: &Candidate, lines: &[i64]| {
+                raw_lines(&source, file, lines, max_record_bytes, read_timeout)
+            }),
+            recent: (args.recent_ids > 0)
+                .then(|| Arc::new(RecentIds::new(args.recent_ids as usize))),
+            client: None,
+            pool: vec![],
+            migrated: false,
+            done: HashSet::new(),
+            summary: RunSummary::default(),
+            pause_after_commit: std::env::var(PAUSE_AFTER_COMMIT_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
+        };
+        Ok((loader, delivery))
+    }
+
+    /// Ends a run: tells the observers, waits (at most 30 s) for queued
+    /// alerts to be delivered, logs and returns the totals.
+    async fn stop(self, delivery: Delivery) -> RunSummary {
+        let mut observers = self.observers;
+        observers.emit(LoaderEvent::Stopped);
+        let summary = self.summary;
+        // Deliver what is queued (a webhook may take a few seconds), then stop.
+        drop(observers);
+        if !delivery.finish(Duration::from_secs(30)).await {
+            tracing::warn!("gave up waiting for alert delivery after 30 s");
+        }
+        tracing::info!(
+            "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected",
+            summary.batches,
+            summary.files_loaded,
+            summary.files_duplicate,
+            summary.files_rejected,
+            summary.files_quarantined,
+            summary.rows_read,
+            summary.rows_loaded,
+            summary.rows_duplicate,
+            summary.rows_rejected
+        );
+        summary
     }
 }
 

@@ -1254,7 +1254,9 @@ mod tests {
     /// the connection or the server itself went away.
     #[test]
     fn what_the_server_reports_on_the_direct_path_falls_back() {
-        for code in ["23505", "23514", "55P03", "40P01", "XX000", "53100", "42501"] {
+        for code in [
+            "23505", "23514", "55P03", "40P01", "XX000", "53100", "42501",
+        ] {
             assert!(falls_back(&SqlState::from_code(code)), "{code}");
         }
         for code in ["08006", "08003", "57P01", "57P02", "57P03"] {
