@@ -20,6 +20,10 @@
 //! pauses until probes find the database again, so nothing is lost or
 //! doubled and nothing spins.
 //!
+//! What happens (listings, lag, batches, breaker states, dispositions) is
+//! emitted as [`LoaderEvent`]s to one fan-out of observers: health,
+//! metrics, alerts and the `--once` progress bar.
+//!
 //! It never edits input files and never moves one before its fate is
 //! committed.
 
