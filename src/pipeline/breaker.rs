@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use crate::db::retry::Backoff;
+/// The state of the circuit (shared with the observers).
+pub use crate::loader_event::BreakerState;
 
 /// When the circuit opens and closes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,9 +46,6 @@ impl Default for BreakerConfig {
         }
     }
 }
-
-/// The state of the circuit (shared with the observers).
-pub use crate::loader_event::BreakerState;
 
 /// What the loader may do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
