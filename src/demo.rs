@@ -14,7 +14,7 @@ use clap::Parser;
 
 use crate::db::connect::Database;
 use crate::generate::{GenerateArgs, Report};
-use crate::pipeline::health::Health;
+use crate::observe::health::Health;
 use crate::pipeline::run::{run, RunArgs};
 use crate::shutdown::Shutdown;
 use crate::sink::batch::BatchReport;

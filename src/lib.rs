@@ -11,6 +11,7 @@
 //! * [`schema`]: the registry of layouts (versions v1–v3 and the seed systems).
 //! * [`pipeline`]: wires source → validate → sink and owns batching and shutdown.
 //! * [`report`]: the analytics views printed as tables, JSON or CSV (read only).
+//! * [`loader_event`]: the one event type the loader emits and its observers' fan-out.
 //! * [`observe`]: how the process is watched: metrics, health, alerts, dashboard.
 //! * [`bench`]: `shopstream bench`, shopstream measured against PostgreSQL's COPY.
 //! * [`shutdown`]: the signal every long-running stage listens to.
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod event;
 pub mod generate;
 pub mod help;
+pub mod loader_event;
 pub mod observe;
 pub mod pipeline;
 pub mod report;

@@ -23,9 +23,9 @@ use axum::Router;
 use plotters::prelude::*;
 use tokio_postgres::Client;
 
+use super::health::HealthState;
 use super::http::HttpState;
 use crate::db::connect::{Connector, DbError};
-use crate::pipeline::health::HealthState;
 
 const PAGE: &str = include_str!("dashboard.html");
 /// Lag samples kept for the lag chart (one per refresh).

@@ -39,9 +39,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use super::dashboard::{self, Dashboard};
+use super::health::Health;
 use super::metrics::Metrics;
-use crate::pipeline::breaker::BreakerState;
-use crate::pipeline::health::Health;
+use crate::loader_event::BreakerState;
 use crate::shutdown::Shutdown;
 
 /// The default `--http-addr`.

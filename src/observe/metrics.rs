@@ -7,15 +7,17 @@
 //! recorder once with [`install`] and serves [`Metrics::render`] at
 //! `/metrics`.
 //!
+//! The loader's metrics are recorded by [`MetricsObserver`], an observer of
+//! its events; the object store's reads and listings are counted where they
+//! happen ([`objects_listed`], [`object_read`]).
+//!
 //! This module never decides anything about the pipeline; it only counts.
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::db::retry::Class;
-use crate::pipeline::breaker::BreakerState;
-use crate::sink::batch::{BatchReport, FileStatus};
-use crate::source::dispose::Disposition;
+use crate::loader_event::{BatchDone, BreakerState, FileOutcome, LoaderEvent, Observer};
 
 pub const ROWS: &str = "shopstream_rows_total";
 pub const ROWS_REJECTED: &str = "shopstream_rows_rejected_total";
@@ -150,8 +152,35 @@ fn describe() {
     );
 }
 
-/// Counts one committed batch. `now_micros` is the commit time.
-pub fn batch(r: &BatchReport, now_micros: i64) {
+/// Records the loader's events as metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsObserver;
+
+impl Observer for MetricsObserver {
+    fn on(&mut self, event: &LoaderEvent) {
+        match event {
+            LoaderEvent::Listed => listing(),
+            LoaderEvent::Lag {
+                waiting_files,
+                oldest_waiting_secs,
+            } => lag(*waiting_files, *oldest_waiting_secs),
+            LoaderEvent::Batch(b) => batch(b),
+            LoaderEvent::Breaker { state, failure, .. } => {
+                if let Some(f) = failure {
+                    retry(f.class);
+                }
+                breaker(*state);
+            }
+            LoaderEvent::Disposed { disposition } => disposed(disposition),
+            LoaderEvent::ListingFailed { .. }
+            | LoaderEvent::Queued { .. }
+            | LoaderEvent::Stopped => {}
+        }
+    }
+}
+
+/// Counts one committed batch (at its commit time).
+fn batch(r: &BatchDone) {
     counter!(ROWS, "outcome" => "read").increment(r.rows_read);
     counter!(ROWS, "outcome" => "loaded").increment(r.rows_loaded);
     counter!(ROWS, "outcome" => "duplicate").increment(r.rows_duplicate);
@@ -163,16 +192,17 @@ pub fn batch(r: &BatchReport, now_micros: i64) {
     for (code, n) in &r.rejects_by_code {
         counter!(ROWS_REJECTED, "code" => code.clone()).increment(*n);
     }
+    let now_micros = r.committed_micros;
     for f in &r.files {
-        let outcome = match f.status {
-            FileStatus::Loaded => "loaded",
-            FileStatus::Duplicate { .. } => "duplicate",
-            FileStatus::Rejected { .. } => "rejected",
-            FileStatus::AlreadyDone { .. } | FileStatus::Changed => continue,
+        let outcome = match f.outcome {
+            FileOutcome::Loaded => "loaded",
+            FileOutcome::Duplicate => "duplicate",
+            FileOutcome::Rejected { .. } => "rejected",
+            FileOutcome::AlreadyDone | FileOutcome::Changed => continue,
         };
         counter!(FILES, "outcome" => outcome).increment(1);
-        if let Some(c) = &f.candidate {
-            let secs = (now_micros - c.mtime_micros).max(0) as f64 / 1e6;
+        if let Some(arrived) = f.arrived_micros {
+            let secs = (now_micros - arrived).max(0) as f64 / 1e6;
             histogram!(FILE_LATENCY).record(secs);
         }
     }
@@ -185,12 +215,12 @@ pub fn batch(r: &BatchReport, now_micros: i64) {
 }
 
 /// Counts what was done with a file after its commit.
-pub fn disposed(d: &Disposition) {
-    counter!(FILES_DISPOSED, "disposition" => d.as_str()).increment(1);
+fn disposed(disposition: &'static str) {
+    counter!(FILES_DISPOSED, "disposition" => disposition).increment(1);
 }
 
 /// Counts one listing of the input.
-pub fn listing() {
+fn listing() {
     counter!(LISTINGS).increment(1);
 }
 
@@ -205,7 +235,7 @@ pub fn object_read() {
 }
 
 /// Counts a failed attempt that will be retried.
-pub fn retry(class: Class) {
+fn retry(class: Class) {
     let class = match class {
         Class::Transient => "transient",
         Class::RowData => "row_data",
@@ -215,7 +245,7 @@ pub fn retry(class: Class) {
 }
 
 /// Sets the circuit breaker state.
-pub fn breaker(state: BreakerState) {
+fn breaker(state: BreakerState) {
     for s in [
         BreakerState::Closed,
         BreakerState::Open,
@@ -226,7 +256,7 @@ pub fn breaker(state: BreakerState) {
 }
 
 /// Sets the ingest lag: files waiting and the age of the oldest.
-pub fn lag(files: usize, oldest_secs: f64) {
+fn lag(files: u64, oldest_secs: f64) {
     gauge!(LAG_FILES).set(files as f64);
     gauge!(LAG_SECONDS).set(oldest_secs);
 }
@@ -234,43 +264,52 @@ pub fn lag(files: usize, oldest_secs: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::batch::FileReport;
-    use crate::source::discover::Candidate;
+    use crate::loader_event::{Failure, FileDone};
 
     #[test]
     fn a_batch_is_counted_by_outcome_code_and_file() {
         let recorder = PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        let file = |status| {
-            let c = Candidate {
-                path: "a.csv".into(),
-                size: 1,
-                mtime_micros: 1_000_000,
-                file_id: None,
-            };
-            FileReport::new("a.csv".into(), status, Some(c))
+        let file = |outcome| FileDone {
+            path: "a.csv".into(),
+            outcome,
+            arrived_micros: Some(1_000_000),
         };
-        let r = BatchReport {
+        let r = BatchDone {
             batch_id: Some(7),
             files: vec![
-                file(FileStatus::Loaded),
-                file(FileStatus::Rejected { reason: "x".into() }),
-                file(FileStatus::Changed),
+                file(FileOutcome::Loaded),
+                file(FileOutcome::Rejected { reason: "x".into() }),
+                file(FileOutcome::Changed),
             ],
             rows_read: 10,
             rows_loaded: 6,
             rows_duplicate: 1,
             rows_rejected: 3,
-            late: 0,
             rejects_by_code: [("invalid_price".to_string(), 3)].into(),
-            elsewhere: vec![],
-            rows_direct: 0,
-            fell_back: false,
             duration_ms: 250,
+            committed_micros: 3_000_000,
+            ..BatchDone::default()
         };
         metrics::with_local_recorder(&recorder, || {
-            batch(&r, 3_000_000);
-            breaker(BreakerState::Open);
+            let mut m = MetricsObserver;
+            m.on(&LoaderEvent::Batch(r));
+            m.on(&LoaderEvent::Breaker {
+                state: BreakerState::Open,
+                failures: 5,
+                failure: Some(Failure {
+                    class: Class::RowData,
+                    message: "x".into(),
+                }),
+            });
+            m.on(&LoaderEvent::Listed);
+            m.on(&LoaderEvent::Disposed {
+                disposition: "archived",
+            });
+            m.on(&LoaderEvent::Lag {
+                waiting_files: 4,
+                oldest_waiting_secs: 2.5,
+            });
         });
         let text = handle.render();
         for line in [
@@ -286,6 +325,11 @@ mod tests {
             "shopstream_file_latency_seconds_sum 4",
             "shopstream_circuit_breaker_state{state=\"open\"} 1",
             "shopstream_circuit_breaker_state{state=\"closed\"} 0",
+            "shopstream_db_retries_total{class=\"row_data\"} 1",
+            "shopstream_listings_total 1",
+            "shopstream_files_disposed_total{disposition=\"archived\"} 1",
+            "shopstream_ingest_lag_files 4",
+            "shopstream_ingest_lag_seconds 2.5",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

@@ -6,12 +6,17 @@
 //! it is drawn hides it, prints, and redraws it ([`suspend`]) instead of
 //! landing on the same line.
 //!
+//! [`LoadProgress`] draws the `run --once` bar as an observer of the
+//! loader's events.
+//!
 //! It only draws; it never decides when work is done.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::loader_event::{LoaderEvent, Observer};
 
 /// The bar being drawn, if any (at most one at a time).
 static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
@@ -88,6 +93,43 @@ impl Progress {
             if let Ok(mut active) = ACTIVE.lock() {
                 active.take_if(|a| a.is_finished());
             }
+        }
+    }
+}
+
+/// The `run --once` bar over the input's bytes: made when the first pass
+/// queues files (their bytes are the total), advanced by each committed
+/// batch, finished when the loader stops.
+#[derive(Debug, Default)]
+pub struct LoadProgress {
+    bar: Option<Progress>,
+    rows_loaded: u64,
+    rows_rejected: u64,
+}
+
+impl Observer for LoadProgress {
+    fn on(&mut self, event: &LoaderEvent) {
+        match event {
+            LoaderEvent::Queued { bytes, .. } if self.bar.is_none() => {
+                self.bar = Some(Progress::new(*bytes, "bytes", "load"));
+            }
+            LoaderEvent::Batch(b) if !b.files.is_empty() => {
+                self.rows_loaded += b.rows_loaded;
+                self.rows_rejected += b.rows_rejected;
+                if let Some(bar) = &self.bar {
+                    bar.inc(b.bytes_done);
+                    bar.message(format!(
+                        "{} rows loaded, {} rejected",
+                        self.rows_loaded, self.rows_rejected
+                    ));
+                }
+            }
+            LoaderEvent::Stopped => {
+                if let Some(bar) = &self.bar {
+                    bar.finish();
+                }
+            }
+            _ => {}
         }
     }
 }

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use crate::db::retry::Backoff;
+/// The state of the circuit (shared with the observers).
+pub use crate::loader_event::BreakerState;
 
 /// When the circuit opens and closes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,28 +43,6 @@ impl Default for BreakerConfig {
             successes_to_close: 3,
             first_probe_after: Duration::from_secs(1),
             probe_factor: 2.0,
-        }
-    }
-}
-
-/// The state of the circuit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerState {
-    /// Normal work.
-    Closed,
-    /// Intake paused until the next probe.
-    Open,
-    /// Probing whether the database is back.
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
         }
     }
 }

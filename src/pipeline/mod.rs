@@ -1,7 +1,7 @@
 //! Wires the stages together: source → validate → sink.
 //!
 //! * [`breaker`]: the circuit breaker around the database.
-//! * [`health`]: the loader's state as the rest of the process sees it.
+//! * [`events`]: the loader's events built from the sink's batch reports.
 //! * [`parse`]: a batch's files → encoded staging rows (blocking thread).
 //! * [`resume`]: where an object store listing resumes at start (from the
 //!   ledger).
@@ -10,7 +10,7 @@
 //!   retry policy live here.
 
 pub mod breaker;
-pub mod health;
+pub mod events;
 pub mod parse;
 pub mod resume;
 pub mod run;

@@ -20,6 +20,10 @@
 //! pauses until probes find the database again, so nothing is lost or
 //! doubled and nothing spins.
 //!
+//! What happens (listings, lag, batches, breaker states, dispositions) is
+//! emitted as [`LoaderEvent`]s to one fan-out of observers: health,
+//! metrics, alerts and the `--once` progress bar.
+//!
 //! It never edits input files and never moves one before its fate is
 //! committed.
 
@@ -31,15 +35,17 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::breaker::{Breaker, BreakerConfig, BreakerState, Step};
-use super::health::Health;
+use super::events::batch_done;
 use super::parse::{parse_batch_from, raw_lines, ParseConfig, DEFAULT_MAX_FIELDS};
 use super::resume;
 use crate::db::connect::{Database, DbError};
 use crate::db::migrate::{self, MigrateError};
 use crate::db::retry::{classify, Backoff, Class};
-use crate::observe::alerts::{Alert, AlertArgs, AlertError, Alerter, Channels};
-use crate::observe::metrics;
-use crate::observe::progress::Progress;
+use crate::loader_event::{Failure, LoaderEvent, Observers};
+use crate::observe::alerts::{AlertArgs, AlertError, Alerter, Delivery};
+use crate::observe::health::Health;
+use crate::observe::metrics::MetricsObserver;
+use crate::observe::progress::LoadProgress;
 use crate::shutdown::Shutdown;
 use crate::sink::batch::{self, BatchReport, FileStatus, Plan, Producer, RawLines};
 use crate::sink::ledger;
@@ -630,7 +636,6 @@ type Job = (Candidate, Option<String>, Option<i64>);
 struct Loader<'a> {
     args: &'a RunArgs,
     db: &'a Database,
-    health: &'a Health,
     cfg: ParseConfig,
     input: Input,
     source: Source,
@@ -646,12 +651,9 @@ struct Loader<'a> {
     migrated: bool,
     done: HashSet<FileKey>,
     summary: RunSummary,
-    /// The alert rules' state.
-    alerter: Alerter,
-    /// Alerts go to the delivery task, in order, without waiting for it.
-    alerts: tokio::sync::mpsc::UnboundedSender<Vec<Alert>>,
-    /// The `--once` progress bar (on a terminal), made at the first listing.
-    progress: Option<Progress>,
+    /// Health, metrics, alerts and (`--once`) progress: every event the
+    /// loader emits goes to each, in order.
+    observers: Observers,
     /// Fault injection for the crash tests: a pause between a commit and
     /// carrying out the files' fates, so a test can kill the process there.
     pause_after_commit: Option<Duration>,
@@ -700,7 +702,7 @@ pub async fn run(
     health: &Health,
     mut on_batch: impl FnMut(&BatchReport),
 ) -> Result<RunSummary, PipelineError> {
-    let mut cfg = args.parse_config()?;
+    let cfg = args.parse_config()?;
     let backoff = args.backoff()?;
     let mut breaker = Breaker::new(args.breaker()?);
     // Seeded once; a `ThreadRng` would make the loader future non-`Send`.
@@ -712,50 +714,7 @@ pub async fn run(
     if !(args.full_relist_secs >= 0.0 && args.full_relist_secs < 1e9) {
         return Err(PipelineError::Relist);
     }
-    let input = Input::new(&InputConfig {
-        input: args.input.clone(),
-        after_load: args.after_load,
-        archive: args.archive_dir.clone(),
-        quarantine: args.quarantine_dir.clone(),
-        full_relist: Duration::from_secs_f64(args.full_relist_secs),
-        include: Include::new(&args.include)?,
-        read_timeout: Duration::from_secs_f64(args.read_timeout_secs),
-    })?;
-    let source = input.source();
-    cfg.input_root = std::fs::canonicalize(&args.input).ok().map(Arc::from);
-    let alert_cfg = args.alerts.config()?;
-    let channels = Channels::new(&alert_cfg)?;
-    let (alert_tx, mut alert_rx) = tokio::sync::mpsc::unbounded_channel::<Vec<Alert>>();
-    let delivery = tokio::spawn(async move {
-        while let Some(alerts) = alert_rx.recv().await {
-            channels.deliver(&alerts).await;
-        }
-    });
-    let (max_record_bytes, read_timeout) = (cfg.max_record_bytes, cfg.read_timeout);
-    let mut loader = Loader {
-        alerter: Alerter::new(alert_cfg),
-        alerts: alert_tx,
-        args,
-        db,
-        health,
-        cfg,
-        input,
-        source: source.clone(),
-        raw_lines: Arc::new(move |file: &Candidate, lines: &[i64]| {
-            raw_lines(&source, file, lines, max_record_bytes, read_timeout)
-        }),
-        recent: (args.recent_ids > 0).then(|| Arc::new(RecentIds::new(args.recent_ids as usize))),
-        client: None,
-        pool: vec![],
-        migrated: false,
-        done: HashSet::new(),
-        summary: RunSummary::default(),
-        progress: None,
-        pause_after_commit: std::env::var(PAUSE_AFTER_COMMIT_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis),
-    };
+    let (mut loader, delivery) = Loader::start(args, db, health, cfg)?;
     let mut watcher = (!args.once).then(|| loader.input.waker());
     // Failed listings in a row (not the database's failures).
     let mut unlisted: u32 = 0;
@@ -798,18 +757,7 @@ pub async fn run(
                 // Not the database's failure: the breaker and readiness
                 // stay as they are; only the listing is tried again.
                 unlisted = unlisted.saturating_add(1);
-                if args.once && unlisted >= args.breaker_failures {
-                    return Err(PipelineError::Unlisted {
-                        attempts: unlisted,
-                        last: message,
-                    });
-                }
-                let wait = backoff.delay(unlisted, &mut rng);
-                tracing::warn!(
-                    "{message}; not a database failure, listing again in {:.1}s",
-                    wait.as_secs_f64()
-                );
-                health.update(|h| h.last_error = Some(message));
+                let wait = listing_failed(&mut loader, unlisted, message, &backoff, &mut rng)?;
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {},
                     _ = shutdown.wait() => break 'outer,
@@ -819,10 +767,10 @@ pub async fn run(
             Ok(pass) => {
                 unlisted = 0;
                 breaker.success();
-                health.update(|h| {
-                    h.ready = true;
-                    h.consecutive_failures = 0;
-                    h.last_error = None;
+                loader.emit(LoaderEvent::Breaker {
+                    state: breaker.state(),
+                    failures: 0,
+                    failure: None,
                 });
                 if pass.progressed {
                     continue;
@@ -846,48 +794,14 @@ pub async fn run(
             }
             Err(Failed::Stop(e)) => return Err(e),
             Err(Failed::Retry { message, class }) => {
-                // A fresh connection after a failed batch is cheap and safe.
-                loader.client = None;
-                let opened = breaker.failure(Instant::now(), &mut rng) == Some(BreakerState::Open);
-                let failures = breaker.failures();
-                metrics::retry(class);
-                metrics::breaker(breaker.state());
-                loader.alert_breaker(breaker.state());
-                // Not ready from the first failed round trip on.
-                health.update(|h| {
-                    h.ready = false;
-                    h.breaker = breaker.state();
-                    h.consecutive_failures = failures;
-                    h.last_error = Some(message.clone());
-                });
-                if opened {
-                    if args.once {
-                        return Err(PipelineError::GaveUp {
-                            attempts: failures,
-                            last: message,
-                        });
+                let failure = Failure { class, message };
+                let next =
+                    round_trip_failed(&mut loader, &mut breaker, &backoff, &mut rng, failure)?;
+                if let Some(wait) = next {
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {},
+                        _ = shutdown.wait() => break 'outer,
                     }
-                    tracing::error!(
-                        class = ?class,
-                        "{message}; {failures} failures in a row: circuit open, intake paused \
-                         (files stay where they are, nothing is marked done); next probe in {:.1}s",
-                        probe_in(&breaker)
-                    );
-                    continue;
-                }
-                let wait = backoff.delay(failures, &mut rng);
-                // Retried: a warning on one line. ERROR is for giving up
-                // (the circuit opening, the run ending).
-                tracing::warn!(
-                    class = ?class,
-                    attempt = failures,
-                    "attempt {failures} failed, nothing was committed; retrying in {}: {}",
-                    readable_wait(wait),
-                    message.replace('\n', " ")
-                );
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {},
-                    _ = shutdown.wait() => break 'outer,
                 }
                 continue;
             }
@@ -902,32 +816,82 @@ pub async fn run(
         }
     }
     stop_reads.abort();
-    if let Some(bar) = &loader.progress {
-        bar.finish();
+    Ok(loader.stop(delivery).await)
+}
+
+/// A failed listing (the `attempts`-th in a row): not the database's
+/// failure, so the breaker and readiness stay as they are. Returns the
+/// wait before listing again; `--once` gives up after
+/// `--breaker-failures` of them.
+fn listing_failed(
+    loader: &mut Loader<'_>,
+    attempts: u32,
+    message: String,
+    backoff: &Backoff,
+    rng: &mut rand::rngs::StdRng,
+) -> Result<Duration, PipelineError> {
+    if loader.args.once && attempts >= loader.args.breaker_failures {
+        return Err(PipelineError::Unlisted {
+            attempts,
+            last: message,
+        });
     }
-    let summary = loader.summary;
-    // Deliver what is queued (a webhook may take a few seconds), then stop.
-    drop(loader.alerts);
-    if tokio::time::timeout(Duration::from_secs(30), delivery)
-        .await
-        .is_err()
-    {
-        tracing::warn!("gave up waiting for alert delivery after 30 s");
-    }
-    tracing::info!(
-        "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected{}",
-        summary.batches,
-        summary.files_loaded,
-        summary.files_duplicate,
-        summary.files_rejected,
-        summary.files_quarantined,
-        summary.rows_read,
-        summary.rows_loaded,
-        summary.rows_duplicate,
-        summary.rows_rejected,
-        args.where_rejects_went(summary.rows_rejected, summary.files_quarantined)
+    let wait = backoff.delay(attempts, rng);
+    tracing::warn!(
+        "{message}; not a database failure, listing again in {:.1}s",
+        wait.as_secs_f64()
     );
-    Ok(summary)
+    loader.emit(LoaderEvent::ListingFailed { message });
+    Ok(wait)
+}
+
+/// A failed pass (nothing was committed): counts it for the breaker and
+/// tells the observers. Returns the wait before retrying, `None` when the
+/// circuit opened (the breaker then says when to probe); `--once` gives up
+/// when it opens.
+fn round_trip_failed(
+    loader: &mut Loader<'_>,
+    breaker: &mut Breaker,
+    backoff: &Backoff,
+    rng: &mut rand::rngs::StdRng,
+    failure: Failure,
+) -> Result<Option<Duration>, PipelineError> {
+    // A fresh connection after a failed batch is cheap and safe.
+    loader.client = None;
+    let opened = breaker.failure(Instant::now(), rng) == Some(BreakerState::Open);
+    let failures = breaker.failures();
+    let Failure { class, message } = failure.clone();
+    loader.emit(LoaderEvent::Breaker {
+        state: breaker.state(),
+        failures,
+        failure: Some(failure),
+    });
+    if opened {
+        if loader.args.once {
+            return Err(PipelineError::GaveUp {
+                attempts: failures,
+                last: message,
+            });
+        }
+        tracing::error!(
+            class = ?class,
+            "{message}; {failures} failures in a row: circuit open, intake paused \
+             (files stay where they are, nothing is marked done); next probe in {:.1}s",
+            probe_in(breaker)
+        );
+        return Ok(None);
+    }
+    let wait = backoff.delay(failures, rng);
+    // Retried: a warning on one line. ERROR is for giving up (the circuit
+    // opening, the run ending).
+    tracing::warn!(
+        class = ?class,
+        attempt = failures,
+        "attempt {failures} failed, nothing was committed; retrying in {}: {}",
+        readable_wait(wait),
+        message.replace('\n', " ")
+    );
+    Ok(Some(wait))
 }
 
 /// `250 ms`, `1.5 s`: a retry's wait as people read it.
@@ -955,25 +919,21 @@ async fn probe_step(
     breaker: &mut Breaker,
     rng: &mut rand::rngs::StdRng,
 ) -> Result<Option<Duration>, PipelineError> {
-    let health = loader.health;
-    health.update(|h| {
-        h.ready = false;
-        h.breaker = BreakerState::HalfOpen;
+    loader.emit(LoaderEvent::Breaker {
+        state: BreakerState::HalfOpen,
+        failures: breaker.failures(),
+        failure: None,
     });
-    metrics::breaker(BreakerState::HalfOpen);
     match loader.probe().await {
         Ok(()) => {
             if breaker.success() != Some(BreakerState::Closed) {
                 return Ok(Some(loader.args.backoff()?.initial));
             }
-            metrics::breaker(BreakerState::Closed);
-            loader.alert_breaker(BreakerState::Closed);
             tracing::info!("the database answers again: circuit closed, intake resumes");
-            health.update(|h| {
-                h.ready = true;
-                h.breaker = BreakerState::Closed;
-                h.consecutive_failures = 0;
-                h.last_error = None;
+            loader.emit(LoaderEvent::Breaker {
+                state: BreakerState::Closed,
+                failures: 0,
+                failure: None,
             });
             Ok(None)
         }
@@ -981,17 +941,14 @@ async fn probe_step(
         Err(Failed::Retry { message, class }) => {
             loader.client = None;
             breaker.failure(Instant::now(), rng);
-            metrics::retry(class);
-            metrics::breaker(BreakerState::Open);
-            loader.alert_breaker(BreakerState::Open);
             tracing::warn!(
                 "probe failed: {message}; circuit stays open, intake paused; next probe in {:.1}s",
                 probe_in(breaker)
             );
-            health.update(|h| {
-                h.breaker = BreakerState::Open;
-                h.consecutive_failures = breaker.failures();
-                h.last_error = Some(message);
+            loader.emit(LoaderEvent::Breaker {
+                state: BreakerState::Open,
+                failures: breaker.failures(),
+                failure: Some(Failure { class, message }),
             });
             Ok(None)
         }
@@ -1013,6 +970,90 @@ fn connect_failed(e: DbError, once: bool) -> Failed {
     Failed::Retry {
         message: e.to_string(),
         class,
+    }
+}
+
+impl<'a> Loader<'a> {
+    /// The loader over `args`'s input with its observers: `health`,
+    /// the metrics, the alerts (whose delivery task is returned) and, with
+    /// `--once`, the progress bar.
+    fn start(
+        args: &'a RunArgs,
+        db: &'a Database,
+        health: &Health,
+        mut cfg: ParseConfig,
+    ) -> Result<(Loader<'a>, Delivery), PipelineError> {
+        let input = Input::new(&InputConfig {
+            input: args.input.clone(),
+            after_load: args.after_load,
+            archive: args.archive_dir.clone(),
+            quarantine: args.quarantine_dir.clone(),
+            full_relist: Duration::from_secs_f64(args.full_relist_secs),
+            include: Include::new(&args.include)?,
+            read_timeout: Duration::from_secs_f64(args.read_timeout_secs),
+        })?;
+        let source = input.source();
+        cfg.input_root = std::fs::canonicalize(&args.input).ok().map(Arc::from);
+        let (alerter, delivery) = Alerter::start(args.alerts.config()?)?;
+        let mut observers = Observers::new();
+        observers.add(health.clone());
+        observers.add(MetricsObserver);
+        observers.add(alerter);
+        if args.once {
+            observers.add(LoadProgress::default());
+        }
+        let (max_record_bytes, read_timeout) = (cfg.max_record_bytes, cfg.read_timeout);
+        let loader = Loader {
+            observers,
+            args,
+            db,
+            cfg,
+            input,
+            source: source.clone(),
+            raw_lines: Arc::new(move |file: &Candidate, lines: &[i64]| {
+                raw_lines(&source, file, lines, max_record_bytes, read_timeout)
+            }),
+            recent: (args.recent_ids > 0)
+                .then(|| Arc::new(RecentIds::new(args.recent_ids as usize))),
+            client: None,
+            pool: vec![],
+            migrated: false,
+            done: HashSet::new(),
+            summary: RunSummary::default(),
+            pause_after_commit: std::env::var(PAUSE_AFTER_COMMIT_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis),
+        };
+        Ok((loader, delivery))
+    }
+
+    /// Ends a run: tells the observers, waits (at most 30 s) for queued
+    /// alerts to be delivered, logs and returns the totals.
+    async fn stop(self, delivery: Delivery) -> RunSummary {
+        let mut observers = self.observers;
+        observers.emit(LoaderEvent::Stopped);
+        let summary = self.summary;
+        // Deliver what is queued (a webhook may take a few seconds), then stop.
+        drop(observers);
+        if !delivery.finish(Duration::from_secs(30)).await {
+            tracing::warn!("gave up waiting for alert delivery after 30 s");
+        }
+        tracing::info!(
+            "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected{}",
+            summary.batches,
+            summary.files_loaded,
+            summary.files_duplicate,
+            summary.files_rejected,
+            summary.files_quarantined,
+            summary.rows_read,
+            summary.rows_loaded,
+            summary.rows_duplicate,
+            summary.rows_rejected,
+            self.args
+                .where_rejects_went(summary.rows_rejected, summary.files_quarantined)
+        );
+        summary
     }
 }
 
@@ -1091,7 +1132,9 @@ impl Loader<'_> {
                 .map_err(Failed::db)?;
             self.input.seed(seed);
         }
-        let listed = match self.input.list().await {
+        let listed = self.input.list().await;
+        self.emit(LoaderEvent::Listed);
+        let listed = match listed {
             Ok(listed) => listed,
             Err(e) => {
                 return Ok(Pass {
@@ -1134,10 +1177,10 @@ impl Loader<'_> {
             connections,
         );
         let mut waiting: Vec<Candidate> = batches.iter().flatten().cloned().collect();
-        if self.args.once && self.progress.is_none() {
-            let bytes = waiting.iter().map(|c| c.size).sum();
-            self.progress = Some(Progress::new(bytes, "bytes", "load"));
-        }
+        self.emit(LoaderEvent::Queued {
+            files: waiting.len() as u64,
+            bytes: waiting.iter().map(|c| c.size).sum(),
+        });
         let mut queue = spread(batches, connections).into_iter();
         type Done = (Client, Result<BatchReport, batch::SinkError>);
         let mut running: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
@@ -1208,8 +1251,9 @@ impl Loader<'_> {
         }
     }
 
-    /// Books one committed batch: metrics, alerts, log, progress, then each
-    /// file's fate on disk. True when some file was settled.
+    /// Books one committed batch: the lag and the batch to the observers,
+    /// the log, then each file's fate on disk. True when some file was
+    /// settled.
     async fn settle(
         &mut self,
         report: BatchReport,
@@ -1217,10 +1261,7 @@ impl Loader<'_> {
         on_batch: &mut impl FnMut(&BatchReport),
     ) -> bool {
         let mut progressed = false;
-        if report.batch_id.is_some() {
-            self.health.committed();
-        }
-        metrics::batch(&report, now_micros());
+        let done = batch_done(&report, now_micros());
         let mut jobs: Vec<Job> = vec![];
         for f in &report.files {
             let Some(cand) = &f.candidate else { continue };
@@ -1242,29 +1283,14 @@ impl Loader<'_> {
             .chain(&report.elsewhere)
             .collect();
         waiting.retain(|c| !settled.contains(c));
+        // The lag first: its alerts come before the batch's.
         self.record_lag(waiting);
+        self.emit(LoaderEvent::Batch(done));
         if report.files.is_empty() {
             return progressed;
         }
-        let alerts = self.alerter.on_batch(&report);
-        self.send_alerts(alerts);
         log_batch(&report);
         self.summary.add(&report);
-        if let Some(bar) = &self.progress {
-            bar.inc(
-                report
-                    .files
-                    .iter()
-                    .filter_map(|f| f.candidate.as_ref())
-                    .chain(&report.elsewhere)
-                    .map(|c| c.size)
-                    .sum(),
-            );
-            bar.message(format!(
-                "{} rows loaded, {} rejected",
-                self.summary.rows_loaded, self.summary.rows_rejected
-            ));
-        }
         on_batch(&report);
         if let Some(pause) = self.pause_after_commit {
             tracing::warn!(
@@ -1286,27 +1312,24 @@ impl Loader<'_> {
             .max()
             .unwrap_or(0) as f64
             / 1e6;
-        self.health.lag(waiting.len(), oldest);
-        let alerts = self.alerter.on_lag(oldest, waiting.len() as u64);
-        self.send_alerts(alerts);
+        self.emit(LoaderEvent::Lag {
+            waiting_files: waiting.len() as u64,
+            oldest_waiting_secs: oldest,
+        });
     }
 
-    fn alert_breaker(&mut self, state: BreakerState) {
-        let alerts = self.alerter.on_breaker(state);
-        self.send_alerts(alerts);
-    }
-
-    fn send_alerts(&self, alerts: Vec<Alert>) {
-        if !alerts.is_empty() {
-            // The delivery task ends only after the loader: cannot be closed.
-            let _ = self.alerts.send(alerts);
-        }
+    /// Hands one event to every observer (health, metrics, alerts,
+    /// progress), in order; none of them waits.
+    fn emit(&mut self, event: LoaderEvent) {
+        self.observers.emit(event);
     }
 
     /// Lists the input without reading or loading anything (while the
     /// circuit is open), to keep the lag current.
     async fn relist_for_lag(&mut self) {
-        if let Ok(listed) = self.input.list().await {
+        let listed = self.input.list().await;
+        self.emit(LoaderEvent::Listed);
+        if let Ok(listed) = listed {
             let waiting: Vec<Candidate> = listed
                 .into_iter()
                 .filter(|f| !self.done.contains(&key(f)))
@@ -1363,7 +1386,9 @@ impl Loader<'_> {
                         ),
                         _ => {}
                     }
-                    metrics::disposed(&d);
+                    self.emit(LoaderEvent::Disposed {
+                        disposition: d.as_str(),
+                    });
                     records.extend(id.map(|id| (id, d)));
                 }
                 Err(e) => tracing::error!(file = ?path, "{e}; it stays where it is"),

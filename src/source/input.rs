@@ -359,7 +359,6 @@ impl Input {
     /// The files ready to load: a folder's oldest first, a store's in key
     /// order.
     pub async fn list(&mut self) -> Result<Vec<Candidate>, InputError> {
-        crate::observe::metrics::listing();
         match &mut self.listing {
             Listing::Folder {
                 dir,
