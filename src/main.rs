@@ -125,8 +125,8 @@ enum Command {
         #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
-    /// Print the layouts shopstream reads (versions v1–v3 and the seed
-    /// systems' layouts) and how each migrates to the current version.
+    /// Print the layouts shopstream reads (its own versions v1–v3 and the
+    /// layouts other pipelines write) and how each maps to the current one.
     #[command(after_help = SCHEMA_EXAMPLES)]
     Schema {
         #[command(subcommand)]

@@ -79,8 +79,9 @@ const MAX_REDRAWS: u32 = 64;
 pub struct GenerateArgs {
     /// Column layout of the files: header names and order as the schema
     /// registry defines them. v1, v2 and v3 (default, 18 columns) are
-    /// shopstream's own versions with its own values. The seed layouts write
-    /// what each seed system's generator writes, quirks included
+    /// shopstream's own versions with its own values. The other layouts
+    /// (seed000–seed004, other pipelines' files; `shopstream schema list`)
+    /// write what those pipelines' own generators write, quirks included
     /// (docs/generate.md). Seed layouts other than seed003 hold only views and
     /// purchases from signed-in users. Broken rows (--invalid-kinds) are
     /// limited to the kinds the layout can express.

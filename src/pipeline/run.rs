@@ -179,7 +179,9 @@ pub struct RunArgs {
     pub late_threshold_secs: u64,
 
     /// IANA time zone (Europe/Berlin, America/New_York) of event times
-    /// written without Z or an offset, as seeds 002 and 004 write them. A
+    /// written without Z or an offset (as the four-column
+    /// `user_id,action,product,timestamp` and the `user_activity` layouts
+    /// do). A
     /// time the clocks skip when daylight saving time begins fails
     /// `invalid_event_time`; one that occurs twice when it ends is the
     /// earlier instant. Times with an offset are unaffected.
