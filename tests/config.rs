@@ -27,9 +27,9 @@ fn row(i: u32, time: &str) -> String {
     format!("{i:08x}-0000-4000-8000-000000000000,U{i},view,P{i},1.00,1,{time}")
 }
 
-#[tokio::test]
-async fn a_host_query_parameter_replaces_the_url_host() {
-    let db = test_db().await;
+/// The test server's socket folder, port and user, or `None` (said as a
+/// skipped case, which fails under CI) when it is not reached by a socket.
+fn socket_of(db: &common::TestDb) -> Option<(std::path::PathBuf, u16, String)> {
     let config = db.config();
     let (Some(Host::Unix(socket)), Some(port)) =
         (config.get_hosts().first(), config.get_ports().first())
@@ -38,9 +38,21 @@ async fn a_host_query_parameter_replaces_the_url_host() {
             "a socket given in the URL's query",
             "the test server is not reached through a Unix socket",
         );
+        return None;
+    };
+    Some((
+        socket.clone(),
+        *port,
+        config.get_user().expect("user").to_string(),
+    ))
+}
+
+#[tokio::test]
+async fn a_host_query_parameter_replaces_the_url_host() {
+    let db = test_db().await;
+    let Some((socket, port, user)) = socket_of(&db) else {
         return;
     };
-    let user = config.get_user().expect("user");
     // libpq reads this as the socket only; `localhost` is overridden.
     let url = format!(
         "postgresql://{user}@localhost/{}?host={}&port={port}",
@@ -236,17 +248,9 @@ async fn max_event_age_rejects_old_events_only_when_asked() {
 #[tokio::test]
 async fn bench_keeps_one_host_when_the_url_names_its_socket_in_the_query() {
     let db = test_db().await;
-    let config = db.config();
-    let (Some(Host::Unix(socket)), Some(port)) =
-        (config.get_hosts().first(), config.get_ports().first())
-    else {
-        common::skip(
-            "a socket given in the URL's query",
-            "the test server is not reached through a Unix socket",
-        );
+    let Some((socket, port, user)) = socket_of(&db) else {
         return;
     };
-    let user = config.get_user().expect("user");
     // The form: the query's host replaces localhost. The bench's
     // own databases must be reached the same way (one host, not three).
     let url = format!(
