@@ -153,6 +153,98 @@ async fn rows_the_server_refuses_become_dead_letters_and_the_rest_commits() {
     );
 }
 
+/// Isolating the rows the table's own constraints refuse costs about one
+/// insert of the batch, however many rows are refused (bisection cost a
+/// dozen inserts per refused row, minutes on distributed PostgreSQL). The
+/// server's own count of inserted tuples (aborted ones included) shows it.
+#[tokio::test]
+async fn rows_refused_by_the_tables_constraints_are_found_without_bisection() {
+    let db = test_db().await;
+    run_ok(shopstream().args(["migrate", "--database-url", &db.url]));
+    let c = db.client().await;
+    c.batch_execute(
+        "ALTER TABLE ecommerce_events ADD CONSTRAINT quantity_below_9 CHECK (quantity < 9);
+         ALTER TABLE ecommerce_events ALTER COLUMN session_id SET NOT NULL",
+    )
+    .await
+    .expect("constraints the validator does not know");
+    // 5,000 rows; every 17th breaks the check, every 101st has no session.
+    let mut lines = vec![V1_SESSION_QTY.to_string()];
+    let (mut refused, rows) = (0, 5000u32);
+    for n in 1..=rows {
+        let qty = if n % 17 == 0 { 9 } else { 1 };
+        let session = if n % 101 == 0 {
+            String::new()
+        } else {
+            format!("s{n}")
+        };
+        refused += u32::from(qty == 9 || session.is_empty());
+        lines.push(format!(
+            "00000000-0000-4000-8000-{n:012},u{n},{session},add_to_cart,p{n},1.50,{qty},2026-01-01 00:00:00"
+        ));
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    std::fs::write(input.join("rows.csv"), lines.join("\n") + "\n").expect("write");
+    let summary: serde_json::Value =
+        serde_json::from_str(load_once(&db, &input, &["--recent-ids", "0"]).trim())
+            .expect("summary");
+    assert_eq!(summary["rows_rejected"], refused, "{summary}");
+    assert_eq!(summary["rows_loaded"], rows - refused, "{summary}");
+    let by_kind = |sql: &str| {
+        let sql = sql.to_string();
+        let c = &c;
+        async move {
+            c.query_one(&sql, &[])
+                .await
+                .expect("query")
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(
+        by_kind("SELECT count(*) FROM dead_letter_events WHERE errors->0->>'constraint' = 'quantity_below_9'").await,
+        i64::from(rows / 17 - rows / (17 * 101)),
+        "a row breaking both is reported for NOT NULL, as the server would"
+    );
+    assert_eq!(
+        by_kind(
+            "SELECT count(*) FROM dead_letter_events WHERE errors->0->>'column' = 'session_id'"
+        )
+        .await,
+        i64::from(rows / 101)
+    );
+    // Every backend of the loader has reported its statistics once it left.
+    let inserted = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let others = by_kind(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+                db.name
+            ))
+            .await;
+            if others == 0 {
+                c.batch_execute("SELECT pg_stat_clear_snapshot()")
+                    .await
+                    .expect("clear");
+                break by_kind(
+                    "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'ecommerce_events'",
+                )
+                .await;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the loader's backends never left"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert!(
+        inserted <= 2 * i64::from(rows),
+        "{inserted} tuples inserted (aborted ones included) for {rows} rows"
+    );
+}
+
 /// The bad files of every kind, with a phrase of the reason each must get.
 fn write_bad_files(dir: &Path) -> Vec<(&'static str, &'static str)> {
     let v1 = "event_id,user_id,event_type,product_id,price,event_time\n";

@@ -45,7 +45,7 @@ use tokio_postgres::{Client, CopyInSink, Transaction};
 
 use super::ledger::{self, NewEntry, Status};
 use super::recent::RecentIds;
-use super::{copy, stage};
+use super::{copy, precheck, stage};
 use crate::db::retry::{classify_state, Class};
 use crate::event::RuleCode;
 use crate::schema::LayoutId;
@@ -960,6 +960,19 @@ struct Refused {
 }
 
 impl Refused {
+    /// A row [`precheck`] found breaking a constraint.
+    fn from_violation(v: precheck::Violation) -> Refused {
+        Refused {
+            file_no: v.file_no,
+            line: v.line,
+            sqlstate: v.sqlstate.to_string(),
+            message: v.message,
+            detail: None,
+            column: v.column,
+            constraint: v.constraint,
+        }
+    }
+
     fn new(file_no: i32, line: i64, e: &tokio_postgres::Error) -> Refused {
         let db = e.as_db_error();
         Refused {
@@ -1055,17 +1068,93 @@ async fn insert_events(
         loaded: HashMap::new(),
         refused: vec![],
     };
-    match insert((KEY_MIN, KEY_MAX)).await? {
+    let first = match insert((KEY_MIN, KEY_MAX)).await? {
         Ok(counts) => {
             add_counts(&mut moved.loaded, counts);
             return Ok(moved);
         }
-        Err(e) => tracing::warn!(
-            "the database refused a row of the batch ({}); isolating it",
-            e.as_db_error()
-                .map_or_else(|| e.to_string(), |d| d.message().to_string())
-        ),
+        Err(e) => e,
+    };
+    tracing::warn!(
+        "the database refused a row of the batch ({}); isolating it",
+        first
+            .as_db_error()
+            .map_or_else(|| first.to_string(), |d| d.message().to_string())
+    );
+    // What the table's own NOT NULL and CHECK constraints refuse is found
+    // with one query per constraint; those rows sit out while the rest is
+    // inserted, and only what is refused for another reason is bisected.
+    let found = precheck::violations(tx, paths, batch_id, layouts).await?;
+    set_ok(tx, &found, false).await?;
+    let rest = if found.is_empty() {
+        Some(first)
+    } else {
+        match insert((KEY_MIN, KEY_MAX)).await? {
+            Ok(counts) => {
+                add_counts(&mut moved.loaded, counts);
+                None
+            }
+            Err(e) => Some(e),
+        }
+    };
+    tracing::debug!(
+        refused = found.len(),
+        bisect = rest.is_some(),
+        "rows refused by the table's constraints, found by checking them"
+    );
+    if let Some(first) = rest {
+        bisect(tx, &insert, first, &mut moved).await?;
     }
+    // The caller turns every refused row into a dead letter.
+    set_ok(tx, &found, true).await?;
+    moved
+        .refused
+        .extend(found.into_iter().map(Refused::from_violation));
+    moved.refused.sort_by_key(|r| (r.file_no, r.line));
+    Ok(moved)
+}
+
+/// Marks staged rows as taking part in the insert (`ok`) or not.
+async fn set_ok(
+    tx: &Transaction<'_>,
+    rows: &[precheck::Violation],
+    ok: bool,
+) -> Result<(), tokio_postgres::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let file_nos: Vec<i32> = rows.iter().map(|r| r.file_no).collect();
+    let lines: Vec<i64> = rows.iter().map(|r| r.line).collect();
+    tx.execute(
+        "UPDATE shopstream_stage s SET ok = $3
+         FROM unnest($1::int4[], $2::int8[]) AS r(file_no, line)
+         WHERE s.file_no = r.file_no AND s.source_line = r.line",
+        &[&file_nos, &lines, &ok],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts the staged valid rows that `first` says the server refused some
+/// of: in chunks of [`ISOLATE_CHUNK`] rows, a failing chunk bisected down
+/// to single rows, each refused one added to `moved` with the server's
+/// message.
+async fn bisect<F, Fut>(
+    tx: &Transaction<'_>,
+    insert: &F,
+    first: tokio_postgres::Error,
+    moved: &mut Moved,
+) -> Result<(), tokio_postgres::Error>
+where
+    F: Fn((Key, Key)) -> Fut,
+    Fut: std::future::Future<
+        Output = Result<
+            Result<Vec<tokio_postgres::Row>, tokio_postgres::Error>,
+            tokio_postgres::Error,
+        >,
+    >,
+{
+    drop(first);
     tx.batch_execute(
         "CREATE INDEX shopstream_stage_key ON shopstream_stage (file_no, source_line) WHERE ok;
          ANALYZE shopstream_stage",
@@ -1128,7 +1217,7 @@ async fn insert_events(
         }
     }
     tx.batch_execute("DROP INDEX shopstream_stage_key").await?;
-    Ok(moved)
+    Ok(())
 }
 
 async fn keys(
