@@ -454,6 +454,9 @@ fn print_out(text: &str) -> anyhow::Result<()> {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
+    // A second signal exits at once; the embedded server this process
+    // started is stopped first, as on any other way out.
+    shopstream::shutdown::before_forced_exit(shopstream::db::embedded::stop_running);
     shutdown.on_signals()?;
     match command {
         Command::Run { run, http, db } => {

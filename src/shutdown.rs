@@ -19,6 +19,16 @@ impl Default for Shutdown {
     }
 }
 
+/// What runs just before a second signal ends the process (the binary sets
+/// it: stopping the embedded server it started).
+static BEFORE_FORCED_EXIT: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets what runs before a second signal ends the process; the first call
+/// wins.
+pub fn before_forced_exit(f: fn()) {
+    let _ = BEFORE_FORCED_EXIT.set(f);
+}
+
 impl Shutdown {
     pub fn new() -> Self {
         let (tx, rx) = watch::channel(false);
@@ -64,6 +74,9 @@ impl Shutdown {
                 _ = term.recv() => {},
             }
             tracing::warn!("second signal: exiting at once; the open transaction rolls back");
+            if let Some(before) = BEFORE_FORCED_EXIT.get() {
+                before();
+            }
             std::process::exit(130);
         });
         Ok(())

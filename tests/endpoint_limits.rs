@@ -144,9 +144,11 @@ async fn four_hundred_idle_connections_do_not_stop_the_loading() {
     assert_eq!(refused, 300);
     // The served ones are let go, and the endpoint answers again: ready.
     drop(idle);
+    // (Until the server has closed them, a request may still meet the
+    // limit: closed at once, a failed request here.)
     wait_for(Duration::from_secs(30), "/readyz again", || async {
-        let (status, body) = http_get(&base, "/readyz");
-        status == 200 && body.contains("\"ready\":true")
+        common::try_http_get(&base, "/readyz")
+            .is_some_and(|(status, body)| status == 200 && body.contains("\"ready\":true"))
     })
     .await;
     loader.stop();

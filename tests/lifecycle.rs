@@ -200,6 +200,48 @@ fn a_panic_stops_the_embedded_server_it_started() {
     );
 }
 
+/// A second signal exits at once (130), rolling back the batch in flight,
+/// and still stops the embedded server the process started.
+#[test]
+fn a_second_signal_stops_the_embedded_server_it_started() {
+    let dir = reachable_tempdir();
+    let data_dir = dir.path().join("data");
+    let input = dir.path().join("in");
+    fs::create_dir(&input).expect("input");
+    fs::write(
+        input.join("a.csv"),
+        "event_id,user_id,event_type,product_id,price,event_time\n\
+         00000000-0000-4000-8000-000000000001,u1,view,p1,1.50,2026-01-01 00:00:00\n",
+    )
+    .expect("write");
+    let _cleanup = KillLeftovers(data_dir.clone());
+    // The batch waits before its COMMIT: the signals come while it is open.
+    let mut loader = common::Loader::spawn(
+        shopstream()
+            .env("SHOPSTREAM_DEBUG_PAUSE_BEFORE_COMMIT_MS", "120000")
+            .args(["run", "--http-addr", "off", "--data-dir"])
+            .arg(&data_dir)
+            .arg("--input")
+            .arg(&input),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !loader.logged("pausing") {
+        assert!(Instant::now() < deadline, "the batch never paused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!processes_mentioning(&data_dir).is_empty(), "a server runs");
+    common::signal(&loader.child, "-TERM");
+    while !loader.logged("received") {
+        assert!(Instant::now() < deadline, "the first signal was not seen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    common::signal(&loader.child, "-TERM");
+    let status = common::wait_exit(&mut loader.child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130));
+    let left = processes_mentioning(&data_dir);
+    assert!(left.is_empty(), "postgres still running: pids {left:?}");
+}
+
 #[test]
 fn run_with_a_missing_input_creates_nothing_and_prints_the_cause_once() {
     let cwd = tempfile::tempdir().expect("tempdir");

@@ -1192,8 +1192,8 @@ pub struct EmbeddedServer {
     stopped: bool,
 }
 
-/// A server some [`EmbeddedServer`] started and was dropped without stopping.
-struct Dropped {
+/// A server an [`EmbeddedServer`] of this process started.
+struct RunningServer {
     cluster: Cluster,
     port: u16,
     socket_dir: PathBuf,
@@ -1201,18 +1201,43 @@ struct Dropped {
 }
 
 /// The servers this process started whose handles were dropped unstopped.
-static DROPPED: std::sync::Mutex<Vec<Dropped>> = std::sync::Mutex::new(Vec::new());
+static DROPPED: std::sync::Mutex<Vec<RunningServer>> = std::sync::Mutex::new(Vec::new());
+
+/// The servers this process started and has not stopped (nor dropped).
+static RUNNING: std::sync::Mutex<Vec<RunningServer>> = std::sync::Mutex::new(Vec::new());
+
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(l) => l,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The server of `app_name` is stopped or dropped: no longer running here.
+fn forget_running(app_name: &str) {
+    locked(&RUNNING).retain(|s| s.app_name != app_name);
+}
+
+/// Stops every server this process started and still runs, as
+/// [`stop_dropped`] does (a server other clients use keeps running): for a
+/// process about to end at once (a second signal). Blocking, and safe to
+/// call from inside an async runtime: the work runs on a thread of its own.
+pub fn stop_running() {
+    let running = std::mem::take(&mut *locked(&RUNNING));
+    if running.is_empty() {
+        return;
+    }
+    locked(&DROPPED).extend(running);
+    let _ = std::thread::spawn(stop_dropped).join();
+}
 
 impl Drop for EmbeddedServer {
     fn drop(&mut self) {
         if !self.started_here || self.stopped {
             return;
         }
-        let mut list = match DROPPED.lock() {
-            Ok(l) => l,
-            Err(p) => p.into_inner(),
-        };
-        list.push(Dropped {
+        forget_running(&self.app_name);
+        locked(&DROPPED).push(RunningServer {
             cluster: self.cluster.clone(),
             port: self.port,
             socket_dir: self.socket_dir.clone(),
@@ -1227,7 +1252,7 @@ impl Drop for EmbeddedServer {
 /// (it runs its own small runtime); call it outside any async runtime, as
 /// the process ends. Returns how many servers it looked at.
 pub fn stop_dropped() -> usize {
-    let list: Vec<Dropped> = match DROPPED.lock() {
+    let list: Vec<RunningServer> = match DROPPED.lock() {
         Ok(mut l) => std::mem::take(&mut *l),
         Err(p) => std::mem::take(&mut *p.into_inner()),
     };
@@ -1339,6 +1364,14 @@ impl EmbeddedServer {
         ensure_database(&client, DATABASE).await?;
         server.keepalive = Some(client);
         drop(started.lock);
+        if server.started_here {
+            locked(&RUNNING).push(RunningServer {
+                cluster: server.cluster.clone(),
+                port: server.port,
+                socket_dir: server.socket_dir.clone(),
+                app_name: server.app_name.clone(),
+            });
+        }
         Ok(server)
     }
 
@@ -1443,6 +1476,7 @@ impl EmbeddedServer {
     /// by other processes or by other `EmbeddedServer` values do.
     pub async fn stop(mut self) -> Result<(), EmbeddedError> {
         self.stopped = true;
+        forget_running(&self.app_name);
         if !self.started_here {
             debug!(
                 "leaving the server for {} running: another process started it",
@@ -1483,6 +1517,7 @@ impl EmbeddedServer {
     /// are disconnected). For tests and explicit shutdowns.
     pub async fn stop_now(mut self) -> Result<(), EmbeddedError> {
         self.stopped = true;
+        forget_running(&self.app_name);
         drop(self.keepalive.take());
         let cluster = self.cluster.clone();
         spawn_blocking(move || {

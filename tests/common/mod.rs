@@ -190,29 +190,47 @@ pub fn http_request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
+    try_http_request(base, method, path, headers)
+        .unwrap_or_else(|e| panic!("HTTP {method} {path}: {e}"))
+}
+
+/// [`http_get`], or `None` when the connection failed (refused, reset: a
+/// server at its connection limit closes at once).
+pub fn try_http_get(base: &str, path: &str) -> Option<(u16, String)> {
+    try_http_request(base, "GET", path, &[])
+        .ok()
+        .map(|(status, _, body)| (status, body))
+}
+
+/// [`http_request`], with I/O failures returned instead of failing the test.
+pub fn try_http_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String, String)> {
     use std::io::{Read, Write};
     let host = base
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let mut s = std::net::TcpStream::connect(&host).expect("connect to the HTTP endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
+    let mut s = std::net::TcpStream::connect(&host)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("Content-Length: 0\r\n\r\n");
-    s.write_all(req.as_bytes()).expect("send");
+    s.write_all(req.as_bytes())?;
     let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("read");
+    s.read_to_string(&mut raw)?;
     let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
     let status = head
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("a status code");
-    (status, head.to_string(), body.to_string())
+    Ok((status, head.to_string(), body.to_string()))
 }
 
 /// The value of one sample line (`name{labels} value`) of a Prometheus
