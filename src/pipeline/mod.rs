@@ -2,7 +2,8 @@
 //!
 //! * [`breaker`]: the circuit breaker around the database.
 //! * [`events`]: the loader's events built from the sink's batch reports.
-//! * [`parse`]: a batch's files → encoded staging rows (blocking thread).
+//! * [`parse`]: a batch's files → encoded COPY rows, direct or staged
+//!   (blocking thread).
 //! * [`resume`]: where an object store listing resumes at start (from the
 //!   ledger).
 //! * [`run`]: the loader loop: list the input, skip what the ledger has,

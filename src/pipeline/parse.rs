@@ -1,5 +1,6 @@
-//! Reads a batch's files and turns every row into a staging row: a validated
-//! event or a dead letter with all of its failures.
+//! Reads a batch's files and turns every row into an encoded COPY row: a
+//! validated event (a row of `ecommerce_events` on the direct path, or of
+//! the staging table) or a staged dead letter with all of its failures.
 //!
 //! Runs on a blocking thread. Encoded rows go out in chunks through a
 //! bounded channel to the COPY in flight, so parsing overlaps with the
