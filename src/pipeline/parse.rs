@@ -292,19 +292,43 @@ fn read_file(
     let limited = f.take(cfg.max_file_bytes.saturating_add(1));
     let mut reader =
         RecordReader::new(limited, cfg.max_record_bytes).with_max_fields(cfg.max_fields);
+    let layout = match read_header(&mut reader, file, cfg) {
+        Ok(layout) => layout,
+        Err(rejected) => return Ok(rejected),
+    };
+    let mut stats = ParsedFile {
+        layout: Some(layout.id),
+        unknown_columns: layout.unknown.clone(),
+        ..ParsedFile::default()
+    };
+    if let Err(e) = read_rows(&mut reader, &layout, file, file_no, cfg, out, &mut stats)? {
+        return Ok(reject_read(&mut reader, e.to_string()));
+    }
+    stats.hash = reader.content_hash();
+    stats.bytes = reader.bytes_read();
+    Ok(after_reading(listed, file, cfg, stats))
+}
+
+/// The header's layout, or the file's rejection (no header, an unknown or
+/// ambiguous one, a header that cannot be read).
+fn read_header<R: std::io::Read>(
+    reader: &mut RecordReader<R>,
+    file: &Candidate,
+    cfg: &ParseConfig,
+) -> Result<Layout, FileOutcome> {
     let layout = match reader.next_record() {
         Ok(Some(header)) => Layout::from_header(
             (0..header.len()).map(|i| header.field(i)),
             cfg.unknown_columns,
         ),
         Ok(None) => Err(crate::source::layout::LayoutError::Empty),
-        Err(e) => return Ok(reject_read(&mut reader, e.to_string())),
+        Err(e) => return Err(reject_read(reader, e.to_string())),
     };
     let layout = match layout {
         Ok(l) => l,
         Err(e) => {
             let reason = e.to_string();
-            return Ok(match reader.drain() {
+            return Err(match reader.drain() {
                 Ok(()) => FileOutcome::Rejected {
                     hash: Some(reader.content_hash()),
                     reason,
@@ -325,13 +349,21 @@ fn read_file(
             "columns outside the layout"
         );
     }
+    Ok(layout)
+}
 
+/// Validates and encodes every data row into `out`, counting into `stats`.
+/// The inner error is a record that cannot be read (the file is rejected).
+fn read_rows<R: std::io::Read>(
+    reader: &mut RecordReader<R>,
+    layout: &Layout,
+    file: &Candidate,
+    file_no: i32,
+    cfg: &ParseConfig,
+    out: &mut Output<'_>,
+    stats: &mut ParsedFile,
+) -> Result<Result<(), crate::source::reader::ReadError>, Aborted> {
     let now = now_micros();
-    let mut stats = ParsedFile {
-        layout: Some(layout.id),
-        unknown_columns: layout.unknown.clone(),
-        ..ParsedFile::default()
-    };
     let mut json = Vec::new();
     let mut extra = Vec::new();
     let mut ids = DerivedIds::default();
@@ -344,8 +376,8 @@ fn read_file(
     loop {
         let rec = match reader.next_record() {
             Ok(Some(r)) => r,
-            Ok(None) => break,
-            Err(e) => return Ok(reject_read(&mut reader, e.to_string())),
+            Ok(None) => return Ok(Ok(())),
+            Err(e) => return Ok(Err(e)),
         };
         stats.rows_read += 1;
         let line = rec.line;
@@ -371,13 +403,13 @@ fn read_file(
             }
             validate(&raw, now, &cfg.rules)
         } else {
-            Err(encoding_failures(&rec, &layout, now, &cfg.rules))
+            Err(encoding_failures(&rec, layout, now, &cfg.rules))
         };
         match result {
             Ok(ev) => {
                 stats.rows_valid += 1;
                 stats.late += u64::from(ev.is_late_arrival);
-                let extra = extra_json(&mut extra, &layout, &rec);
+                let extra = extra_json(&mut extra, layout, &rec);
                 out.valid(&origin, file_no, line, &ev, extra)?;
             }
             Err(fails) => {
@@ -403,25 +435,34 @@ fn read_file(
             }
         }
     }
-    stats.hash = reader.content_hash();
-    stats.bytes = reader.bytes_read();
+}
+
+/// What a file read to its end turned out to be: parsed, or rejected or
+/// changed after all (it grew past the limit, shrank, changed, or had no
+/// data row).
+fn after_reading(
+    listed: &Listed<'_>,
+    file: &Candidate,
+    cfg: &ParseConfig,
+    stats: ParsedFile,
+) -> FileOutcome {
     if stats.bytes > cfg.max_file_bytes {
-        return Ok(FileOutcome::Rejected {
+        return FileOutcome::Rejected {
             hash: None,
             reason: format!(
                 "the file grew past --max-file-bytes {} while being read",
                 human(cfg.max_file_bytes)
             ),
-        });
+        };
     }
     match listed
         .source
         .changed_since_listing(file, stats.bytes, listed.at_end.as_ref())
     {
         Change::None => {}
-        Change::Modified => return Ok(FileOutcome::Changed),
+        Change::Modified => return FileOutcome::Changed,
         Change::Shrank(now) => {
-            return Ok(FileOutcome::Rejected {
+            return FileOutcome::Rejected {
                 hash: None,
                 reason: format!(
                     "the file shrank while being read (listed with {} bytes, {now} there now): \
@@ -429,16 +470,16 @@ fn read_file(
                      rename them when complete",
                     file.size
                 ),
-            })
+            }
         }
     }
     if stats.rows_read == 0 {
-        return Ok(FileOutcome::Rejected {
+        return FileOutcome::Rejected {
             hash: Some(stats.hash),
             reason: "the file has a header but no data rows".to_string(),
-        });
+        };
     }
-    Ok(FileOutcome::Parsed(stats))
+    FileOutcome::Parsed(stats)
 }
 
 /// The raw text of the records starting on `lines` of `file` (for rows the
