@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::batch::BatchReport;
 use crate::db::connect::Database;
 use crate::generate::{GenerateArgs, Report};
 use crate::observe::health::Health;
 use crate::pipeline::run::{run, RunArgs};
 use crate::shutdown::Shutdown;
-use crate::sink::batch::BatchReport;
 
 /// `shopstream demo` options.
 #[derive(clap::Args, Debug, Clone)]

@@ -6,6 +6,7 @@
 //! * [`generate`]: writes realistic fake event files (the test and demo input).
 //! * [`source`]: finds files in the input folder and reads them as raw rows.
 //! * [`validate`]: turns a raw row into a canonical event or a list of failures.
+//! * [`batch`]: the vocabulary of a batch, shared by the reader, the sink and the observers.
 //! * [`sink`]: encodes rows for binary COPY and commits one batch per transaction.
 //! * [`db`]: where the database is (embedded server or URL) and its schema.
 //! * [`schema`]: the registry of layouts (versions v1–v3 and the seed systems).
@@ -19,6 +20,7 @@
 //! * [`rlimit`]: the open files limit, raised to the hard limit at start.
 //! * [`clidoc`]: the configuration reference, rendered from the CLI definition.
 
+pub mod batch;
 pub mod bench;
 pub mod clidoc;
 pub mod db;

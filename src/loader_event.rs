@@ -84,10 +84,6 @@ pub struct BatchDone {
     /// Rows rejected, by rule code (a row failing two rules counts twice).
     pub rejects_by_code: BTreeMap<String, u64>,
     pub duration_ms: u64,
-    /// Of `rows_loaded`, those COPYed straight into `ecommerce_events`.
-    pub rows_direct: u64,
-    /// The direct path was tried and the batch loaded through staging.
-    pub fell_back: bool,
     /// Input bytes this batch took off the backlog (its files and those
     /// another loader holds).
     pub bytes_done: u64,

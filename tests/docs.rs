@@ -52,7 +52,7 @@ fn configuration_reference_matches_the_cli() {
         "`SHOPSTREAM_INPUT`",
         "`DATABASE_URL`",
         "## `shopstream migrate`",
-        "`--connections",
+        "`--batch-max-bytes",
     ] {
         assert!(rendered.contains(needle), "the reference lacks {needle}");
     }

@@ -1,6 +1,6 @@
 //! Property tests (256 cases each) over reading and validation; no database.
 //!
-//! 1. Whatever bytes a file holds, `parse_batch` never panics and emits a
+//! 1. Whatever bytes a file holds, `read_batch` never panics and emits a
 //!    binary COPY stream that decodes completely: 28 fields a row, text
 //!    PostgreSQL can store, valid rows that meet the table's CHECKs, rejected
 //!    rows with their raw line and at least one known rule code, a trailer
@@ -18,10 +18,10 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use shopstream::batch::{Chunk, FileOutcome, FileResult};
 use shopstream::event::{EventType, Field, RuleCode};
-use shopstream::pipeline::parse::{parse_batch, ParseConfig};
+use shopstream::pipeline::read::{read_batch, ParseConfig};
 use shopstream::schema::{LayoutId, Target};
-use shopstream::sink::batch::{Chunk, FileOutcome, FileResult};
 use shopstream::source::discover::{mtime_micros, Candidate};
 use shopstream::validate::{validate, RawFields, Rules};
 
@@ -45,7 +45,7 @@ const V1_LINE: &str =
     "\n0b6f1c2e-5d3a-4f8e-9a1b-2c3d4e5f6a7b,U1,purchase,P1,19.99,2026-01-02 03:04:05\n";
 const V3_LINE: &str = "\r\n1b6f1c2e-5d3a-4f8e-9a1b-2c3d4e5f6a7b,U1,s1,add_to_cart,P1,Desk,Home & Garden,19.99,2,Premium,,2026-01-02T03:04:05+02:00,Mobile,Firefox,DE,Berlin,,c1\r\n";
 
-/// Writes `content` to a file and runs `parse_batch` on it in a thread while
+/// Writes `content` to a file and runs `read_batch` on it in a thread while
 /// this one drains the COPY stream, as the sink does.
 fn run_parse(content: &[u8], cfg: ParseConfig) -> (FileResult, Vec<u8>) {
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -59,19 +59,23 @@ fn run_parse(content: &[u8], cfg: ParseConfig) -> (FileResult, Vec<u8>) {
         file_id: None,
     }];
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(8);
-    let parser = std::thread::spawn(move || parse_batch(&files, &cfg, &tx));
+    let parser = std::thread::spawn(move || read_batch(&files, &cfg, &tx));
     // The sink wraps the rows in the COPY header and trailer.
     let mut stream = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
+    let mut results = vec![];
     while let Some(chunk) = rx.blocking_recv() {
         match chunk {
             Chunk::Stage(b) => stream.extend_from_slice(&b),
-            Chunk::Events(_) => panic!("parse_batch sends every row to staging"),
+            Chunk::File(r) => results.push(r),
+            Chunk::Rows(_) | Chunk::Savepoint(_) => {
+                panic!("read_batch sends every row to staging")
+            }
         }
     }
     stream.extend_from_slice(&[0xff, 0xff]);
-    let mut results = parser
+    parser
         .join()
-        .expect("parse_batch must not panic")
+        .expect("read_batch must not panic")
         .expect("the consumer stayed until the end");
     assert_eq!(results.len(), 1, "one result per file");
     (results.remove(0), stream)

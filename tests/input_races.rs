@@ -79,7 +79,7 @@ async fn wait_for_copy(db: &TestDb, loader: &mut std::process::Child) {
 fn run(db: &TestDb, input: &Path, extra: &[&str]) -> std::process::Command {
     let mut cmd = shopstream();
     cmd.args(["run", "--once", "--database-url", &db.url])
-        .args(["--batch-max-files", "2", "--connections", "1", "--input"])
+        .args(["--batch-max-files", "2", "--input"])
         .arg(input)
         .args(extra)
         .stdout(std::process::Stdio::piped())

@@ -81,7 +81,7 @@ async fn a_fifo_swapped_in_after_the_listing_is_neither_read_nor_moved() {
             .env("SHOPSTREAM_DEBUG_PAUSE_AFTER_COMMIT_MS", "3000")
             .args(["run", "--once", "--database-url", &db.url, "--input"])
             .arg(&input)
-            .args(["--batch-max-files", "1", "--connections", "1"])
+            .args(["--batch-max-files", "1"])
             .args(["--after-load", "archive"])
             // Only the non-blocking open can pass this test, not the bound.
             .args(["--read-timeout-secs", "100000"]),

@@ -273,15 +273,14 @@ fn v1_row(n: u32) -> String {
 }
 
 #[tokio::test]
-async fn direct_path_fallback_disposal_and_commit_time_metrics_and_no_store_everywhere() {
+async fn row_disposal_and_commit_time_metrics_and_no_store_everywhere() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let input = tmp.path().join("in");
     std::fs::create_dir_all(&input).expect("mkdir");
     let header = "event_id,user_id,event_type,product_id,price,event_time";
-    // Event 12 is in the table before the loader starts: the loader does
-    // not remember it, sends it direct, the server refuses it, and b.csv's
-    // batch falls back to staging (where 12 counts as a duplicate).
+    // Event 12 is in the table before the loader starts: b.csv's copy of
+    // it counts as a duplicate.
     common::run_ok(shopstream().args(["migrate", "--database-url", &db.url]));
     db.client()
         .await
@@ -307,7 +306,7 @@ async fn direct_path_fallback_disposal_and_commit_time_metrics_and_no_store_ever
     let mut loader = Loader::spawn(
         shopstream()
             .args(["run", "--database-url", &db.url, "--relist-secs", "0.3"])
-            .args(["--batch-max-files", "1", "--connections", "1"])
+            .args(["--batch-max-files", "1"])
             .args(["--after-load", "archive", "--input"])
             .arg(&input),
     );
@@ -336,15 +335,13 @@ async fn direct_path_fallback_disposal_and_commit_time_metrics_and_no_store_ever
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64();
-    // a.csv's 3 rows went direct; b.csv's batch fell back, so none of its
-    // rows counts as direct.
     assert_eq!(
-        metric(&text, "shopstream_rows_direct_total"),
-        Some(3.0),
+        metric(&text, "shopstream_rows_total{outcome=\"loaded\"}"),
+        Some(5.0),
         "{text}"
     );
     assert_eq!(
-        metric(&text, "shopstream_direct_fallbacks_total"),
+        metric(&text, "shopstream_rows_total{outcome=\"duplicate\"}"),
         Some(1.0),
         "{text}"
     );
@@ -390,6 +387,6 @@ async fn direct_path_fallback_disposal_and_commit_time_metrics_and_no_store_ever
     }
     loader.assert_alive();
     let summary = loader.stop();
-    assert_eq!(summary["rows_direct"], 3, "{summary}");
-    assert_eq!(summary["batches_fell_back"], 1, "{summary}");
+    assert_eq!(summary["rows_loaded"], 5, "{summary}");
+    assert_eq!(summary["rows_duplicate"], 1, "{summary}");
 }

@@ -74,14 +74,12 @@ async fn rows_the_server_refuses_become_dead_letters_and_the_rest_commits() {
     std::fs::write(input.join("rows.csv"), lines.join("\n") + "\n").expect("write");
 
     let summary: serde_json::Value =
-        serde_json::from_str(load_once(&db, &input, &["--direct-min-batch-bytes", "0"]).trim())
-            .expect("summary");
+        serde_json::from_str(load_once(&db, &input, &[]).trim()).expect("summary");
     assert_eq!(summary["rows_read"], 2600);
     assert_eq!(summary["rows_loaded"], 2595);
     assert_eq!(summary["rows_rejected"], 5);
-    // The refused rows were first COPYed on the direct path: the server's
-    // refusal sent the batch through staging, where they were isolated.
-    assert_eq!(summary["batches_fell_back"], 1);
+    // The table's constraints put the loader on the staged route from the
+    // start, where the refused rows were isolated.
 
     let c = db.client().await;
     let rows = c
@@ -188,8 +186,7 @@ async fn rows_refused_by_the_tables_constraints_are_found_without_bisection() {
     std::fs::create_dir_all(&input).expect("mkdir");
     std::fs::write(input.join("rows.csv"), lines.join("\n") + "\n").expect("write");
     let summary: serde_json::Value =
-        serde_json::from_str(load_once(&db, &input, &["--recent-ids", "0"]).trim())
-            .expect("summary");
+        serde_json::from_str(load_once(&db, &input, &[]).trim()).expect("summary");
     assert_eq!(summary["rows_rejected"], refused, "{summary}");
     assert_eq!(summary["rows_loaded"], rows - refused, "{summary}");
     let by_kind = |sql: &str| {
@@ -470,16 +467,9 @@ async fn folder_and_reference(tmp: &Path, seed: u64, args: &[&str]) -> (PathBuf,
 
 async fn after_load_survives_a_kill_between_commit_and_move(mode: &str) {
     let tmp = tempfile::tempdir().expect("tmp");
-    // One loading connection, so that exactly one batch has committed
-    // when the loader pauses after its first commit.
-    let args = [
-        "--after-load",
-        mode,
-        "--batch-max-files",
-        "2",
-        "--connections",
-        "1",
-    ];
+    // Batches commit one at a time: exactly one has committed when the
+    // loader pauses after its first commit.
+    let args = ["--after-load", mode, "--batch-max-files", "2"];
     let (input, want) = folder_and_reference(tmp.path(), 7, &args).await;
     let originals: Vec<(PathBuf, Vec<u8>)> = files_below(&input, "")
         .into_iter()
@@ -664,24 +654,21 @@ async fn once_gives_up_when_the_circuit_opens_and_continuous_mode_keeps_waiting(
 async fn commit(
     client: &mut tokio_postgres::Client,
     files: Vec<shopstream::source::discover::Candidate>,
-) -> shopstream::sink::batch::BatchReport {
-    use shopstream::pipeline::parse::{parse_batch, ParseConfig};
-    use shopstream::sink::batch::{commit_batch, prepare, Producer, RawLines};
+) -> shopstream::batch::BatchReport {
+    use shopstream::pipeline::batch::{load, Reading};
+    use shopstream::pipeline::read::ParseConfig;
+    use shopstream::sink::dedup::TableIds;
+    use shopstream::sink::transaction::prepare;
     prepare(client).await.expect("prepare");
-    let produce = |files: Vec<_>, _plan| -> Producer {
-        Box::new(move |tx| {
-            parse_batch(&files, &ParseConfig::default(), &tx).map_err(|_| "aborted".to_string())
-        })
-    };
-    let raw: RawLines = std::sync::Arc::new(|_, _| Default::default());
-    commit_batch(client, files, produce, &raw, None, false)
+    let reading = Reading::folder(ParseConfig::default());
+    load(client, &mut TableIds::default(), files, &reading, false)
         .await
         .expect("commit")
 }
 
 #[tokio::test]
 async fn a_file_gone_before_it_is_read_is_rejected_unless_the_ledger_has_it() {
-    use shopstream::sink::batch::FileStatus;
+    use shopstream::batch::FileStatus;
     use shopstream::source::discover::list;
     let db = test_db().await;
     run_ok(shopstream().args(["migrate", "--database-url", &db.url]));

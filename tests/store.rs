@@ -350,20 +350,15 @@ async fn s3_kill_9_between_commit_and_delete_then_restart_loads_exactly_once() {
     );
     let uploaded = upload(&s3, &dir, "in").await;
     let reference = test_db().await;
-    load_once(
-        &reference,
-        &dir,
-        &["--connections", "1", "--after-load", "delete"],
-    );
+    load_once(&reference, &dir, &["--after-load", "delete"]);
     let want = fingerprint(&reference.client().await, &dir).await;
 
     let db = test_db().await;
     let url = format!("s3://{BUCKET}/in");
     let cmd = |pause: bool| {
         let mut c = moto.run(&db, &url);
-        // One loading connection: exactly one batch commits before the pause.
-        c.args(["--once", "--batch-max-files", "2", "--after-load", "delete"])
-            .args(["--connections", "1"]);
+        // Batches commit one at a time: exactly one before the pause.
+        c.args(["--once", "--batch-max-files", "2", "--after-load", "delete"]);
         if pause {
             c.env("SHOPSTREAM_DEBUG_PAUSE_AFTER_COMMIT_MS", "120000");
         }

@@ -60,14 +60,11 @@ fn every_size_option_takes_units() {
         "64K",
         "--max-file-bytes",
         "1.5G",
-        "--direct-min-batch-bytes",
-        "1MiB",
     ])
     .expect("sizes with units parse");
     assert_eq!(cli.run.batch_max_bytes, 256 << 20);
     assert_eq!(cli.run.max_line_bytes, 64 << 10);
     assert_eq!(cli.run.max_file_bytes, 3 << 29);
-    assert_eq!(cli.run.direct_min_batch_bytes, 1 << 20);
     let plain = RunCli::try_parse_from(["run", "--batch-max-bytes", "1000"]).expect("bytes");
     assert_eq!(plain.run.batch_max_bytes, 1000);
     let default = RunCli::try_parse_from(["run"]).expect("defaults");
@@ -335,7 +332,7 @@ async fn log_lines_never_land_on_the_progress_bar() {
     std::fs::write(input.join("bad.csv"), "alpha,beta\n1,2\n").expect("write");
     let drawn = on_a_terminal(
         &format!(
-            "run --once --http-addr off --color never --connections 1 --batch-max-files 3 \
+            "run --once --http-addr off --color never --batch-max-files 3 \
              --database-url '{}' --input {}",
             db.url,
             input.display()

@@ -23,8 +23,6 @@ fn worker(db: &TestDb, dir: &Path) -> Command {
         "--once",
         "--batch-max-files",
         "3",
-        "--connections",
-        "2",
         "--database-url",
         &db.url,
         "--input",
@@ -58,7 +56,7 @@ async fn three_workers_share_a_folder_and_the_survivors_finish_a_killed_workers_
 
     // What one process loading alone produces.
     let reference = test_db().await;
-    load_once(&reference, &dir, &["--connections", "1"]);
+    load_once(&reference, &dir, &[]);
     // Several workers load in any order: which copy of a repeated event is
     // kept may differ (README: "Duplicates are counted").
     let want = fingerprint_with(&reference.client().await, &dir, Copies::Any).await;
@@ -150,7 +148,7 @@ async fn a_file_held_by_another_loader_is_left_to_it_and_taken_over_when_it_lets
     // transaction with the advisory lock a claim takes.
     let mut holder = db.client().await;
     let tx = holder.transaction().await.expect("begin");
-    let key = shopstream::sink::batch::claim_key(&files[0].path);
+    let key = shopstream::sink::transaction::claim_key(&files[0].path);
     let got: bool = tx
         .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&key])
         .await

@@ -473,7 +473,7 @@ impl Bench<'_> {
         cmd.args(&self.args.run_args)
             .env("DATABASE_URL", db.url())
             .env_remove("SHOPSTREAM_DEBUG_PAUSE_AFTER_COMMIT_MS")
-            .env_remove(crate::sink::batch::PAUSE_BEFORE_COMMIT_ENV);
+            .env_remove(crate::sink::transaction::PAUSE_BEFORE_COMMIT_ENV);
         (cmd, self.dir.join("logs").join(format!("{log}.log")))
     }
 

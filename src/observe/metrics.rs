@@ -34,8 +34,6 @@ pub const BREAKER: &str = "shopstream_circuit_breaker_state";
 pub const LAST_COMMIT: &str = "shopstream_last_commit_timestamp_seconds";
 pub const OBJECTS_LISTED: &str = "shopstream_objects_listed_total";
 pub const OBJECTS_READ: &str = "shopstream_objects_read_total";
-pub const ROWS_DIRECT: &str = "shopstream_rows_direct_total";
-pub const DIRECT_FALLBACKS: &str = "shopstream_direct_fallbacks_total";
 pub const LISTINGS: &str = "shopstream_listings_total";
 
 /// A handle on the installed recorder.
@@ -131,14 +129,6 @@ fn describe() {
         "Unix time of the last committed batch."
     );
     describe_counter!(
-        ROWS_DIRECT,
-        "Loaded rows that were COPYed straight into ecommerce_events (their event id was not seen recently); the other loaded rows went through staging."
-    );
-    describe_counter!(
-        DIRECT_FALLBACKS,
-        "Batches the direct path could not take (an id already in the table, a refused row), loaded again through staging."
-    );
-    describe_counter!(
         LISTINGS,
         "Listings of the input (folder or object store prefix), each pass and each look while the circuit is open."
     );
@@ -185,10 +175,6 @@ fn batch(r: &BatchDone) {
     counter!(ROWS, "outcome" => "loaded").increment(r.rows_loaded);
     counter!(ROWS, "outcome" => "duplicate").increment(r.rows_duplicate);
     counter!(ROWS, "outcome" => "rejected").increment(r.rows_rejected);
-    counter!(ROWS_DIRECT).increment(r.rows_direct);
-    if r.fell_back {
-        counter!(DIRECT_FALLBACKS).increment(1);
-    }
     for (code, n) in &r.rejects_by_code {
         counter!(ROWS_REJECTED, "code" => code.clone()).increment(*n);
     }

@@ -3,8 +3,8 @@
 //!
 //! It only translates: it never emits, decides or reads a clock.
 
+use crate::batch::{BatchReport, FileStatus};
 use crate::loader_event::{BatchDone, FileDone, FileOutcome};
-use crate::sink::batch::{BatchReport, FileStatus};
 
 /// One committed batch as its event; `committed_micros` is the commit time.
 pub fn batch_done(r: &BatchReport, committed_micros: i64) -> BatchDone {
@@ -41,8 +41,6 @@ pub fn batch_done(r: &BatchReport, committed_micros: i64) -> BatchDone {
         rows_rejected: r.rows_rejected,
         rejects_by_code: r.rejects_by_code.clone(),
         duration_ms: r.duration_ms,
-        rows_direct: r.rows_direct,
-        fell_back: r.fell_back,
         bytes_done,
         committed_micros,
     }
@@ -51,7 +49,7 @@ pub fn batch_done(r: &BatchReport, committed_micros: i64) -> BatchDone {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::batch::FileReport;
+    use crate::batch::FileReport;
     use crate::source::discover::Candidate;
 
     #[test]

@@ -5,10 +5,9 @@
 //! early by OS file events, or an object store prefix, polled), drops
 //! files the ledger already has (the same version of the file: path, size,
 //! mtime and, for local files, device, inode and ctime),
-//! groups the rest into batches of whole files and commits each batch
-//! through [`crate::sink::batch`], up to `--connections` batches at once,
-//! each on its own connection (a control connection lists against the
-//! ledger). Only after a commit does it carry out each
+//! groups the rest into batches of whole files and loads them one after the
+//! other through [`super::batch`], on one connection. Only after a commit
+//! does it carry out each
 //! file's fate through the input (keep, archive or
 //! delete; quarantine for rejected files); a crash in between is finished
 //! at the next start. Files another worker holds are looked at again soon,
@@ -34,10 +33,12 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
+use super::batch::{self as batch_load, Reading};
 use super::breaker::{Breaker, BreakerConfig, BreakerState, Step};
 use super::events::batch_done;
-use super::parse::{parse_batch_from, raw_lines, ParseConfig, DEFAULT_MAX_FIELDS};
+use super::read::{ParseConfig, DEFAULT_MAX_FIELDS};
 use super::resume;
+use crate::batch::{BatchReport, FileStatus};
 use crate::db::connect::{Database, DbError};
 use crate::db::migrate::{self, MigrateError};
 use crate::db::retry::{classify, Backoff, Class};
@@ -47,13 +48,13 @@ use crate::observe::health::Health;
 use crate::observe::metrics::MetricsObserver;
 use crate::observe::progress::LoadProgress;
 use crate::shutdown::Shutdown;
-use crate::sink::batch::{self, BatchReport, FileStatus, Plan, Producer, RawLines};
+use crate::sink::dedup::TableIds;
 use crate::sink::ledger;
-use crate::sink::recent::RecentIds;
+use crate::sink::transaction as batch;
 use crate::source::bounded::DEFAULT_READ_TIMEOUT;
 use crate::source::discover::{Candidate, FileId};
 use crate::source::dispose::{AfterLoad, Disposition, Fate};
-use crate::source::input::{Input, InputConfig, InputError, Source};
+use crate::source::input::{Input, InputConfig, InputError};
 use crate::source::layout::UnknownColumns;
 use crate::source::scope::{
     parse_include, parse_work_folder, Include, ScopeError, DEFAULT_INCLUDE,
@@ -96,35 +97,38 @@ pub struct RunArgs {
 
     /// Most bytes of input per transaction (bytes, or with a unit: 64MiB,
     /// 1G; units are 1024-based). A larger single file still forms a batch
-    /// on its own. With several --connections, a backlog is split into
-    /// smaller batches so that every connection has work. At least 1.
+    /// on its own. At least 1.
     #[arg(help_heading = "Batching", long, env = "SHOPSTREAM_BATCH_MAX_BYTES", default_value = "256MiB", value_name = "SIZE", value_parser = parse_batch_bytes)]
     pub batch_max_bytes: u64,
 
-    /// Database connections loading batches at the same time (one more
-    /// connection lists and keeps the ledger). Each batch is one
-    /// transaction on one connection. [default: the number of CPU cores
-    /// plus one, at most 4]
-    #[arg(help_heading = "Batching", long, env = "SHOPSTREAM_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// No longer used: one connection loads, one batch at a time (see
+    /// docs/architecture.md). Accepted so that existing settings still start.
+    #[arg(
+        help_heading = "Batching",
+        long,
+        env = "SHOPSTREAM_CONNECTIONS",
+        hide = true
+    )]
     pub connections: Option<u32>,
 
-    /// Event ids this process remembers (at least this many; the memory,
-    /// up to about 40 bytes per id, is fixed at start: 19 MB for the
-    /// default). A valid row whose id is not among them is COPYed straight
-    /// into ecommerce_events (the fast path); a row with a remembered id
-    /// goes through the staging table and ON CONFLICT. A wrong guess (the
-    /// id was loaded by another worker or before this process started)
-    /// costs only loading that batch again through staging. 0 sends every
-    /// row through staging. At most 10,000,000.
-    #[arg(help_heading = "Batching", long, env = "SHOPSTREAM_RECENT_IDS", default_value_t = 500_000, value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
-    pub recent_ids: u64,
+    /// No longer used (the id memory of the old direct path).
+    #[arg(
+        help_heading = "Batching",
+        long,
+        env = "SHOPSTREAM_RECENT_IDS",
+        hide = true
+    )]
+    pub recent_ids: Option<u64>,
 
-    /// Smallest batch (bytes of input, or with a unit: 64K, 1MiB) that
-    /// tries the direct path; smaller batches go through staging. For live input whose batches, loading
-    /// at the same time, often share event ids: there the direct path can
-    /// make them wait for each other. 0 lets every batch try it.
-    #[arg(help_heading = "Batching", long, env = "SHOPSTREAM_DIRECT_MIN_BATCH_BYTES", default_value = "0", value_name = "SIZE", value_parser = parse_size)]
-    pub direct_min_batch_bytes: u64,
+    /// No longer used (the old direct path's threshold).
+    #[arg(
+        help_heading = "Batching",
+        long,
+        env = "SHOPSTREAM_DIRECT_MIN_BATCH_BYTES",
+        hide = true,
+        value_name = "SIZE"
+    )]
+    pub direct_min_batch_bytes: Option<String>,
 
     /// Seconds between full listings of the input folder; OS file events
     /// trigger a listing sooner. For an object store: seconds between
@@ -441,13 +445,19 @@ impl RunArgs {
         })
     }
 
-    /// Loading connections: --connections, else the CPU cores plus one (at
-    /// most 4): one more than the cores fills the time a batch waits for
-    /// another that holds some of its event ids.
-    pub fn connections(&self) -> u32 {
-        self.connections.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, |n| (n.get() + 1).min(4) as u32)
-        })
+    /// The options still accepted that no longer do anything.
+    pub fn ignored_options(&self) -> Vec<&'static str> {
+        let mut out = vec![];
+        if self.connections.is_some() {
+            out.push("--connections");
+        }
+        if self.recent_ids.is_some() {
+            out.push("--recent-ids");
+        }
+        if self.direct_min_batch_bytes.is_some() {
+            out.push("--direct-min-batch-bytes");
+        }
+        out
     }
 
     pub fn parse_config(&self) -> Result<ParseConfig, PipelineError> {
@@ -507,10 +517,6 @@ pub struct RunSummary {
     pub rows_loaded: u64,
     pub rows_duplicate: u64,
     pub rows_rejected: u64,
-    /// Of `rows_loaded`, those COPYed straight into ecommerce_events.
-    pub rows_direct: u64,
-    /// Batches the direct path could not take, loaded through staging.
-    pub batches_fell_back: u64,
 }
 
 impl RunSummary {
@@ -530,8 +536,6 @@ impl RunSummary {
         self.rows_loaded += r.rows_loaded;
         self.rows_duplicate += r.rows_duplicate;
         self.rows_rejected += r.rows_rejected;
-        self.rows_direct += r.rows_direct;
-        self.batches_fell_back += u64::from(r.fell_back);
     }
 }
 
@@ -604,7 +608,7 @@ impl From<batch::SinkError> for Failed {
     fn from(e: batch::SinkError) -> Failed {
         let class = match &e {
             batch::SinkError::Db(db) => classify(db),
-            batch::SinkError::Parser(_) => Class::Fatal,
+            batch::SinkError::Reader(_) => Class::Fatal,
         };
         Failed::Retry {
             message: e.to_string(),
@@ -638,18 +642,17 @@ type Job = (Candidate, Option<String>, Option<i64>);
 struct Loader<'a> {
     args: &'a RunArgs,
     db: &'a Database,
-    cfg: ParseConfig,
     input: Input,
-    source: Source,
-    raw_lines: RawLines,
-    /// Recently seen event ids, shared by the loading tasks (`None` with
-    /// `--recent-ids 0`).
-    recent: Option<Arc<RecentIds>>,
-    /// The control connection: listing against the ledger, dispositions,
-    /// probes. Batches load on connections of their own.
+    /// How batches read their files.
+    reading: Reading,
+    /// The connection: listing against the ledger, batches, dispositions,
+    /// probes.
     client: Option<Client>,
-    /// Idle loading connections.
-    pool: Vec<Client>,
+    /// The event table's ids (see [`crate::sink::dedup`]).
+    table_ids: TableIds,
+    /// The staged route (see [`crate::sink::route`]): the event table
+    /// checks what the validator does not, or refused a row.
+    staged: bool,
     migrated: bool,
     done: HashSet<FileKey>,
     summary: RunSummary,
@@ -1004,21 +1007,22 @@ impl<'a> Loader<'a> {
         if args.once {
             observers.add(LoadProgress::default());
         }
-        let (max_record_bytes, read_timeout) = (cfg.max_record_bytes, cfg.read_timeout);
+        let ignored = args.ignored_options();
+        if !ignored.is_empty() {
+            tracing::warn!(
+                "{} no longer do anything: one connection loads, one batch at a time",
+                ignored.join(", ")
+            );
+        }
         let loader = Loader {
             observers,
             args,
             db,
-            cfg,
+            reading: Reading { source, cfg },
             input,
-            source: source.clone(),
-            raw_lines: Arc::new(move |file: &Candidate, lines: &[i64]| {
-                raw_lines(&source, file, lines, max_record_bytes, read_timeout)
-            }),
-            recent: (args.recent_ids > 0)
-                .then(|| Arc::new(RecentIds::new(args.recent_ids as usize))),
             client: None,
-            pool: vec![],
+            table_ids: TableIds::default(),
+            staged: false,
             migrated: false,
             done: HashSet::new(),
             summary: RunSummary::default(),
@@ -1085,12 +1089,20 @@ impl Loader<'_> {
                 self.migrated = true;
             }
             batch::prepare(&c).await?;
+            let checks = crate::sink::route::server_only_checks(&c)
+                .await
+                .map_err(Failed::db)?;
+            if !checks.is_empty() && !self.staged {
+                tracing::info!(
+                    "ecommerce_events has {} that shopstream does not check itself: every row \
+                     goes through staging, where a row the server refuses becomes a dead letter",
+                    checks.join(", ")
+                );
+            }
+            self.staged |= !checks.is_empty();
             self.client = Some(c);
         }
-        self.client.as_mut().ok_or_else(|| Failed::Retry {
-            message: "no connection".to_string(),
-            class: Class::Transient,
-        })
+        self.client.as_mut().ok_or_else(no_connection)
     }
 
     /// One trivial round trip: is the database back?
@@ -1100,27 +1112,39 @@ impl Loader<'_> {
         Ok(())
     }
 
-    /// A connection for loading a batch: an idle one from the pool, or a
-    /// new one (after the control connection has migrated the schema).
-    async fn loading_client(&mut self) -> Result<Client, Failed> {
-        while let Some(c) = self.pool.pop() {
-            if !c.is_closed() {
-                return Ok(c);
-            }
-        }
+    /// Loads one batch. A row the server refuses on the copy route (a check
+    /// the catalogue did not show, a value out of the column's range) turns
+    /// the loader to the staged route for good, and the batch is loaded
+    /// that way: there refused rows become dead letters.
+    async fn load(&mut self, files: Vec<Candidate>) -> Result<BatchReport, Failed> {
+        let staged = self.staged;
+        let reading = self.reading.clone();
         self.client().await?;
-        let once = self.args.once;
-        let c = self
-            .db
-            .connect()
-            .await
-            .map_err(|e| connect_failed(e, once))?;
-        batch::prepare(&c).await?;
-        Ok(c)
+        let (Some(c), table) = (self.client.as_mut(), &mut self.table_ids) else {
+            return Err(no_connection());
+        };
+        let result = batch_load::load(c, table, files.clone(), &reading, staged).await;
+        let result = match result {
+            Err(e) if !staged && e.is_refused_row() => {
+                tracing::warn!(
+                    "the database refused a row the validator accepted ({e}); from now on every \
+                     row goes through staging, where refused rows become dead letters"
+                );
+                self.staged = true;
+                let c = self.client().await?;
+                batch_load::load(c, &mut TableIds::default(), files, &reading, true).await
+            }
+            r => r,
+        };
+        result.map_err(|e| {
+            // Connections left in an unknown state are made again.
+            self.client = None;
+            Failed::from(e)
+        })
     }
 
     /// Lists the folder, finishes files the ledger already has, and commits
-    /// the rest in batches, up to `--connections` of them at once.
+    /// the rest in batches, one after the other.
     async fn pass(
         &mut self,
         shutdown: &Shutdown,
@@ -1171,86 +1195,28 @@ impl Loader<'_> {
             pass.progressed = true;
             self.dispose(leftovers).await;
         }
-        let connections = self.args.connections() as usize;
         let batches = batches(
             fresh,
             self.args.batch_max_files as usize,
             self.args.batch_max_bytes,
-            connections,
         );
         let mut waiting: Vec<Candidate> = batches.iter().flatten().cloned().collect();
         self.emit(LoaderEvent::Queued {
             files: waiting.len() as u64,
             bytes: waiting.iter().map(|c| c.size).sum(),
         });
-        let mut queue = spread(batches, connections).into_iter();
-        type Done = (Client, Result<BatchReport, batch::SinkError>);
-        let mut running: tokio::task::JoinSet<Done> = tokio::task::JoinSet::new();
-        let mut failure: Option<Failed> = None;
-        loop {
-            while running.len() < connections && failure.is_none() && !shutdown.is_triggered() {
-                let Some(group) = queue.next() else { break };
-                let mut c = match self.loading_client().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                };
-                let cfg = self.cfg.clone();
-                let raw_lines = self.raw_lines.clone();
-                let source = self.source.clone();
-                let bytes: u64 = group.iter().map(|c| c.size).sum();
-                let try_direct = bytes >= self.args.direct_min_batch_bytes;
-                let recent = self.recent.clone();
-                running.spawn(async move {
-                    let produce = move |files: Vec<Candidate>, plan: Plan| -> Producer {
-                        let (source, cfg) = (source.clone(), cfg.clone());
-                        Box::new(move |tx| {
-                            parse_batch_from(&source, &files, &cfg, &plan, &tx)
-                                .map_err(|e| e.to_string())
-                        })
-                    };
-                    let r = batch::commit_batch(
-                        &mut c,
-                        group,
-                        produce,
-                        &raw_lines,
-                        recent.as_ref(),
-                        try_direct,
-                    )
-                    .await;
-                    (c, r)
-                });
-            }
-            // In flight batches always finish (commit or roll back).
-            let Some(joined) = running.join_next().await else {
+        for group in batches {
+            // A batch that started always finishes (commit or roll back).
+            if shutdown.is_triggered() {
                 break;
-            };
-            match joined {
-                Ok((c, Ok(report))) => {
-                    self.pool.push(c);
-                    pass.elsewhere |= !report.elsewhere.is_empty();
-                    if self.settle(report, &mut waiting, on_batch).await {
-                        pass.progressed = true;
-                    }
-                }
-                // The connection is dropped: the next batch gets a new one.
-                Ok((_, Err(e))) => {
-                    failure.get_or_insert(e.into());
-                }
-                Err(e) => {
-                    failure.get_or_insert(Failed::Retry {
-                        message: format!("a loading task failed: {e}"),
-                        class: Class::Fatal,
-                    });
-                }
+            }
+            let report = self.load(group).await?;
+            pass.elsewhere |= !report.elsewhere.is_empty();
+            if self.settle(report, &mut waiting, on_batch).await {
+                pass.progressed = true;
             }
         }
-        match failure {
-            Some(f) => Err(f),
-            None => Ok(pass),
-        }
+        Ok(pass)
     }
 
     /// Books one committed batch: the lag and the batch to the observers,
@@ -1345,7 +1311,7 @@ impl Loader<'_> {
     /// the data is committed; a file that cannot be moved is logged and
     /// tried again at the next start.
     async fn dispose(&mut self, jobs: Vec<Job>) {
-        let disposer = self.source.clone();
+        let disposer = self.reading.source.clone();
         let done = tokio::task::spawn_blocking(move || {
             jobs.into_iter()
                 .map(|(c, rejected, id)| {
@@ -1442,76 +1408,31 @@ async fn skip_ledgered(
     Ok((load, leftovers))
 }
 
+fn no_connection() -> Failed {
+    Failed::Retry {
+        message: "no connection".to_string(),
+        class: Class::Transient,
+    }
+}
+
 fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Orders a backlog's batches so that the ones loading at the same time
-/// come from different parts of it: with `connections` lanes, lane `i`
-/// takes the `i`-th stretch of the backlog, in order. Duplicates (retries,
-/// replays) usually sit close together in time; two transactions inserting
-/// the same event_id wait for each other, so batches far apart rarely do.
-fn spread(batches: Vec<Vec<Candidate>>, connections: usize) -> Vec<Vec<Candidate>> {
-    if connections < 2 || batches.len() <= connections {
-        return batches;
-    }
-    let stride = batches.len().div_ceil(connections);
-    let mut lanes: Vec<std::collections::VecDeque<Vec<Candidate>>> = vec![];
-    let mut rest = batches.into_iter().peekable();
-    while rest.peek().is_some() {
-        lanes.push(rest.by_ref().take(stride).collect());
-    }
-    let mut out = Vec::new();
-    while lanes.iter().any(|l| !l.is_empty()) {
-        for lane in &mut lanes {
-            if let Some(b) = lane.pop_front() {
-                out.push(b);
-            }
-        }
-    }
-    out
-}
-
-/// Smallest batch a backlog is split into for parallel loading.
-const MIN_SPLIT_BYTES: u64 = 4 << 20;
-
-/// Groups files, in order, into batches bounded by count and bytes. With
-/// several connections, a backlog is cut into about four batches per
-/// connection of equal bytes (none under [`MIN_SPLIT_BYTES`]), so that all
-/// connections work and finish together.
-fn batches(
-    files: Vec<Candidate>,
-    max_files: usize,
-    max_bytes: u64,
-    connections: usize,
-) -> Vec<Vec<Candidate>> {
-    let total: u64 = files.iter().map(|f| f.size).sum();
-    let wanted = if connections > 1 {
-        (4 * connections as u64)
-            .min(total / MIN_SPLIT_BYTES)
-            .min(files.len() as u64)
-            .max(1)
-    } else {
-        1
-    };
+/// Groups files, in order, into batches bounded by count and bytes.
+fn batches(files: Vec<Candidate>, max_files: usize, max_bytes: u64) -> Vec<Vec<Candidate>> {
     let mut out: Vec<Vec<Candidate>> = vec![];
     let mut bytes = 0u64;
-    let mut before = 0u64;
-    let mut share = u64::MAX;
     for f in files {
-        // Which of the `wanted` equal shares of the backlog this file starts in.
-        let s = (u128::from(before) * u128::from(wanted) / u128::from(total.max(1))) as u64;
-        before += f.size;
         match out.last_mut() {
-            Some(b) if b.len() < max_files && bytes + f.size <= max_bytes && s == share => {
+            Some(b) if b.len() < max_files && bytes + f.size <= max_bytes => {
                 bytes += f.size;
                 b.push(f);
             }
             _ => {
                 bytes = f.size;
-                share = s;
                 out.push(vec![f]);
             }
         }
@@ -1548,15 +1469,20 @@ mod tests {
     }
 
     #[test]
-    fn recent_ids_is_bounded() {
-        use clap::Parser;
-        assert_eq!(args(&[]).recent_ids, 500_000);
-        assert_eq!(args(&["--recent-ids", "0"]).recent_ids, 0);
-        let e = Cli::try_parse_from(["shopstream", "--recent-ids", "10000001"])
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("--recent-ids"), "{e}");
+    fn options_of_the_old_direct_path_still_parse_and_are_reported_ignored() {
+        assert!(args(&[]).ignored_options().is_empty());
+        let old = args(&[
+            "--connections",
+            "3",
+            "--recent-ids",
+            "0",
+            "--direct-min-batch-bytes",
+            "1MiB",
+        ]);
+        assert_eq!(
+            old.ignored_options(),
+            ["--connections", "--recent-ids", "--direct-min-batch-bytes"]
+        );
     }
 
     #[test]
@@ -1593,44 +1519,11 @@ mod tests {
     #[test]
     fn batches_respect_count_and_bytes() {
         let files = vec![c("a", 10), c("b", 10), c("c", 10), c("d", 100), c("e", 1)];
-        let b = batches(files, 2, 50, 1);
+        let b = batches(files, 2, 50);
         let names: Vec<Vec<String>> = b
             .iter()
             .map(|b| b.iter().map(|c| c.path.display().to_string()).collect())
             .collect();
         assert_eq!(names, [vec!["a", "b"], vec!["c"], vec!["d"], vec!["e"]]);
-    }
-
-    #[test]
-    fn concurrent_batches_come_from_different_stretches_of_the_backlog() {
-        let b: Vec<Vec<Candidate>> = (0..7).map(|i| vec![c(&format!("{i}"), 1)]).collect();
-        let names = |v: Vec<Vec<Candidate>>| -> Vec<String> {
-            v.iter().map(|b| b[0].path.display().to_string()).collect()
-        };
-        assert_eq!(
-            names(spread(b.clone(), 3)),
-            ["0", "3", "6", "1", "4", "2", "5"]
-        );
-        assert_eq!(
-            names(spread(b.clone(), 1)),
-            ["0", "1", "2", "3", "4", "5", "6"]
-        );
-        assert_eq!(spread(b[..2].to_vec(), 3).len(), 2);
-    }
-
-    #[test]
-    fn a_backlog_is_split_for_several_connections_but_small_work_is_not() {
-        let mib = 1 << 20;
-        let big: Vec<Candidate> = (0..100).map(|i| c(&format!("f{i}"), 2 * mib)).collect();
-        assert_eq!(batches(big.clone(), 100, 256 * mib, 1).len(), 1);
-        let split = batches(big, 100, 256 * mib, 2);
-        assert_eq!(split.len(), 8, "four batches per connection");
-        assert!(split.iter().all(|b| b.len() == 12 || b.len() == 13));
-        let small: Vec<Candidate> = (0..16).map(|i| c(&format!("s{i}"), 1024)).collect();
-        assert_eq!(
-            batches(small, 100, 256 * mib, 2).len(),
-            1,
-            "too small to split"
-        );
     }
 }

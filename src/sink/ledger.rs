@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn no_ledger_or_metrics_statement_uses_a_stable_function() {
         let mut all = statements();
-        all.push(super::super::batch::INSERT_QUALITY);
+        all.push(crate::sink::transaction::INSERT_QUALITY);
         assert!(all.len() >= 7);
         for sql in all {
             let lower = sql.to_lowercase();

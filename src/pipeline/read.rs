@@ -1,12 +1,16 @@
 //! Reads a batch's files and turns every row into an encoded COPY row: a
-//! validated event (a row of `ecommerce_events` on the direct path, or of
-//! the staging table) or a staged dead letter with all of its failures.
+//! validated event (a row of `ecommerce_events`, collected into sorted runs
+//! on the copy route, or of the staging table on the staged route) or a
+//! staged dead letter with all of its failures.
 //!
-//! Runs on a blocking thread. Encoded rows go out in chunks through a
-//! bounded channel to the COPY in flight, so parsing overlaps with the
-//! upload and memory stays bounded whatever the file size. Per file it
-//! reports exactly how many rows it read, accepted and rejected (by code),
-//! the content hash, and whether the whole file must be rejected (unreadable,
+//! Runs on a blocking thread and sends [`Chunk`]s, in reading order,
+//! through a bounded channel to the batch's transaction, so reading
+//! overlaps with loading and memory stays bounded whatever the file size
+//! (two runs of at most [`RUN_BYTES`] at a time). Per file it reports, in a
+//! [`Chunk::File`] sent after all of the file's dead letters and before any
+//! run holding its rows (except under a savepoint, for a file larger than a
+//! run), exactly how many rows it read, accepted and rejected (by code), the
+//! content hash, and whether the whole file must be rejected (unreadable,
 //! bad header, over-long record) or retried (changed while being read).
 //!
 //! Files are opened through [`Source`], so a folder's files and a store's
@@ -24,9 +28,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use tokio::sync::mpsc;
 
+use crate::batch::rows::Slot;
+use crate::batch::{
+    Chunk, FileOutcome, FileResult, ParsedFile, Route, RowsBuilder, RunSlots, SortedRows,
+};
 use crate::event::{Field, RuleCode, FIELD_COUNT};
 use crate::schema::derived_event_id;
-use crate::sink::batch::{Chunk, FileOutcome, FileResult, ParsedFile, Plan};
 use crate::sink::stage::{self, Origin};
 use crate::source::bounded::DEFAULT_READ_TIMEOUT;
 use crate::source::discover::Candidate;
@@ -77,10 +84,11 @@ pub const DEFAULT_MAX_FIELDS: usize = 256;
 /// The default `--max-file-bytes` (4 GiB).
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 30;
 
+/// Staging rows sent at a time.
 const CHUNK: usize = 256 * 1024;
-/// Staging rows held back while rows take the direct path: each send
-/// switches the batch's COPY from one table to the other.
-const STAGE_HOLD: usize = 2 * 1024 * 1024;
+/// Encoded events collected into one sorted run (copy route): large runs
+/// make the primary key's inserts cheap (see [`crate::batch::rows`]).
+pub const RUN_BYTES: usize = 16 << 20;
 
 /// Why a batch's parsing stopped before its end (the batch is abandoned
 /// and, by the caller, retried).
@@ -94,67 +102,73 @@ pub enum Aborted {
     Input(String),
 }
 
-/// Streams the binary COPY rows (no header or trailer: the consumer adds
-/// them) of files on disk into `out`, every row to the staging table. File
-/// numbers start at 1, in the order of `files`.
-pub fn parse_batch(
+/// Reads `files` of a folder and sends their rows into `out`, every row to
+/// the staging table. File numbers start at 1, in the order of `files`.
+pub fn read_batch(
     files: &[Candidate],
     cfg: &ParseConfig,
     out: &mpsc::Sender<Chunk>,
-) -> Result<Vec<FileResult>, Aborted> {
+) -> Result<(), Aborted> {
     let source = Source::folder(std::path::Path::new(""));
-    parse_batch_from(&source, files, cfg, &Plan::default(), out)
+    read_batch_from(
+        &source,
+        files,
+        cfg,
+        Route::Staged,
+        &RunSlots::new(2, 0),
+        out,
+    )
 }
 
-/// [`parse_batch`] for files listed by any input (a folder or a store),
-/// with valid rows routed as `plan` says.
-pub fn parse_batch_from(
+/// [`read_batch`] for files listed by any input (a folder or a store),
+/// with valid rows taking `route`.
+pub fn read_batch_from(
     source: &Source,
     files: &[Candidate],
     cfg: &ParseConfig,
-    plan: &Plan,
+    route: Route,
+    slots: &RunSlots,
     out: &mpsc::Sender<Chunk>,
-) -> Result<Vec<FileResult>, Aborted> {
+) -> Result<(), Aborted> {
     let mut output = Output {
         tx: out,
-        plan,
-        events: BytesMut::new(),
+        route,
+        slots,
+        slot: None,
+        rows: RowsBuilder::default(),
         stage: BytesMut::with_capacity(CHUNK * 2),
-        direct_rows: 0,
-        waits_on: std::collections::HashSet::new(),
+        savepoint: None,
     };
-    let mut results = Vec::with_capacity(files.len());
     for (i, file) in files.iter().enumerate() {
         let file_no = i as i32 + 1;
-        output.direct_rows = 0;
         let outcome = parse_file(source, file, file_no, cfg, &mut output)?;
-        results.push(FileResult {
+        output.flush_stage()?;
+        output.send(Chunk::File(FileResult {
             file_no,
             candidate: file.clone(),
             outcome,
-            rows_direct: output.direct_rows,
-        });
+        }))?;
     }
-    output.flush_events()?;
-    output.flush_stage()?;
-    if let Ok(mut w) = plan.waits_on.lock() {
-        w.extend(output.waits_on.drain());
+    if !output.rows.is_empty() {
+        let rows = output.rows.take_all();
+        let slot = output.slot.take();
+        output.send_rows(rows, slot)?;
     }
-    Ok(results)
+    Ok(())
 }
 
-/// Routes encoded rows into chunks for the COPY in flight: a valid row
-/// whose event id the loader has not seen recently goes to the final table
-/// when the batch takes the direct path; every other row to staging.
+/// Routes encoded rows into chunks (see the module docs).
 struct Output<'a> {
     tx: &'a mpsc::Sender<Chunk>,
-    plan: &'a Plan,
-    events: BytesMut,
+    route: Route,
+    /// Bounds the runs in memory: the run being collected holds one.
+    slots: &'a RunSlots,
+    slot: Option<Slot>,
+    /// The copy route's run being collected.
+    rows: RowsBuilder,
     stage: BytesMut,
-    /// Rows of the current file sent down the direct path.
-    direct_rows: u64,
-    /// See [`Plan::waits_on`].
-    waits_on: std::collections::HashSet<u32>,
+    /// The file under a savepoint (see [`Chunk::Savepoint`]).
+    savepoint: Option<i32>,
 }
 
 impl Output<'_> {
@@ -166,50 +180,68 @@ impl Output<'_> {
         ev: &crate::validate::ValidEvent<'_>,
         extra: Option<&[u8]>,
     ) -> Result<(), Aborted> {
-        let fresh = match &self.plan.recent {
-            Some(r) => match r.sight(&ev.event_id, self.plan.ticket) {
-                None => true,
-                Some(owner) => {
-                    if owner != 0 && owner != self.plan.ticket {
-                        self.waits_on.insert(owner);
-                    }
-                    false
-                }
-            },
-            None => false,
-        };
-        if fresh && self.plan.direct.is_some() {
-            stage::encode_event(&mut self.events, origin, line, ev, extra);
-            self.direct_rows += 1;
-            if self.events.len() >= CHUNK {
-                self.flush_events()?;
-            }
-            Ok(())
-        } else {
+        if self.route == Route::Staged {
             stage::encode_valid(&mut self.stage, file_no, line, ev, extra);
-            self.staged()
+            return self.staged();
         }
-    }
-
-    /// Sends the staging rows once enough are held.
-    fn staged(&mut self) -> Result<(), Aborted> {
-        let hold = if self.plan.direct.is_some() {
-            STAGE_HOLD
-        } else {
-            CHUNK
-        };
-        if self.stage.len() >= hold {
-            self.flush_stage()?;
+        if self.slot.is_none() {
+            let mut slot = self.take_slot()?;
+            self.rows.start(slot.buffer());
+            self.slot = Some(slot);
+        }
+        self.rows.push(*ev.event_id.as_bytes(), file_no, |buf| {
+            stage::encode_event(buf, origin, line, ev, extra)
+        });
+        if self.rows.bytes() >= RUN_BYTES {
+            self.run_full(file_no)?;
         }
         Ok(())
     }
 
-    fn flush_events(&mut self) -> Result<(), Aborted> {
-        if self.events.is_empty() {
-            return Ok(());
+    /// A full run in the middle of file `file_no`: the rows of the files
+    /// before it go (their fates are known by the time they arrive); when
+    /// the run holds only this file's rows, they go under a savepoint.
+    fn run_full(&mut self, file_no: i32) -> Result<(), Aborted> {
+        let before = self.rows.rows_before(file_no);
+        if before > 0 {
+            // This file's first rows move to a buffer of the next slot.
+            let mut next = self.take_slot()?;
+            let rows = self.rows.take(before, next.buffer());
+            let slot = self.slot.replace(next);
+            return self.send_rows(rows, slot);
         }
-        let chunk = Chunk::Events(self.events.split().freeze());
-        self.tx.blocking_send(chunk).map_err(|_| Aborted::Consumer)
+        if self.savepoint != Some(file_no) {
+            self.flush_stage()?;
+            self.savepoint = Some(file_no);
+            self.send(Chunk::Savepoint(file_no))?;
+        }
+        let rows = self.rows.take_all();
+        let slot = self.slot.take();
+        self.send_rows(rows, slot)
+    }
+
+    /// Hands a run over with the slot it was collected in.
+    fn send_rows(&self, rows: SortedRows, slot: Option<Slot>) -> Result<(), Aborted> {
+        let slot = match slot {
+            Some(s) => s,
+            None => self.take_slot()?,
+        };
+        self.send(Chunk::Rows(rows.holding(slot)))
+    }
+
+    /// Waits for a free slot (see [`RunSlots`]).
+    fn take_slot(&self) -> Result<Slot, Aborted> {
+        self.slots
+            .take(|| self.tx.is_closed())
+            .ok_or(Aborted::Consumer)
+    }
+
+    /// Sends the staging rows once enough are held.
+    fn staged(&mut self) -> Result<(), Aborted> {
+        if self.stage.len() >= CHUNK {
+            self.flush_stage()?;
+        }
+        Ok(())
     }
 
     fn flush_stage(&mut self) -> Result<(), Aborted> {
@@ -217,6 +249,10 @@ impl Output<'_> {
             return Ok(());
         }
         let chunk = Chunk::Stage(self.stage.split().freeze());
+        self.send(chunk)
+    }
+
+    fn send(&self, chunk: Chunk) -> Result<(), Aborted> {
         self.tx.blocking_send(chunk).map_err(|_| Aborted::Consumer)
     }
 }
@@ -370,7 +406,10 @@ fn read_rows<R: std::io::Read>(
     let source_file = file.path.display().to_string();
     let origin = Origin {
         source_file: &source_file,
-        batch_id: out.plan.direct.unwrap_or(0),
+        batch_id: match out.route {
+            Route::Copy { batch_id } => batch_id,
+            Route::Staged => 0,
+        },
         layout: layout.id.as_str(),
     };
     loop {
@@ -665,11 +704,18 @@ mod tests {
 
     fn outcome(file: &Candidate) -> FileOutcome {
         let (tx, mut rx) = mpsc::channel(8);
-        let drain = std::thread::spawn(move || while rx.blocking_recv().is_some() {});
-        let mut results =
-            parse_batch(std::slice::from_ref(file), &ParseConfig::default(), &tx).expect("parse");
+        let drain = std::thread::spawn(move || {
+            let mut results = vec![];
+            while let Some(chunk) = rx.blocking_recv() {
+                if let Chunk::File(r) = chunk {
+                    results.push(r);
+                }
+            }
+            results
+        });
+        read_batch(std::slice::from_ref(file), &ParseConfig::default(), &tx).expect("read");
         drop(tx);
-        drain.join().expect("drain");
+        let mut results = drain.join().expect("drain");
         results.remove(0).outcome
     }
 

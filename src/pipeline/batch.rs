@@ -1,0 +1,123 @@
+//! Drives one batch through its phases, in one place:
+//!
+//! 1. **claim**: [`Batch::begin`] takes the writer lock and a batch id and
+//!    claims the files (those another loader holds are left to it);
+//! 2. **plan**: the route of the valid rows is fixed (copy, or staged for a
+//!    table that checks what the validator does not);
+//! 3. **read and validate**: [`read_batch_from`] reads the files on a
+//!    blocking thread and sends their rows as [`crate::batch::Chunk`]s;
+//! 4. **copy**: each chunk goes into the transaction as it comes: sorted
+//!    runs checked for duplicates and COPYed, dead letters staged, each
+//!    file's fate decided as soon as it is read;
+//! 5. **settle**: the rows the server refused are re-read for their raw
+//!    text, then dead letters, ledger and quality rows are written and the
+//!    transaction commits.
+//!
+//! It owns that order and nothing else: no SQL (the sink's), no parsing
+//! (the reader's), no retries (the loader's).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use super::read::{raw_lines, read_batch_from, ParseConfig, RUN_BYTES};
+use crate::batch::{BatchReport, Chunk, RunSlots};
+use crate::sink::dedup::TableIds;
+use crate::sink::transaction::{Batch, Begun, SinkError};
+use crate::source::discover::Candidate;
+use crate::source::input::Source;
+
+/// Chunks in flight between the reader and the transaction.
+const IN_FLIGHT: usize = 16;
+/// Runs in memory: the one being loaded and the one being collected.
+const RUNS_HELD: usize = 2;
+
+/// Where a batch's files are read from and how.
+#[derive(Clone)]
+pub struct Reading {
+    pub source: Source,
+    pub cfg: ParseConfig,
+}
+
+impl Reading {
+    /// Files of a folder, read with `cfg`.
+    pub fn folder(cfg: ParseConfig) -> Reading {
+        Reading {
+            source: Source::folder(std::path::Path::new("")),
+            cfg,
+        }
+    }
+}
+
+/// Loads one batch of `files` (see the module docs); `staged` chooses the
+/// staged route.
+pub async fn load(
+    client: &mut Client,
+    table: &mut TableIds,
+    files: Vec<Candidate>,
+    reading: &Reading,
+    staged: bool,
+) -> Result<BatchReport, SinkError> {
+    let mut batch = match Batch::begin(client, table, files, staged).await? {
+        Begun::Claimed(b) => b,
+        Begun::Nothing(report) => return Ok(report),
+    };
+    let (tx, mut rx) = mpsc::channel::<Chunk>(IN_FLIGHT);
+    let (source, cfg, route) = (reading.source.clone(), reading.cfg.clone(), batch.route());
+    let files = batch.files().to_vec();
+    let slots = RunSlots::new(RUNS_HELD, RUN_BYTES + (1 << 20));
+    let reader = tokio::task::spawn_blocking(move || {
+        read_batch_from(&source, &files, &cfg, route, &slots, &tx)
+    });
+    let mut failed = None;
+    while let Some(chunk) = rx.recv().await {
+        if let Err(e) = batch.take(chunk).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    // The reader stops at its next send once the receiver is gone, and
+    // stops waiting for a run's slot too.
+    drop(rx);
+    let read = reader.await;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    read.map_err(|e| SinkError::Reader(e.to_string()))?
+        .map_err(|e| SinkError::Reader(e.to_string()))?;
+    let refused = batch.refused().await?;
+    let raw = reread(refused, reading).await;
+    batch.commit(raw).await
+}
+
+/// The raw text of rows the server refused, re-read from their files on a
+/// blocking thread (lines it cannot vouch for are left out).
+async fn reread(
+    refused: Vec<(i32, Candidate, Vec<i64>)>,
+    reading: &Reading,
+) -> HashMap<(i32, i64), String> {
+    if refused.is_empty() {
+        return HashMap::new();
+    }
+    let reading = Arc::new(reading.clone());
+    let found = tokio::task::spawn_blocking(move || {
+        let mut out = HashMap::new();
+        for (file_no, c, lines) in refused {
+            let texts = raw_lines(
+                &reading.source,
+                &c,
+                &lines,
+                reading.cfg.max_record_bytes,
+                reading.cfg.read_timeout,
+            );
+            for (line, text) in texts {
+                out.insert((file_no, line), text);
+            }
+        }
+        out
+    })
+    .await;
+    found.unwrap_or_default()
+}

@@ -1,0 +1,345 @@
+//! The duplicate decision on the copy route, made once per row: a sorted
+//! run of valid events is checked against the event table, and only the
+//! rows it does not hold yet are COPYed into it.
+//!
+//! Within a run the first copy of an id (earliest file and line, the run is
+//! sorted stably) is the one that counts. Then each id is either
+//! * **certainly new**: [`TableIds`], a Bloom filter of every id in the
+//!   table (read once when the loader connects, then kept up to date with
+//!   the ids it loads) has never seen it. A Bloom filter has no false "no";
+//! * or **asked**: one probe (`event_id = ANY(…)`) for all the run's other
+//!   ids (true duplicates and about 1% of false "maybe"), on the batch's own
+//!   connection, which sees what the batch loaded before.
+//!
+//! The filter is only trusted while this loader is the table's only
+//! writer: every loader takes the writer lock (see [`super::transaction`])
+//! and records each batch in `data_quality_metrics`, so at the start of a
+//! batch one indexed query tells whether another loader committed since
+//! the filter was read; if so it is read again. So nothing can be inserted
+//! between the decision and the COPY, the COPY never meets a duplicate, and
+//! nothing is ever tried twice.
+//!
+//! It owns the filter, the probe and the COPY of a run. It never decides a
+//! file's fate and never touches the staging table.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::{Buf, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use super::{copy, stage};
+use crate::batch::{RowRef, SortedRows};
+
+/// Bytes sent to the server at a time.
+const CHUNK: usize = 256 * 1024;
+
+const PROBE: &str = "SELECT event_id FROM ecommerce_events WHERE event_id = ANY($1::uuid[])";
+
+/// Most ids the filter holds (about 1.2 bytes each); a larger table is
+/// probed for every id instead.
+pub const MAX_FILTERED_IDS: u64 = 16 << 20;
+
+/// Every event id in the table, as a Bloom filter (see the module docs).
+#[derive(Debug, Default)]
+pub struct TableIds {
+    ids: Ids,
+    /// The last batch (by id) whose rows the filter holds; `None` before
+    /// it is read, or when the table is too large for it.
+    through: Option<i64>,
+}
+
+impl TableIds {
+    /// Makes sure the filter holds the table as it is now (call under the
+    /// writer lock): reads it again when another loader committed a batch
+    /// since (or it was never read).
+    pub async fn refresh(&mut self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+        if let Some(through) = self.through {
+            let row = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM data_quality_metrics WHERE batch_id > $1)",
+                    &[&through],
+                )
+                .await?;
+            if !row.get::<_, bool>(0) {
+                return Ok(());
+            }
+            tracing::info!("another loader wrote to ecommerce_events: reading its ids again");
+        }
+        self.read(tx).await
+    }
+
+    /// Reads every id of the table (a consistent view: the caller holds
+    /// the writer lock).
+    async fn read(&mut self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+        let started = std::time::Instant::now();
+        self.ids = Ids::default();
+        self.through = None;
+        let row = tx
+            .query_one(
+                "SELECT coalesce((SELECT max(batch_id) FROM data_quality_metrics), 0),
+                        (SELECT reltuples::int8 FROM pg_class
+                         WHERE oid = 'ecommerce_events'::regclass)",
+                &[],
+            )
+            .await?;
+        let (through, estimate): (i64, i64) = (row.get(0), row.get(1));
+        if estimate > MAX_FILTERED_IDS as i64 {
+            tracing::info!(
+                rows = estimate,
+                "ecommerce_events is too large for the id filter: every id is probed"
+            );
+            return Ok(());
+        }
+        let stream = tx
+            .copy_out("COPY (SELECT event_id FROM ecommerce_events) TO STDOUT (FORMAT binary)")
+            .await?;
+        let mut stream = std::pin::pin!(stream);
+        let mut pending = BytesMut::new();
+        let mut count = 0u64;
+        while let Some(chunk) = stream.next().await {
+            pending.extend_from_slice(&chunk?);
+            count += self.take_ids(&mut pending);
+            if count > MAX_FILTERED_IDS {
+                self.ids = Ids::default();
+                return Ok(());
+            }
+        }
+        self.through = Some(through);
+        tracing::debug!(
+            ids = count,
+            ms = started.elapsed().as_millis() as u64,
+            "read the table's ids into the filter"
+        );
+        Ok(())
+    }
+
+    /// Adds the ids of whole rows in `buf` (binary COPY of one uuid
+    /// column) and leaves a partial row there. Returns the ids added.
+    fn take_ids(&mut self, buf: &mut BytesMut) -> u64 {
+        let mut added = 0;
+        // The header (signature, flags, extension length) is 19 bytes.
+        if buf.starts_with(b"PGCOPY\n\xff\r\n\0") {
+            if buf.len() < 19 {
+                return 0;
+            }
+            buf.advance(19);
+        }
+        // A row: field count (2), length (4), 16 bytes; the trailer is -1.
+        while buf.len() >= 22 || buf.starts_with(&[0xff, 0xff]) {
+            if buf.starts_with(&[0xff, 0xff]) {
+                buf.clear();
+                break;
+            }
+            let mut id = [0u8; 16];
+            id.copy_from_slice(&buf[6..22]);
+            self.ids.insert(&id);
+            buf.advance(22);
+            added += 1;
+        }
+        added
+    }
+
+    /// The batch `batch_id` committed: the filter now holds the table as
+    /// of that batch.
+    pub fn committed(&mut self, batch_id: i64) {
+        if self.through.is_some() {
+            self.through = Some(batch_id);
+        }
+    }
+
+    fn certainly_new(&self, id: &[u8; 16]) -> bool {
+        self.through.is_some() && !self.ids.may_hold(id)
+    }
+}
+
+/// Loads one run: skips the rows of files in `dropped`, keeps the first
+/// copy of each id, leaves out the ids the table holds and COPYs the rest,
+/// adding them to `table`. Adds the rows loaded per file to `loaded`.
+pub async fn copy_run(
+    tx: &Transaction<'_>,
+    run: SortedRows,
+    dropped: &HashSet<i32>,
+    table: &mut TableIds,
+    loaded: &mut HashMap<i32, u64>,
+) -> Result<(), tokio_postgres::Error> {
+    let started = std::time::Instant::now();
+    let mut fresh: Vec<&RowRef> = Vec::with_capacity(run.len());
+    let mut maybe: Vec<Uuid> = vec![];
+    for r in run.rows() {
+        if dropped.contains(&r.file_no) || fresh.last().is_some_and(|p| p.id == r.id) {
+            continue;
+        }
+        if !table.certainly_new(&r.id) {
+            maybe.push(Uuid::from_bytes(r.id));
+        }
+        fresh.push(r);
+    }
+    let known: HashSet<Uuid> = if maybe.is_empty() {
+        HashSet::new()
+    } else {
+        tx.query(PROBE, &[&maybe])
+            .await?
+            .iter()
+            .map(|row| row.get::<_, Uuid>(0))
+            .collect()
+    };
+    let checked = started.elapsed();
+    fresh.retain(|r| !known.contains(&Uuid::from_bytes(r.id)));
+    // Also if the batch rolls back: an id too many is only a false "maybe".
+    for r in &fresh {
+        table.ids.insert(&r.id);
+    }
+    let rows = fresh.len();
+    copy_rows(tx, &run, fresh.into_iter(), loaded).await?;
+    tracing::debug!(
+        rows,
+        probed = maybe.len(),
+        known = known.len(),
+        check_ms = checked.as_millis() as u64,
+        copy_ms = (started.elapsed() - checked).as_millis() as u64,
+        "run loaded"
+    );
+    Ok(())
+}
+
+/// One COPY of `rows` (encoded rows of `run`) into the event table.
+async fn copy_rows<'r>(
+    tx: &Transaction<'_>,
+    run: &'r SortedRows,
+    rows: impl Iterator<Item = &'r RowRef>,
+    loaded: &mut HashMap<i32, u64>,
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx.copy_in(&stage::copy_events()).await?;
+    let mut sink = std::pin::pin!(sink);
+    let mut buf = BytesMut::with_capacity(CHUNK + 4096);
+    copy::header(&mut buf);
+    for r in rows {
+        buf.extend_from_slice(run.encoded(r));
+        *loaded.entry(r.file_no).or_default() += 1;
+        if buf.len() >= CHUNK {
+            sink.send(buf.split().freeze()).await?;
+        }
+    }
+    copy::trailer(&mut buf);
+    sink.send(buf.split().freeze()).await?;
+    sink.as_mut().finish().await?;
+    Ok(())
+}
+
+/// A set of ids as a Bloom filter that grows by adding filters: "no" is
+/// certain, "maybe" is wrong about 1% of the time.
+#[derive(Debug, Default)]
+pub struct Ids {
+    filters: Vec<Filter>,
+}
+
+/// Ids one filter takes before the next one is added.
+const FILTER_IDS: usize = 1 << 20;
+/// Bits per id (with [`HASHES`]: about 1% false "maybe").
+const BITS_PER_ID: usize = 10;
+const HASHES: u64 = 7;
+
+#[derive(Debug)]
+struct Filter {
+    bits: Vec<u64>,
+    ids: usize,
+}
+
+impl Filter {
+    fn new() -> Filter {
+        Filter {
+            bits: vec![0; FILTER_IDS * BITS_PER_ID / 64],
+            ids: 0,
+        }
+    }
+
+    /// The bit positions of an id (double hashing over two mixed halves).
+    fn positions(&self, id: &[u8; 16]) -> impl Iterator<Item = usize> {
+        let half = |b: &[u8]| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            mix(u64::from_le_bytes(a))
+        };
+        let (h1, h2) = (half(&id[..8]), half(&id[8..]) | 1);
+        let len = (self.bits.len() * 64) as u64;
+        (0..HASHES).map(move |i| (h1.wrapping_add(i.wrapping_mul(h2)) % len) as usize)
+    }
+
+    fn may_hold(&self, id: &[u8; 16]) -> bool {
+        self.positions(id).all(|p| {
+            self.bits
+                .get(p / 64)
+                .is_some_and(|w| w & (1 << (p % 64)) != 0)
+        })
+    }
+
+    fn insert(&mut self, id: &[u8; 16]) {
+        let positions: Vec<usize> = self.positions(id).collect();
+        for p in positions {
+            if let Some(w) = self.bits.get_mut(p / 64) {
+                *w |= 1 << (p % 64);
+            }
+        }
+        self.ids += 1;
+    }
+}
+
+/// A 64-bit finalizer (splitmix64's), so that ids that are not random
+/// (counters, hand-made test ids) still spread over the filter.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl Ids {
+    /// False only if the id was never inserted.
+    pub fn may_hold(&self, id: &[u8; 16]) -> bool {
+        self.filters.iter().any(|f| f.may_hold(id))
+    }
+
+    pub fn insert(&mut self, id: &[u8; 16]) {
+        if self.filters.last().is_none_or(|f| f.ids >= FILTER_IDS) {
+            self.filters.push(Filter::new());
+        }
+        if let Some(f) = self.filters.last_mut() {
+            f.insert(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[8..].copy_from_slice(&n.to_be_bytes());
+        id
+    }
+
+    #[test]
+    fn the_filter_never_forgets_and_rarely_imagines() {
+        let mut ids = Ids::default();
+        for n in 0..200_000 {
+            ids.insert(&id(n));
+        }
+        assert!((0..200_000).all(|n| ids.may_hold(&id(n))), "no false no");
+        let imagined = (1_000_000..1_100_000)
+            .filter(|&n| ids.may_hold(&id(n)))
+            .count();
+        assert!(imagined < 2_000, "{imagined} false maybes in 100,000");
+    }
+
+    #[test]
+    fn the_filter_grows_past_one_filter() {
+        let mut ids = Ids::default();
+        for n in 0..(FILTER_IDS as u64 + 10) {
+            ids.insert(&id(n));
+        }
+        assert_eq!(ids.filters.len(), 2);
+        assert!(ids.may_hold(&id(0)) && ids.may_hold(&id(FILTER_IDS as u64 + 9)));
+    }
+}
