@@ -1,13 +1,13 @@
-//! The staging table every batch is COPYed into, and the encoders for its
-//! rows.
+//! The staging table and the encoders for its rows, and the encoder of a
+//! row of `ecommerce_events` itself.
 //!
-//! Valid rows and rejected rows share one temporary table (column `ok` tells
-//! them apart), so one binary COPY stream carries a whole batch in file order
-//! with bounded memory; SQL then moves the rows to `ecommerce_events` (with
-//! `ON CONFLICT DO NOTHING` for dedup) and `dead_letter_events`. The table is
-//! `ON COMMIT DELETE ROWS`: nothing survives a transaction. Rows on the
-//! direct path skip it: [`encode_event`] lays them out for a COPY straight
-//! into `ecommerce_events`.
+//! Rejected rows (and, on the staged route, every valid row) share one
+//! temporary table (column `ok` tells them apart); SQL then moves them to
+//! `dead_letter_events` and, on the staged route, to `ecommerce_events`
+//! (with `ON CONFLICT DO NOTHING` for dedup). The table is `ON COMMIT DELETE
+//! ROWS`: nothing survives a transaction. On the copy route valid rows skip
+//! it: [`encode_event`] lays them out for a COPY straight into
+//! `ecommerce_events`.
 //!
 //! This module only lays out bytes; [`super::batch`] runs the SQL.
 
