@@ -301,6 +301,17 @@ async fn a_loader_endpoint_that_does_not_answer_is_down_even_with_the_database_u
             .is_some_and(|p| p.starts_with(&format!("loader {endpoint} is down"))),
         "{j}"
     );
+    // An input folder that cannot be listed: degraded.
+    let gone = tempfile::tempdir().expect("tmp").path().join("gone");
+    let gone = gone.to_str().expect("utf-8 path");
+    let (code, j) = status_json(&["--database-url", &db.url, "--input", gone]);
+    assert_eq!(code, 1, "{j}");
+    assert!(
+        j["problems"][0]
+            .as_str()
+            .is_some_and(|p| p.starts_with(&format!("input {gone}: cannot list it"))),
+        "{j}"
+    );
     // A database without the schema is down too (nothing ever loaded it).
     let empty = test_db().await;
     let (code, j) = status_json(&["--database-url", &empty.url]);

@@ -210,9 +210,9 @@ pub fn assess(
             problems.push((
                 State::Degraded,
                 format!(
-                    "backlog: {} files waiting in {}, the oldest for {} (more than \
+                    "backlog: {} waiting in {}, the oldest for {} (more than \
                      --max-wait-secs {max_wait_secs})",
-                    i.waiting_files,
+                    render::files(i.waiting_files),
                     i.folder,
                     render::age(i.oldest_waiting_secs)
                 ),
@@ -380,14 +380,12 @@ async fn read_all(
         )
     };
     let mut d = DbStatus::default();
-    let db = match tokio::time::timeout(timeout, Database::open_existing(db_args)).await {
-        Ok(Ok(db)) => db,
-        Ok(Err(e)) => {
+    // Not under the timeout: opening a URL sends nothing, and an embedded
+    // server's start must not be cut off half-way (it would be left running).
+    let db = match Database::open_existing(db_args).await {
+        Ok(db) => db,
+        Err(e) => {
             d.error = Some(crate::db::connect::error_chain(&e));
-            return d;
-        }
-        Err(_) => {
-            d.error = Some(late());
             return d;
         }
     };
@@ -431,12 +429,22 @@ pub async fn read_input(
     use crate::source::discover::list_included;
     let include = crate::source::scope::Include::new(include).map_err(|e| e.to_string())?;
     let dir = folder.to_path_buf();
-    let listed = tokio::task::spawn_blocking(move || {
-        list_included(&dir, &[], &include, &std::sync::atomic::AtomicU64::new(0))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("cannot list it: {e}"))?;
+    // A thread of its own, not the runtime's blocking pool: a listing that
+    // hangs (a dead network mount) is given up by the caller's timeout and
+    // must not keep the process from exiting.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(list_included(
+            &dir,
+            &[],
+            &include,
+            &std::sync::atomic::AtomicU64::new(0),
+        ));
+    });
+    let listed = rx
+        .await
+        .map_err(|_| "the listing thread failed".to_string())?
+        .map_err(|e| format!("cannot list it: {e}"))?;
     let known = crate::sink::ledger::known(client, &listed)
         .await
         .map_err(|e| {

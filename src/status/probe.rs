@@ -67,8 +67,9 @@ impl LoaderStatus {
                 out.push((
                     State::Degraded,
                     format!(
-                        "backlog: loader {at} has {n} files waiting, the oldest for {} (more \
+                        "backlog: loader {at} has {} waiting, the oldest for {} (more \
                          than --max-wait-secs {max_wait_secs})",
+                        super::render::files(n),
                         super::render::age(age)
                     ),
                 ));

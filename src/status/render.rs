@@ -15,6 +15,14 @@ pub fn render(s: &Status, format: Format) -> Result<String, serde_json::Error> {
     }
 }
 
+/// `1 file`, `3 files`.
+pub fn files(n: u64) -> String {
+    match n {
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
+    }
+}
+
 /// Seconds as a short age: `42s`, `5m 1s`, `3h 20m`, `2d 4h`.
 pub fn age(secs: f64) -> String {
     let s = secs.max(0.0).round() as u64;
@@ -90,9 +98,9 @@ fn input(out: &mut String, i: &InputStatus) {
             out.push_str(&format!("input {}: no file waiting\n", i.folder))
         }
         None => out.push_str(&format!(
-            "input {}: {} files waiting, the oldest for {}\n",
+            "input {}: {} waiting, the oldest for {}\n",
             i.folder,
-            i.waiting_files,
+            files(i.waiting_files),
             age(i.oldest_waiting_secs)
         )),
     }
@@ -115,7 +123,7 @@ fn loader(out: &mut String, l: &LoaderStatus) {
     if let (Some(n), Some(a)) = (l.waiting_files, l.oldest_waiting_secs) {
         parts.push(match n {
             0 => "no file waiting".to_string(),
-            n => format!("{n} files waiting, the oldest for {}", age(a)),
+            n => format!("{} waiting, the oldest for {}", files(n), age(a)),
         });
     }
     parts.push(format!(
