@@ -15,7 +15,7 @@ use clap::{Arg, Command};
 /// checkout), set by `build.rs`.
 pub const COMMIT: &str = env!("SHOPSTREAM_GIT_COMMIT");
 
-/// `0.2.0 (commit abc1234, schema v6)`: the version, the commit and the
+/// `0.2.0 (commit abc1234, schema v7)`: the version, the commit and the
 /// schema version this build migrates to.
 pub static VERSION: LazyLock<String> = LazyLock::new(|| {
     format!(

@@ -12,6 +12,7 @@
 //! * [`schema`]: the registry of layouts (versions v1–v3 and the seed systems).
 //! * [`pipeline`]: wires source → validate → sink and owns batching and shutdown.
 //! * [`report`]: the analytics views printed as tables, JSON or CSV (read only).
+//! * [`status`]: `shopstream status`, the on-call summary and its exit code (read only).
 //! * [`loader_event`]: the one event type the loader emits and its observers' fan-out.
 //! * [`observe`]: how the process is watched: metrics, health, alerts, dashboard.
 //! * [`bench`]: `shopstream bench`, shopstream measured against PostgreSQL's COPY.
@@ -37,4 +38,5 @@ pub mod schema;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod status;
 pub mod validate;

@@ -21,6 +21,7 @@ use shopstream::report::{ReportArgs, ReportError};
 use shopstream::schema::show::Format;
 use shopstream::schema::LayoutId;
 use shopstream::shutdown::Shutdown;
+use shopstream::status::StatusArgs;
 
 /// Loads e-commerce event CSV files into PostgreSQL: validated,
 /// deduplicated, exactly once, in real time.
@@ -40,7 +41,7 @@ use shopstream::shutdown::Shutdown;
 `shopstream COMMAND -h` shows one line per option, `--help` the details.")]
 struct Cli {
     /// Log level: error, warn, info, debug or trace [default: info; warn for
-    /// `demo` and `bench`, which print their own lines].
+    /// `demo`, `bench` and `status`, which print their own lines].
     #[arg(long, global = true, env = "SHOPSTREAM_LOG", help_heading = "Logging")]
     log_level: Option<tracing::Level>,
 
@@ -122,6 +123,22 @@ enum Command {
     Report {
         #[command(flatten)]
         report: ReportArgs,
+        #[command(flatten, next_help_heading = "Database")]
+        db: DbArgs,
+    },
+    /// Print what a person on call asks first, with an exit code for scripts:
+    /// 0 healthy, 1 degraded, 2 down.
+    ///
+    /// Files waiting in --input and the age of the oldest, the last commit,
+    /// events loaded in the last minute, hour and day, validity, dead
+    /// letters by code today, and each --endpoint's readiness, breaker and
+    /// last error. Down: the database or an endpoint cannot be reached.
+    /// Degraded: a file waits longer than --max-wait-secs, or a loader is
+    /// not ready. It only reads, and never migrates.
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status {
+        #[command(flatten)]
+        status: StatusArgs,
         #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
@@ -211,6 +228,10 @@ const MIGRATE_EXAMPLES: &str = "Examples:
 const REPORT_EXAMPLES: &str = "Examples:
   shopstream report                               every section, as tables
   shopstream report --format json > report.json";
+const STATUS_EXAMPLES: &str = "Examples:
+  shopstream status --input ./incoming                    files waiting, last commit, validity
+  shopstream status --endpoint http://127.0.0.1:9898      and the loader's breaker and last error
+  shopstream status --format json || page-on-call         exit 1 degraded, 2 down";
 const SCHEMA_EXAMPLES: &str = "Examples:
   shopstream schema list
   shopstream schema show seed003 --format json";
@@ -234,6 +255,7 @@ impl Command {
             Command::Run { db, .. }
             | Command::Migrate { db, .. }
             | Command::Report { db, .. }
+            | Command::Status { db, .. }
             | Command::Demo { db, .. }
             | Command::Bench { db, .. } => out.extend(db.secrets()),
             Command::Generate(_)
@@ -287,7 +309,9 @@ fn main() -> ExitCode {
         redact::register(&secret);
     }
     let default_level = match cli.command {
-        Command::Demo { .. } | Command::Bench { .. } => tracing::Level::WARN,
+        Command::Demo { .. } | Command::Bench { .. } | Command::Status { .. } => {
+            tracing::Level::WARN
+        }
         _ => tracing::Level::INFO,
     };
     let level = cli.log_level.unwrap_or(default_level);
@@ -334,7 +358,7 @@ fn main() -> ExitCode {
     }));
     shopstream::db::embedded::stop_dropped();
     match result {
-        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Ok(code)) => code,
         Ok(Err(e)) => {
             fatal(json, &error_text(&e));
             exit_code(&e)
@@ -452,7 +476,9 @@ fn print_out(text: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+/// Runs the command; its exit code when it ends without an error (only
+/// `status` says something else than success).
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
     // A second signal exits at once; the embedded server this process
     // started is stopped first, as on any other way out.
@@ -566,6 +592,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             db.close().await?;
             print_out(&result?)?;
         }
+        Command::Status { status, db } => {
+            // Never fails: what cannot be read is part of the status.
+            let found = shopstream::status::status(&status, &db).await;
+            print_out(&shopstream::status::render(&found, status.format)?)?;
+            return Ok(ExitCode::from(found.exit_code));
+        }
         Command::Demo { demo, http, db } => {
             let endpoint = http.bind().await?;
             let db = open_migrated(&db).await?;
@@ -590,5 +622,5 @@ async fn run(command: Command) -> anyhow::Result<()> {
         // Printed by main() before the runtime starts.
         Command::Completions { .. } | Command::Man { .. } => {}
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -574,3 +574,60 @@ async fn undecodable_bytes_become_invalid_encoding_dead_letters() {
     assert!(dl[0].get::<_, String>(2).contains("caf\u{FFFD}"));
     assert_eq!(dl[1].get::<_, Vec<String>>(1), ["invalid_encoding"]);
 }
+
+#[tokio::test]
+async fn a_file_of_only_duplicate_rows_is_not_counted_as_loaded_silently() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    write_atomically(&dir, "a.csv", &format!("{HEADER}\n{}{}", row(1), row(2)));
+    let first: serde_json::Value =
+        serde_json::from_str(load_once(&db, &dir, &[]).trim()).expect("summary");
+    assert_eq!(first["files_loaded"], 1, "{first}");
+    assert_eq!(first["files_loaded_only_duplicates"], 0, "{first}");
+
+    // The same events in another order: new content, nothing new in it.
+    write_atomically(&dir, "b.csv", &format!("{HEADER}\n{}{}", row(2), row(1)));
+    let out = shopstream()
+        .args([
+            "run",
+            "--once",
+            "--color",
+            "never",
+            "--database-url",
+            &db.url,
+        ])
+        .arg("--input")
+        .arg(&dir)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).expect("summary");
+    assert_eq!(
+        (
+            &summary["files_loaded"],
+            &summary["files_loaded_only_duplicates"],
+            &summary["rows_loaded"],
+            &summary["rows_duplicate"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(0),
+            &serde_json::json!(2)
+        ),
+        "{summary}"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.contains("loader stopped"))
+        .unwrap_or_else(|| panic!("no summary line:\n{err}"));
+    assert!(
+        line.contains("1 files loaded (1 of them only duplicate rows: nothing added)"),
+        "{line}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 2);
+}

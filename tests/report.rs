@@ -160,9 +160,10 @@ async fn json_report_has_the_hand_counted_numbers() {
             row(&j, "categories", "category", "electronics"),
             &["events", "avg_price", "view_to_purchase_rate"]
         ),
-        json!({"events": 8, "avg_price": 512.5, "view_to_purchase_rate": 1.0})
+        json!({"events": 8, "avg_price": 415.0, "view_to_purchase_rate": 1.0})
     );
-    // The search has no price: the average is over the four priced events.
+    // avg_price is over the purchases and add-to-carts only (their prices:
+    // 1000 + 25 + 1000 + 25 + 25 over 5); views and the search are left out.
     assert_eq!(
         row(&j, "categories", "category", "books")["avg_price"],
         15.5
@@ -341,6 +342,58 @@ async fn json_report_has_the_hand_counted_numbers() {
     );
 }
 
+/// Seed 003's export writes 0.0 as the price of every view and search;
+/// seed 004 gives views a real price.
+const SEED003: &str = "\
+event_id,user_id,session_id,event_type,product_id,category,price,quantity,user_segment,search_query,event_time,source_system
+f0000000-0000-4000-8000-000000000001,7.0,7-1,view,1,electronics,0.0,0,new,,2026-01-10T10:00:00.000000+00:00,web
+f0000000-0000-4000-8000-000000000002,7.0,7-1,view,1,electronics,0.0,0,new,,2026-01-10T10:01:00.000000+00:00,web
+f0000000-0000-4000-8000-000000000003,,guest-1-1,search,1,electronics,0.0,0,anonymous,laptop,2026-01-10T10:02:00.000000+00:00,web
+f0000000-0000-4000-8000-000000000004,7.0,7-1,add_to_cart,1,electronics,1000.0,1,new,,2026-01-10T10:03:00.000000+00:00,web
+f0000000-0000-4000-8000-000000000005,7.0,7-1,purchase,2,electronics,1024.5,2,new,,2026-01-10T10:04:00.000000+00:00,web
+f0000000-0000-4000-8000-000000000006,8.0,8-1,view,3,books,0.0,0,new,,2026-01-10T10:05:00.000000+00:00,web
+f0000000-0000-4000-8000-000000000007,8.0,8-1,wishlist,3,books,0.0,0,new,,2026-01-10T10:06:00.000000+00:00,web
+";
+const SEED004: &str = "\
+event_id,event_time,event_type,product_id,price,user_id,session_id
+f0000000-0000-4000-8000-000000000008,2026-01-10 10:07:00,view,150,123.45,4321,s-8
+";
+
+#[tokio::test]
+async fn avg_price_is_over_the_events_that_carry_a_price() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(dir.join("seed003.csv"), SEED003).expect("write");
+    std::fs::write(dir.join("seed004.csv"), SEED004).expect("write");
+    load_once(&db, &dir, &[]);
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 8);
+    let j = report_json(&db, &["--view", "categories"]);
+    // (1000.00 + 1024.50) / 2: the 0.0 of the views and the search do not
+    // count, nor would a view's real price (seed 004's, category unknown).
+    let cols = ["events", "purchases", "avg_price"];
+    assert_eq!(
+        pick(row(&j, "categories", "category", "electronics"), &cols),
+        json!({"events": 5, "purchases": 1, "avg_price": 1012.25})
+    );
+    // Views and a wishlist only: no price to average.
+    assert_eq!(
+        pick(row(&j, "categories", "category", "books"), &cols),
+        json!({"events": 2, "purchases": 0, "avg_price": null})
+    );
+    assert_eq!(
+        pick(row(&j, "categories", "category", "unknown"), &cols),
+        json!({"events": 1, "purchases": 0, "avg_price": null})
+    );
+    let table = report(&db, &["--view", "categories"]);
+    let books = table
+        .lines()
+        .find(|l| l.starts_with("books"))
+        .unwrap_or_else(|| panic!("no books line:\n{table}"));
+    assert!(books.contains(" - "), "a NULL average shows as -: {books}");
+}
+
 #[tokio::test]
 async fn table_csv_and_a_single_section() {
     let db = test_db().await;
@@ -367,7 +420,7 @@ async fn table_csv_and_a_single_section() {
         .lines()
         .find(|l| l.starts_with("electronics") && l.contains("1075.00"))
         .unwrap_or_else(|| panic!("no electronics revenue line:\n{text}"));
-    assert!(electronics.contains("512.50"), "{electronics}");
+    assert!(electronics.contains("415.00"), "{electronics}");
     let funnel_electronics = text
         .lines()
         .find(|l| l.starts_with("electronics") && l.contains("66.67%"))
@@ -423,6 +476,23 @@ async fn table_csv_and_a_single_section() {
     let fbc = &sections[3].1;
     assert_eq!(&fbc[3][0], "unknown");
     assert_eq!(&fbc[3][5], "", "a NULL rate is an empty field");
+
+    // A session's duration: seconds in CSV (as in JSON), h:mm:ss in the
+    // table, each under a header that says which.
+    let sessions = &sections[6].1;
+    assert_eq!(&sessions[0][10], "duration_seconds");
+    assert_eq!((&sessions[3][1], &sessions[3][10]), ("S1", "900"));
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("user_id") && l.contains("session_id"))
+        .unwrap_or_else(|| panic!("no sessions header:\n{text}"));
+    assert!(header.ends_with("duration (h:mm:ss)"), "{header}");
+    assert!(!text.contains("duration_seconds"), "{text}");
+    let s1 = text
+        .lines()
+        .find(|l| l.starts_with("U1 ") && l.contains(" S1 "))
+        .unwrap_or_else(|| panic!("no S1 line:\n{text}"));
+    assert!(s1.ends_with(" 0:15:00"), "{s1}");
 
     // One section, one row.
     let one = report(&db, &["--view", "funnel", "--limit", "1"]);

@@ -79,6 +79,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0006_file_identity.sql"),
         additive: false,
     },
+    Migration {
+        version: 7,
+        name: "category_avg_price",
+        sql: include_str!("../../migrations/0007_category_avg_price.sql"),
+        additive: true,
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("shopstrm").

@@ -508,6 +508,10 @@ fn parse_age(s: &str) -> Result<Duration, String> {
 pub struct RunSummary {
     pub batches: u64,
     pub files_loaded: u64,
+    /// Of `files_loaded`, those that added no event: every row was a
+    /// duplicate of an event already loaded (or rejected). The ledger
+    /// records them as loaded; the summary says that nothing came of them.
+    pub files_loaded_only_duplicates: u64,
     pub files_duplicate: u64,
     pub files_rejected: u64,
     pub files_quarantined: u64,
@@ -520,13 +524,27 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// For the summary line: how many of the loaded files added nothing,
+    /// or nothing when none.
+    pub fn only_duplicates_note(&self) -> String {
+        match self.files_loaded_only_duplicates {
+            0 => String::new(),
+            n => format!(" ({n} of them only duplicate rows: nothing added)"),
+        }
+    }
+
     fn add(&mut self, r: &BatchReport) {
         if r.batch_id.is_some() {
             self.batches += 1;
         }
         for f in &r.files {
             match f.status {
-                FileStatus::Loaded => self.files_loaded += 1,
+                FileStatus::Loaded => {
+                    self.files_loaded += 1;
+                    if f.rows_loaded == 0 && f.rows_duplicate > 0 {
+                        self.files_loaded_only_duplicates += 1;
+                    }
+                }
                 FileStatus::Duplicate { .. } => self.files_duplicate += 1,
                 FileStatus::Rejected { .. } => self.files_rejected += 1,
                 _ => {}
@@ -1046,9 +1064,10 @@ impl<'a> Loader<'a> {
             tracing::warn!("gave up waiting for alert delivery after 30 s");
         }
         tracing::info!(
-            "loader stopped: {} batches, {} files loaded, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected{}",
+            "loader stopped: {} batches, {} files loaded{}, {} duplicate, {} rejected ({} quarantined); rows {} read, {} loaded, {} duplicate, {} rejected{}",
             summary.batches,
             summary.files_loaded,
+            summary.only_duplicates_note(),
             summary.files_duplicate,
             summary.files_rejected,
             summary.files_quarantined,

@@ -11,11 +11,12 @@ use super::{ReportError, SectionRows, Value};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
     /// A titled, aligned table per section (money with 2 decimals, rates as
-    /// percentages).
+    /// percentages, durations as h:mm:ss under a header that says so).
     #[default]
     Table,
     /// One object: {"<section>": [{"<column>": value, …}, …], …}. Numbers
-    /// are JSON numbers, rates fractions (0.125), NULL is null.
+    /// are JSON numbers, rates fractions (0.125), durations seconds
+    /// (duration_seconds), NULL is null.
     Json,
     /// Per section a line `# <section>`, then a CSV header and rows, values
     /// as in JSON (NULL is empty).
@@ -81,7 +82,10 @@ fn plain(value: &Value) -> String {
 /// Columns separated by two spaces, a dashed line under the header; numeric
 /// columns right-aligned, the others left-aligned.
 pub fn aligned(columns: &[Column], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = columns.iter().map(|c| c.name.chars().count()).collect();
+    let mut widths: Vec<usize> = columns
+        .iter()
+        .map(|c| c.table_header().chars().count())
+        .collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -106,7 +110,7 @@ pub fn aligned(columns: &[Column], rows: &[Vec<String>]) -> String {
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(&mut columns.iter().map(|c| c.name));
+    line(&mut columns.iter().map(Column::table_header));
     let dashes: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
     line(&mut dashes.iter().map(String::as_str));
     for row in rows {

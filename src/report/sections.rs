@@ -39,7 +39,9 @@ pub enum Kind {
     Rate,
     /// Any other number: float8, shown with 2 decimals.
     Decimal,
-    /// A duration in seconds: float8, shown as `H:MM:SS`.
+    /// A duration: float8 seconds in JSON and CSV (name the column
+    /// `…_seconds`), shown as `H:MM:SS` in tables under the column's
+    /// [`Column::table_name`], which says so.
     Seconds,
     /// A timestamp: text in UTC, `YYYY-MM-DDTHH:MM:SSZ`.
     Time,
@@ -62,14 +64,23 @@ impl Kind {
 /// One output column.
 #[derive(Debug, Clone, Copy)]
 pub struct Column {
-    /// Its name in the output (JSON key, CSV and table header).
+    /// Its name in the output (JSON key, CSV header, and table header
+    /// unless `table_name` is set).
     pub name: &'static str,
     pub kind: Kind,
     /// The view's column it is read from, when it differs from `name`.
     pub source: Option<&'static str>,
+    /// Its table header when the table shows the value in another form
+    /// than JSON and CSV do (a duration as `H:MM:SS`, not seconds).
+    pub table_name: Option<&'static str>,
 }
 
 impl Column {
+    /// The column's header in table output.
+    pub fn table_header(&self) -> &'static str {
+        self.table_name.unwrap_or(self.name)
+    }
+
     /// The SELECT-list expression that reads this column as the Rust side
     /// expects it (int8, float8 or text).
     pub fn select_expr(&self) -> String {
@@ -92,6 +103,7 @@ const fn col(name: &'static str, kind: Kind) -> Column {
         name,
         kind,
         source: None,
+        table_name: None,
     }
 }
 
@@ -184,6 +196,7 @@ const SESSIONS: &[Column] = &[
         name: "duration_seconds",
         kind: Seconds,
         source: Some("duration"),
+        table_name: Some("duration (h:mm:ss)"),
     },
 ];
 
@@ -342,6 +355,19 @@ mod tests {
         for s in [Section::Funnel, Section::FunnelByCategory] {
             assert!(s.title().to_lowercase().contains("funnel"), "{s:?}");
         }
+    }
+
+    #[test]
+    fn durations_say_their_unit_in_every_format() {
+        let mut found = 0;
+        for s in Section::ALL {
+            for c in s.columns().iter().filter(|c| c.kind == Kind::Seconds) {
+                assert!(c.name.ends_with("_seconds"), "{}", c.name);
+                assert!(c.table_header().ends_with("(h:mm:ss)"), "{}", c.name);
+                found += 1;
+            }
+        }
+        assert_eq!(found, 1, "the sessions' duration");
     }
 
     #[test]

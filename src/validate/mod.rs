@@ -451,7 +451,7 @@ fn check_time(
                 Field::EventTime,
                 v,
                 format!(
-                    "event_time {v} is {}s in the future; at most {}s ahead of the clock is accepted (--future-tolerance)",
+                    "event_time {v} is {}s in the future; at most {}s ahead of the clock is accepted (--future-tolerance-secs)",
                     (t - now) / 1_000_000,
                     rules.future_tolerance_micros / 1_000_000
                 ),

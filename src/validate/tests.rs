@@ -459,3 +459,68 @@ fn a_layout_without_prices_loads_purchases_with_null_price() {
         [RuleCode::MissingPrice]
     );
 }
+
+/// The `--option` names a failure message quotes, in order.
+fn options_named(message: &str) -> Vec<String> {
+    message
+        .split("--")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect::<String>()
+        })
+        .collect()
+}
+
+#[test]
+fn messages_name_real_options_of_run() {
+    use clap::Args;
+    let run = crate::pipeline::run::RunArgs::augment_args(clap::Command::new("run"));
+    let known: Vec<String> = run
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let strict = Rules {
+        max_age_micros: Some(86_400_000_000),
+        source_zone: Some(chrono_tz::Europe::Paris),
+        ..Rules::default()
+    };
+    let mut messages = vec![];
+    for (r, rules) in [
+        (
+            with(row(), Field::EventTime, "2026-11-21T10:21:31Z"),
+            Rules::default(),
+        ),
+        (with(row(), Field::Price, "20000.00"), Rules::default()),
+        (
+            with(row(), Field::EventTime, "2026-01-01T00:00:00Z"),
+            strict,
+        ),
+        (with(row(), Field::EventTime, "2026-03-29 02:30:00"), strict),
+        (with(row(), Field::EventTime, "yesterday"), strict),
+    ] {
+        let f = check_with(&r, &rules).expect_err("fails");
+        messages.extend(f.into_iter().map(|f| f.message));
+    }
+    let mut named = 0;
+    for m in &messages {
+        for option in options_named(m) {
+            assert!(
+                known.contains(&option),
+                "--{option} is no option of run: {m}"
+            );
+            named += 1;
+        }
+    }
+    assert_eq!(
+        named,
+        messages.len(),
+        "each message names its option: {messages:?}"
+    );
+    assert!(
+        messages[0].contains("(--future-tolerance-secs)"),
+        "{}",
+        messages[0]
+    );
+}
