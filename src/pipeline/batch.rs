@@ -71,12 +71,11 @@ pub async fn load(
     let reader = tokio::task::spawn_blocking(move || {
         read_batch_from(&source, &files, &cfg, route, &slots, &tx)
     });
-    let mut failed = None;
-    while let Some(chunk) = rx.recv().await {
-        if let Err(e) = batch.take(chunk).await {
-            failed = Some(e);
-            break;
-        }
+    // Plan while the reader collects the first run, then copy as it comes.
+    let mut failed = batch.plan().await.err();
+    while failed.is_none() {
+        let Some(chunk) = rx.recv().await else { break };
+        failed = batch.take(chunk).await.err();
     }
     // The reader stops at its next send once the receiver is gone, and
     // stops waiting for a run's slot too.

@@ -8,13 +8,19 @@
 //!   staged (blocking thread).
 //! * [`resume`]: where an object store listing resumes at start (from the
 //!   ledger).
-//! * [`run`]: the loader loop: list the input, skip what the ledger has,
-//!   group files into batches, load them, wait for more; shutdown and
-//!   retry policy live here.
+//! * [`options`]: `shopstream run`'s options, their checks, its errors.
+//! * [`run`]: the supervisor: passes one after the other, waiting for more
+//!   input; the retry policy, the breaker's probes and shutdown.
+//! * [`loader`]: one pass: list the input, skip what the ledger has, cut
+//!   batches, load them one after the other, settle each after its commit.
+//! * [`summary`]: a run's totals and each batch's log line.
 
 pub mod batch;
 pub mod breaker;
 pub mod events;
+pub mod loader;
+pub mod options;
 pub mod read;
 pub mod resume;
 pub mod run;
+pub mod summary;

@@ -208,7 +208,6 @@ impl<'c> Batch<'c> {
         let route = if staged {
             Route::Staged
         } else {
-            table.refresh(&tx).await?;
             Route::Copy { batch_id }
         };
         Ok(Begun::Claimed(Box::new(Batch {
@@ -237,6 +236,15 @@ impl<'c> Batch<'c> {
 
     pub fn route(&self) -> Route {
         self.route
+    }
+
+    /// Brings the filter of the table's ids up to date (copy route), while
+    /// the reader collects the first run: before the first run is loaded.
+    pub async fn plan(&mut self) -> Result<(), SinkError> {
+        if self.route != Route::Staged {
+            self.table.refresh(&self.tx).await?;
+        }
+        Ok(())
     }
 
     /// Takes one chunk from the reader.
