@@ -60,6 +60,7 @@ pub async fn load(
     reading: &Reading,
     staged: bool,
 ) -> Result<BatchReport, SinkError> {
+    let started = std::time::Instant::now();
     let mut batch = match Batch::begin(client, table, files, staged).await? {
         Begun::Claimed(b) => b,
         Begun::Nothing(report) => return Ok(report),
@@ -72,7 +73,9 @@ pub async fn load(
         read_batch_from(&source, &files, &cfg, route, &slots, &tx)
     });
     // Plan while the reader collects the first run, then copy as it comes.
+    let claimed = started.elapsed();
     let mut failed = batch.plan().await.err();
+    let planned = started.elapsed();
     while failed.is_none() {
         let Some(chunk) = rx.recv().await else { break };
         failed = batch.take(chunk).await.err();
@@ -86,9 +89,22 @@ pub async fn load(
     }
     read.map_err(|e| SinkError::Reader(e.to_string()))?
         .map_err(|e| SinkError::Reader(e.to_string()))?;
+    let copied = started.elapsed();
     let refused = batch.refused().await?;
     let raw = reread(refused, reading).await;
-    batch.commit(raw).await
+    let report = batch.commit(raw).await?;
+    tracing::debug!(
+        claim_ms = ms(claimed),
+        plan_ms = ms(planned - claimed),
+        read_and_copy_ms = ms(copied - planned),
+        settle_ms = ms(started.elapsed() - copied),
+        "batch phases"
+    );
+    Ok(report)
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 /// The raw text of rows the server refused, re-read from their files on a

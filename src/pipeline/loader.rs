@@ -278,7 +278,9 @@ impl Loader<'_> {
                 .map_err(Failed::db)?;
             self.input.seed(seed);
         }
+        let started = std::time::Instant::now();
         let listed = self.input.list().await;
+        let listed_in = started.elapsed();
         self.emit(LoaderEvent::Listed);
         let listed = match listed {
             Ok(listed) => listed,
@@ -307,6 +309,12 @@ impl Loader<'_> {
         let (fresh, leftovers) = skip_ledgered(c, fresh, after_load)
             .await
             .map_err(Failed::db)?;
+        tracing::debug!(
+            list_ms = listed_in.as_secs_f64() * 1000.0,
+            ledger_ms = (started.elapsed() - listed_in).as_secs_f64() * 1000.0,
+            files = fresh.len(),
+            "listed"
+        );
         self.input.settled_except(&fresh);
         for (cand, _, _) in &leftovers {
             self.done.insert(key(cand));
@@ -332,9 +340,14 @@ impl Loader<'_> {
             }
             let report = self.load(group).await?;
             pass.elsewhere |= !report.elsewhere.is_empty();
+            let settling = std::time::Instant::now();
             if self.settle(report, &mut waiting, on_batch).await {
                 pass.progressed = true;
             }
+            tracing::debug!(
+                settle_ms = settling.elapsed().as_secs_f64() * 1000.0,
+                "settled"
+            );
         }
         Ok(pass)
     }
