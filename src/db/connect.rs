@@ -369,6 +369,19 @@ fn url_from_config(config: &Config, password: Option<&str>) -> String {
 /// A URL with every connection setting of `config` that shopstream uses
 /// (hosts, ports, user, database) and the password. **Secret** when the
 /// config has a password: never log it.
+/// A read-only transaction whose queries all see one snapshot (the
+/// readers' way in: `report`, `status`).
+pub async fn snapshot(
+    client: &mut tokio_postgres::Client,
+) -> Result<tokio_postgres::Transaction<'_>, tokio_postgres::Error> {
+    client
+        .build_transaction()
+        .read_only(true)
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .start()
+        .await
+}
+
 pub fn config_to_url(config: &Config) -> String {
     let password = config.get_password().map(embedded::percent_encode);
     url_from_config(config, password.as_deref())

@@ -23,7 +23,7 @@ mod sections;
 pub use render::{render, Format};
 pub use sections::{Column, Kind, Section};
 
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::Client;
 
 /// The options of `shopstream report`.
 #[derive(clap::Args, Debug, Clone)]
@@ -132,11 +132,7 @@ pub async fn fetch(
     sections: &[Section],
     limit: Option<u32>,
 ) -> Result<Vec<SectionRows>, ReportError> {
-    let tx = client
-        .build_transaction()
-        .read_only(true)
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .start()
+    let tx = crate::db::connect::snapshot(client)
         .await
         .map_err(ReportError::Begin)?;
     let limit: Option<i64> = limit.map(i64::from);

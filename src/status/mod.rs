@@ -21,7 +21,7 @@ mod render;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::Client;
 
 use crate::db::connect::{Database, DbArgs};
 use crate::observe::http::{HttpArgs, DEFAULT_MAX_CONNECTIONS};
@@ -262,11 +262,7 @@ pub async fn read_database(client: &mut Client, into: &mut DbStatus) -> Result<(
     if version < 1 {
         return Err(StatusError::NoSchema(version));
     }
-    let tx = client
-        .build_transaction()
-        .read_only(true)
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .start()
+    let tx = crate::db::connect::snapshot(client)
         .await
         .map_err(StatusError::Query)?;
     let r = tx
