@@ -2,7 +2,9 @@
 //! database in one COPY.
 //!
 //! The reader appends encoded rows (rows of `ecommerce_events` in binary
-//! COPY layout) in file and line order; [`RowsBuilder::take`] sorts them by
+//! COPY layout, without the start that every row of a file shares: that
+//! is held once per file, see [`RowsBuilder::start_file`]) in file and line
+//! order; [`RowsBuilder::take`] sorts them by
 //! event id (stably, so among copies of one id the earliest file and line
 //! comes first) and hands them over as [`SortedRows`]. A primary key takes
 //! rows sorted in large runs at about half the cost of rows in random order
@@ -31,6 +33,8 @@ pub struct RowRef {
 pub struct RowsBuilder {
     arena: BytesMut,
     rows: Vec<RowRef>,
+    /// The start of the rows of each file, by file number (in order).
+    origins: Vec<(i32, Bytes)>,
 }
 
 /// Encoded rows sorted by event id, copies of one id in reading order.
@@ -38,6 +42,7 @@ pub struct RowsBuilder {
 pub struct SortedRows {
     arena: Bytes,
     rows: Vec<RowRef>,
+    origins: Vec<(i32, Bytes)>,
     /// Its place among the runs in memory, freed (and its buffer kept for
     /// the next run) when it is dropped.
     slot: Option<Slot>,
@@ -150,6 +155,11 @@ impl RowsBuilder {
         }
     }
 
+    /// The start every row of file `file_no` shares (its rows come next).
+    pub fn start_file(&mut self, file_no: i32, origin: Bytes) {
+        self.origins.push((file_no, origin));
+    }
+
     /// Appends one row: `encode` writes it into the arena.
     pub fn push(&mut self, id: [u8; 16], file_no: i32, encode: impl FnOnce(&mut BytesMut)) {
         let start = self.arena.len();
@@ -196,6 +206,7 @@ impl RowsBuilder {
         SortedRows {
             arena: arena.freeze(),
             rows,
+            origins: self.origins.clone(),
             slot: None,
         }
     }
@@ -225,7 +236,15 @@ impl SortedRows {
         self.rows.is_empty()
     }
 
-    /// The encoded bytes of one row.
+    /// The start of a row of file `file_no` (empty when none was given).
+    pub fn origin(&self, file_no: i32) -> &[u8] {
+        match self.origins.binary_search_by_key(&file_no, |(f, _)| *f) {
+            Ok(i) => self.origins.get(i).map_or(&[][..], |(_, b)| &b[..]),
+            Err(_) => &[],
+        }
+    }
+
+    /// The encoded bytes of one row (after its file's origin).
     pub fn encoded(&self, r: &RowRef) -> &[u8] {
         let start = r.start as usize;
         self.arena
@@ -267,6 +286,23 @@ mod tests {
             ]
         );
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn every_row_of_a_file_gets_its_files_start() {
+        let mut b = RowsBuilder::default();
+        b.start_file(1, Bytes::from_static(b"one:"));
+        b.push(id(2), 1, |buf| buf.extend_from_slice(b"a"));
+        b.start_file(2, Bytes::from_static(b"two:"));
+        b.push(id(1), 2, |buf| buf.extend_from_slice(b"b"));
+        let s = b.take_all();
+        let rows: Vec<Vec<u8>> = s
+            .rows()
+            .iter()
+            .map(|r| [s.origin(r.file_no), s.encoded(r)].concat())
+            .collect();
+        assert_eq!(rows, vec![b"two:b".to_vec(), b"one:a".to_vec()]);
+        assert!(s.origin(3).is_empty());
     }
 
     #[test]

@@ -172,9 +172,17 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
+    /// A file's rows begin (copy route): the start they share.
+    fn start_file(&mut self, file_no: i32, origin: &Origin<'_>) {
+        if self.route != Route::Staged {
+            let mut buf = BytesMut::new();
+            stage::encode_origin(&mut buf, origin);
+            self.rows.start_file(file_no, buf.freeze());
+        }
+    }
+
     fn valid(
         &mut self,
-        origin: &Origin<'_>,
         file_no: i32,
         line: u64,
         ev: &crate::validate::ValidEvent<'_>,
@@ -190,7 +198,7 @@ impl Output<'_> {
             self.slot = Some(slot);
         }
         self.rows.push(*ev.event_id.as_bytes(), file_no, |buf| {
-            stage::encode_event(buf, origin, line, ev, extra)
+            stage::encode_event(buf, line, ev, extra)
         });
         if self.rows.bytes() >= RUN_BYTES {
             self.run_full(file_no)?;
@@ -412,6 +420,7 @@ fn read_rows<R: std::io::Read>(
         },
         layout: layout.id.as_str(),
     };
+    out.start_file(file_no, &origin);
     loop {
         let rec = match reader.next_record() {
             Ok(Some(r)) => r,
@@ -449,7 +458,7 @@ fn read_rows<R: std::io::Read>(
                 stats.rows_valid += 1;
                 stats.late += u64::from(ev.is_late_arrival);
                 let extra = extra_json(&mut extra, layout, &rec);
-                out.valid(&origin, file_no, line, &ev, extra)?;
+                out.valid(file_no, line, &ev, extra)?;
             }
             Err(fails) => {
                 stats.rows_rejected += 1;

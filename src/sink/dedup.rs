@@ -216,6 +216,7 @@ async fn copy_rows<'r>(
     let mut buf = BytesMut::with_capacity(CHUNK + 4096);
     copy::header(&mut buf);
     for r in rows {
+        buf.extend_from_slice(run.origin(r.file_no));
         buf.extend_from_slice(run.encoded(r));
         *loaded.entry(r.file_no).or_default() += 1;
         if buf.len() >= CHUNK {

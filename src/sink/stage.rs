@@ -63,12 +63,12 @@ pub fn encode_valid(
     }
 }
 
-/// The direct COPY into the final table: [`EVENT_COLUMNS`] then where the
-/// row came from.
+/// The COPY into the final table: where the row came from (the same for
+/// every row of a file), then [`EVENT_COLUMNS`] and the line.
 pub fn copy_events() -> String {
     format!(
-        "COPY ecommerce_events ({EVENT_COLUMNS}, source_file, source_line, batch_id, \
-         source_layout) FROM STDIN (FORMAT binary)"
+        "COPY ecommerce_events (source_file, batch_id, source_layout, {EVENT_COLUMNS}, \
+         source_line) FROM STDIN (FORMAT binary)"
     )
 }
 
@@ -81,21 +81,21 @@ pub struct Origin<'a> {
     pub layout: &'a str,
 }
 
-/// Appends one valid event as a row of the final table (see
-/// [`copy_events`]).
-pub fn encode_event(
-    buf: &mut BytesMut,
-    origin: &Origin<'_>,
-    line: u64,
-    e: &ValidEvent<'_>,
-    extra: Option<&[u8]>,
-) {
+/// The start of every row of one file in the final table (see
+/// [`copy_events`]): the field count and where the row came from. Held once
+/// per file; [`encode_event`] writes the rest of each row.
+pub fn encode_origin(buf: &mut BytesMut, origin: &Origin<'_>) {
     copy::row(buf, EVENT_FIELDS);
-    event_fields(buf, e, extra);
     copy::text(buf, origin.source_file);
-    copy::int8(buf, line as i64);
     copy::int8(buf, origin.batch_id);
     copy::text(buf, origin.layout);
+}
+
+/// Appends the rest of one valid event's row of the final table, after
+/// its file's [`encode_origin`].
+pub fn encode_event(buf: &mut BytesMut, line: u64, e: &ValidEvent<'_>, extra: Option<&[u8]>) {
+    event_fields(buf, e, extra);
+    copy::int8(buf, line as i64);
 }
 
 /// The values of [`EVENT_COLUMNS`].
