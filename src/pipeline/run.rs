@@ -95,92 +95,107 @@ pub async fn run(
     let stop_reads = stop_reads_on(shutdown);
 
     tracing::info!(input = %args.input.display(), db = %db.describe(), once = args.once, "loader started");
-    'outer: while !shutdown.is_triggered() {
-        match breaker.step(Instant::now()) {
+    while !shutdown.is_triggered() {
+        let next = match breaker.step(Instant::now()) {
             Step::WaitUntil(until) => {
                 loader.relist_for_lag().await;
-                if !pause(shutdown, until.saturating_duration_since(Instant::now())).await {
-                    break 'outer;
-                }
-                continue;
+                Next::After(until.saturating_duration_since(Instant::now()))
             }
-            Step::Probe => {
-                let next = probe_step(&mut loader, &mut breaker, &mut rng).await?;
-                if let Some(wait) = next {
-                    if !pause(shutdown, wait).await {
-                        break 'outer;
-                    }
-                }
-                continue;
+            Step::Probe => probe_step(&mut loader, &mut breaker, &mut rng)
+                .await?
+                .map_or(Next::Now, Next::After),
+            Step::Work => {
+                let pass = loader.pass(shutdown, &mut on_batch).await;
+                let (b, r) = (&backoff, &mut rng);
+                after_pass(&mut loader, &mut breaker, b, r, &mut unlisted, pass)?
             }
-            Step::Work => {}
-        }
-
-        match loader.pass(shutdown, &mut on_batch).await {
-            Ok(Pass {
-                unlisted: Some(message),
-                ..
-            }) => {
-                // Not the database's failure: the breaker and readiness
-                // stay as they are; only the listing is tried again.
-                unlisted = unlisted.saturating_add(1);
-                let wait = listing_failed(&mut loader, unlisted, message, &backoff, &mut rng)?;
-                if !pause(shutdown, wait).await {
-                    break 'outer;
-                }
-                continue;
-            }
-            Ok(pass) => {
-                unlisted = 0;
-                breaker.success();
-                loader.emit(LoaderEvent::Breaker {
-                    state: breaker.state(),
-                    failures: 0,
-                    failure: None,
-                });
-                if pass.progressed {
-                    continue;
-                }
-                if pass.elsewhere {
-                    // Other loaders hold files: look again soon, to take
-                    // them over if their loader dies (its claims end with
-                    // its connection). `--once` waits for them too.
-                    tracing::debug!(
-                        "files held by another loader: looking again in {CLAIMED_ELSEWHERE_RETRY:?}"
-                    );
-                    if !pause(shutdown, CLAIMED_ELSEWHERE_RETRY).await {
-                        break 'outer;
-                    }
-                    continue;
-                }
-                if args.once {
-                    break 'outer;
-                }
-            }
-            Err(Failed::Stop(e)) => return Err(e),
-            Err(Failed::Retry { message, class }) => {
-                let failure = Failure { class, message };
-                let next =
-                    round_trip_failed(&mut loader, &mut breaker, &backoff, &mut rng, failure)?;
-                if let Some(wait) = next {
-                    if !pause(shutdown, wait).await {
-                        break 'outer;
-                    }
-                }
-                continue;
-            }
-        }
-        match watcher.as_mut() {
-            Some(w) => tokio::select! {
-                _ = w.wait(relist) => {},
-                _ = shutdown.wait() => break 'outer,
+        };
+        let go_on = match next {
+            Next::Now => true,
+            Next::After(wait) => pause(shutdown, wait).await,
+            Next::Watch => match watcher.as_mut() {
+                Some(w) => tokio::select! {
+                    _ = w.wait(relist) => true,
+                    _ = shutdown.wait() => false,
+                },
+                // --once and something changed while being read: look again soon.
+                None => pause(shutdown, Duration::from_millis(100)).await,
             },
-            // --once and something changed while being read: look again soon.
-            None => tokio::time::sleep(Duration::from_millis(100)).await,
+            Next::Done => false,
+        };
+        if !go_on {
+            break;
         }
     }
     stop_reads.abort();
     Ok(loader.stop(delivery).await)
+}
+
+/// What the supervisor does after a step.
+enum Next {
+    /// Another pass at once.
+    Now,
+    /// Another step after this wait.
+    After(Duration),
+    /// Wait for file events (or `--relist-secs`), then another pass.
+    Watch,
+    /// `--once` is done.
+    Done,
+}
+
+/// Books a pass: a failed listing or round trip is counted and waited
+/// for, a good pass closes the breaker; then whether to go on at once,
+/// soon (files held by another loader), after the input changes, or not
+/// at all (`--once` with nothing left).
+fn after_pass(
+    loader: &mut Loader<'_>,
+    breaker: &mut Breaker,
+    backoff: &Backoff,
+    rng: &mut rand::rngs::StdRng,
+    unlisted: &mut u32,
+    pass: Result<Pass, Failed>,
+) -> Result<Next, PipelineError> {
+    let pass = match pass {
+        Ok(Pass {
+            unlisted: Some(message),
+            ..
+        }) => {
+            // Not the database's failure: the breaker and readiness stay as
+            // they are; only the listing is tried again.
+            *unlisted = unlisted.saturating_add(1);
+            let wait = listing_failed(loader, *unlisted, message, backoff, rng)?;
+            return Ok(Next::After(wait));
+        }
+        Ok(pass) => pass,
+        Err(Failed::Stop(e)) => return Err(e),
+        Err(Failed::Retry { message, class }) => {
+            let failure = Failure { class, message };
+            let next = round_trip_failed(loader, breaker, backoff, rng, failure)?;
+            return Ok(next.map_or(Next::Now, Next::After));
+        }
+    };
+    *unlisted = 0;
+    breaker.success();
+    loader.emit(LoaderEvent::Breaker {
+        state: breaker.state(),
+        failures: 0,
+        failure: None,
+    });
+    Ok(if pass.progressed {
+        Next::Now
+    } else if pass.elsewhere {
+        // Other loaders hold files: look again soon, to take them over if
+        // their loader dies (its claims end with its connection). `--once`
+        // waits for them too.
+        tracing::debug!(
+            "files held by another loader: looking again in {CLAIMED_ELSEWHERE_RETRY:?}"
+        );
+        Next::After(CLAIMED_ELSEWHERE_RETRY)
+    } else if loader.args.once {
+        Next::Done
+    } else {
+        Next::Watch
+    })
 }
 
 /// How often the input is listed again (`--relist-secs`; also checks
