@@ -310,3 +310,48 @@ async fn a_row_the_server_refuses_on_the_copy_route_sends_the_loader_through_sta
         1
     );
 }
+
+#[tokio::test]
+async fn a_loader_reads_the_tables_ids_again_after_another_loader_wrote() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (mine, theirs) = (tmp.path().join("mine"), tmp.path().join("theirs"));
+    write(&mine, "a.csv", &[row(1), row(2)]);
+    write(&theirs, "b.csv", &[row(7)]);
+    let mut loader = common::Loader::spawn(
+        common::shopstream()
+            .args(["run", "--database-url", &db.url, "--relist-secs", "0.3"])
+            .arg("--input")
+            .arg(&mine),
+    );
+    let loaded = |n: i64| {
+        let db = &db;
+        async move { common::try_count(db, "SELECT count(*) FROM ecommerce_events").await == Some(n) }
+    };
+    common::wait_for(std::time::Duration::from_secs(60), "a.csv loaded", || {
+        loaded(2)
+    })
+    .await;
+    // Another loader commits id 7 while the first one runs (its filter
+    // was read before).
+    load_once(&db, &theirs, &[]);
+    write(&mine, "c.csv", &[row(7), row(8)]);
+    common::wait_for(std::time::Duration::from_secs(60), "c.csv loaded", || {
+        loaded(4)
+    })
+    .await;
+    loader.assert_alive();
+    assert!(
+        loader.logged("another loader wrote to ecommerce_events: reading its ids again"),
+        "{}",
+        loader.log()
+    );
+    // Id 7 was known before its COPY: no refusal, no switch to staging.
+    assert!(!loader.logged("goes through staging"), "{}", loader.log());
+    let s = loader.stop();
+    assert_eq!(
+        (s["rows_loaded"].as_u64(), s["rows_duplicate"].as_u64()),
+        (Some(3), Some(1)),
+        "{s}"
+    );
+}
