@@ -392,7 +392,9 @@ fn varied_file(dir: &Path) {
         "00000000-0000-4000-8000-000000000108,u1,s1,view,p1,books,,1,yesterday".to_string(),
         format!("00000000-0000-4000-8000-000000000109,u1,s1,view,,books,,1,{t}"),
     ];
-    rows.extend((110..140).map(|n| format!("00000000-0000-4000-8000-{n:012},u1,s1,view,p1,books,,1,{t}")));
+    rows.extend(
+        (110..140).map(|n| format!("00000000-0000-4000-8000-{n:012},u1,s1,view,p1,books,,1,{t}")),
+    );
     std::fs::write(
         dir.join("c.csv"),
         format!("{HEADER}\n{}\n", rows.join("\n")),
@@ -577,7 +579,9 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_no_labels_overlap() {
     let revenue = chart_texts(&dom, "revenue");
     assert!(revenue.iter().any(|x| x == "499,999.50"), "{revenue:?}");
     assert!(
-        revenue.iter().any(|x| x == "home_garden_and_outdoor_living"),
+        revenue
+            .iter()
+            .any(|x| x == "home_garden_and_outdoor_living"),
         "{revenue:?}"
     );
     let local_now = page
@@ -594,10 +598,15 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_no_labels_overlap() {
         for t in &texts[2..] {
             if let Some(m) = clock_minutes(t) {
                 let ago = (local_now - m).rem_euclid(24 * 60);
-                assert!(ago <= window, "{chart}: {t} is not in the last {window} minutes here");
+                assert!(
+                    ago <= window,
+                    "{chart}: {t} is not in the last {window} minutes here"
+                );
                 times.push(t);
             } else {
-                let n = t.strip_suffix(unit).unwrap_or_else(|| panic!("{chart}: {t:?} in {unit}"));
+                let n = t
+                    .strip_suffix(unit)
+                    .unwrap_or_else(|| panic!("{chart}: {t:?} in {unit}"));
                 assert!(is_whole(n), "{chart}: {t:?} is not a whole number");
                 values.push(t.clone());
             }
@@ -612,12 +621,18 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_no_labels_overlap() {
 
     // A dark system setting turns page and charts dark.
     let ink = "getComputedStyle(document.querySelector('#chart-funnel svg text')).fill";
-    let light = (page.eval("getComputedStyle(document.body).backgroundColor"), page.eval(ink));
+    let light = (
+        page.eval("getComputedStyle(document.body).backgroundColor"),
+        page.eval(ink),
+    );
     page.call(
         "Emulation.setEmulatedMedia",
         serde_json::json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
     );
-    let dark = (page.eval("getComputedStyle(document.body).backgroundColor"), page.eval(ink));
+    let dark = (
+        page.eval("getComputedStyle(document.body).backgroundColor"),
+        page.eval(ink),
+    );
     assert_eq!(light.0, "rgb(246, 247, 249)");
     assert_eq!(light.1, "rgb(29, 35, 48)");
     assert_eq!(dark.0, "rgb(17, 20, 24)");

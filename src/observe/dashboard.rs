@@ -125,7 +125,8 @@ impl Dashboard {
             };
             h.push_back((now, health.oldest_waiting_secs));
             while h.len() > LAG_HISTORY
-                || h.front().is_some_and(|s| s.0 < now - scale::LAG_WINDOW_SECS)
+                || h.front()
+                    .is_some_and(|s| s.0 < now - scale::LAG_WINDOW_SECS)
             {
                 h.pop_front();
             }

@@ -178,10 +178,7 @@ fn head(root: &DrawingArea<SVGBackend<'_>, Shift>, width: u32, title: &str, note
     root.draw(&Text::new(
         fit(title, room, TITLE_PX),
         (SIDE as i32, 6),
-        font(TITLE_PX)
-            .style(FontStyle::Bold)
-            .color(&INK)
-            .pos(top),
+        font(TITLE_PX).style(FontStyle::Bold).color(&INK).pos(top),
     ))?;
     root.draw(&Text::new(
         fit(note, room, NOTE_PX),
@@ -234,11 +231,7 @@ fn draw_line(svg: &mut String, f: Frame, s: &Line<'_>) -> Drawn {
         ACCENT.stroke_width(2),
     ))?;
     if s.points.len() <= 30 {
-        chart.draw_series(
-            s.points
-                .iter()
-                .map(|&p| Circle::new(p, 2, ACCENT.filled())),
-        )?;
+        chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 2, ACCENT.filled())))?;
     }
     if s.points.is_empty() {
         let middle = ((s.from + s.to) / 2.0, s.y.upper / 2.0);
@@ -275,7 +268,11 @@ fn draw_bars(
     let value_px = widest(&mut bars.iter().map(|b| &b.text)) + 8.0;
     let plot_w = f64::from(f.width.saturating_sub(2 * SIDE + label_area).max(40));
     let max = bars.iter().map(|b| b.value).fold(0.0, f64::max);
-    let max = if max > 0.0 && max.is_finite() { max } else { 1.0 };
+    let max = if max > 0.0 && max.is_finite() {
+        max
+    } else {
+        1.0
+    };
     // Room on the right for the longest bar's value.
     let x_upper = max * plot_w / (plot_w - value_px).max(plot_w * 0.3);
     let centers: Vec<f64> = (rows - n..rows).map(|r| r as f64 + 0.5).collect();
@@ -382,7 +379,10 @@ mod tests {
                 svg.starts_with("<svg width=\"100%\" preserveAspectRatio"),
                 "{svg}"
             );
-            assert!(svg.contains(&format!("viewBox=\"0 0 {width} {HEIGHT}\"")), "{svg}");
+            assert!(
+                svg.contains(&format!("viewBox=\"0 0 {width} {HEIGHT}\"")),
+                "{svg}"
+            );
             let bar = Bar {
                 label: "x".into(),
                 value: 1.0,

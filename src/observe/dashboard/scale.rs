@@ -132,16 +132,18 @@ impl TimeAxis {
         offset: FixedOffset,
         max_ticks: impl Fn(usize) -> usize,
     ) -> TimeAxis {
+        let week = TIME_STEPS[TIME_STEPS.len() - 1];
+        // Past a week, whole weeks doubling: any span gets few ticks.
+        let steps = TIME_STEPS.into_iter().chain((1..40).map(|k| week << k));
         let mut axis = TimeAxis {
             from,
             to,
-            step: TIME_STEPS[TIME_STEPS.len() - 1],
+            step: week,
             offset,
         };
-        for step in TIME_STEPS {
-            let candidate = TimeAxis { step, ..axis };
-            if candidate.ticks().len() <= max_ticks(candidate.label_chars()) {
-                axis = candidate;
+        for step in steps {
+            axis.step = step;
+            if axis.ticks().len() <= max_ticks(axis.label_chars()) {
                 break;
             }
         }
@@ -192,7 +194,6 @@ impl TimeAxis {
             })
             .unwrap_or_default()
     }
-
 }
 
 /// The time zone as the page names it: `UTC+02:00`.
@@ -330,6 +331,9 @@ mod tests {
         // Over days, dates.
         let a = TimeAxis::new(t0 - 6.0 * 86400.0, t0, utc(), |_| 4);
         assert_eq!(a.label(t0), "Jan 01");
+        // Batches a year apart on a narrow chart: still only what fits.
+        let a = TimeAxis::new(t0 - 365.0 * 86400.0, t0, utc(), |_| 3);
+        assert!((1..=3).contains(&a.ticks().len()), "{a:?}");
     }
 
     #[test]
@@ -377,7 +381,11 @@ mod tests {
                 step: 1.0
             }
         );
-        let labels: Vec<String> = axis.ticks().iter().map(|&v| Unit::Seconds.tick(v)).collect();
+        let labels: Vec<String> = axis
+            .ticks()
+            .iter()
+            .map(|&v| Unit::Seconds.tick(v))
+            .collect();
         assert_eq!(labels, ["0 s", "1 s"]);
         let axis = lag_axis(&[(now, 95.0)], 5);
         assert_eq!(
