@@ -499,6 +499,92 @@ async fn headless_chromium_sees_the_databases_numbers_and_the_page_updates_itsel
     loader.stop();
 }
 
+/// Lays the page out `width` px wide, waits for charts drawn for it and
+/// checks its layout.
+async fn check_layout(page: &mut Browser, width: u32) {
+    page.size(width, 900);
+    page.wait(&format!("charts drawn for {width} px"), DRAWN_FOR_PANELS)
+        .await;
+    let layout = page.eval(LAYOUT);
+    assert_eq!(layout["charts"], 6, "at {width} px: {layout}");
+    for defect in ["narrow", "overlaps", "outside"] {
+        assert_eq!(
+            layout[defect],
+            serde_json::json!([]),
+            "{defect} at {width} px: {layout}"
+        );
+    }
+    assert!(
+        layout["sideways"].as_f64().is_some_and(|s| s <= 0.0),
+        "the page scrolls sideways at {width} px: {layout}"
+    );
+}
+
+/// A screenshot `name` in `dir`, copied to `docs/img/` for the docs.
+fn shoot(page: &mut Browser, dir: &Path, name: &str) {
+    let docs_img = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img");
+    std::fs::create_dir_all(&docs_img).expect("mkdir docs/img");
+    page.screenshot(&dir.join(name));
+    std::fs::copy(dir.join(name), docs_img.join(name)).expect("copy to docs/img");
+}
+
+/// The line charts' ticks: clock times of the last minutes in the
+/// browser's zone (`local_now`, minutes of its day) and whole numbers with
+/// separators and units.
+fn check_ticks(dom: &str, local_now: i64) {
+    for (chart, unit, window) in [
+        ("events-per-second", "/s", 11),
+        ("validity", "%", 11),
+        ("ingest-lag", " s", 6),
+    ] {
+        let texts = chart_texts(dom, chart);
+        let (mut values, mut times) = (vec![], vec![]);
+        // The title and the note first, then the ticks.
+        for t in &texts[2..] {
+            if let Some(m) = clock_minutes(t) {
+                let ago = (local_now - m).rem_euclid(24 * 60);
+                assert!(
+                    ago <= window,
+                    "{chart}: {t} is not in the last {window} minutes here"
+                );
+                times.push(t);
+            } else {
+                let n = t
+                    .strip_suffix(unit)
+                    .unwrap_or_else(|| panic!("{chart}: {t:?} in {unit}"));
+                assert!(is_whole(n), "{chart}: {t:?} is not a whole number");
+                values.push(t.clone());
+            }
+        }
+        assert!(times.len() >= 3, "{chart}: clock ticks in {texts:?}");
+        assert!(values.len() >= 2, "{chart}: value ticks in {texts:?}");
+        if chart == "ingest-lag" {
+            // Nothing waits: 0 to 1 s, never negative.
+            assert_eq!(values, ["0 s", "1 s"], "{texts:?}");
+        }
+    }
+}
+
+/// A dark system setting turns page and charts dark.
+fn check_dark(page: &mut Browser) {
+    let colours = |page: &mut Browser| {
+        (
+            page.eval("getComputedStyle(document.body).backgroundColor"),
+            page.eval("getComputedStyle(document.querySelector('#chart-funnel svg text')).fill"),
+        )
+    };
+    let light = colours(page);
+    page.call(
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
+    );
+    let dark = colours(page);
+    assert_eq!(light.0, "rgb(246, 247, 249)");
+    assert_eq!(light.1, "rgb(29, 35, 48)");
+    assert_eq!(dark.0, "rgb(17, 20, 24)");
+    assert_eq!(dark.1, "rgb(228, 232, 239)");
+}
+
 #[tokio::test]
 async fn the_page_fits_a_phone_and_a_wide_screen_and_no_labels_overlap() {
     let db = test_db().await;
@@ -544,28 +630,9 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_no_labels_overlap() {
                         && Number(t.textContent.trim().replace(/[,/s]/g, '')) >= 2)"#,
     )
     .await;
-    let docs_img = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/img");
-    std::fs::create_dir_all(&docs_img).expect("mkdir docs/img");
     for width in [400, 1400] {
-        page.size(width, 900);
-        page.wait(&format!("charts drawn for {width} px"), DRAWN_FOR_PANELS)
-            .await;
-        let layout = page.eval(LAYOUT);
-        assert_eq!(layout["charts"], 6, "at {width} px: {layout}");
-        for defect in ["narrow", "overlaps", "outside"] {
-            assert_eq!(
-                layout[defect],
-                serde_json::json!([]),
-                "{defect} at {width} px: {layout}"
-            );
-        }
-        assert!(
-            layout["sideways"].as_f64().is_some_and(|s| s <= 0.0),
-            "the page scrolls sideways at {width} px: {layout}"
-        );
-        let name = format!("dashboard-{width}.png");
-        page.screenshot(&tmp.path().join(&name));
-        std::fs::copy(tmp.path().join(&name), docs_img.join(&name)).expect("copy to docs/img");
+        check_layout(&mut page, width).await;
+        shoot(&mut page, tmp.path(), &format!("dashboard-{width}.png"));
     }
 
     // At 1400 px: whole-number ticks with separators and units, money with
@@ -588,61 +655,9 @@ async fn the_page_fits_a_phone_and_a_wide_screen_and_no_labels_overlap() {
         .eval("(d => d.getHours() * 60 + d.getMinutes())(new Date())")
         .as_i64()
         .expect("minutes");
-    for (chart, unit, window) in [
-        ("events-per-second", "/s", 11),
-        ("validity", "%", 11),
-        ("ingest-lag", " s", 6),
-    ] {
-        let texts = chart_texts(&dom, chart);
-        let (mut values, mut times) = (vec![], vec![]);
-        for t in &texts[2..] {
-            if let Some(m) = clock_minutes(t) {
-                let ago = (local_now - m).rem_euclid(24 * 60);
-                assert!(
-                    ago <= window,
-                    "{chart}: {t} is not in the last {window} minutes here"
-                );
-                times.push(t);
-            } else {
-                let n = t
-                    .strip_suffix(unit)
-                    .unwrap_or_else(|| panic!("{chart}: {t:?} in {unit}"));
-                assert!(is_whole(n), "{chart}: {t:?} is not a whole number");
-                values.push(t.clone());
-            }
-        }
-        assert!(times.len() >= 3, "{chart}: clock ticks in {texts:?}");
-        assert!(values.len() >= 2, "{chart}: value ticks in {texts:?}");
-        if chart == "ingest-lag" {
-            // Nothing waits: 0 to 1 s, never negative.
-            assert_eq!(values, ["0 s", "1 s"], "{texts:?}");
-        }
-    }
-
-    // A dark system setting turns page and charts dark.
-    let ink = "getComputedStyle(document.querySelector('#chart-funnel svg text')).fill";
-    let light = (
-        page.eval("getComputedStyle(document.body).backgroundColor"),
-        page.eval(ink),
-    );
-    page.call(
-        "Emulation.setEmulatedMedia",
-        serde_json::json!({ "features": [{ "name": "prefers-color-scheme", "value": "dark" }] }),
-    );
-    let dark = (
-        page.eval("getComputedStyle(document.body).backgroundColor"),
-        page.eval(ink),
-    );
-    assert_eq!(light.0, "rgb(246, 247, 249)");
-    assert_eq!(light.1, "rgb(29, 35, 48)");
-    assert_eq!(dark.0, "rgb(17, 20, 24)");
-    assert_eq!(dark.1, "rgb(228, 232, 239)");
-    page.screenshot(&tmp.path().join("dashboard-1400-dark.png"));
-    std::fs::copy(
-        tmp.path().join("dashboard-1400-dark.png"),
-        docs_img.join("dashboard-1400-dark.png"),
-    )
-    .expect("copy to docs/img");
+    check_ticks(&dom, local_now);
+    check_dark(&mut page);
+    shoot(&mut page, tmp.path(), "dashboard-1400-dark.png");
     drop(page);
     loader.assert_alive();
     loader.stop();
