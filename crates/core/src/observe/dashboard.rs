@@ -4,38 +4,48 @@
 //! view → add_to_cart → purchase funnel, and ingest lag.
 //!
 //! The page is one static HTML file with a few lines of our own script that
-//! fetch `/api/dashboard` every two seconds and swap the numbers and charts
-//! in. The charts are SVG drawn on the server with `plotters` from the
-//! database's tables (and the loader's health for the lag), so the page
-//! needs no JavaScript library. It only reads: it never writes to the
-//! database and never blocks the loader (its own connection, short
-//! queries).
+//! fetch `/api/dashboard?width=PX&tz=MIN` every two seconds (and at once
+//! when the window is resized) and swap the numbers and charts in. The
+//! charts are SVG drawn on the server with `plotters` ([`charts`]) at the
+//! width of the page's panels, with clock times in the browser's time zone
+//! ([`scale`]), from the database's tables (and the loader's health for
+//! the lag), so the page needs no JavaScript library. It only reads: it
+//! never writes to the database and never blocks the loader (its own
+//! connection, short queries).
+
+pub mod charts;
+pub mod scale;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use plotters::prelude::*;
+use chrono::{FixedOffset, Offset};
 use tokio_postgres::Client;
 
+use self::charts::{Bar, Frame, Line};
+use self::scale::{Unit, ValueAxis};
 use super::health::HealthState;
 use super::http::HttpState;
 use crate::db::connect::{Connector, DbError};
 
 const PAGE: &str = include_str!("dashboard.html");
-/// Lag samples kept for the lag chart (one per refresh).
-const LAG_HISTORY: usize = 300;
+/// Lag samples kept at most (one per refresh of any page; those older
+/// than the lag chart's window are dropped too).
+const LAG_HISTORY: usize = 600;
 
 /// Where the dashboard reads its numbers.
 #[derive(Clone)]
 pub struct Dashboard {
     connector: Connector,
     client: Arc<tokio::sync::Mutex<Option<Client>>>,
+    /// (Unix time, age of the oldest waiting file), oldest first.
     lag: Arc<Mutex<VecDeque<(f64, f64)>>>,
 }
 
@@ -53,6 +63,41 @@ pub struct Snapshot {
     /// Chart name → SVG.
     pub charts: BTreeMap<&'static str, String>,
     pub updated_unix: f64,
+    /// The time zone of the charts' clock times, `UTC+02:00`.
+    pub zone: String,
+}
+
+/// What the page asks for: its panels' width in pixels and its time zone
+/// in minutes east of UTC. Anything missing or unreadable falls back to
+/// [`charts::DEFAULT_WIDTH`] and UTC.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct View {
+    width: Option<String>,
+    tz: Option<String>,
+}
+
+impl View {
+    /// The frame the charts are drawn in.
+    pub fn frame(&self) -> Frame {
+        let width = self
+            .width
+            .as_deref()
+            .and_then(|w| w.trim().parse::<f64>().ok())
+            .filter(|w| w.is_finite())
+            .map_or(charts::DEFAULT_WIDTH, |w| {
+                w.round()
+                    .clamp(f64::from(charts::MIN_WIDTH), f64::from(charts::MAX_WIDTH))
+                    as u32
+            });
+        let offset = self
+            .tz
+            .as_deref()
+            .and_then(|m| m.trim().parse::<i32>().ok())
+            .filter(|m| m.abs() <= 18 * 60)
+            .and_then(|m| FixedOffset::east_opt(m * 60))
+            .unwrap_or_else(|| chrono::Utc.fix());
+        Frame { width, offset }
+    }
 }
 
 impl Dashboard {
@@ -64,8 +109,12 @@ impl Dashboard {
         }
     }
 
-    /// Reads the numbers and draws the charts.
-    pub async fn snapshot(&self, health: &HealthState) -> Result<Snapshot, SnapshotError> {
+    /// Reads the numbers and draws the charts in `frame`.
+    pub async fn snapshot(
+        &self,
+        health: &HealthState,
+        frame: Frame,
+    ) -> Result<Snapshot, SnapshotError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -75,10 +124,13 @@ impl Dashboard {
                 Err(p) => p.into_inner(),
             };
             h.push_back((now, health.oldest_waiting_secs));
-            while h.len() > LAG_HISTORY {
+            while h.len() > LAG_HISTORY
+                || h.front()
+                    .is_some_and(|s| s.0 < now - scale::LAG_WINDOW_SECS)
+            {
                 h.pop_front();
             }
-            h.iter().map(|&(t, v)| (t - now, v)).collect()
+            h.iter().copied().collect()
         };
         let mut guard = self.client.lock().await;
         let client = match guard.take() {
@@ -88,7 +140,7 @@ impl Dashboard {
         let data = read(&client).await?;
         // Kept only after a successful read.
         *guard = Some(client);
-        Ok(draw(&data, health, &lag, now))
+        Ok(draw(&data, health, &lag, now, frame))
     }
 }
 
@@ -103,15 +155,17 @@ pub enum SnapshotError {
 
 /// What the charts are drawn from.
 struct Data {
+    /// The database's clock, Unix seconds (the times below are on it).
+    now: f64,
     events: i64,
     dead_letters: i64,
     files_loaded: i64,
     files_rejected: i64,
-    /// Per batch, oldest first: (seconds ago, validity).
+    /// Per batch, oldest first: (Unix commit time, validity 0–1).
     batches: Vec<(f64, f64)>,
-    /// Rows read per second in 10 s buckets over the last 10 minutes:
-    /// (seconds ago, rate).
-    rate: Vec<(f64, f64)>,
+    /// Rows read per 10-second bucket over the last ~10 minutes: (bucket
+    /// index = start / 10, rows).
+    buckets: Vec<(i64, i64)>,
     /// Rows read per second over the last minute.
     rate_last_minute: f64,
     dead_by_code: Vec<(String, f64)>,
@@ -122,16 +176,19 @@ struct Data {
 async fn read(c: &Client) -> Result<Data, tokio_postgres::Error> {
     let t = c
         .query_one(
-            "SELECT (SELECT count(*) FROM ecommerce_events),
+            "SELECT extract(epoch FROM now())::float8,
+                    (SELECT count(*) FROM ecommerce_events),
                     (SELECT count(*) FROM dead_letter_events),
                     (SELECT count(*) FROM ingested_files WHERE status = 'loaded'),
-                    (SELECT count(*) FROM ingested_files WHERE status = 'rejected')",
+                    (SELECT count(*) FROM ingested_files WHERE status = 'rejected'),
+                    (SELECT coalesce(sum(rows_read), 0)::float8 / 60 FROM data_quality_metrics
+                     WHERE committed_at > now() - interval '1 minute')",
             &[],
         )
         .await?;
     let mut batches: Vec<(f64, f64)> = c
         .query(
-            "SELECT extract(epoch FROM committed_at - now())::float8,
+            "SELECT extract(epoch FROM committed_at)::float8,
                     coalesce(validity_rate, 1)::float8
              FROM data_quality_metrics ORDER BY batch_id DESC LIMIT 120",
             &[],
@@ -141,27 +198,17 @@ async fn read(c: &Client) -> Result<Data, tokio_postgres::Error> {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     batches.reverse();
-    let rate: Vec<(f64, f64)> = c
+    let buckets: Vec<(i64, i64)> = c
         .query(
-            "SELECT extract(epoch FROM to_timestamp(floor(extract(epoch FROM committed_at) / 10) * 10)
-                                       - now())::float8 AS ago,
-                    sum(rows_read)::float8 / 10
-             FROM data_quality_metrics WHERE committed_at > now() - interval '10 minutes'
-             GROUP BY 1 ORDER BY 1",
+            "SELECT floor(extract(epoch FROM committed_at) / 10)::int8, sum(rows_read)::int8
+             FROM data_quality_metrics WHERE committed_at > now() - interval '11 minutes'
+             GROUP BY 1",
             &[],
         )
         .await?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let rate_last_minute: f64 = c
-        .query_one(
-            "SELECT coalesce(sum(rows_read), 0)::float8 / 60 FROM data_quality_metrics
-             WHERE committed_at > now() - interval '1 minute'",
-            &[],
-        )
-        .await?
-        .get(0);
     let pairs = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, f64)> {
         rows.iter().map(|r| (r.get(0), r.get(1))).collect()
     };
@@ -198,177 +245,144 @@ async fn read(c: &Client) -> Result<Data, tokio_postgres::Error> {
         .map(|s| (s.to_string(), counts.get(*s).copied().unwrap_or(0.0)))
         .collect();
     Ok(Data {
-        events: t.get(0),
-        dead_letters: t.get(1),
-        files_loaded: t.get(2),
-        files_rejected: t.get(3),
+        now: t.get(0),
+        events: t.get(1),
+        dead_letters: t.get(2),
+        files_loaded: t.get(3),
+        files_rejected: t.get(4),
         batches,
-        rate,
-        rate_last_minute,
+        buckets,
+        rate_last_minute: t.get(5),
         dead_by_code,
         revenue,
         funnel,
     })
 }
 
-fn draw(d: &Data, h: &HealthState, lag: &[(f64, f64)], now: f64) -> Snapshot {
+/// The tiles' texts.
+fn tiles(d: &Data, h: &HealthState) -> BTreeMap<&'static str, String> {
+    let count = |n: i64| scale::whole(n as f64);
     let mut tiles = BTreeMap::new();
-    tiles.insert("total-events", d.events.to_string());
-    tiles.insert("dead-letters", d.dead_letters.to_string());
-    tiles.insert("files-loaded", d.files_loaded.to_string());
-    tiles.insert("files-quarantined", d.files_rejected.to_string());
+    tiles.insert("total-events", count(d.events));
+    tiles.insert("dead-letters", count(d.dead_letters));
+    tiles.insert("files-loaded", count(d.files_loaded));
+    tiles.insert("files-quarantined", count(d.files_rejected));
     tiles.insert(
         "validity",
         d.batches
             .last()
             .map_or("–".into(), |b| format!("{:.2}%", b.1 * 100.0)),
     );
-    tiles.insert("events-per-second", format!("{:.0}", d.rate_last_minute));
+    tiles.insert("events-per-second", scale::whole(d.rate_last_minute));
     tiles.insert(
         "ingest-lag",
         format!(
-            "{} file(s), {:.0} s",
-            h.waiting_files, h.oldest_waiting_secs
+            "{} file(s), {} s",
+            scale::whole(h.waiting_files as f64),
+            scale::whole(h.oldest_waiting_secs.max(0.0))
         ),
     );
     tiles.insert("breaker", h.breaker.as_str().replace('_', " "));
+    tiles
+}
 
+/// Value ticks that fit a chart's plot height.
+const VALUE_TICKS: usize = 5;
+
+fn draw(d: &Data, h: &HealthState, lag: &[(f64, f64)], now: f64, f: Frame) -> Snapshot {
     let mut charts = BTreeMap::new();
-    let validity: Vec<(f64, f64)> = d.batches.iter().map(|b| (b.0, b.1 * 100.0)).collect();
+    let rate = scale::complete_buckets(&d.buckets, d.now);
+    let rate_max = rate.iter().map(|p| p.1).fold(0.0, f64::max);
     charts.insert(
         "events-per-second",
-        line_chart("Events read per second (10 s buckets)", &d.rate, "s ago"),
+        charts::line(
+            f,
+            &Line {
+                title: "Events read per second",
+                note: "10 s buckets; the one still filling is left out",
+                points: &rate,
+                from: d.now - scale::RATE_WINDOW_SECS as f64,
+                to: d.now,
+                y: ValueAxis::for_max(rate_max, 1.0, VALUE_TICKS),
+                unit: Unit::PerSecond,
+            },
+        ),
     );
+    let validity: Vec<(f64, f64)> = d.batches.iter().map(|b| (b.0, b.1 * 100.0)).collect();
+    let first = validity.first().map_or(d.now, |b| b.0);
     charts.insert(
         "validity",
-        line_chart("Validity rate, % (per batch)", &validity, "s ago"),
+        charts::line(
+            f,
+            &Line {
+                title: "Validity rate per batch",
+                note: "valid share of each batch, last 120 batches",
+                points: &validity,
+                from: first.min(d.now - scale::RATE_WINDOW_SECS as f64),
+                to: d.now,
+                y: ValueAxis::fixed(100.0, 25.0),
+                unit: Unit::Percent,
+            },
+        ),
     );
-    charts.insert(
-        "dead-letters",
-        bar_chart("Dead letters by code", &d.dead_by_code, 0),
-    );
-    charts.insert("revenue", bar_chart("Revenue by category", &d.revenue, 2));
-    charts.insert(
-        "funnel",
-        bar_chart("Funnel: view → add_to_cart → purchase", &d.funnel, 0),
-    );
+    let lag = scale::lag_series(lag, now);
     charts.insert(
         "ingest-lag",
-        line_chart("Ingest lag: oldest waiting file, s", lag, "s ago"),
+        charts::line(
+            f,
+            &Line {
+                title: "Ingest lag: oldest waiting file",
+                note: "seconds it has waited, last 5 minutes",
+                points: &lag,
+                from: now - scale::LAG_WINDOW_SECS,
+                to: now,
+                y: scale::lag_axis(&lag, VALUE_TICKS),
+                unit: Unit::Seconds,
+            },
+        ),
+    );
+    let bars = |rows: &[(String, f64)], text: fn(f64) -> String| -> Vec<Bar> {
+        rows.iter()
+            .map(|(label, v)| Bar {
+                label: label.clone(),
+                value: *v,
+                text: text(*v),
+            })
+            .collect()
+    };
+    charts.insert(
+        "dead-letters",
+        charts::bars(
+            f,
+            "Dead letters by code",
+            "rows rejected, all time, top 10",
+            &bars(&d.dead_by_code, scale::whole),
+        ),
+    );
+    charts.insert(
+        "revenue",
+        charts::bars(
+            f,
+            "Revenue by category",
+            "sum of purchases in the data's currency, top 10",
+            &bars(&d.revenue, scale::money),
+        ),
+    );
+    charts.insert(
+        "funnel",
+        charts::bars(
+            f,
+            "Funnel: view → add_to_cart → purchase",
+            "events of each type",
+            &bars(&d.funnel, scale::whole),
+        ),
     );
     Snapshot {
-        tiles,
+        tiles: tiles(d, h),
         charts,
         updated_unix: now,
+        zone: scale::zone(f.offset),
     }
-}
-
-const W: u32 = 520;
-const H: u32 = 260;
-
-/// A line chart of (x, y) points; the caption says what it is. Drawing
-/// into a String cannot fail for lack of resources; a failure leaves the
-/// chart empty rather than failing the page.
-fn line_chart(title: &str, points: &[(f64, f64)], x_desc: &str) -> String {
-    let mut svg = String::new();
-    let _ = draw_line(&mut svg, title, points, x_desc);
-    svg
-}
-
-fn draw_line(
-    svg: &mut String,
-    title: &str,
-    points: &[(f64, f64)],
-    x_desc: &str,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::with_string(svg, (W, H)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let x0 = points.iter().map(|p| p.0).fold(f64::INFINITY, f64::min);
-    let x0 = if x0.is_finite() { x0.min(-1.0) } else { -60.0 };
-    let y1 = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 15))
-        .margin(8)
-        .x_label_area_size(28)
-        .y_label_area_size(56)
-        .build_cartesian_2d(x0..0.0, 0.0..y1)?;
-    chart
-        .configure_mesh()
-        .x_desc(x_desc)
-        .max_light_lines(0)
-        .draw()?;
-    chart.draw_series(LineSeries::new(
-        points.iter().copied(),
-        BLUE.stroke_width(2),
-    ))?;
-    chart.draw_series(points.iter().map(|&p| Circle::new(p, 2, BLUE.filled())))?;
-    if let Some(&(x, y)) = points.last() {
-        chart.draw_series(std::iter::once(Text::new(
-            format!("{y:.1}"),
-            (x, y),
-            ("sans-serif", 13).into_font().color(&BLACK),
-        )))?;
-    }
-    root.present()?;
-    Ok(())
-}
-
-/// A bar chart with each bar's value written above it.
-fn bar_chart(title: &str, bars: &[(String, f64)], decimals: usize) -> String {
-    let mut svg = String::new();
-    let _ = draw_bars(&mut svg, title, bars, decimals);
-    svg
-}
-
-fn draw_bars(
-    svg: &mut String,
-    title: &str,
-    bars: &[(String, f64)],
-    decimals: usize,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::with_string(svg, (W, H)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let n = bars.len().max(1) as f64;
-    let y1 = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1.0) * 1.2;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 15))
-        .margin(8)
-        .x_label_area_size(10)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0.0..n, 0.0..y1)?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .disable_x_axis()
-        .max_light_lines(0)
-        .draw()?;
-    chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-        let x = i as f64;
-        Rectangle::new([(x + 0.15, 0.0), (x + 0.85, *v)], BLUE.mix(0.6).filled())
-    }))?;
-    let font = ("sans-serif", 12).into_font().color(&BLACK);
-    for (i, (label, v)) in bars.iter().enumerate() {
-        let x = i as f64 + 0.15;
-        chart.draw_series(std::iter::once(Text::new(
-            format!("{v:.decimals$}"),
-            (x, v + y1 * 0.03),
-            font.clone(),
-        )))?;
-        chart.draw_series(std::iter::once(Text::new(
-            label.clone(),
-            (x, y1 * 0.97),
-            font.clone(),
-        )))?;
-    }
-    if bars.is_empty() {
-        chart.draw_series(std::iter::once(Text::new(
-            "no data yet".to_string(),
-            (0.4, y1 / 2.0),
-            font,
-        )))?;
-    }
-    root.present()?;
-    Ok(())
 }
 
 /// The dashboard's routes.
@@ -382,16 +396,48 @@ async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
-async fn api(State(s): State<Arc<HttpState>>) -> Response {
+async fn api(
+    State(s): State<Arc<HttpState>>,
+    view: Result<Query<View>, QueryRejection>,
+) -> Response {
     let Some(d) = &s.dashboard else {
         return (StatusCode::NOT_FOUND, "no dashboard\n").into_response();
     };
-    match d.snapshot(&s.health.snapshot()).await {
+    let frame = view.map(|Query(v)| v).unwrap_or_default().frame();
+    match d.snapshot(&s.health.snapshot(), frame).await {
         Ok(snap) => ([(header::CACHE_CONTROL, "no-store")], axum::Json(snap)).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("the database is not reachable: {e}\n"),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(width: &str, tz: &str) -> Frame {
+        View {
+            width: Some(width.into()),
+            tz: Some(tz.into()),
+        }
+        .frame()
+    }
+
+    #[test]
+    fn the_page_chooses_the_width_and_time_zone_within_bounds() {
+        let f = view("731.6", "120");
+        assert_eq!(f.width, 732);
+        assert_eq!(f.offset.local_minus_utc(), 7200);
+        assert_eq!(view("10", "-330").width, charts::MIN_WIDTH);
+        assert_eq!(view("-330", "-330").offset.local_minus_utc(), -330 * 60);
+        assert_eq!(view("99999", "0").width, charts::MAX_WIDTH);
+        let junk = view("wide", "east");
+        assert_eq!(junk.width, charts::DEFAULT_WIDTH);
+        assert_eq!(junk.offset.local_minus_utc(), 0);
+        assert_eq!(view("NaN", "100000").offset.local_minus_utc(), 0);
+        assert_eq!(View::default().frame().width, charts::DEFAULT_WIDTH);
     }
 }
