@@ -479,6 +479,8 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
         ) || c.downcast_ref::<DbError>().is_some_and(DbError::is_config)
             || c.downcast_ref::<PipelineError>()
                 .is_some_and(PipelineError::is_config)
+            || c.downcast_ref::<shopstream::requeue::RequeueError>()
+                .is_some_and(shopstream::requeue::RequeueError::is_config)
     });
     if config {
         ExitCode::from(2)

@@ -9,6 +9,7 @@
 /// Why a file was rejected, as a code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum FileCode {
     /// Larger than --max-file-bytes (or grew past it while read).
     TooLarge,

@@ -103,6 +103,16 @@ pub enum RequeueError {
     },
 }
 
+impl RequeueError {
+    /// Whether the arguments must change (exit code 2).
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            RequeueError::ObjectStore(_) | RequeueError::NotQuarantined(_)
+        )
+    }
+}
+
 /// One file requeued (or, dry, to be).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Requeued {
@@ -143,11 +153,11 @@ pub async fn requeue(
         doing: "marking the files requeued in the ledger",
         source,
     };
+    let at = SystemTime::now();
     let tx = client.transaction().await.map_err(db)?;
-    ledger::mark_requeued(&tx, &marks, SystemTime::now())
-        .await
-        .map_err(db)?;
+    ledger::mark_requeued(&tx, &marks, at).await.map_err(db)?;
     tx.commit().await.map_err(db)?;
+    let mut renamed = vec![];
     for r in &mut plan {
         let (from, to) = (PathBuf::from(&r.quarantined), PathBuf::from(&r.to));
         let moved = tokio::task::spawn_blocking({
@@ -157,10 +167,22 @@ pub async fn requeue(
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         match moved {
-            Ok(Some(at)) => r.to = at.display().to_string(),
+            Ok(Some(went)) if went != to => {
+                r.to = went.display().to_string();
+                renamed.push((to.display().to_string(), r.to.clone()));
+            }
+            Ok(Some(_)) => {}
             Ok(None) => tracing::warn!(file = ?r.quarantined, "gone from the quarantine meanwhile"),
             Err(source) => return Err(RequeueError::Move { from, to, source }),
         }
+    }
+    if !renamed.is_empty() {
+        ledger::requeued_to(&*client, &renamed, at)
+            .await
+            .map_err(|source| RequeueError::Db {
+                doing: "recording where the files went",
+                source,
+            })?;
     }
     Ok(plan)
 }

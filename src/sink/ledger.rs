@@ -135,6 +135,11 @@ static MARK_REQUEUED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A requeued file went to another name than planned (a numbered one).
+const REQUEUED_TO: &str = "UPDATE ingested_files f SET requeued_to = d.actual
+     FROM unnest($1::text[], $2::text[]) AS d(planned, actual)
+     WHERE f.requeued_at = $3 AND f.requeued_to = d.planned";
+
 /// "gone" and "changed" never overwrite what another process recorded.
 const RECORD_DISPOSITIONS: &str = "UPDATE ingested_files f
      SET disposition = CASE WHEN d.what IN ('gone', 'changed') AND f.disposition IS NOT NULL
@@ -167,6 +172,7 @@ pub fn statements() -> Vec<&'static str> {
         RECORDED_HEADERS,
         QUARANTINED,
         MARK_REQUEUED.as_str(),
+        REQUEUED_TO,
     ]
 }
 
@@ -470,6 +476,18 @@ pub async fn mark_requeued(
     let dests: Vec<&str> = marks.iter().map(|m| m.1.as_str()).collect();
     tx.execute(MARK_REQUEUED.as_str(), &[&ids, &dests, &at])
         .await
+}
+
+/// Corrects the destination of files requeued at `at` that went to
+/// another name than planned: (planned, actual) pairs.
+pub async fn requeued_to(
+    client: &impl GenericClient,
+    moved: &[(String, String)],
+    at: SystemTime,
+) -> Result<u64, tokio_postgres::Error> {
+    let planned: Vec<&str> = moved.iter().map(|m| m.0.as_str()).collect();
+    let actual: Vec<&str> = moved.iter().map(|m| m.1.as_str()).collect();
+    client.execute(REQUEUED_TO, &[&planned, &actual, &at]).await
 }
 
 /// Writes where each delivery went into its row (by id).
