@@ -684,7 +684,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::DeadLetters { what } => dead_letters(what).await?,
         Command::Requeue { requeue, db } => {
-            if requeue.input.to_str().is_some_and(shopstream::source::store::is_url) {
+            if requeue
+                .input
+                .to_str()
+                .is_some_and(shopstream::source::store::is_url)
+            {
                 anyhow::bail!(shopstream::requeue::RequeueError::ObjectStore(
                     requeue.input.display().to_string()
                 ));

@@ -80,7 +80,10 @@ async fn replay_after_raising_max_price_loads_exactly_the_rows_that_now_pass() {
     write(&dir, "a.csv", &rows);
     load_once(&db, &dir, &[]);
     assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 3);
-    assert_eq!(count(&db, "SELECT count(*) FROM dead_letter_events").await, 7);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM dead_letter_events").await,
+        7
+    );
 
     // A dry run says what would happen and changes nothing.
     let before = fingerprint(&db.client().await, tmp.path()).await;
@@ -104,7 +107,12 @@ async fn replay_after_raising_max_price_loads_exactly_the_rows_that_now_pass() {
     assert_eq!(done["by_code"], dry["by_code"]);
     let code = &done["by_code"]["extreme_price"];
     assert_eq!(
-        [&code["considered"], &code["loaded"], &code["duplicate"], &code["still_invalid"]],
+        [
+            &code["considered"],
+            &code["loaded"],
+            &code["duplicate"],
+            &code["still_invalid"]
+        ],
         [6, 3, 2, 1],
         "{done}"
     );
@@ -157,7 +165,12 @@ async fn replay_after_raising_max_price_loads_exactly_the_rows_that_now_pass() {
         .await
         .expect("history row");
     assert_eq!(
-        (h.get::<_, i64>(0), h.get::<_, i64>(1), h.get::<_, i64>(2), h.get::<_, i64>(3)),
+        (
+            h.get::<_, i64>(0),
+            h.get::<_, i64>(1),
+            h.get::<_, i64>(2),
+            h.get::<_, i64>(3)
+        ),
         (7, 3, 2, 2)
     );
     assert_eq!(h.get::<_, String>(4), "50000");
@@ -170,7 +183,12 @@ async fn replay_after_raising_max_price_loads_exactly_the_rows_that_now_pass() {
         .await
         .expect("quality row");
     assert_eq!(
-        (q.get::<_, i32>(0), q.get::<_, i64>(1), q.get::<_, i64>(2), q.get::<_, i64>(3)),
+        (
+            q.get::<_, i32>(0),
+            q.get::<_, i64>(1),
+            q.get::<_, i64>(2),
+            q.get::<_, i64>(3)
+        ),
         (0, 3, 2, 0)
     );
 
@@ -193,11 +211,13 @@ async fn replay_after_raising_max_price_loads_exactly_the_rows_that_now_pass() {
     assert_eq!(list(&[])["total"], 2);
     assert_eq!(list(&["--all"])["total"], 7);
     assert_eq!(list(&["--code", "invalid_event_type"])["total"], 1);
-    assert_eq!(list(&["--all", "--file", "a.csv", "--since", "1h"])["total"], 7);
-    assert_eq!(list(&["--all", "--file", "b.csv"])["total"], 0);
-    let table = run_ok(
-        shopstream().args(["dead-letters", "list", "--all", "--database-url", &db.url]),
+    assert_eq!(
+        list(&["--all", "--file", "a.csv", "--since", "1h"])["total"],
+        7
     );
+    assert_eq!(list(&["--all", "--file", "b.csv"])["total"], 0);
+    let table =
+        run_ok(shopstream().args(["dead-letters", "list", "--all", "--database-url", &db.url]));
     assert!(
         table.contains("loaded (") && table.contains("7 of 7 dead letter(s)"),
         "{table}"
@@ -215,7 +235,10 @@ async fn a_replay_killed_before_its_commit_leaves_nothing_and_the_next_one_is_ex
         .collect();
     write(&dir, "big.csv", &rows);
     load_once(&db, &dir, &[]);
-    assert_eq!(count(&db, "SELECT count(*) FROM dead_letter_events").await, 4000);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM dead_letter_events").await,
+        4000
+    );
     let before = fingerprint(&db.client().await, tmp.path()).await;
 
     // Held inside its transaction, every row moved and marked, then -9.
@@ -237,14 +260,18 @@ async fn a_replay_killed_before_its_commit_leaves_nothing_and_the_next_one_is_ex
     killed.child.wait().expect("wait");
     drop(killed);
     // Its backend goes with its connection; its work goes with it.
-    common::wait_for(Duration::from_secs(60), "the killed replay's backend gone", || {
-        let db = &db;
-        async move {
-            let others = "SELECT count(*) FROM pg_stat_activity
+    common::wait_for(
+        Duration::from_secs(60),
+        "the killed replay's backend gone",
+        || {
+            let db = &db;
+            async move {
+                let others = "SELECT count(*) FROM pg_stat_activity
                           WHERE datname = current_database() AND pid <> pg_backend_pid()";
-            common::try_count(db, others).await == Some(0)
-        }
-    })
+                common::try_count(db, others).await == Some(0)
+            }
+        },
+    )
     .await;
     assert_eq!(fingerprint(&db.client().await, tmp.path()).await, before);
     assert_eq!(
@@ -254,7 +281,10 @@ async fn a_replay_killed_before_its_commit_leaves_nothing_and_the_next_one_is_ex
 
     let done = replay(&db, &["--max-price", "50000"]);
     assert_eq!(totals(&done), [4000, 4000, 0, 0], "{done}");
-    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 4010);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ecommerce_events").await,
+        4010
+    );
     assert_eq!(
         count(&db, "SELECT count(DISTINCT event_id) FROM ecommerce_events").await,
         4010
@@ -276,7 +306,11 @@ async fn a_watching_loader_reads_the_ids_a_replay_loaded_before_deciding_on_them
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("in");
-    write(&dir, "a.csv", &[row(1, "1.00"), row(2, "1.00"), row(7, "20000")]);
+    write(
+        &dir,
+        "a.csv",
+        &[row(1, "1.00"), row(2, "1.00"), row(7, "20000")],
+    );
     let mut loader = common::Loader::spawn(
         shopstream()
             .args(["run", "--database-url", &db.url, "--relist-secs", "0.3"])
@@ -285,9 +319,7 @@ async fn a_watching_loader_reads_the_ids_a_replay_loaded_before_deciding_on_them
     );
     let loaded = |n: i64| {
         let db = &db;
-        async move {
-            common::try_count(db, "SELECT count(*) FROM ecommerce_events").await == Some(n)
-        }
+        async move { common::try_count(db, "SELECT count(*) FROM ecommerce_events").await == Some(n) }
     };
     common::wait_for(Duration::from_secs(60), "a.csv loaded", || loaded(2)).await;
     // The replay loads id 7 while the loader runs (its filter of the
@@ -313,7 +345,10 @@ async fn a_watching_loader_reads_the_ids_a_replay_loaded_before_deciding_on_them
     assert_eq!(
         count(
             &db,
-            &format!("SELECT count(*) FROM ecommerce_events WHERE event_id = '{}'", id(7))
+            &format!(
+                "SELECT count(*) FROM ecommerce_events WHERE event_id = '{}'",
+                id(7)
+            )
         )
         .await,
         1

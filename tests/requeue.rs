@@ -25,7 +25,14 @@ fn write(path: &Path, header: &str, rows: impl Iterator<Item = String>) {
 fn requeue(db: &TestDb, input: &Path, args: &[&str]) -> Value {
     let out = run_ok(
         shopstream()
-            .args(["requeue", "--database-url", &db.url, "--format", "json", "--input"])
+            .args([
+                "requeue",
+                "--database-url",
+                &db.url,
+                "--format",
+                "json",
+                "--input",
+            ])
             .arg(input)
             .args(args),
     );
@@ -75,7 +82,11 @@ async fn a_requeued_file_is_loaded_by_the_next_run_and_the_ledger_keeps_its_reje
     assert_eq!(files[0]["to"], input.join("a.csv").display().to_string());
     assert!(quarantine.join("a.csv").exists() && !input.join("a.csv").exists());
     assert_eq!(
-        count(&db, "SELECT count(*) FROM ingested_files WHERE requeued_at IS NOT NULL").await,
+        count(
+            &db,
+            "SELECT count(*) FROM ingested_files WHERE requeued_at IS NOT NULL"
+        )
+        .await,
         0
     );
 
@@ -84,7 +95,10 @@ async fn a_requeued_file_is_loaded_by_the_next_run_and_the_ledger_keeps_its_reje
     requeue(&db, &input, &["--code", "unknown_columns"]);
     assert!(input.join("a.csv").exists());
     assert!(!quarantine.join("a.csv").exists());
-    assert!(!quarantine.join("a.csv.reason.txt").exists(), "sidecar removed");
+    assert!(
+        !quarantine.join("a.csv.reason.txt").exists(),
+        "sidecar removed"
+    );
     load_once(&db, &input, &strict);
     assert!(quarantine.join("a.csv.reason.txt").exists());
     assert_eq!(
@@ -111,7 +125,10 @@ async fn a_requeued_file_is_loaded_by_the_next_run_and_the_ledger_keeps_its_reje
     );
 
     load_once(&db, &input, &[]);
-    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 3 + 30 + 3);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ecommerce_events").await,
+        3 + 30 + 3
+    );
     assert_eq!(
         ledger(&db, &input.join("a.csv")).await,
         ["rejected requeued", "rejected requeued", "loaded"]
@@ -136,7 +153,10 @@ async fn a_requeued_file_is_loaded_by_the_next_run_and_the_ledger_keeps_its_reje
     );
     // Loaded now, the files stay loaded.
     load_once(&db, &input, &[]);
-    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 36);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ecommerce_events").await,
+        36
+    );
 }
 
 #[tokio::test]
@@ -153,7 +173,10 @@ async fn requeue_refuses_what_it_cannot_do() {
         .expect("spawn");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not a file the ledger knows as quarantined"), "{err}");
+    assert!(
+        err.contains("not a file the ledger knows as quarantined"),
+        "{err}"
+    );
     assert!(stray.exists());
     let out = shopstream()
         .args(["requeue", "--code", "other", "--input", "s3://bucket/in/"])

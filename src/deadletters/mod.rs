@@ -262,7 +262,9 @@ pub async fn list(client: &mut Client, args: &ListArgs) -> Result<Listing, DeadL
             replay_outcome: r.get(9),
         })
         .collect();
-    tx.rollback().await.doing("ending a read-only transaction")?;
+    tx.rollback()
+        .await
+        .doing("ending a read-only transaction")?;
     Ok(Listing {
         total,
         dead_letters,
@@ -297,10 +299,7 @@ mod tests {
 
     #[test]
     fn codes_are_checked() {
-        assert_eq!(
-            parse_code(" extreme_price").as_deref(),
-            Ok("extreme_price")
-        );
+        assert_eq!(parse_code(" extreme_price").as_deref(), Ok("extreme_price"));
         let err = parse_code("too_expensive").expect_err("unknown");
         assert!(err.contains("future_event_time"), "{err}");
     }

@@ -78,7 +78,14 @@ pub fn listing(l: &Listing, format: Format) -> Result<String, serde_json::Error>
     let mut out = String::new();
     if !rows.is_empty() {
         out.push_str(&table(
-            &["ID", "REJECTED", "FILE:LINE", "CODES", "REPLAYED", "RAW LINE"],
+            &[
+                "ID",
+                "REJECTED",
+                "FILE:LINE",
+                "CODES",
+                "REPLAYED",
+                "RAW LINE",
+            ],
             &rows,
             &[true, false, false, false, false, false],
         ));
@@ -121,7 +128,13 @@ pub fn replay(r: &ReplayReport, format: Format) -> Result<String, serde_json::Er
             .collect();
         out.push('\n');
         out.push_str(&table(
-            &["CODE (AS REJECTED)", "CONSIDERED", "LOADED", "DUPLICATE", "STILL INVALID"],
+            &[
+                "CODE (AS REJECTED)",
+                "CONSIDERED",
+                "LOADED",
+                "DUPLICATE",
+                "STILL INVALID",
+            ],
             &rows,
             &[false, true, true, true, true],
         ));

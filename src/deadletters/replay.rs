@@ -201,7 +201,11 @@ impl Pass<'_> {
     }
 
     /// Numbers the files of `rows` not seen yet and maps their lines.
-    async fn learn_files(&mut self, tx: &Transaction<'_>, rows: &[Row]) -> Result<(), DeadLetterError> {
+    async fn learn_files(
+        &mut self,
+        tx: &Transaction<'_>,
+        rows: &[Row],
+    ) -> Result<(), DeadLetterError> {
         let mut new: Vec<((i64, String), Option<String>)> = vec![];
         for r in rows {
             let key: (i64, String) = (r.get(0), r.get(1));
@@ -235,7 +239,9 @@ impl Pass<'_> {
             let mapping = revalidate::mapping(&facts, self.args.rules.unknown_columns);
             if let Mapping::Unusable(why) = &mapping {
                 tracing::warn!(file = ?key.1, "its dead letters cannot be replayed: {why}");
-                self.report.not_replayable.insert(key.1.clone(), why.clone());
+                self.report
+                    .not_replayable
+                    .insert(key.1.clone(), why.clone());
             }
             self.files.keys.push(key.clone());
             self.files.mappings.push(mapping);
@@ -285,7 +291,11 @@ impl Pass<'_> {
     fn still_invalid(&mut self, recorded: &[String], now: &[String]) {
         self.report.totals.still_invalid += 1;
         for c in recorded {
-            self.report.by_code.entry(c.clone()).or_default().still_invalid += 1;
+            self.report
+                .by_code
+                .entry(c.clone())
+                .or_default()
+                .still_invalid += 1;
         }
         for c in now {
             *self
@@ -320,7 +330,12 @@ impl Pass<'_> {
         let doing = "moving the rows into ecommerce_events";
         let paths: Vec<String> = self.files.keys.iter().map(|k| k.1.clone()).collect();
         let batches: Vec<i64> = self.files.keys.iter().map(|k| k.0).collect();
-        let layouts: Vec<Option<&str>> = self.files.mappings.iter().map(Mapping::layout_name).collect();
+        let layouts: Vec<Option<&str>> = self
+            .files
+            .mappings
+            .iter()
+            .map(Mapping::layout_name)
+            .collect();
         let moved = staged::insert_events(tx, &paths, replay_id, &layouts)
             .await
             .doing(doing)?;
@@ -330,7 +345,9 @@ impl Pass<'_> {
                 "the database refused {} replayed row(s), which stay dead letters; the first: {} \
                  line {}: {}",
                 moved.refused.len(),
-                paths.get(first.file_no as usize - 1).map_or("?", String::as_str),
+                paths
+                    .get(first.file_no as usize - 1)
+                    .map_or("?", String::as_str),
                 first.line,
                 first.message
             );

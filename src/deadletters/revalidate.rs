@@ -231,7 +231,11 @@ mod tests {
         // Columns in another order than the registry's: only the header
         // recorded says where each one is.
         let m = mapping(
-            &facts(Some("price,event_time,event_id,user_id,event_type,product_id"), Some("v1"), &[]),
+            &facts(
+                Some("price,event_time,event_id,user_id,event_type,product_id"),
+                Some("v1"),
+                &[],
+            ),
             UnknownColumns::Keep,
         );
         let line = format!("20000.00,2026-01-02 03:04:05,{ID},u1,purchase,p1");
@@ -277,14 +281,20 @@ mod tests {
         );
         // A header that no longer maps under today's --unknown-columns.
         let header = format!("{V1},color");
-        let m = mapping(&facts(Some(&header), Some("v1"), &["color"]), UnknownColumns::Reject);
+        let m = mapping(
+            &facts(Some(&header), Some("v1"), &["color"]),
+            UnknownColumns::Reject,
+        );
         assert!(matches!(m, Mapping::Unusable(ref why) if why.contains("no longer maps")));
     }
 
     #[test]
     fn a_derived_id_is_the_one_recorded_for_the_same_layout() {
         let header = "user_id,action,product,timestamp";
-        let m = mapping(&facts(Some(header), Some("seed002"), &[]), UnknownColumns::Keep);
+        let m = mapping(
+            &facts(Some(header), Some("seed002"), &[]),
+            UnknownColumns::Keep,
+        );
         let codes = vec!["invalid_event_time".to_string()];
         let mut row = Stored {
             line: 3,
@@ -298,7 +308,9 @@ mod tests {
         let now = 1_800_000_000_000_000;
         let got = revalidate(&mut buf, &mut vec![], 1, &row, &m, now, &rules);
         assert!(matches!(got, Verdict::Valid { .. }), "{got:?}");
-        assert!(buf.windows(16).any(|w| w == uuid::Uuid::parse_str(ID).expect("uuid").as_bytes()));
+        assert!(buf
+            .windows(16)
+            .any(|w| w == uuid::Uuid::parse_str(ID).expect("uuid").as_bytes()));
         row.event_id = None;
         let got = revalidate(&mut buf, &mut vec![], 1, &row, &m, now, &rules);
         assert_eq!(got, Verdict::Invalid(vec![NOT_REPLAYABLE.into()]));
@@ -316,6 +328,9 @@ mod tests {
         let got = header_on_disk(&p, &hash, 1 << 20).expect("same content");
         assert_eq!(got.join(","), V1);
         assert_eq!(header_on_disk(&p, "another", 1 << 20), None);
-        assert_eq!(header_on_disk(&d.path().join("gone.csv"), &hash, 1 << 20), None);
+        assert_eq!(
+            header_on_disk(&d.path().join("gone.csv"), &hash, 1 << 20),
+            None
+        );
     }
 }

@@ -267,7 +267,6 @@ pub struct RuleArgs {
     /// Canonical column names (`quantity`, `category`, …) are always read.
     #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
     pub unknown_columns: UnknownColumns,
-
 }
 
 impl RuleArgs {

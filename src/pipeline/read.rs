@@ -339,7 +339,7 @@ fn read_file(
         RecordReader::new(limited, cfg.max_record_bytes).with_max_fields(cfg.max_fields);
     let (layout, header) = match read_header(&mut reader, file, cfg) {
         Ok(found) => found,
-        Err(rejected) => return Ok(rejected),
+        Err(rejected) => return Ok(*rejected),
     };
     let mut stats = ParsedFile {
         layout: Some(layout.id),
@@ -361,7 +361,7 @@ fn read_header<R: std::io::Read>(
     reader: &mut RecordReader<R>,
     file: &Candidate,
     cfg: &ParseConfig,
-) -> Result<(Layout, Vec<String>), FileOutcome> {
+) -> Result<(Layout, Vec<String>), Box<FileOutcome>> {
     let mut names = vec![];
     let layout = match reader.next_record() {
         Ok(Some(header)) => {
@@ -374,13 +374,13 @@ fn read_header<R: std::io::Read>(
             )
         }
         Ok(None) => Err(crate::source::layout::LayoutError::Empty),
-        Err(e) => return Err(reject_read(reader, e.to_string())),
+        Err(e) => return Err(Box::new(reject_read(reader, e.to_string()))),
     };
     let layout = match layout {
         Ok(l) => l,
         Err(e) => {
             let reason = e.to_string();
-            return Err(match reader.drain() {
+            return Err(Box::new(match reader.drain() {
                 Ok(()) => FileOutcome::Rejected {
                     hash: Some(reader.content_hash()),
                     reason,
@@ -389,7 +389,7 @@ fn read_header<R: std::io::Read>(
                     hash: None,
                     reason: format!("{reason}; then {e}"),
                 },
-            });
+            }));
         }
     };
     if !layout.unknown.is_empty() {

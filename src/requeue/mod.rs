@@ -223,8 +223,7 @@ fn select(
     }
     let mut out = vec![];
     for p in &args.paths {
-        let real =
-            std::fs::canonicalize(p).map_err(|_| RequeueError::NotQuarantined(p.clone()))?;
+        let real = std::fs::canonicalize(p).map_err(|_| RequeueError::NotQuarantined(p.clone()))?;
         let found = on_disk
             .iter()
             .find(|(at, _)| *at == real)
@@ -253,7 +252,11 @@ fn destination(input: &Path, quarantine: &Path, at: &Path, original: &str) -> Pa
 }
 
 /// What `requeue` prints.
-pub fn render(done: &[Requeued], dry_run: bool, format: Format) -> Result<String, serde_json::Error> {
+pub fn render(
+    done: &[Requeued],
+    dry_run: bool,
+    format: Format,
+) -> Result<String, serde_json::Error> {
     if format == Format::Json {
         let out = serde_json::json!({ "dry_run": dry_run, "files": done });
         return Ok(serde_json::to_string_pretty(&out)? + "\n");
@@ -288,7 +291,12 @@ mod tests {
     fn a_file_goes_back_to_its_folder_under_its_delivered_name() {
         let q = Path::new("/in/_quarantine");
         assert_eq!(
-            destination(Path::new("in"), q, Path::new("/in/_quarantine/eu/a.1.csv"), "in/eu/a.csv"),
+            destination(
+                Path::new("in"),
+                q,
+                Path::new("/in/_quarantine/eu/a.1.csv"),
+                "in/eu/a.csv"
+            ),
             Path::new("in/eu/a.csv")
         );
         // Quarantined elsewhere: straight into the input.

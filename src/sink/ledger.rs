@@ -416,9 +416,7 @@ pub async fn recorded_columns(
 ) -> Result<Vec<Option<RecordedColumns>>, tokio_postgres::Error> {
     let batches: Vec<i64> = files.iter().map(|f| f.0).collect();
     let paths: Vec<&str> = files.iter().map(|f| f.1.as_str()).collect();
-    let rows = client
-        .query(RECORDED_HEADERS, &[&batches, &paths])
-        .await?;
+    let rows = client.query(RECORDED_HEADERS, &[&batches, &paths]).await?;
     let mut out = vec![None; files.len()];
     for r in &rows {
         if let Some(slot) = out.get_mut((r.get::<_, i64>(0) - 1) as usize) {
@@ -449,7 +447,9 @@ pub struct Quarantined {
 }
 
 /// The newest quarantined delivery of each quarantine path.
-pub async fn quarantined(client: &impl GenericClient) -> Result<Vec<Quarantined>, tokio_postgres::Error> {
+pub async fn quarantined(
+    client: &impl GenericClient,
+) -> Result<Vec<Quarantined>, tokio_postgres::Error> {
     Ok(client
         .query(QUARANTINED, &[])
         .await?

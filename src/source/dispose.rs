@@ -598,6 +598,27 @@ mod tests {
     }
 
     #[test]
+    fn requeue_moves_back_beside_a_newer_file_and_drops_the_reason() {
+        let (d, c) = input_with("sub/bad.csv", "old");
+        let disp = disposer(&d, AfterLoad::Keep);
+        let q = disp
+            .finish(&c, Fate::Rejected { reason: "r" })
+            .expect("quarantine");
+        let q = q.moved_to().expect("moved").to_path_buf();
+        // A new file arrived under the same name meanwhile.
+        fs::write(&c.path, "new").expect("write");
+        let back = requeue(&q, &c.path).expect("requeue");
+        let to = d.path().join("in/sub/bad.1.csv");
+        assert_eq!(back.as_deref(), Some(&*to));
+        assert_eq!(fs::read_to_string(&to).expect("read"), "old");
+        assert_eq!(candidate(&to).mtime_micros, c.mtime_micros, "mtime kept");
+        assert_eq!(fs::read_to_string(&c.path).expect("read"), "new");
+        assert!(gone(&q) && gone(&sidecar(&q)));
+        // Again (an interrupted run repeated): nothing left to move.
+        assert_eq!(requeue(&q, &c.path).expect("again"), None);
+    }
+
+    #[test]
     fn changed_file_is_left_alone() {
         let (d, c) = input_with("a.csv", "x");
         let disp = disposer(&d, AfterLoad::Delete);
