@@ -221,15 +221,19 @@ impl Pass<'_> {
             .await
             .doing("reading the files' headers from the ledger")?;
         for ((key, source_layout), recorded) in new.into_iter().zip(recorded) {
-            let header_on_disk = match &recorded {
-                Some(r) if r.header.is_none() => r
-                    .kept_at
-                    .as_deref()
-                    .zip(r.content_hash.as_deref())
-                    .and_then(|(at, hash)| {
-                        revalidate::header_on_disk(at.as_ref(), hash, HEADER_BYTES)
-                    }),
+            let on_disk = match &recorded {
+                Some(r) if r.header.is_none() => r.kept_at.clone().zip(r.content_hash.clone()),
                 _ => None,
+            };
+            let header_on_disk = match on_disk {
+                // Reads (and hashes) the whole file: off the async threads.
+                Some((at, hash)) => tokio::task::spawn_blocking(move || {
+                    revalidate::header_on_disk(at.as_ref(), &hash, HEADER_BYTES)
+                })
+                .await
+                .ok()
+                .flatten(),
+                None => None,
             };
             let facts = FileFacts {
                 recorded,
