@@ -103,9 +103,13 @@ pub async fn replay(
     args: &ReplayArgs,
     rules: Rules,
 ) -> Result<ReplayReport, DeadLetterError> {
-    transaction::prepare(client)
-        .await
-        .map_err(DeadLetterError::Prepare)?;
+    transaction::prepare(client).await.map_err(|e| match e {
+        transaction::SinkError::Db(source) => DeadLetterError::Db {
+            doing: "preparing the staging table",
+            source,
+        },
+        other => DeadLetterError::Prepare(other),
+    })?;
     let started_at = SystemTime::now();
     let tx = client.transaction().await.doing("starting the replay")?;
     writer_lock(&tx).await?;
