@@ -401,3 +401,45 @@ fn a_wrong_limit_is_refused_before_anything_is_opened() {
         .expect("spawn");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+#[tokio::test]
+async fn a_changed_time_zone_replays_rows_of_a_layout_without_ids_under_their_derived_ids() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    // 02:30 on 2026-03-29 does not exist in Berlin (clocks skip it); two
+    // identical rows get two ids (their occurrence in the file counts).
+    let rows = "user_id,action,product,timestamp
+1001,view,laptop,2026-03-29 01:30:00
+1001,view,laptop,2026-03-29 02:30:00
+1001,view,laptop,2026-03-29 02:30:00
+";
+    std::fs::write(dir.join("a.csv"), rows).expect("write");
+    load_once(&db, &dir, &["--source-timezone", "Europe/Berlin"]);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(DISTINCT event_id::uuid) FROM dead_letter_events
+             WHERE error_codes = '{invalid_event_time}'"
+        )
+        .await,
+        2,
+        "each dead letter keeps its derived id"
+    );
+    let done = replay(&db, &["--source-timezone", "UTC"]);
+    assert_eq!(totals(&done), [2, 2, 0, 0], "{done}");
+    // Read afresh under UTC, the same rows have the same ids: duplicates.
+    std::fs::write(
+        dir.join("b.csv"),
+        format!("{rows}1002,view,mouse,2026-03-29 03:00:00\n"),
+    )
+    .expect("write");
+    let s: Value = serde_json::from_str(load_once(&db, &dir, &[]).trim()).expect("summary");
+    assert_eq!(
+        (s["rows_loaded"].as_u64(), s["rows_duplicate"].as_u64()),
+        (Some(1), Some(3)),
+        "{s}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 4);
+}
