@@ -10,6 +10,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use shopstream::bench::BenchArgs;
 use shopstream::db::connect::{Database, DbArgs, DbError};
 use shopstream::db::roles::{self, RoleArgs};
+use shopstream::deadletters::{ListArgs, ReplayArgs};
 use shopstream::demo::DemoArgs;
 use shopstream::generate::GenerateArgs;
 use shopstream::observe::dashboard::Dashboard;
@@ -18,6 +19,7 @@ use shopstream::observe::http::{Endpoint, HttpArgs, HttpState};
 use shopstream::observe::redact;
 use shopstream::pipeline::run::{PipelineError, RunArgs};
 use shopstream::report::{ReportArgs, ReportError};
+use shopstream::requeue::RequeueArgs;
 use shopstream::schema::show::Format;
 use shopstream::schema::LayoutId;
 use shopstream::shutdown::Shutdown;
@@ -142,6 +144,26 @@ enum Command {
         #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
+    /// List the rows validation (or the database) refused, or replay them
+    /// under today's rules, layouts and limits.
+    #[command(after_help = DEAD_LETTERS_EXAMPLES)]
+    DeadLetters {
+        #[command(subcommand)]
+        what: DeadLettersCommand,
+    },
+    /// Move quarantined files back into the input, so that the next `run`
+    /// reads them again; the ledger keeps their rejection.
+    ///
+    /// Folder input only. Each file goes back where it was delivered (a
+    /// numbered name beside it if that name is taken), its .reason.txt is
+    /// deleted, and its rejected ledger rows are marked requeued.
+    #[command(after_help = REQUEUE_EXAMPLES)]
+    Requeue {
+        #[command(flatten)]
+        requeue: RequeueArgs,
+        #[command(flatten, next_help_heading = "Database")]
+        db: DbArgs,
+    },
     /// Print the layouts shopstream reads (its own versions v1–v3 and the
     /// layouts other pipelines write) and how each maps to the current one.
     #[command(after_help = SCHEMA_EXAMPLES)]
@@ -203,6 +225,33 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum DeadLettersCommand {
+    /// Print the dead letters (newest first): file and line, codes, raw
+    /// line, and whether a replay moved them.
+    List {
+        #[command(flatten)]
+        list: ListArgs,
+        #[command(flatten, next_help_heading = "Database")]
+        db: DbArgs,
+    },
+    /// Validate the dead letters again under the rules, layouts and options
+    /// given (as for `run`), and move those that now pass into
+    /// ecommerce_events, in one transaction.
+    ///
+    /// Those moved are marked replayed (loaded, or duplicate when their
+    /// event id was loaded already); those still invalid stay dead letters,
+    /// unchanged. Run twice, or killed half-way, it never loads an event
+    /// twice and never loses one. It waits for the loaders' writer lock and
+    /// holds it until it commits.
+    Replay {
+        #[command(flatten)]
+        replay: Box<ReplayArgs>,
+        #[command(flatten, next_help_heading = "Database")]
+        db: DbArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum DocsCommand {
     /// docs/configuration.md: every command's options, environment
     /// variables and defaults, as Markdown.
@@ -232,6 +281,14 @@ const STATUS_EXAMPLES: &str = "Examples:
   shopstream status --input ./incoming                    files waiting, last commit, validity
   shopstream status --endpoint http://127.0.0.1:9898      and the loader's breaker and last error
   shopstream status --format json || page-on-call         exit 1 degraded, 2 down";
+const DEAD_LETTERS_EXAMPLES: &str = "Examples:
+  shopstream dead-letters list --code extreme_price --since 24h
+  shopstream dead-letters replay --max-price 50000 --dry-run     what a raised limit would load
+  shopstream dead-letters replay --max-price 50000 --code extreme_price";
+const REQUEUE_EXAMPLES: &str = "Examples:
+  shopstream requeue incoming/_quarantine/2026-01-02.csv
+  shopstream requeue --code unknown_layout --dry-run      what would move
+  shopstream requeue --code too_large --input /data/in";
 const SCHEMA_EXAMPLES: &str = "Examples:
   shopstream schema list
   shopstream schema show seed003 --format json";
@@ -257,7 +314,11 @@ impl Command {
             | Command::Report { db, .. }
             | Command::Status { db, .. }
             | Command::Demo { db, .. }
-            | Command::Bench { db, .. } => out.extend(db.secrets()),
+            | Command::Bench { db, .. }
+            | Command::Requeue { db, .. }
+            | Command::DeadLetters {
+                what: DeadLettersCommand::List { db, .. } | DeadLettersCommand::Replay { db, .. },
+            } => out.extend(db.secrets()),
             Command::Generate(_)
             | Command::Schema { .. }
             | Command::Completions { .. }
@@ -418,11 +479,34 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
         ) || c.downcast_ref::<DbError>().is_some_and(DbError::is_config)
             || c.downcast_ref::<PipelineError>()
                 .is_some_and(PipelineError::is_config)
+            || c.downcast_ref::<shopstream::requeue::RequeueError>()
+                .is_some_and(shopstream::requeue::RequeueError::is_config)
     });
     if config {
         ExitCode::from(2)
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// An existing database (an embedded cluster is never created), migrated,
+/// and a connection to it; the database is closed on failure.
+async fn connect_existing(args: &DbArgs) -> anyhow::Result<(Database, tokio_postgres::Client)> {
+    let db = Database::open_existing(args).await?;
+    let client = async {
+        let mut client = db.connect().await?;
+        shopstream::db::migrate::migrate(&mut client)
+            .await
+            .with_context(|| format!("migrating {}", db.describe()))?;
+        anyhow::Ok(client)
+    }
+    .await;
+    match client {
+        Ok(c) => Ok((db, c)),
+        Err(e) => {
+            db.close().await?;
+            Err(e)
+        }
     }
 }
 
@@ -598,6 +682,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print_out(&shopstream::status::render(&found, status.format)?)?;
             return Ok(ExitCode::from(found.exit_code));
         }
+        Command::DeadLetters { what } => dead_letters(what).await?,
+        Command::Requeue { requeue, db } => {
+            if requeue
+                .input
+                .to_str()
+                .is_some_and(shopstream::source::store::is_url)
+            {
+                anyhow::bail!(shopstream::requeue::RequeueError::ObjectStore(
+                    requeue.input.display().to_string()
+                ));
+            }
+            let (db, mut client) = connect_existing(&db).await?;
+            let result = shopstream::requeue::requeue(&mut client, &requeue).await;
+            drop(client);
+            db.close().await?;
+            print_out(&shopstream::requeue::render(
+                &result?,
+                requeue.dry_run,
+                requeue.format,
+            )?)?;
+        }
         Command::Demo { demo, http, db } => {
             let endpoint = http.bind().await?;
             let db = open_migrated(&db).await?;
@@ -623,4 +728,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Completions { .. } | Command::Man { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `shopstream dead-letters list|replay`.
+async fn dead_letters(what: DeadLettersCommand) -> anyhow::Result<()> {
+    use shopstream::deadletters::{self, render};
+    match what {
+        DeadLettersCommand::List { list, db } => {
+            let (db, mut client) = connect_existing(&db).await?;
+            let result = deadletters::list(&mut client, &list).await;
+            drop(client);
+            db.close().await?;
+            print_out(&render::listing(&result?, list.format)?)
+        }
+        DeadLettersCommand::Replay { replay, db } => {
+            // A wrong limit is refused before anything is opened.
+            let rules = replay.rules.rules()?;
+            let (db, mut client) = connect_existing(&db).await?;
+            let result = deadletters::replay::replay(&mut client, &replay, rules).await;
+            drop(client);
+            db.close().await?;
+            print_out(&render::replay(&result?, replay.format)?)
+        }
+    }
 }

@@ -18,17 +18,21 @@
 //! * [`pipeline`]: wires source → validate → sink and owns batching and shutdown.
 //! * [`report`]: the analytics views printed as tables, JSON or CSV (read only).
 //! * [`status`]: `shopstream status`, the on-call summary and its exit code (read only).
+//! * [`deadletters`]: `shopstream dead-letters list|replay`, rejected rows read back and replayed.
+//! * [`requeue`]: `shopstream requeue`, quarantined files moved back into the input.
 //! * [`loader_event`]: the one event type the loader emits and its observers' fan-out.
 //! * [`observe`]: how the process is watched: metrics, health, alerts, dashboard.
 //! * [`shutdown`]: the signal every long-running stage listens to.
 
 pub mod batch;
 pub mod db;
+pub mod deadletters;
 pub mod event;
 pub mod loader_event;
 pub mod observe;
 pub mod pipeline;
 pub mod report;
+pub mod requeue;
 pub mod schema;
 pub mod shutdown;
 pub mod sink;

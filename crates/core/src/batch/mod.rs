@@ -32,6 +32,9 @@ pub struct ParsedFile {
     pub layout: Option<LayoutId>,
     /// Header columns the layout does not know.
     pub unknown_columns: Vec<String>,
+    /// The header row's column names as written (recorded in the ledger,
+    /// so that a dead letter's raw line can be read again).
+    pub header: Vec<String>,
 }
 
 /// What became of one file while reading.

@@ -85,6 +85,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0007_category_avg_price.sql"),
         additive: true,
     },
+    Migration {
+        version: 8,
+        name: "replay_requeue",
+        sql: include_str!("../../migrations/0008_replay_requeue.sql"),
+        additive: true,
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("shopstrm").

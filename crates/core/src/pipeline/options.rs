@@ -113,50 +113,8 @@ pub struct RunArgs {
     )]
     pub full_relist_secs: f64,
 
-    /// Highest accepted price; above it a row fails `extreme_price`.
-    #[arg(
-        help_heading = "Validation",
-        long,
-        env = "SHOPSTREAM_MAX_PRICE",
-        default_value = "10000"
-    )]
-    pub max_price: String,
-
-    /// Seconds an event_time may lie ahead of the clock before it fails
-    /// `future_event_time`.
-    #[arg(
-        help_heading = "Validation",
-        long,
-        env = "SHOPSTREAM_FUTURE_TOLERANCE_SECS",
-        default_value_t = 60
-    )]
-    pub future_tolerance_secs: u64,
-
-    /// Events older than this many seconds when processed are flagged
-    /// `is_late_arrival`.
-    #[arg(
-        help_heading = "Validation",
-        long,
-        env = "SHOPSTREAM_LATE_THRESHOLD_SECS",
-        default_value_t = 300
-    )]
-    pub late_threshold_secs: u64,
-
-    /// IANA time zone (Europe/Berlin, America/New_York) of event times
-    /// written without Z or an offset (as the four-column
-    /// `user_id,action,product,timestamp` and the `user_activity` layouts
-    /// do). A
-    /// time the clocks skip when daylight saving time begins fails
-    /// `invalid_event_time`; one that occurs twice when it ends is the
-    /// earlier instant. Times with an offset are unaffected.
-    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_SOURCE_TIMEZONE", default_value = "UTC", value_name = "ZONE", value_parser = parse_zone)]
-    pub source_timezone: chrono_tz::Tz,
-
-    /// Events older than this when processed (90d, 12h, 30m, 3600s) fail
-    /// `too_old_event_time` instead of being loaded and flagged late.
-    /// [default: no bound]
-    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_EVENT_AGE", value_name = "DURATION", value_parser = parse_age)]
-    pub max_event_age: Option<Duration>,
+    #[command(flatten)]
+    pub rules: RuleArgs,
 
     /// Longest accepted CSV record (bytes, or with a unit: 64K, 1MiB; units
     /// are 1024-based); a longer one rejects its file. At least 1.
@@ -179,13 +137,6 @@ pub struct RunArgs {
     /// other files and batches go on.
     #[arg(help_heading = "Input", long, env = "SHOPSTREAM_READ_TIMEOUT_SECS", default_value_t = DEFAULT_READ_TIMEOUT.as_secs_f64(), value_name = "S", value_parser = parse_read_timeout)]
     pub read_timeout_secs: f64,
-
-    /// What to do with header columns the detected layout does not know:
-    /// keep their values in `ecommerce_events.extra` (JSON), drop them, or
-    /// reject the file. Their names are recorded in the ledger either way.
-    /// Canonical column names (`quantity`, `category`, …) are always read.
-    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
-    pub unknown_columns: UnknownColumns,
 
     /// Seconds before the first retry after a failed batch or a lost
     /// database; each further retry waits --retry-factor times longer (±20%
@@ -259,6 +210,83 @@ pub struct RunArgs {
     /// Not / or a system folder.
     #[arg(help_heading = "After load", long, env = "SHOPSTREAM_QUARANTINE_DIR", value_parser = parse_work_folder)]
     pub quarantine_dir: Option<PathBuf>,
+}
+
+/// The validation rules of a row, shared by `run` and `dead-letters
+/// replay` (so a limit raised for one is given to the other the same way).
+#[derive(clap::Args, Debug, Clone)]
+pub struct RuleArgs {
+    /// Highest accepted price; above it a row fails `extreme_price`.
+    #[arg(
+        help_heading = "Validation",
+        long,
+        env = "SHOPSTREAM_MAX_PRICE",
+        default_value = "10000"
+    )]
+    pub max_price: String,
+
+    /// Seconds an event_time may lie ahead of the clock before it fails
+    /// `future_event_time`.
+    #[arg(
+        help_heading = "Validation",
+        long,
+        env = "SHOPSTREAM_FUTURE_TOLERANCE_SECS",
+        default_value_t = 60
+    )]
+    pub future_tolerance_secs: u64,
+
+    /// Events older than this many seconds when processed are flagged
+    /// `is_late_arrival`.
+    #[arg(
+        help_heading = "Validation",
+        long,
+        env = "SHOPSTREAM_LATE_THRESHOLD_SECS",
+        default_value_t = 300
+    )]
+    pub late_threshold_secs: u64,
+
+    /// IANA time zone (Europe/Berlin, America/New_York) of event times
+    /// written without Z or an offset (as the four-column
+    /// `user_id,action,product,timestamp` and the `user_activity` layouts
+    /// do). A
+    /// time the clocks skip when daylight saving time begins fails
+    /// `invalid_event_time`; one that occurs twice when it ends is the
+    /// earlier instant. Times with an offset are unaffected.
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_SOURCE_TIMEZONE", default_value = "UTC", value_name = "ZONE", value_parser = parse_zone)]
+    pub source_timezone: chrono_tz::Tz,
+
+    /// Events older than this when processed (90d, 12h, 30m, 3600s) fail
+    /// `too_old_event_time` instead of being loaded and flagged late.
+    /// [default: no bound]
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_EVENT_AGE", value_name = "DURATION", value_parser = parse_age)]
+    pub max_event_age: Option<Duration>,
+
+    /// What to do with header columns the detected layout does not know:
+    /// keep their values in `ecommerce_events.extra` (JSON), drop them, or
+    /// reject the file. Their names are recorded in the ledger either way.
+    /// Canonical column names (`quantity`, `category`, …) are always read.
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
+    pub unknown_columns: UnknownColumns,
+}
+
+impl RuleArgs {
+    /// The rules these options set.
+    pub fn rules(&self) -> Result<Rules, PipelineError> {
+        let max_price_cents = match parse_decimal(self.max_price.trim()) {
+            Some(Decimal::Cents(c)) if (0..=MAX_PRICE_LIMIT_CENTS).contains(&c) => c,
+            _ => return Err(PipelineError::MaxPrice(self.max_price.clone())),
+        };
+        Ok(Rules {
+            max_price_cents,
+            future_tolerance_micros: self.future_tolerance_secs as i64 * 1_000_000,
+            late_threshold_micros: self.late_threshold_secs as i64 * 1_000_000,
+            source_zone: (self.source_timezone != chrono_tz::Tz::UTC)
+                .then_some(self.source_timezone),
+            max_age_micros: self
+                .max_event_age
+                .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+        })
+    }
 }
 
 /// `--max-columns`: at least 1.
@@ -421,25 +449,12 @@ impl RunArgs {
     }
 
     pub fn parse_config(&self) -> Result<ParseConfig, PipelineError> {
-        let max_price_cents = match parse_decimal(self.max_price.trim()) {
-            Some(Decimal::Cents(c)) if (0..=MAX_PRICE_LIMIT_CENTS).contains(&c) => c,
-            _ => return Err(PipelineError::MaxPrice(self.max_price.clone())),
-        };
         Ok(ParseConfig {
-            rules: Rules {
-                max_price_cents,
-                future_tolerance_micros: self.future_tolerance_secs as i64 * 1_000_000,
-                late_threshold_micros: self.late_threshold_secs as i64 * 1_000_000,
-                source_zone: (self.source_timezone != chrono_tz::Tz::UTC)
-                    .then_some(self.source_timezone),
-                max_age_micros: self
-                    .max_event_age
-                    .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
-            },
+            rules: self.rules.rules()?,
             max_record_bytes: self.max_line_bytes,
             max_fields: self.max_columns,
             max_file_bytes: self.max_file_bytes,
-            unknown_columns: self.unknown_columns,
+            unknown_columns: self.rules.unknown_columns,
             input_root: None,
             read_timeout: Duration::from_secs_f64(self.read_timeout_secs),
         })

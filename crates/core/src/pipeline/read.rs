@@ -19,6 +19,7 @@
 //!
 //! It never talks to the database and never moves or deletes files.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -336,13 +337,14 @@ fn read_file(
     let limited = f.take(cfg.max_file_bytes.saturating_add(1));
     let mut reader =
         RecordReader::new(limited, cfg.max_record_bytes).with_max_fields(cfg.max_fields);
-    let layout = match read_header(&mut reader, file, cfg) {
-        Ok(layout) => layout,
-        Err(rejected) => return Ok(rejected),
+    let (layout, header) = match read_header(&mut reader, file, cfg) {
+        Ok(found) => found,
+        Err(rejected) => return Ok(*rejected),
     };
     let mut stats = ParsedFile {
         layout: Some(layout.id),
         unknown_columns: layout.unknown.clone(),
+        header,
         ..ParsedFile::default()
     };
     if let Err(e) = read_rows(&mut reader, &layout, file, file_no, cfg, out, &mut stats)? {
@@ -353,26 +355,32 @@ fn read_file(
     Ok(after_reading(listed, file, cfg, stats))
 }
 
-/// The header's layout, or the file's rejection (no header, an unknown or
-/// ambiguous one, a header that cannot be read).
+/// The header's layout and its column names, or the file's rejection (no
+/// header, an unknown or ambiguous one, a header that cannot be read).
 fn read_header<R: std::io::Read>(
     reader: &mut RecordReader<R>,
     file: &Candidate,
     cfg: &ParseConfig,
-) -> Result<Layout, FileOutcome> {
+) -> Result<(Layout, Vec<String>), Box<FileOutcome>> {
+    let mut names = vec![];
     let layout = match reader.next_record() {
-        Ok(Some(header)) => Layout::from_header(
-            (0..header.len()).map(|i| header.field(i)),
-            cfg.unknown_columns,
-        ),
+        Ok(Some(header)) => {
+            names = (0..header.len())
+                .map(|i| clean_text(header.field(i)).into_owned())
+                .collect();
+            Layout::from_header(
+                (0..header.len()).map(|i| header.field(i)),
+                cfg.unknown_columns,
+            )
+        }
         Ok(None) => Err(crate::source::layout::LayoutError::Empty),
-        Err(e) => return Err(reject_read(reader, e.to_string())),
+        Err(e) => return Err(Box::new(reject_read(reader, e.to_string()))),
     };
     let layout = match layout {
         Ok(l) => l,
         Err(e) => {
             let reason = e.to_string();
-            return Err(match reader.drain() {
+            return Err(Box::new(match reader.drain() {
                 Ok(()) => FileOutcome::Rejected {
                     hash: Some(reader.content_hash()),
                     reason,
@@ -381,7 +389,7 @@ fn read_header<R: std::io::Read>(
                     hash: None,
                     reason: format!("{reason}; then {e}"),
                 },
-            });
+            }));
         }
     };
     if !layout.unknown.is_empty() {
@@ -393,7 +401,7 @@ fn read_header<R: std::io::Read>(
             "columns outside the layout"
         );
     }
-    Ok(layout)
+    Ok((layout, names))
 }
 
 /// Validates and encodes every data row into `out`, counting into `stats`.
@@ -430,6 +438,7 @@ fn read_rows<R: std::io::Read>(
         stats.rows_read += 1;
         let line = rec.line;
         let mut id_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let mut derived = None;
         let result = if rec.len() != layout.width {
             Err(vec![Failure::new(
                 RuleCode::MalformedRow,
@@ -447,6 +456,7 @@ fn read_rows<R: std::io::Read>(
             layout.fill(text, &mut raw);
             if let Some(cols) = &layout.derive_id_from {
                 let id = ids.next(layout.id, cols.iter().map(|&i| text(i)));
+                derived = Some(id);
                 raw[Field::EventId.index()] = Some(id.hyphenated().encode_lower(&mut id_buf));
             }
             validate(&raw, now, &cfg.rules)
@@ -466,10 +476,13 @@ fn read_rows<R: std::io::Read>(
                     *stats.rejects_by_code.entry(f.code).or_default() += 1;
                 }
                 let raw_line = clean_text(rec.raw);
-                let event_id = layout
-                    .position(Field::EventId)
-                    .map(|p| clean_text(rec.field(p)))
-                    .filter(|s| !s.trim().is_empty());
+                // A derived id depends on the rows before it in the file:
+                // kept, so that a replay gives the row the same id.
+                let event_id = match layout.position(Field::EventId) {
+                    Some(p) => Some(clean_text(rec.field(p))),
+                    None => derived.map(|id| Cow::Owned(id.hyphenated().to_string())),
+                }
+                .filter(|s| !s.trim().is_empty());
                 stage::encode_rejected(
                     &mut out.stage,
                     &mut json,
@@ -596,7 +609,7 @@ impl DerivedIds {
 
 /// The row's `extra` JSON object (`None` when the layout keeps no extra
 /// column). Empty values are `null`. `buf` is reused between rows.
-fn extra_json<'b>(
+pub(crate) fn extra_json<'b>(
     buf: &'b mut Vec<u8>,
     layout: &Layout,
     rec: &crate::source::reader::Record<'_>,
@@ -673,7 +686,7 @@ fn encoding_failures(
 }
 
 /// Text PostgreSQL can store: invalid UTF-8 and NUL become U+FFFD.
-fn clean_text(b: &[u8]) -> std::borrow::Cow<'_, str> {
+pub(crate) fn clean_text(b: &[u8]) -> std::borrow::Cow<'_, str> {
     let s = String::from_utf8_lossy(b);
     if s.contains('\0') {
         std::borrow::Cow::Owned(s.replace('\0', "\u{FFFD}"))

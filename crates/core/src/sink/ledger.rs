@@ -15,7 +15,13 @@
 //! * inserting a delivery's row ([`insert`]), recording where it went
 //!   ([`record_dispositions`], by row id, so a second delivery of the same
 //!   file never overwrites the first one's `moved_to`);
-//! * where an object store listing resumes ([`resume_point`]).
+//! * where an object store listing resumes ([`resume_point`]);
+//! * what a loaded file's header was ([`recorded_columns`], for
+//!   dead-letter replay);
+//! * the quarantined deliveries and their requeue ([`quarantined`],
+//!   [`mark_requeued`]): a requeued row stays as history but no longer makes
+//!   its file known, so the file is read again (and, its content only ever
+//!   rejected, loaded).
 //!
 //! Timestamps are computed here and passed as `timestamptz` parameters:
 //! no statement applies a STABLE function (`now()`, `timestamptz +
@@ -59,6 +65,10 @@ pub const SAME_FILE: &str = concat!(
     " AND (f.ctime_ns IS NULL OR c.ctime_ns IS NULL OR f.ctime_ns = c.ctime_ns)"
 );
 
+/// A requeued row (see [`mark_requeued`]) is history: it makes no file
+/// known.
+const NOT_REQUEUED: &str = "f.requeued_at IS NULL";
+
 /// Per candidate, the newest ledger row of that very version.
 static KNOWN: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -66,7 +76,7 @@ static KNOWN: LazyLock<String> = LazyLock::new(|| {
          FROM {CANDIDATES}
          CROSS JOIN LATERAL (
            SELECT id, status, reason, disposition FROM ingested_files f
-           WHERE {SAME_FILE}
+           WHERE {SAME_FILE} AND {NOT_REQUEUED}
            ORDER BY id DESC LIMIT 1) f"
     )
 });
@@ -80,7 +90,7 @@ static SAME_BYTES: LazyLock<String> = LazyLock::new(|| {
         "SELECT f.id, f.status, f.reason, f.disposition
          FROM {CANDIDATES}
          JOIN ingested_files f ON {SAME_INODE}
-         WHERE f.content_hash = $7
+         WHERE f.content_hash = $7 AND {NOT_REQUEUED}
          ORDER BY f.id DESC LIMIT 1"
     )
 });
@@ -92,9 +102,43 @@ const BY_CONTENT: &str = "SELECT path, status, reason FROM ingested_files WHERE 
 const INSERT: &str = "INSERT INTO ingested_files
        (path, size_bytes, modified_at, device, inode, ctime_ns, content_hash, status, reason,
         duplicate_of, rows_read, rows_loaded, rows_duplicate, rows_rejected, late_arrivals,
-        batch_id, layout, unknown_columns)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+        batch_id, layout, unknown_columns, header)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+             $19)
      RETURNING id";
+
+/// What a loaded file's row says about its columns, per (batch id, path).
+const RECORDED_HEADERS: &str = "SELECT k.i, f.header, f.layout, f.unknown_columns, f.content_hash,
+            CASE f.disposition WHEN 'kept' THEN f.path WHEN 'archived' THEN f.moved_to END
+     FROM unnest($1::int8[], $2::text[]) WITH ORDINALITY AS k(batch_id, path, i)
+     JOIN ingested_files f ON f.batch_id = k.batch_id AND f.path = k.path
+                          AND f.status = 'loaded'";
+
+/// The newest row of each quarantine path: the file lying there.
+const QUARANTINED: &str = "SELECT DISTINCT ON (moved_to) id, path, moved_to, reason,
+            requeued_at IS NOT NULL
+     FROM ingested_files
+     WHERE status = 'rejected' AND disposition = 'quarantined' AND moved_to IS NOT NULL
+     ORDER BY moved_to, id DESC";
+
+/// Marks rejected rows requeued: the row given and every other rejected
+/// row of the same file ([`SAME_INODE`]), which would make it known too.
+static MARK_REQUEUED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE ingested_files f SET requeued_at = $3, requeued_to = c.dest
+         FROM (SELECT m.id, m.dest, r.path, r.size_bytes AS size, r.modified_at AS mtime,
+                      r.device, r.inode
+               FROM unnest($1::int8[], $2::text[]) AS m(id, dest)
+               JOIN ingested_files r ON r.id = m.id) c
+         WHERE f.status = 'rejected' AND f.requeued_at IS NULL
+           AND (f.id = c.id OR ({SAME_INODE}))"
+    )
+});
+
+/// A requeued file went to another name than planned (a numbered one).
+const REQUEUED_TO: &str = "UPDATE ingested_files f SET requeued_to = d.actual
+     FROM unnest($1::text[], $2::text[]) AS d(planned, actual)
+     WHERE f.requeued_at = $3 AND f.requeued_to = d.planned";
 
 /// "gone" and "changed" never overwrite what another process recorded.
 const RECORD_DISPOSITIONS: &str = "UPDATE ingested_files f
@@ -125,6 +169,10 @@ pub fn statements() -> Vec<&'static str> {
         RECORD_DISPOSITIONS,
         RESUME_AFTER,
         RESUME_PENDING,
+        RECORDED_HEADERS,
+        QUARANTINED,
+        MARK_REQUEUED.as_str(),
+        REQUEUED_TO,
     ]
 }
 
@@ -182,6 +230,8 @@ pub struct NewEntry<'a> {
     pub batch_id: i64,
     pub layout: Option<&'a str>,
     pub unknown_columns: Option<&'a Vec<String>>,
+    /// The header's column names (files that parsed).
+    pub header: Option<&'a Vec<String>>,
 }
 
 /// A time given in microseconds since the Unix epoch.
@@ -338,10 +388,106 @@ pub async fn insert(tx: &Transaction<'_>, e: &NewEntry<'_>) -> Result<i64, tokio
                 &e.batch_id,
                 &e.layout,
                 &e.unknown_columns,
+                &e.header,
             ],
         )
         .await?;
     Ok(row.get(0))
+}
+
+/// What the ledger recorded about a loaded file's columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordedColumns {
+    /// The header's names; `None` for files loaded before schema v8.
+    pub header: Option<Vec<String>>,
+    pub layout: Option<String>,
+    pub unknown_columns: Option<Vec<String>>,
+    pub content_hash: Option<String>,
+    /// Where the file should still be: its path when it was kept, its
+    /// archive path when it was archived.
+    pub kept_at: Option<String>,
+}
+
+/// Per (batch id, path) of a loaded file (same order), what its row says
+/// about its columns; `None` where the ledger has no such row.
+pub async fn recorded_columns(
+    client: &impl GenericClient,
+    files: &[(i64, String)],
+) -> Result<Vec<Option<RecordedColumns>>, tokio_postgres::Error> {
+    let batches: Vec<i64> = files.iter().map(|f| f.0).collect();
+    let paths: Vec<&str> = files.iter().map(|f| f.1.as_str()).collect();
+    let rows = client.query(RECORDED_HEADERS, &[&batches, &paths]).await?;
+    let mut out = vec![None; files.len()];
+    for r in &rows {
+        if let Some(slot) = out.get_mut((r.get::<_, i64>(0) - 1) as usize) {
+            *slot = Some(RecordedColumns {
+                header: r.get(1),
+                layout: r.get(2),
+                unknown_columns: r.get(3),
+                content_hash: r.get(4),
+                kept_at: r.get(5),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A rejected delivery the loader moved into quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub id: i64,
+    /// Where the file was found (its input path).
+    pub path: String,
+    /// Where it was quarantined.
+    pub moved_to: String,
+    pub reason: Option<String>,
+    /// A requeue marked it already (and was interrupted before the move,
+    /// if the file is still there).
+    pub requeued: bool,
+}
+
+/// The newest quarantined delivery of each quarantine path.
+pub async fn quarantined(
+    client: &impl GenericClient,
+) -> Result<Vec<Quarantined>, tokio_postgres::Error> {
+    Ok(client
+        .query(QUARANTINED, &[])
+        .await?
+        .iter()
+        .map(|r| Quarantined {
+            id: r.get(0),
+            path: r.get(1),
+            moved_to: r.get(2),
+            reason: r.get(3),
+            requeued: r.get(4),
+        })
+        .collect())
+}
+
+/// Marks deliveries (by id) as requeued to a path, at `at`, together with
+/// the other rejected rows of the same file (see [`MARK_REQUEUED`]): from
+/// now on none of them makes the file known. Returns the rows marked.
+pub async fn mark_requeued(
+    tx: &Transaction<'_>,
+    marks: &[(i64, String)],
+    at: SystemTime,
+) -> Result<u64, tokio_postgres::Error> {
+    let ids: Vec<i64> = marks.iter().map(|m| m.0).collect();
+    let dests: Vec<&str> = marks.iter().map(|m| m.1.as_str()).collect();
+    tx.execute(MARK_REQUEUED.as_str(), &[&ids, &dests, &at])
+        .await
+}
+
+/// Corrects the destination of files requeued at `at` that went to
+/// another name than planned: (planned, actual) pairs.
+pub async fn requeued_to(
+    client: &impl GenericClient,
+    moved: &[(String, String)],
+    at: SystemTime,
+) -> Result<u64, tokio_postgres::Error> {
+    let planned: Vec<&str> = moved.iter().map(|m| m.0.as_str()).collect();
+    let actual: Vec<&str> = moved.iter().map(|m| m.1.as_str()).collect();
+    client.execute(REQUEUED_TO, &[&planned, &actual, &at]).await
 }
 
 /// Writes where each delivery went into its row (by id).
@@ -426,7 +572,7 @@ mod tests {
     fn no_ledger_or_metrics_statement_uses_a_stable_function() {
         let mut all = statements();
         all.push(crate::sink::transaction::INSERT_QUALITY);
-        assert!(all.len() >= 7);
+        assert!(all.len() >= 10);
         for sql in all {
             let lower = sql.to_lowercase();
             for bad in NOT_IMMUTABLE {

@@ -728,14 +728,15 @@ async fn insert_ledger(
         FileStatus::Rejected { reason } => (Some(reason), None),
         _ => (None, None),
     };
-    let (hash, layout, unknown_columns) = match &r.outcome {
+    let (hash, layout, unknown_columns, header) = match &r.outcome {
         FileOutcome::Parsed(p) => (
             Some(p.hash.as_str()),
             p.layout.map(LayoutId::as_str),
             Some(&p.unknown_columns).filter(|u| !u.is_empty()),
+            Some(&p.header).filter(|h| !h.is_empty()),
         ),
-        FileOutcome::Rejected { hash, .. } => (hash.as_deref(), None, None),
-        _ => (None, None, None),
+        FileOutcome::Rejected { hash, .. } => (hash.as_deref(), None, None, None),
+        _ => (None, None, None, None),
     };
     let entry = NewEntry {
         candidate: &r.candidate,
@@ -752,6 +753,7 @@ async fn insert_ledger(
         batch_id,
         layout,
         unknown_columns,
+        header,
     };
     ledger::insert(tx, &entry).await
 }
@@ -761,10 +763,11 @@ async fn insert_ledger(
 /// batch inside its open transaction, right before its COMMIT.
 pub const PAUSE_BEFORE_COMMIT_ENV: &str = "SHOPSTREAM_DEBUG_PAUSE_BEFORE_COMMIT_MS";
 
-/// Fault injection for the shutdown tests: with
+/// Fault injection for the shutdown and crash tests: with
 /// [`PAUSE_BEFORE_COMMIT_ENV`] set (read once per process), every batch
-/// waits that long right before its COMMIT, its transaction still open.
-async fn debug_pause_before_commit() {
+/// (and every dead-letter replay) waits that long right before its COMMIT,
+/// its transaction still open.
+pub(crate) async fn debug_pause_before_commit() {
     static PAUSE: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
     let pause = PAUSE.get_or_init(|| {
         std::env::var(PAUSE_BEFORE_COMMIT_ENV)

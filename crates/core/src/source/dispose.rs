@@ -4,7 +4,8 @@
 //!
 //! This module owns the archive and quarantine folders (by default
 //! `<input>/_archive` and `<input>/_quarantine`, which discovery skips) and
-//! the one way files get there: link (or copy) to a free name, then remove the
+//! the one way files get there (and, with [`requeue`], out of the
+//! quarantine again): link (or copy) to a free name, then remove the
 //! source. That never overwrites anything, never loses the file, and may be
 //! repeated after a crash at any point: a copy an interrupted call already
 //! placed is recognised and reused.
@@ -224,9 +225,7 @@ impl Disposer {
         };
         if let Some(reason) = reason {
             // Before the source goes, so a retry after a crash rewrites it.
-            let mut sidecar = to.clone().into_os_string();
-            sidecar.push(".reason.txt");
-            let sidecar = PathBuf::from(sidecar);
+            let sidecar = sidecar(&to);
             let text = format!(
                 "file: {}\nquarantined: {}\nreason: {reason}\n",
                 src.display(),
@@ -249,6 +248,29 @@ impl Disposer {
             _ => PathBuf::from(path.file_name().unwrap_or("unnamed".as_ref())),
         }
     }
+}
+
+/// The `.reason.txt` beside a quarantined file.
+pub fn sidecar(quarantined: &Path) -> PathBuf {
+    let mut name = quarantined.as_os_str().to_os_string();
+    name.push(".reason.txt");
+    PathBuf::from(name)
+}
+
+/// Moves a quarantined file back into the input (`shopstream requeue`) the
+/// way files leave it: linked (or copied) to `dest`, or to the first free
+/// `stem.N.ext` beside it (never replacing a file that arrived there
+/// since), then removed from the quarantine, then its `.reason.txt` (the
+/// reason stays in the ledger). Safe to repeat after a crash at any point.
+/// Returns where it went; `None` when `src` is gone.
+pub fn requeue(src: &Path, dest: &Path) -> io::Result<Option<PathBuf>> {
+    let Some(to) = place(src, dest)? else {
+        return Ok(None);
+    };
+    remove_placed(src, &to)?;
+    remove_if_exists(&sidecar(src))?;
+    sync_dir(parent(src));
+    Ok(Some(to))
 }
 
 /// Moves `src` to `dest` (or a free numbered name) by copying, as when hard
@@ -573,6 +595,27 @@ mod tests {
         );
         assert!(why.ends_with("reason: no known layout\n"), "{why}");
         assert_eq!(names(parent(&dest)), ["bad.csv", "bad.csv.reason.txt"]);
+    }
+
+    #[test]
+    fn requeue_moves_back_beside_a_newer_file_and_drops_the_reason() {
+        let (d, c) = input_with("sub/bad.csv", "old");
+        let disp = disposer(&d, AfterLoad::Keep);
+        let q = disp
+            .finish(&c, Fate::Rejected { reason: "r" })
+            .expect("quarantine");
+        let q = q.moved_to().expect("moved").to_path_buf();
+        // A new file arrived under the same name meanwhile.
+        fs::write(&c.path, "new").expect("write");
+        let back = requeue(&q, &c.path).expect("requeue");
+        let to = d.path().join("in/sub/bad.1.csv");
+        assert_eq!(back.as_deref(), Some(&*to));
+        assert_eq!(fs::read_to_string(&to).expect("read"), "old");
+        assert_eq!(candidate(&to).mtime_micros, c.mtime_micros, "mtime kept");
+        assert_eq!(fs::read_to_string(&c.path).expect("read"), "new");
+        assert!(gone(&q) && gone(&sidecar(&q)));
+        // Again (an interrupted run repeated): nothing left to move.
+        assert_eq!(requeue(&q, &c.path).expect("again"), None);
     }
 
     #[test]
