@@ -11,8 +11,8 @@
 //! `true`/`false` (their JSON text, as written), or `null` (empty, as is a
 //! missing key). Keys outside the layout, and objects or arrays (which are
 //! no column value: their column stays empty), follow `--unknown-columns`:
-//! kept in the row's `extra` JSON as written, dropped, or the file
-//! rejected. A line that is not one JSON object, names a column twice, has
+//! kept in the row's `extra` JSON as written (no `extra` when nothing is
+//! kept), dropped, or the file rejected. A line that is not one JSON object, names a column twice, has
 //! more keys than `--max-columns` or is longer than `--max-line-bytes` is a
 //! [`JsonLine::Malformed`] with serde_json's line and column; reading goes
 //! on past it, and memory holds at most one line up to the limit.
@@ -155,8 +155,9 @@ impl<R: std::io::Read> JsonlReader<R> {
             ends: &mut self.ends,
             extra: &mut self.extra,
         };
-        let mapped = columns.fill(&pairs, &mut row, |name| note_unknown(&mut self.unknown, name));
-        let extra_kept = mapped.extra_kept;
+        let mapped = columns.fill(&pairs, &mut row, |name| {
+            note_unknown(&mut self.unknown, name)
+        });
         if self.policy == UnknownColumns::Reject {
             if let Some((what, keys)) = mapped.refused() {
                 return Err(JsonlError::Unknown {
@@ -167,8 +168,8 @@ impl<R: std::io::Read> JsonlReader<R> {
                 });
             }
         }
-        let extra = (!columns.layout.extras.is_empty() || extra_kept)
-            .then_some(&self.extra[..]);
+        // `{}`: nothing kept.
+        let extra = (self.extra.len() > 2).then_some(&self.extra[..]);
         Ok(Some(JsonLine::Row {
             rec: Record::from_parts(line, raw, &self.out, &self.ends),
             layout: &columns.layout,
@@ -228,9 +229,7 @@ impl<R: std::io::Read> LineReader<R> {
             let newline = self.buf[from..self.filled].iter().position(|&b| b == b'\n');
             let end = match newline {
                 Some(i) => Some(from + i),
-                None if self.eof && !self.skipping && self.start < self.filled => {
-                    Some(self.filled)
-                }
+                None if self.eof && !self.skipping && self.start < self.filled => Some(self.filled),
                 None => None,
             };
             if let Some(end) = end {
@@ -395,8 +394,6 @@ struct RowBuf<'b> {
 /// What mapping one line met besides its columns.
 #[derive(Default)]
 struct Mapped {
-    /// Something went to `extra` beyond the layout's own extra columns.
-    extra_kept: bool,
     unknown_keys: Vec<String>,
     nested_keys: Vec<String>,
 }
@@ -441,7 +438,12 @@ impl Columns {
 
     /// Writes one object's column values into `row` (every slot, empty
     /// where the object has no value) and its `extra` JSON.
-    fn fill(&self, pairs: &Pairs<'_>, row: &mut RowBuf<'_>, mut unknown: impl FnMut(&str)) -> Mapped {
+    fn fill(
+        &self,
+        pairs: &Pairs<'_>,
+        row: &mut RowBuf<'_>,
+        mut unknown: impl FnMut(&str),
+    ) -> Mapped {
         let mut mapped = Mapped::default();
         let mut at: Vec<Option<&RawValue>> = vec![None; self.extra_slots.len()];
         row.extra.clear();
@@ -458,7 +460,6 @@ impl Columns {
                 Some(_) if is_nested(value) => {
                     mapped.nested_keys.push(name.to_string());
                     if keep {
-                        mapped.extra_kept = true;
                         push_extra(row.extra, name, value);
                     }
                 }
@@ -467,7 +468,6 @@ impl Columns {
                     unknown(name);
                     mapped.unknown_keys.push(name.to_string());
                     if keep {
-                        mapped.extra_kept = true;
                         push_extra(row.extra, name, value);
                     }
                 }
@@ -533,7 +533,10 @@ mod tests {
     use crate::schema::LayoutId;
 
     /// (line, fields by canonical name, extra) of each line, or the reason.
-    fn read(input: &[u8], policy: UnknownColumns) -> Vec<Result<(u64, Vec<String>, String), String>> {
+    fn read(
+        input: &[u8],
+        policy: UnknownColumns,
+    ) -> Vec<Result<(u64, Vec<String>, String), String>> {
         let mut r = JsonlReader::new(input, 200, 8, policy);
         let mut v = vec![];
         loop {
@@ -542,14 +545,22 @@ mod tests {
                 Ok(Some(JsonLine::Row { rec, layout, extra })) => {
                     let t = rec.text().expect("text");
                     let f = |f: Field| layout.position(f).map(|p| t.field(p)).unwrap_or("<none>");
-                    let fields = [Field::EventId, Field::Price, Field::Quantity, Field::EventTime]
-                        .map(|x| f(x).to_string())
-                        .to_vec();
+                    let fields = [
+                        Field::EventId,
+                        Field::Price,
+                        Field::Quantity,
+                        Field::EventTime,
+                    ]
+                    .map(|x| f(x).to_string())
+                    .to_vec();
                     let extra = extra.map(|e| String::from_utf8_lossy(e).into_owned());
                     v.push(Ok((rec.line, fields, extra.unwrap_or_default())));
                 }
                 Ok(Some(JsonLine::Malformed { line, raw, reason })) => {
-                    v.push(Err(format!("{line}|{}|{reason}", String::from_utf8_lossy(raw))));
+                    v.push(Err(format!(
+                        "{line}|{}|{reason}",
+                        String::from_utf8_lossy(raw)
+                    )));
                 }
                 Err(e) => {
                     v.push(Err(format!("file: {e}")));
@@ -573,10 +584,22 @@ mod tests {
         assert_eq!(
             v,
             [
-                Ok((1, vec!["e1".into(), "".into(), "".into(), "t1".into()], "".into())),
+                Ok((
+                    1,
+                    vec!["e1".into(), "".into(), "".into(), "t1".into()],
+                    "".into()
+                )),
                 // quantity: a canonical column the first object lacked.
-                Ok((4, vec!["e\"2".into(), "12.50".into(), "3".into(), "t2".into()], "".into())),
-                Ok((5, vec!["e3".into(), "1e3".into(), "true".into(), "t3".into()], "".into())),
+                Ok((
+                    4,
+                    vec!["e\"2".into(), "12.50".into(), "3".into(), "t2".into()],
+                    "".into()
+                )),
+                Ok((
+                    5,
+                    vec!["e3".into(), "1e3".into(), "true".into(), "t3".into()],
+                    "".into()
+                )),
             ]
         );
     }
@@ -601,9 +624,11 @@ mod tests {
         let v = read(input.as_bytes(), UnknownColumns::Reject);
         assert_eq!(
             v[1],
-            Err("file: line 2 has key(s) layout v1 does not know: colour, tags, blank \
+            Err(
+                "file: line 2 has key(s) layout v1 does not know: colour, tags, blank \
                  (--unknown-columns reject)"
-                .into())
+                    .into()
+            )
         );
     }
 
@@ -617,14 +642,39 @@ mod tests {
         let v = read(input.as_bytes(), UnknownColumns::Keep);
         let errs: Vec<String> = v.iter().filter_map(|r| r.clone().err()).collect();
         assert_eq!(errs.len(), 6, "{v:?}");
-        assert!(errs[0].starts_with("1|not json|line 1, column 2: expected"), "{}", errs[0]);
-        assert!(errs[1].contains("line 2, column 1: invalid type: sequence, expected one JSON object per line"), "{}", errs[1]);
+        assert!(
+            errs[0].starts_with("1|not json|line 1, column 2: expected"),
+            "{}",
+            errs[0]
+        );
+        assert!(
+            errs[1].contains(
+                "line 2, column 1: invalid type: sequence, expected one JSON object per line"
+            ),
+            "{}",
+            errs[1]
+        );
         assert_eq!(errs[2], "3|{\"a\":1,\"A\":2}|line 3 names key \"A\" twice");
-        assert!(errs[3].starts_with("5|{\"event_id\": }|line 5, column 14: expected value"), "{}", errs[3]);
-        assert!(errs[4].ends_with("|line 6 is longer than 200 bytes (--max-line-bytes)"), "{}", errs[4]);
+        assert!(
+            errs[3].starts_with("5|{\"event_id\": }|line 5, column 14: expected value"),
+            "{}",
+            errs[3]
+        );
+        assert!(
+            errs[4].ends_with("|line 6 is longer than 200 bytes (--max-line-bytes)"),
+            "{}",
+            errs[4]
+        );
         assert_eq!(errs[4].split('|').nth(1).map(str::len), Some(200));
-        assert!(errs[5].ends_with("the object has more than 8 keys (--max-columns)"), "{}", errs[5]);
-        let rows: Vec<u64> = v.iter().filter_map(|r| r.as_ref().ok().map(|r| r.0)).collect();
+        assert!(
+            errs[5].ends_with("the object has more than 8 keys (--max-columns)"),
+            "{}",
+            errs[5]
+        );
+        let rows: Vec<u64> = v
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|r| r.0))
+            .collect();
         assert_eq!(rows, [4, 8]);
     }
 
@@ -641,7 +691,12 @@ mod tests {
         };
         assert_eq!(layout.id, LayoutId::Seed002);
         assert_eq!(layout.position(Field::EventId), None, "derived ids");
-        let mut r = JsonlReader::new(&br#"{"who":"x","what":"y"}"#[..], 1 << 20, 256, UnknownColumns::Keep);
+        let mut r = JsonlReader::new(
+            &br#"{"who":"x","what":"y"}"#[..],
+            1 << 20,
+            256,
+            UnknownColumns::Keep,
+        );
         let e = r.next_line().expect_err("no layout").to_string();
         assert!(
             e.starts_with("line 1 is the first JSON object, whose keys choose the layout: the header matches no known layout"),
@@ -661,6 +716,9 @@ mod tests {
                 JsonLine::Malformed { reason, .. } => panic!("{reason}"),
             }
         }
-        assert_eq!(lines, [(1, FIRST.len()), (2, big.len() + 15), (3, FIRST.len())]);
+        assert_eq!(
+            lines,
+            [(1, FIRST.len()), (2, big.len() + 15), (3, FIRST.len())]
+        );
     }
 }
