@@ -369,6 +369,16 @@ async fn dead_letters_in_a_compressed_file_carry_the_decompressed_line() {
     assert_eq!(event_lines, 2 + 3 + 5 + 8, "events keep their lines too");
 }
 
+/// source_line, user_id, price, quantity, product_id, extra.
+type EventRow = (
+    i64,
+    Option<String>,
+    Option<String>,
+    i32,
+    String,
+    Option<String>,
+);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn json_lines_map_keys_like_a_header_and_bad_lines_become_dead_letters() {
     let db = test_db().await;
@@ -414,14 +424,7 @@ async fn json_lines_map_keys_like_a_header_and_bad_lines_become_dead_letters() {
         )
         .await
         .expect("events");
-    let got: Vec<(
-        i64,
-        Option<String>,
-        Option<String>,
-        i32,
-        String,
-        Option<String>,
-    )> = ev
+    let got: Vec<EventRow> = ev
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
         .collect();

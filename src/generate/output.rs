@@ -76,8 +76,8 @@ impl Write for Compressed {
 
 /// Writes one file's rows in its format.
 pub enum RowWriter {
-    Csv(csv::Writer<Compressed>),
-    Jsonl(JsonLines),
+    Csv(Box<csv::Writer<Compressed>>),
+    Jsonl(Box<JsonLines>),
 }
 
 /// The JSON Lines side of [`RowWriter`].
@@ -113,16 +113,16 @@ impl RowWriter {
         let columns = layout.spec().columns;
         match format.records {
             RecordFormat::Csv => {
-                let mut w = RowWriter::Csv(
+                let mut w = RowWriter::Csv(Box::new(
                     csv::WriterBuilder::new()
                         .has_headers(false)
                         .buffer_capacity(64 * 1024)
                         .from_writer(sink),
-                );
+                ));
                 w.write(&super::writer::header(layout), path)?;
                 Ok(w)
             }
-            RecordFormat::Jsonl => Ok(RowWriter::Jsonl(JsonLines {
+            RecordFormat::Jsonl => Ok(RowWriter::Jsonl(Box::new(JsonLines {
                 out: BufWriter::with_capacity(64 * 1024, sink),
                 columns: columns
                     .iter()
@@ -132,7 +132,7 @@ impl RowWriter {
                     })
                     .collect(),
                 line: Vec::with_capacity(1024),
-            })),
+            }))),
         }
     }
 

@@ -25,10 +25,9 @@ use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::layout::{Layout, LayoutError, UnknownColumns};
+use super::lines::LineReader;
 use super::reader::Record;
 
-const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
-const READ_CHUNK: usize = 64 * 1024;
 /// Most key names outside the layout collected for the ledger.
 const UNKNOWN_NAMES_MAX: usize = 64;
 
@@ -105,7 +104,7 @@ impl<R: std::io::Read> JsonlReader<R> {
 
     /// The source being read.
     pub fn get_mut(&mut self) -> &mut R {
-        &mut self.lines.src
+        self.lines.get_mut()
     }
 
     /// The layout, once the first object chose it.
@@ -121,7 +120,7 @@ impl<R: std::io::Read> JsonlReader<R> {
 
     /// The next non-blank line, or `None` at the end of the file.
     pub fn next_line(&mut self) -> Result<Option<JsonLine<'_>>, JsonlError> {
-        let max_line_bytes = self.lines.max_line_bytes;
+        let max_line_bytes = self.lines.max_line_bytes();
         let Some(l) = self.lines.next_line()? else {
             return Ok(None);
         };
@@ -183,125 +182,6 @@ fn note_unknown(names: &mut Vec<String>, name: &str) {
     if names.len() < UNKNOWN_NAMES_MAX && !names.iter().any(|n| n == name) {
         names.push(name.to_string());
     }
-}
-
-/// One line as read.
-struct Line<'r> {
-    line: u64,
-    /// The line without its terminator (the first `--max-line-bytes` of
-    /// an over-long one).
-    bytes: &'r [u8],
-    too_long: bool,
-}
-
-/// Splits a byte source into lines of bounded length.
-struct LineReader<R> {
-    src: R,
-    buf: Vec<u8>,
-    start: usize,
-    filled: usize,
-    eof: bool,
-    next_line: u64,
-    max_line_bytes: usize,
-    /// Inside an over-long line already handed out: its rest is skipped.
-    skipping: bool,
-}
-
-impl<R: std::io::Read> LineReader<R> {
-    fn new(src: R, max_line_bytes: usize) -> Self {
-        LineReader {
-            src,
-            buf: vec![0; READ_CHUNK],
-            start: 0,
-            filled: 0,
-            eof: false,
-            next_line: 1,
-            max_line_bytes: max_line_bytes.max(1),
-            skipping: false,
-        }
-    }
-
-    /// The next line that is not blank, or `None` at the end.
-    fn next_line(&mut self) -> std::io::Result<Option<Line<'_>>> {
-        let mut scanned = 0;
-        loop {
-            let from = self.start + scanned;
-            let newline = self.buf[from..self.filled].iter().position(|&b| b == b'\n');
-            let end = match newline {
-                Some(i) => Some(from + i),
-                None if self.eof && !self.skipping && self.start < self.filled => Some(self.filled),
-                None => None,
-            };
-            if let Some(end) = end {
-                let begin = self.start;
-                self.start = (end + 1).min(self.filled);
-                scanned = 0;
-                let line = self.next_line;
-                self.next_line += 1;
-                if std::mem::take(&mut self.skipping) {
-                    continue;
-                }
-                let (a, b) = trim_line(&self.buf, begin, end, line == 1);
-                if self.buf[a..b].iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let too_long = b - a > self.max_line_bytes;
-                let b = if too_long { a + self.max_line_bytes } else { b };
-                return Ok(Some(Line {
-                    line,
-                    bytes: &self.buf[a..b],
-                    too_long,
-                }));
-            }
-            if self.skipping {
-                self.start = self.filled;
-            } else if self.filled - self.start > self.max_line_bytes {
-                let begin = self.start;
-                self.start = self.filled;
-                self.skipping = true;
-                return Ok(Some(Line {
-                    line: self.next_line,
-                    bytes: &self.buf[begin..begin + self.max_line_bytes],
-                    too_long: true,
-                }));
-            }
-            if self.eof {
-                return Ok(None);
-            }
-            scanned = self.filled - self.start;
-            self.fill()?;
-        }
-    }
-
-    fn fill(&mut self) -> std::io::Result<()> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.filled, 0);
-            self.filled -= self.start;
-            self.start = 0;
-        }
-        if self.filled == self.buf.len() {
-            let grown = self.buf.len() * 2;
-            self.buf.resize(grown, 0);
-        }
-        let n = self.src.read(&mut self.buf[self.filled..])?;
-        if n == 0 {
-            self.eof = true;
-        }
-        self.filled += n;
-        Ok(())
-    }
-}
-
-/// The bounds of a line's text in `buf[begin..end]`: without a trailing
-/// `\r`, and without a BOM on the first line.
-fn trim_line(buf: &[u8], mut begin: usize, mut end: usize, first: bool) -> (usize, usize) {
-    if end > begin && buf[end - 1] == b'\r' {
-        end -= 1;
-    }
-    if first && buf[begin..end].starts_with(UTF8_BOM) {
-        begin += UTF8_BOM.len();
-    }
-    (begin, end)
 }
 
 /// An object's keys and their values as written, in order.
@@ -532,11 +412,11 @@ mod tests {
     use crate::event::Field;
     use crate::schema::LayoutId;
 
-    /// (line, fields by canonical name, extra) of each line, or the reason.
-    fn read(
-        input: &[u8],
-        policy: UnknownColumns,
-    ) -> Vec<Result<(u64, Vec<String>, String), String>> {
+    /// A line, some of its fields by canonical name, and its extra.
+    type Row = (u64, Vec<String>, String);
+
+    /// Each line read, or the reason it is malformed.
+    fn read(input: &[u8], policy: UnknownColumns) -> Vec<Result<Row, String>> {
         let mut r = JsonlReader::new(input, 200, 8, policy);
         let mut v = vec![];
         loop {
