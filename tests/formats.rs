@@ -540,3 +540,70 @@ async fn json_lines_map_keys_like_a_header_and_bad_lines_become_dead_letters() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_the_server_refuses_keep_their_raw_line_from_compressed_and_json_files() {
+    let db = test_db().await;
+    common::run_ok(shopstream().args(["migrate", "--database-url", &db.url]));
+    db.client()
+        .await
+        .batch_execute(
+            "ALTER TABLE ecommerce_events ADD CONSTRAINT quantity_below_9 CHECK (quantity < 9)",
+        )
+        .await
+        .expect("a constraint the validator does not know");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let row = |i: u32, qty: u32| {
+        format!(
+            r#"{{"event_id":"00000000-0000-4000-8000-{i:012x}","user_id":"U","event_type":"purchase","product_id":"P","price":2.5,"quantity":{qty},"event_time":"2026-01-10T11:00:00Z"}}"#
+        )
+    };
+    let json = [row(1, 1), row(2, 9), String::new(), row(3, 9), row(4, 2)];
+    std::fs::write(
+        tmp.path().join("a.jsonl.gz"),
+        gz(json.join("\n").as_bytes()),
+    )
+    .expect("write");
+    let csv = format!(
+        "event_id,user_id,event_type,product_id,price,quantity,event_time\n\
+         00000000-0000-4000-8000-00000000000a,U,purchase,\"P,\n10\",2.5,9,2026-01-10T11:00:00Z\n\
+         00000000-0000-4000-8000-00000000000b,U,purchase,P,2.5,1,2026-01-10T11:00:00Z\n"
+    );
+    std::fs::write(tmp.path().join("b.csv.zst"), zst(csv.as_bytes())).expect("write");
+    load_once(&db, tmp.path(), &[]);
+
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 3);
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT source_file, source_line, raw_line, error_codes FROM dead_letter_events
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .expect("dead letters");
+    let got: Vec<(String, i64, String, Vec<String>)> = rows
+        .iter()
+        .map(|r| {
+            let file: String = r.get(0);
+            let name = file.rsplit('/').next().unwrap_or_default().to_string();
+            (name, r.get(1), r.get(2), r.get(3))
+        })
+        .collect();
+    let refused = vec!["rejected_by_database".to_string()];
+    assert_eq!(
+        got,
+        [
+            ("a.jsonl.gz".to_string(), 2, json[1].clone(), refused.clone()),
+            ("a.jsonl.gz".to_string(), 4, json[3].clone(), refused.clone()),
+            (
+                "b.csv.zst".to_string(),
+                2,
+                "00000000-0000-4000-8000-00000000000a,U,purchase,\"P,\n10\",2.5,9,2026-01-10T11:00:00Z"
+                    .to_string(),
+                refused
+            ),
+        ]
+    );
+}
