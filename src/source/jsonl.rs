@@ -12,10 +12,12 @@
 //! missing key). Keys outside the layout, and objects or arrays (which are
 //! no column value: their column stays empty), follow `--unknown-columns`:
 //! kept in the row's `extra` JSON as written (no `extra` when nothing is
-//! kept), dropped, or the file rejected. A line that is not one JSON object, names a column twice, has
-//! more keys than `--max-columns` or is longer than `--max-line-bytes` is a
+//! kept), dropped, or the file rejected. A line that is not one JSON
+//! object, names a key twice (case ignored), has more keys than
+//! `--max-columns` or is longer than `--max-line-bytes` is a
 //! [`JsonLine::Malformed`] with serde_json's line and column; reading goes
-//! on past it, and memory holds at most one line up to the limit.
+//! on past it, and memory holds at most one line up to the limit
+//! ([`super::lines`]).
 //!
 //! This module never validates values and never decides a file's fate.
 
@@ -39,15 +41,20 @@ pub enum JsonlError {
     #[error("line {line} is the first JSON object, whose keys choose the layout: {error}")]
     Layout { line: u64, error: LayoutError },
     #[error(
-        "line {line} has {what} layout {layout} does not know: {} (--unknown-columns reject)",
+        "line {line} has key(s) layout {layout} does not know: {} (--unknown-columns reject)",
         .keys.join(", ")
     )]
     Unknown {
         line: u64,
         layout: crate::schema::LayoutId,
-        what: &'static str,
         keys: Vec<String>,
     },
+    #[error(
+        "line {line} holds an object or array as the value of column(s) {} \
+         (--unknown-columns reject)",
+        .keys.join(", ")
+    )]
+    Nested { line: u64, keys: Vec<String> },
 }
 
 impl From<std::io::Error> for JsonlError {
@@ -107,11 +114,6 @@ impl<R: std::io::Read> JsonlReader<R> {
         self.lines.get_mut()
     }
 
-    /// The layout, once the first object chose it.
-    pub fn layout(&self) -> Option<&Layout> {
-        self.columns.as_ref().map(|c| &c.layout)
-    }
-
     /// Keys outside the layout met so far (the first
     /// [`UNKNOWN_NAMES_MAX`]), as written.
     pub fn unknown_keys(&self) -> &[String] {
@@ -158,12 +160,17 @@ impl<R: std::io::Read> JsonlReader<R> {
             note_unknown(&mut self.unknown, name)
         });
         if self.policy == UnknownColumns::Reject {
-            if let Some((what, keys)) = mapped.refused() {
+            if !mapped.unknown_keys.is_empty() {
                 return Err(JsonlError::Unknown {
                     line,
                     layout: columns.layout.id,
-                    what,
-                    keys,
+                    keys: mapped.unknown_keys,
+                });
+            }
+            if !mapped.nested_keys.is_empty() {
+                return Err(JsonlError::Nested {
+                    line,
+                    keys: mapped.nested_keys,
                 });
             }
         }
@@ -276,19 +283,6 @@ struct RowBuf<'b> {
 struct Mapped {
     unknown_keys: Vec<String>,
     nested_keys: Vec<String>,
-}
-
-impl Mapped {
-    /// What `--unknown-columns reject` refuses in this line, if anything.
-    fn refused(self) -> Option<(&'static str, Vec<String>)> {
-        if !self.unknown_keys.is_empty() {
-            Some(("key(s)", self.unknown_keys))
-        } else if !self.nested_keys.is_empty() {
-            Some(("an object or array under column(s)", self.nested_keys))
-        } else {
-            None
-        }
-    }
 }
 
 impl Columns {
@@ -506,6 +500,16 @@ mod tests {
             v[1],
             Err(
                 "file: line 2 has key(s) layout v1 does not know: colour, tags, blank \
+                 (--unknown-columns reject)"
+                    .into()
+            )
+        );
+        let nested = format!("{FIRST}\n{}\n", r#"{"event_id":"e2","price":[5]}"#);
+        let v = read(nested.as_bytes(), UnknownColumns::Reject);
+        assert_eq!(
+            v[1],
+            Err(
+                "file: line 2 holds an object or array as the value of column(s) price \
                  (--unknown-columns reject)"
                     .into()
             )
