@@ -564,11 +564,9 @@ async fn rows_the_server_refuses_keep_their_raw_line_from_compressed_and_json_fi
         gz(json.join("\n").as_bytes()),
     )
     .expect("write");
-    let csv = format!(
-        "event_id,user_id,event_type,product_id,price,quantity,event_time\n\
+    let csv = "event_id,user_id,event_type,product_id,price,quantity,event_time\n\
          00000000-0000-4000-8000-00000000000a,U,purchase,\"P,\n10\",2.5,9,2026-01-10T11:00:00Z\n\
-         00000000-0000-4000-8000-00000000000b,U,purchase,P,2.5,1,2026-01-10T11:00:00Z\n"
-    );
+         00000000-0000-4000-8000-00000000000b,U,purchase,P,2.5,1,2026-01-10T11:00:00Z\n";
     std::fs::write(tmp.path().join("b.csv.zst"), zst(csv.as_bytes())).expect("write");
     load_once(&db, tmp.path(), &[]);
 
