@@ -1,5 +1,5 @@
-//! shopstream: e-commerce event CSV files in, validated, deduplicated,
-//! exactly-once rows in PostgreSQL out.
+//! shopstream: e-commerce event files in (CSV or JSON Lines, plain, gzip or
+//! zstd), validated, deduplicated, exactly-once rows in PostgreSQL out.
 //!
 //! The modules follow the data flow (see `docs/architecture.md`):
 //!

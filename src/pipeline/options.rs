@@ -26,8 +26,8 @@ use crate::validate::Rules;
 /// `shopstream run` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Folder (watched) or `s3://BUCKET/PREFIX` (polled) to load CSV files
-    /// from.
+    /// Folder (watched) or `s3://BUCKET/PREFIX` (polled) to load event
+    /// files from.
     ///
     /// A folder is watched recursively. An object store prefix takes its
     /// credentials, region and endpoint from AWS_* variables and is polled
