@@ -11,11 +11,16 @@
 //! run holding its rows (except under a savepoint, for a file larger than a
 //! run), exactly how many rows it read, accepted and rejected (by code), the
 //! content hash, and whether the whole file must be rejected (unreadable,
-//! bad header, over-long record) or retried (changed while being read).
+//! bad header, over-long record, a broken or oversized compressed stream)
+//! or retried (changed while being read).
 //!
 //! Files are opened through [`Source`], so a folder's files and a store's
 //! objects are read the same way; a store read that fails in transit aborts
-//! the batch (retried) instead of rejecting the file.
+//! the batch (retried) instead of rejecting the file. A file's name tells
+//! its format (`source::format`): its content is decompressed underneath
+//! (`source::decompress`, hashing the stored bytes), and its records are
+//! CSV (`source::reader`, here) or JSON Lines ([`jsonl`]); either way every
+//! record is judged by the one `Judge`.
 //!
 //! It never talks to the database and never moves or deletes files.
 
