@@ -58,11 +58,12 @@ use crate::validate::{validate, Failure, RawFields, Rules};
 #[derive(Debug, Clone)]
 pub struct ParseConfig {
     pub rules: Rules,
-    /// Longest accepted CSV record, in bytes.
+    /// Longest accepted CSV record (or JSON line), in bytes.
     pub max_record_bytes: usize,
-    /// Most fields in one CSV record (the header too).
+    /// Most fields in one CSV record (the header too), or keys in a JSON
+    /// object.
     pub max_fields: usize,
-    /// Largest accepted file, in bytes.
+    /// Largest accepted file, in bytes, as stored and as decompressed.
     pub max_file_bytes: u64,
     /// What becomes of header columns the detected layout does not know.
     pub unknown_columns: UnknownColumns,
