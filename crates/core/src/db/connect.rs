@@ -393,21 +393,8 @@ pub fn redacted_url(config: &Config) -> String {
     url_from_config(config, password)
 }
 
-/// An error's message followed by its whole `source()` chain (tokio-postgres
-/// errors alone say little more than "error connecting to server").
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.ends_with(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
-}
+/// An error and its causes on one line (shared with the private server's crate).
+pub use shopstream_pgserver::error_chain;
 
 /// The TLS settings from the flags (before a connection string's `ssl*`
 /// parameters are laid over them).

@@ -1,5 +1,5 @@
 //! End-to-end tests of `--layout`: files of every layout are generated,
-//! read back and recounted with the real validator (`crate::validate`) and
+//! read back and recounted with the real validator (`shopstream_core::validate`) and
 //! the loader's id rules, independently of the generator's bookkeeping.
 
 use std::collections::{HashMap, HashSet};
@@ -9,9 +9,9 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::*;
-use crate::event::{Field, FIELD_COUNT};
-use crate::schema::{derived_event_id, Target};
-use crate::validate::{validate, RawFields, Rules};
+use shopstream_core::event::{Field, FIELD_COUNT};
+use shopstream_core::schema::{derived_event_id, Target};
+use shopstream_core::validate::{validate, RawFields, Rules};
 
 fn args(dir: &Path, layout: LayoutId) -> GenerateArgs {
     GenerateArgs {

@@ -2,7 +2,7 @@
 //! own server from the PostgreSQL binaries installed on the machine, the way
 //! SQLite is simply there.
 //!
-//! This module owns the cluster directory (`<data_dir>/pg`, or a relocated
+//! This crate owns the cluster directory (`<data_dir>/pg`, or a relocated
 //! one under `/var/lib/shopstream/clusters` when running as root and the
 //! `postgres` account cannot reach the data dir), its log file, its private
 //! Unix socket directory and the lock file that serialises starts and stops
@@ -28,8 +28,6 @@ use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config, NoTls};
 use tracing::{debug, info, warn};
-
-use super::connect::error_chain;
 
 /// The port the private server listens on. Only the Unix socket in a private
 /// directory is used, so it cannot clash with another server.
@@ -337,7 +335,7 @@ fn lookup_account(name: &str) -> io::Result<Option<Account>> {
 }
 
 /// The name of the user this process runs as (effective uid), if known.
-pub(crate) fn os_user_name() -> Option<String> {
+pub fn os_user_name() -> Option<String> {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     passwd_entry(|pwd, buf, len, result| unsafe {
@@ -1318,7 +1316,7 @@ impl fmt::Debug for EmbeddedServer {
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-pub(crate) fn percent_encode(bytes: &[u8]) -> String {
+pub fn percent_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -1591,6 +1589,22 @@ async fn ensure_database(client: &Client, name: &str) -> Result<(), EmbeddedErro
         }
         Err(e) => Err(fail(e)),
     }
+}
+
+/// An error's message followed by its whole `source()` chain (tokio-postgres
+/// errors alone say little more than "error connecting to server").
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.ends_with(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

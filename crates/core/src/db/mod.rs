@@ -4,8 +4,9 @@
 //!   `POSTGRES_*` variables, or falls back to the [`embedded`] private server.
 //! * [`conninfo`]: connection strings (URL or key=value) read as libpq reads
 //!   them.
-//! * [`embedded`]: starts, reuses and stops a private PostgreSQL server from
-//!   the binaries installed on the machine.
+//! * [`embedded`]: the private PostgreSQL server started from the binaries
+//!   installed on the machine; its own crate, `shopstream-pgserver`
+//!   (`crates/pgserver`), re-exported here.
 //! * [`migrate`]: the versioned, forward-only schema.
 //! * [`retry`]: what a database error means (SQLSTATE classes) and backoff
 //!   with jitter.
@@ -16,7 +17,7 @@
 
 pub mod connect;
 pub mod conninfo;
-pub mod embedded;
+pub use shopstream_pgserver as embedded;
 pub mod migrate;
 pub mod retry;
 pub mod roles;

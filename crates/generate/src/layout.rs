@@ -7,7 +7,7 @@
 //! whole-number prices, seed 004's prices and per-event session UUIDs, seed
 //! 003's bucket sessions) and how the loader identifies a row (random UUIDs,
 //! or ids derived from the row's content). Column names and order come from
-//! [`crate::schema`]; the cell formats live in `writer`. This module must
+//! [`shopstream_core::schema`]; the cell formats live in `writer`. This module must
 //! never do I/O and takes all randomness from the caller's seeded RNG.
 
 use csv::ByteRecord;
@@ -17,8 +17,8 @@ use uuid::Uuid;
 use super::anomaly::InvalidKind;
 use super::error::GenerateError;
 use super::model::{random_uuid, Event, SeedSession, SessionId, TypeCell, TYPE_WEIGHTS};
-use crate::event::{EventType, Field};
-use crate::schema::{derived_event_id, LayoutId, Target};
+use shopstream_core::event::{EventType, Field};
+use shopstream_core::schema::{derived_event_id, LayoutId, Target};
 
 /// Seeds 000 and 004: views 70 %, purchases 30 %.
 static VIEW_70_PURCHASE_30: [(EventType, u32); 2] =

@@ -8,7 +8,7 @@
 //! is rolled back, and the only SQL it sends is fixed text naming the
 //! whitelisted views of [`Section`]; user input reaches a query only as the
 //! bound row limit. The views themselves (what revenue and each rate mean)
-//! are defined and documented in `migrations/0004_analytics_views.sql`
+//! are defined and documented in `crates/core/migrations/0004_analytics_views.sql`
 //! (`v_category_performance`'s `avg_price` as redefined by
 //! `0007_category_avg_price.sql`: over the purchases and add-to-carts with
 //! a price above 0, the event types that carry a price in every layout).

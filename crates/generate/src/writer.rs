@@ -1,7 +1,7 @@
 //! Turning events into CSV rows and publishing files atomically.
 //!
 //! Owns the row encoding of every layout (column names and order from the
-//! schema registry, [`crate::schema::LayoutId::spec`]; nulls as empty
+//! schema registry, [`shopstream_core::schema::LayoutId::spec`]; nulls as empty
 //! fields) and the publish protocol. shopstream's own layouts (v1–v3) write
 //! integers without `.0`, prices with two decimals and times as
 //! `YYYY-MM-DDTHH:MM:SS.mmmZ`; the seed layouts write their systems' forms
@@ -25,9 +25,9 @@ use super::catalogue::{Catalogue, Product};
 use super::error::GenerateError;
 use super::model::{Event, SeedSession, TimeCell, TypeCell};
 use super::output::RowWriter;
-use crate::event::Field;
-use crate::schema::{LayoutId, Target};
-use crate::source::format::Format;
+use shopstream_core::event::Field;
+use shopstream_core::schema::{LayoutId, Target};
+use shopstream_core::source::format::Format;
 
 /// Seed 002's whole product range; model product `i` is `SEED002_PRODUCTS[i % 4]`.
 pub const SEED002_PRODUCTS: [&str; 4] = ["laptop", "headphones", "keyboard", "mouse"];
@@ -532,7 +532,7 @@ impl Drop for PendingFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::model::{Model, Need};
+    use crate::model::{Model, Need};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 

@@ -44,14 +44,14 @@ pub use anomaly::InvalidKind;
 pub use error::GenerateError;
 pub use report::{FileReport, Report};
 
-use crate::event::RuleCode;
-use crate::schema::LayoutId;
-use crate::shutdown::Shutdown;
-use crate::source::format::{Compression, Format, RecordFormat};
 use anomaly::{inject, Planner, RowPlan, Shares, LATE_MAX_MS, LATE_MIN_MS};
 use catalogue::Catalogue;
 use model::{Event, Model, Need, TypeCell};
 use report::{FileTally, LoadedIds};
+use shopstream_core::event::RuleCode;
+use shopstream_core::schema::LayoutId;
+use shopstream_core::shutdown::Shutdown;
+use shopstream_core::source::format::{Compression, Format, RecordFormat};
 use writer::{OutputDir, PendingFile, RowEncoder};
 
 pub const DEFAULT_OUTPUT: &str = "./incoming";
@@ -283,7 +283,8 @@ pub async fn generate(args: &GenerateArgs, shutdown: &Shutdown) -> Result<Report
             pace,
         } => {
             let total = files * per_file;
-            let bar = crate::observe::progress::Progress::new(total, "events", "generate");
+            let bar =
+                shopstream_core::observe::progress::Progress::new(total, "events", "generate");
             for k in 0..files {
                 if shutdown.is_triggered() || stop_at.is_some_and(|s| Instant::now() >= s) {
                     break;

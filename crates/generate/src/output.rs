@@ -16,8 +16,8 @@ use std::path::Path;
 use csv::ByteRecord;
 
 use super::error::GenerateError;
-use crate::schema::{ColumnType, LayoutId};
-use crate::source::format::{Compression, Format, RecordFormat};
+use shopstream_core::schema::{ColumnType, LayoutId};
+use shopstream_core::source::format::{Compression, Format, RecordFormat};
 
 /// zstd level of generated files (the `zstd` tool's default, as is the
 /// checksum of each frame).

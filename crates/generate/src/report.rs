@@ -13,8 +13,8 @@ use std::path::Path;
 
 use uuid::Uuid;
 
-use crate::event::{EventType, RuleCode};
-use crate::schema::LayoutId;
+use shopstream_core::event::{EventType, RuleCode};
+use shopstream_core::schema::LayoutId;
 
 use super::error::GenerateError;
 

@@ -16,7 +16,7 @@ use super::catalogue::Catalogue;
 use super::error::GenerateError;
 use super::model::{Event, Need, TimeCell, TypeCell};
 use super::writer::format_iso_millis;
-use crate::event::RuleCode;
+use shopstream_core::event::RuleCode;
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 /// Late rows are back-dated by 6 to 60 minutes.
@@ -267,11 +267,11 @@ fn day_first(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventType;
-    use crate::generate::catalogue::Catalogue;
-    use crate::generate::model::Model;
+    use crate::catalogue::Catalogue;
+    use crate::model::Model;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+    use shopstream_core::event::EventType;
 
     const NOW: i64 = 1_795_255_200_000; // 2026-11-21T10:00:00Z
 

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::batch::BatchReport;
-use crate::db::connect::Database;
-use crate::generate::{GenerateArgs, Report};
-use crate::observe::health::Health;
-use crate::pipeline::run::{run, RunArgs};
-use crate::shutdown::Shutdown;
+use shopstream_core::batch::BatchReport;
+use shopstream_core::db::connect::Database;
+use shopstream_core::observe::health::Health;
+use shopstream_core::pipeline::run::{run, RunArgs};
+use shopstream_core::shutdown::Shutdown;
+use shopstream_generate::{GenerateArgs, Report};
 
 /// `shopstream demo` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -44,11 +44,11 @@ pub enum DemoError {
     #[error("demo options: {0}")]
     Options(String),
     #[error(transparent)]
-    Generate(#[from] crate::generate::GenerateError),
+    Generate(#[from] shopstream_generate::GenerateError),
     #[error(transparent)]
-    Pipeline(#[from] crate::pipeline::run::PipelineError),
+    Pipeline(#[from] shopstream_core::pipeline::run::PipelineError),
     #[error(transparent)]
-    Db(#[from] crate::db::connect::DbError),
+    Db(#[from] shopstream_core::db::connect::DbError),
     #[error("database error while checking the counts: {0}")]
     Query(#[from] tokio_postgres::Error),
     #[error("cannot create {path}: {source}")]
@@ -150,7 +150,7 @@ pub async fn demo(
     }
     let loader_stop = Shutdown::new();
     let generator = async {
-        let r = crate::generate::generate(&gen, shutdown).await;
+        let r = shopstream_generate::generate(&gen, shutdown).await;
         loader_stop.trigger();
         r
     };

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use super::anomaly::InvalidKind;
-use crate::schema::LayoutId;
+use shopstream_core::schema::LayoutId;
 
 /// Why a generation run could not start or stopped early.
 #[derive(Debug, thiserror::Error)]

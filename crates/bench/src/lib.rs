@@ -45,12 +45,12 @@ use std::time::{Duration, Instant};
 use futures_util::SinkExt;
 use tokio::io::AsyncReadExt;
 
-use crate::db::connect::{Database, DbError};
-use crate::db::migrate;
-use crate::generate::{generate, GenerateArgs, GenerateError};
-use crate::shutdown::Shutdown;
 use measure::{median, percentile, Exit, Machine, Measured};
 use shapes::{Composed, Pools, Shape};
+use shopstream_core::db::connect::{Database, DbError};
+use shopstream_core::db::migrate;
+use shopstream_core::shutdown::Shutdown;
+use shopstream_generate::{generate, GenerateArgs, GenerateError};
 
 /// Options of `shopstream bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -156,7 +156,7 @@ pub struct BenchArgs {
 fn parse_mib(text: &str) -> Result<u64, String> {
     match text.trim().parse::<u64>() {
         Ok(mib) => Ok(mib),
-        Err(_) => crate::source::size::parse_size(text).map(|b| b.div_ceil(1 << 20)),
+        Err(_) => shopstream_core::source::size::parse_size(text).map(|b| b.div_ceil(1 << 20)),
     }
 }
 
@@ -473,7 +473,7 @@ impl Bench<'_> {
         cmd.args(&self.args.run_args)
             .env("DATABASE_URL", db.url())
             .env_remove("SHOPSTREAM_DEBUG_PAUSE_AFTER_COMMIT_MS")
-            .env_remove(crate::sink::transaction::PAUSE_BEFORE_COMMIT_ENV);
+            .env_remove(shopstream_core::sink::transaction::PAUSE_BEFORE_COMMIT_ENV);
         (cmd, self.dir.join("logs").join(format!("{log}.log")))
     }
 
@@ -498,7 +498,7 @@ impl Bench<'_> {
         files: u64,
         events_per_file: u64,
         seed: u64,
-    ) -> Result<crate::generate::Report, BenchError> {
+    ) -> Result<shopstream_generate::Report, BenchError> {
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(io_err("cannot clear", dir))?;
         }
@@ -1144,7 +1144,7 @@ fn file_names(dir: &Path) -> Result<Vec<String>, BenchError> {
     for e in std::fs::read_dir(dir).map_err(io_err("cannot list", dir))? {
         let e = e.map_err(io_err("cannot list", dir))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if !crate::source::discover::is_ignored(&name) {
+        if !shopstream_core::source::discover::is_ignored(&name) {
             out.push(name);
         }
     }

@@ -18,7 +18,7 @@ use super::catalogue::{
     browsers, campaigns, pick_user, pick_weighted, user_segment, Catalogue, Category, Segment,
     COUNTRIES, DEVICES, REFERRERS,
 };
-use crate::event::EventType;
+use shopstream_core::event::EventType;
 
 /// Inactivity after which a session is over (on the event clock).
 pub const SESSION_TIMEOUT_MS: i64 = 30 * 60 * 1000;
