@@ -25,8 +25,8 @@ use shopstream::schema::LayoutId;
 use shopstream::shutdown::Shutdown;
 use shopstream::status::StatusArgs;
 
-/// Loads e-commerce event CSV files into PostgreSQL: validated,
-/// deduplicated, exactly once, in real time.
+/// Loads e-commerce event files (CSV or JSON Lines, plain, gzip or zstd)
+/// into PostgreSQL: validated, deduplicated, exactly once, in real time.
 ///
 /// Without --database-url (or DATABASE_URL / POSTGRES_HOST) shopstream
 /// starts its own private PostgreSQL server in --data-dir, from the
@@ -92,8 +92,8 @@ impl ColorWhen {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Watch a folder (or an s3:// prefix) and load every CSV file into
-    /// PostgreSQL exactly once.
+    /// Watch a folder (or an s3:// prefix) and load every event file (CSV or
+    /// JSON Lines, plain, gzip or zstd) into PostgreSQL exactly once.
     #[command(after_help = RUN_EXAMPLES)]
     Run {
         #[command(flatten)]

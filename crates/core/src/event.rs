@@ -188,6 +188,9 @@ pub enum RuleCode {
     /// Older than `--max-event-age` (off by default).
     TooOldEventTime,
     MalformedRow,
+    /// A JSON Lines line that is no usable JSON object (not JSON, not an
+    /// object, a key twice, too many keys, too long).
+    MalformedJson,
     InvalidEncoding,
     /// The database refused the row (a constraint or type the validator
     /// does not know); the server's message is kept.
@@ -195,7 +198,7 @@ pub enum RuleCode {
 }
 
 impl RuleCode {
-    pub const ALL: [RuleCode; 18] = [
+    pub const ALL: [RuleCode; 19] = [
         RuleCode::NullEventId,
         RuleCode::InvalidEventId,
         RuleCode::NullEventType,
@@ -212,6 +215,7 @@ impl RuleCode {
         RuleCode::FutureEventTime,
         RuleCode::TooOldEventTime,
         RuleCode::MalformedRow,
+        RuleCode::MalformedJson,
         RuleCode::InvalidEncoding,
         RuleCode::RejectedByDatabase,
     ];
@@ -234,6 +238,7 @@ impl RuleCode {
             RuleCode::FutureEventTime => "future_event_time",
             RuleCode::TooOldEventTime => "too_old_event_time",
             RuleCode::MalformedRow => "malformed_row",
+            RuleCode::MalformedJson => "malformed_json",
             RuleCode::InvalidEncoding => "invalid_encoding",
             RuleCode::RejectedByDatabase => "rejected_by_database",
         }

@@ -1,5 +1,6 @@
-//! shopstream's core, the loader: e-commerce event files in, validated,
-//! deduplicated, exactly-once rows in PostgreSQL out.
+//! shopstream's core, the loader: e-commerce event files in (CSV or JSON
+//! Lines, plain, gzip or zstd), validated, deduplicated, exactly-once rows
+//! in PostgreSQL out.
 //!
 //! The tools that are not the loader live in crates of their own and use this
 //! one: `shopstream-generate` (fake event files), `shopstream-bench` (the

@@ -1,5 +1,6 @@
-//! `shopstream generate`: realistic fake e-commerce events as CSV files, the
-//! input `shopstream run` ingests in tests and demos.
+//! `shopstream generate`: realistic fake e-commerce events as CSV or JSON
+//! Lines files, plain or compressed, the input `shopstream run` ingests in
+//! tests and demos.
 //!
 //! This module owns the command's options ([`GenerateArgs`]), the run loop
 //! ([`generate`]: bounded or continuous, pacing, shutdown) and the per-file
@@ -11,6 +12,7 @@
 //!   of broken rows) and the values its own system draws;
 //! * `anomaly`: which rows are broken, duplicated or late, and how;
 //! * `writer`: row encoding per layout and atomic file publication;
+//! * `output`: the files' bytes: CSV or JSON Lines, plain, gzip or zstd;
 //! * `report`: the exact expected ingestion outcome ([`Report`]).
 //!
 //! With the same `--seed`, options and `--end-time`, bounded runs write
@@ -25,6 +27,7 @@ mod layout;
 #[cfg(test)]
 mod layout_tests;
 mod model;
+mod output;
 mod report;
 mod writer;
 
@@ -48,6 +51,7 @@ use report::{FileTally, LoadedIds};
 use shopstream_core::event::RuleCode;
 use shopstream_core::schema::LayoutId;
 use shopstream_core::shutdown::Shutdown;
+use shopstream_core::source::format::{Compression, Format, RecordFormat};
 use writer::{OutputDir, PendingFile, RowEncoder};
 
 pub const DEFAULT_OUTPUT: &str = "./incoming";
@@ -93,11 +97,24 @@ pub struct GenerateArgs {
     )]
     pub layout: LayoutId,
 
-    /// Folder the CSV files are published into (created if missing). Point
+    /// Folder the files are published into (created if missing). Point
     /// `shopstream run` at it. Files appear atomically; in-progress files are
     /// hidden (`.events_….csv.tmp`).
     #[arg(short = 'o', long, env = "SHOPSTREAM_OUTPUT", default_value = DEFAULT_OUTPUT)]
     pub output: PathBuf,
+
+    /// How the files hold their rows: csv (a header row, then one row per
+    /// event) or jsonl (JSON Lines: one object per event, keyed by the
+    /// layout's column names; empty values null, numbers in integer and
+    /// decimal columns as JSON numbers). The same seed writes the same
+    /// events in either.
+    #[arg(long, env = "SHOPSTREAM_GENERATE_FORMAT", value_enum, default_value_t = RecordFormat::Csv)]
+    pub format: RecordFormat,
+
+    /// How the files are stored: none, gz (gzip) or zst (zstd); their
+    /// names end accordingly (`.csv.gz`, `.jsonl.zst`).
+    #[arg(long, env = "SHOPSTREAM_GENERATE_COMPRESS", value_enum, default_value_t = Compression::None)]
+    pub compress: Compression,
 
     /// Seed of the event stream. The same seed, options and --end-time give
     /// byte-identical file contents. Without it every run draws a fresh
@@ -178,6 +195,8 @@ impl Default for GenerateArgs {
         GenerateArgs {
             layout: LayoutId::V3,
             output: PathBuf::from(DEFAULT_OUTPUT),
+            format: RecordFormat::Csv,
+            compress: Compression::None,
             seed: None,
             files: None,
             events_per_file: DEFAULT_EVENTS_PER_FILE,
@@ -214,7 +233,11 @@ pub async fn generate(args: &GenerateArgs, shutdown: &Shutdown) -> Result<Report
         Some(s) => s,
         None => random_seed()?,
     };
-    let out = OutputDir::prepare(&args.output, now, &run_id, layout)?;
+    let format = Format {
+        records: args.format,
+        compression: args.compress,
+    };
+    let out = OutputDir::prepare(&args.output, now, &run_id, layout, format)?;
     tracing::info!(
         output = %args.output.display(),
         layout = %layout,

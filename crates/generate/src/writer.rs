@@ -24,8 +24,10 @@ use uuid::Uuid;
 use super::catalogue::{Catalogue, Product};
 use super::error::GenerateError;
 use super::model::{Event, SeedSession, TimeCell, TypeCell};
+use super::output::RowWriter;
 use shopstream_core::event::Field;
 use shopstream_core::schema::{LayoutId, Target};
+use shopstream_core::source::format::Format;
 
 /// Seed 002's whole product range; model product `i` is `SEED002_PRODUCTS[i % 4]`.
 pub const SEED002_PRODUCTS: [&str; 4] = ["laptop", "headphones", "keyboard", "mouse"];
@@ -398,21 +400,25 @@ pub fn format_iso_millis(ms: i64, buf: &mut [u8; 24]) -> &[u8] {
 }
 
 /// The output folder of one run and its file-naming scheme:
-/// `events_<run start yyyymmddTHHMMSSZ>_<run id>_<6-digit sequence>.csv`.
+/// `events_<run start yyyymmddTHHMMSSZ>_<run id>_<6-digit sequence>.csv`
+/// (`.jsonl`, `.csv.gz`, … as `--format` and `--compress` say).
 #[derive(Debug, Clone)]
 pub struct OutputDir {
     dir: PathBuf,
     prefix: String,
-    header: ByteRecord,
+    layout: LayoutId,
+    format: Format,
 }
 
 impl OutputDir {
-    /// Creates the folder if missing. Files get `layout`'s header.
+    /// Creates the folder if missing. Files hold `layout`'s columns, in
+    /// `format`.
     pub fn prepare(
         dir: &Path,
         run_start: DateTime<Utc>,
         run_id: &str,
         layout: LayoutId,
+        format: Format,
     ) -> Result<OutputDir, GenerateError> {
         fs::create_dir_all(dir).map_err(|source| GenerateError::CreateDir {
             path: dir.to_path_buf(),
@@ -421,7 +427,8 @@ impl OutputDir {
         Ok(OutputDir {
             dir: dir.to_path_buf(),
             prefix: format!("events_{}_{}_", run_start.format("%Y%m%dT%H%M%SZ"), run_id),
-            header: header(layout),
+            layout,
+            format,
         })
     }
 
@@ -430,11 +437,11 @@ impl OutputDir {
     }
 
     pub fn file_name(&self, seq: u64) -> String {
-        format!("{}{seq:06}.csv", self.prefix)
+        format!("{}{seq:06}{}", self.prefix, self.format.suffix())
     }
 
-    /// Starts file number `seq`: creates its hidden temp file and writes the
-    /// header.
+    /// Starts file number `seq`: creates its hidden temp file (and writes
+    /// the CSV header).
     pub fn begin(&self, seq: u64) -> Result<PendingFile, GenerateError> {
         let name = self.file_name(seq);
         let final_path = self.dir.join(&name);
@@ -447,20 +454,15 @@ impl OutputDir {
                 path: temp_path.clone(),
                 source,
             })?;
-        let writer = csv::WriterBuilder::new()
-            .has_headers(false)
-            .buffer_capacity(64 * 1024)
-            .from_writer(file);
-        let mut pending = PendingFile {
+        let writer = RowWriter::new(file, self.format, self.layout, &temp_path)?;
+        Ok(PendingFile {
             name,
             dir: self.dir.clone(),
             final_path,
             temp_path,
             writer: Some(writer),
             published: false,
-        };
-        pending.write(&self.header)?;
-        Ok(pending)
+        })
     }
 }
 
@@ -472,7 +474,7 @@ pub struct PendingFile {
     dir: PathBuf,
     final_path: PathBuf,
     temp_path: PathBuf,
-    writer: Option<csv::Writer<File>>,
+    writer: Option<RowWriter>,
     published: bool,
 }
 
@@ -481,12 +483,7 @@ impl PendingFile {
         let Some(writer) = self.writer.as_mut() else {
             return Ok(());
         };
-        writer
-            .write_byte_record(record)
-            .map_err(|source| GenerateError::Csv {
-                path: self.temp_path.clone(),
-                source,
-            })
+        writer.write(record, &self.temp_path)
     }
 
     /// Flushes and syncs the temp file, renames it to its final name and
@@ -497,10 +494,7 @@ impl PendingFile {
             move |source| GenerateError::Io { path, source }
         };
         if let Some(writer) = self.writer.take() {
-            let file = writer.into_inner().map_err(|e| GenerateError::Io {
-                path: self.temp_path.clone(),
-                source: e.into_error(),
-            })?;
+            let file = writer.finish().map_err(io(&self.temp_path))?;
             file.sync_all().map_err(io(&self.temp_path))?;
         }
         if fs::symlink_metadata(&self.final_path).is_ok() {
@@ -700,7 +694,8 @@ mod tests {
         let start = DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let out = OutputDir::prepare(&dir, start, "0badcafe", LayoutId::V3).unwrap();
+        let out =
+            OutputDir::prepare(&dir, start, "0badcafe", LayoutId::V3, Format::default()).unwrap();
         assert_eq!(
             out.file_name(7),
             "events_20261121T100000Z_0badcafe_000007.csv"
@@ -745,9 +740,15 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("plain-file");
         fs::write(&file, "x").unwrap();
-        let err = OutputDir::prepare(&file.join("sub"), Utc::now(), "00000000", LayoutId::V3)
-            .unwrap_err()
-            .to_string();
+        let err = OutputDir::prepare(
+            &file.join("sub"),
+            Utc::now(),
+            "00000000",
+            LayoutId::V3,
+            Format::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("plain-file"), "{err}");
     }
 }

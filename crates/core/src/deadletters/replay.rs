@@ -37,6 +37,7 @@ use super::{DeadLetterError, Doing, ReplayArgs, FILTER_SQL};
 use crate::event::RuleCode;
 use crate::sink::transaction::{self, INSERT_QUALITY, WRITER_KEY};
 use crate::sink::{copy, ledger, stage, staged};
+use crate::source::format::{Format, RecordFormat};
 use crate::validate::Rules;
 
 /// Dead letters read and staged at a time.
@@ -244,7 +245,15 @@ impl Pass<'_> {
                 source_layout,
                 header_on_disk,
             };
-            let mapping = revalidate::mapping(&facts, self.args.rules.unknown_columns);
+            let json_lines =
+                Format::of(std::path::Path::new(&key.1)).records == RecordFormat::Jsonl;
+            let mapping = match json_lines {
+                // Their raw lines are JSON objects, not CSV records.
+                true => {
+                    Mapping::Unusable("dead letters of JSON Lines files are not replayed".into())
+                }
+                false => revalidate::mapping(&facts, self.args.rules.unknown_columns),
+            };
             if let Mapping::Unusable(why) = &mapping {
                 tracing::warn!(file = ?key.1, "its dead letters cannot be replayed: {why}");
                 self.report

@@ -29,6 +29,8 @@ use crate::pipeline::read::{clean_text, extra_json};
 use crate::schema::LayoutId;
 use crate::sink::ledger::RecordedColumns;
 use crate::sink::stage;
+use crate::source::decompress::{self, Bounds, Decoded};
+use crate::source::format::{Format, RecordFormat};
 use crate::source::layout::{Layout, UnknownColumns};
 use crate::source::reader::RecordReader;
 use crate::validate::{validate, RawFields, Rules};
@@ -96,19 +98,31 @@ pub fn mapping(facts: &FileFacts, policy: UnknownColumns) -> Mapping {
     }
 }
 
-/// The header of the file at `path` if its content hash is `hash` (step 2
-/// of the module docs); `None` when it is gone, changed or unreadable.
+/// The header of the CSV file at `path` (plain or compressed) if its
+/// content hash is `hash` (step 2 of the module docs); `None` when it is
+/// gone, changed, unreadable or not CSV.
 pub fn header_on_disk(path: &Path, hash: &str, max_record_bytes: usize) -> Option<Vec<String>> {
+    let format = Format::of(path);
+    if format.records != RecordFormat::Csv {
+        return None;
+    }
     let file = std::fs::File::open(path).ok()?;
-    let mut reader = RecordReader::new(file, max_record_bytes);
+    let bounds = Bounds {
+        name: path.display().to_string(),
+        stored_size: file.metadata().ok()?.len(),
+        max_bytes: u64::MAX,
+    };
+    let content = Decoded::new(decompress::Stored::new(file), format.compression, bounds).ok()?;
+    let mut reader = RecordReader::new(content, max_record_bytes);
     let header: Vec<String> = {
         let rec = reader.next_record().ok()??;
         (0..rec.len())
             .map(|i| clean_text(rec.field(i)).into_owned())
             .collect()
     };
-    reader.drain().ok()?;
-    (reader.content_hash() == hash).then_some(header)
+    let stored = reader.get_mut().stored();
+    stored.drain().ok()?;
+    (stored.content_hash() == hash).then_some(header)
 }
 
 /// One dead letter, as stored.
@@ -322,9 +336,7 @@ mod tests {
         let p = d.path().join("a.csv");
         let text = format!("{V1}\n{ID},u1,view,p1,1.00,2026-01-02 03:04:05\n");
         std::fs::write(&p, &text).expect("write");
-        let mut r = RecordReader::new(text.as_bytes(), 1 << 20);
-        r.drain().expect("drain");
-        let hash = r.content_hash();
+        let hash = blake3::hash(text.as_bytes()).to_hex().to_string();
         let got = header_on_disk(&p, &hash, 1 << 20).expect("same content");
         assert_eq!(got.join(","), V1);
         assert_eq!(header_on_disk(&p, "another", 1 << 20), None);

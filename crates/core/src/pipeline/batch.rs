@@ -120,13 +120,7 @@ async fn reread(
     let found = tokio::task::spawn_blocking(move || {
         let mut out = HashMap::new();
         for (file_no, c, lines) in refused {
-            let texts = raw_lines(
-                &reading.source,
-                &c,
-                &lines,
-                reading.cfg.max_record_bytes,
-                reading.cfg.read_timeout,
-            );
+            let texts = raw_lines(&reading.source, &c, &lines, &reading.cfg);
             for (line, text) in texts {
                 out.insert((file_no, line), text);
             }

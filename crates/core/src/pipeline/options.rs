@@ -26,8 +26,8 @@ use crate::validate::Rules;
 /// `shopstream run` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Folder (watched) or `s3://BUCKET/PREFIX` (polled) to load CSV files
-    /// from.
+    /// Folder (watched) or `s3://BUCKET/PREFIX` (polled) to load event
+    /// files from.
     ///
     /// A folder is watched recursively. An object store prefix takes its
     /// credentials, region and endpoint from AWS_* variables and is polled
@@ -43,7 +43,10 @@ pub struct RunArgs {
     /// comma-separated). A pattern without `/` matches the file name at any
     /// depth (`*.csv`), one with `/` the path below the input
     /// (`2026/**/*.csv`); case is ignored. Other files are never read,
-    /// moved or quarantined.
+    /// moved or quarantined. The default takes every format shopstream
+    /// reads: CSV (`.csv`) and JSON Lines (`.jsonl`, `.ndjson`), each also
+    /// gzip- or zstd-compressed (`.gz`, `.zst`); the name tells the format,
+    /// and any other name is read as CSV.
     #[arg(help_heading = "Input", long, env = "SHOPSTREAM_INCLUDE", default_value = DEFAULT_INCLUDE, value_delimiter = ',', value_name = "GLOB", value_parser = parse_include)]
     pub include: Vec<String>,
 
@@ -117,17 +120,21 @@ pub struct RunArgs {
     pub rules: RuleArgs,
 
     /// Longest accepted CSV record (bytes, or with a unit: 64K, 1MiB; units
-    /// are 1024-based); a longer one rejects its file. At least 1.
+    /// are 1024-based); a longer one rejects its file. A longer JSON Lines
+    /// line is a `malformed_json` dead letter. At least 1.
     #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value = "1MiB", value_name = "SIZE", value_parser = parse_limit_usize)]
     pub max_line_bytes: usize,
 
     /// Most fields in one CSV record, the header included; a record with
-    /// more rejects its file (the CSV is not what it claims to be).
+    /// more rejects its file (the CSV is not what it claims to be). A JSON
+    /// Lines object with more keys is a `malformed_json` dead letter.
     #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_COLUMNS", default_value_t = DEFAULT_MAX_FIELDS, value_name = "N", value_parser = parse_max_columns)]
     pub max_columns: usize,
 
     /// Largest accepted file (bytes, or with a unit: 512M, 2GiB); a larger
-    /// one is rejected and quarantined without being read. At least 1.
+    /// one is rejected and quarantined without being read. A compressed
+    /// file is also rejected once its content decompresses past it (reading
+    /// stops there: a decompression bomb costs no more). At least 1.
     #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_FILE_BYTES", default_value = "4GiB", value_name = "SIZE", value_parser = parse_limit)]
     pub max_file_bytes: u64,
 
@@ -265,6 +272,8 @@ pub struct RuleArgs {
     /// keep their values in `ecommerce_events.extra` (JSON), drop them, or
     /// reject the file. Their names are recorded in the ledger either way.
     /// Canonical column names (`quantity`, `category`, …) are always read.
+    /// In JSON Lines the same goes for keys outside the layout and for
+    /// objects or arrays (kept in `extra` as written).
     #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
     pub unknown_columns: UnknownColumns,
 }

@@ -11,13 +11,20 @@
 //! run holding its rows (except under a savepoint, for a file larger than a
 //! run), exactly how many rows it read, accepted and rejected (by code), the
 //! content hash, and whether the whole file must be rejected (unreadable,
-//! bad header, over-long record) or retried (changed while being read).
+//! bad header, over-long record, a broken or oversized compressed stream)
+//! or retried (changed while being read).
 //!
 //! Files are opened through [`Source`], so a folder's files and a store's
 //! objects are read the same way; a store read that fails in transit aborts
-//! the batch (retried) instead of rejecting the file.
+//! the batch (retried) instead of rejecting the file. A file's name tells
+//! its format (`source::format`): its content is decompressed underneath
+//! (`source::decompress`, hashing the stored bytes), and its records are
+//! CSV (`source::reader`, here) or JSON Lines ([`jsonl`]); either way every
+//! record is judged by the one `Judge`.
 //!
 //! It never talks to the database and never moves or deletes files.
+
+mod jsonl;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -37,10 +44,13 @@ use crate::event::{Field, RuleCode, FIELD_COUNT};
 use crate::schema::derived_event_id;
 use crate::sink::stage::{self, Origin};
 use crate::source::bounded::DEFAULT_READ_TIMEOUT;
+use crate::source::decompress::{Bounds, Decoded, Stored};
 use crate::source::discover::Candidate;
+use crate::source::format::{Format, RecordFormat};
 use crate::source::input::{Change, Source};
+use crate::source::jsonl::{JsonLine, JsonlReader};
 use crate::source::layout::{Layout, UnknownColumns};
-use crate::source::reader::RecordReader;
+use crate::source::reader::{Record, RecordReader};
 use crate::source::size::human;
 use crate::source::store::OpenError;
 use crate::validate::{validate, Failure, RawFields, Rules};
@@ -49,11 +59,12 @@ use crate::validate::{validate, Failure, RawFields, Rules};
 #[derive(Debug, Clone)]
 pub struct ParseConfig {
     pub rules: Rules,
-    /// Longest accepted CSV record, in bytes.
+    /// Longest accepted CSV record (or JSON line), in bytes.
     pub max_record_bytes: usize,
-    /// Most fields in one CSV record (the header too).
+    /// Most fields in one CSV record (the header too), or keys in a JSON
+    /// object.
     pub max_fields: usize,
-    /// Largest accepted file, in bytes.
+    /// Largest accepted file, in bytes, as stored and as decompressed.
     pub max_file_bytes: u64,
     /// What becomes of header columns the detected layout does not know.
     pub unknown_columns: UnknownColumns,
@@ -324,6 +335,11 @@ struct Listed<'a> {
     at_end: Option<crate::source::bounded::AtEnd>,
 }
 
+/// A file's content as the record readers see it: its stored bytes (capped
+/// at one byte past `--max-file-bytes`, to notice a file that grew past
+/// it), hashed, then decompressed as its name says.
+type Content = Decoded<std::io::Take<Box<dyn std::io::Read + Send>>>;
+
 /// Reads one opened file to the end (see [`parse_file`]).
 fn read_file(
     listed: &Listed<'_>,
@@ -333,13 +349,58 @@ fn read_file(
     cfg: &ParseConfig,
     out: &mut Output<'_>,
 ) -> Result<FileOutcome, Aborted> {
-    // One byte more than allowed, to notice a file that grew past it.
-    let limited = f.take(cfg.max_file_bytes.saturating_add(1));
+    let format = Format::of(&file.path);
+    let content = match open_content(f, file, format, cfg.max_file_bytes) {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(FileOutcome::Rejected {
+                hash: None,
+                reason: format!("cannot start decompressing: {e}"),
+            })
+        }
+    };
+    let read = match format.records {
+        RecordFormat::Csv => read_csv(content, file, file_no, cfg, out)?,
+        RecordFormat::Jsonl => jsonl::read_jsonl(content, file, file_no, cfg, out)?,
+    };
+    Ok(match read {
+        Ok(stats) => after_reading(listed, file, cfg, stats),
+        Err(rejected) => rejected,
+    })
+}
+
+/// The content of an opened file (see [`Content`]).
+fn open_content(
+    f: Box<dyn std::io::Read + Send>,
+    file: &Candidate,
+    format: Format,
+    max_file_bytes: u64,
+) -> std::io::Result<Content> {
+    let stored = Stored::new(f.take(max_file_bytes.saturating_add(1)));
+    let bounds = Bounds {
+        name: file
+            .path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        stored_size: file.size,
+        max_bytes: max_file_bytes,
+    };
+    Decoded::new(stored, format.compression, bounds)
+}
+
+/// Reads a CSV file's header and rows: what it held, or its rejection.
+fn read_csv(
+    content: Content,
+    file: &Candidate,
+    file_no: i32,
+    cfg: &ParseConfig,
+    out: &mut Output<'_>,
+) -> Result<Result<ParsedFile, FileOutcome>, Aborted> {
     let mut reader =
-        RecordReader::new(limited, cfg.max_record_bytes).with_max_fields(cfg.max_fields);
+        RecordReader::new(content, cfg.max_record_bytes).with_max_fields(cfg.max_fields);
     let (layout, header) = match read_header(&mut reader, file, cfg) {
         Ok(found) => found,
-        Err(rejected) => return Ok(*rejected),
+        Err(rejected) => return Ok(Err(*rejected)),
     };
     let mut stats = ParsedFile {
         layout: Some(layout.id),
@@ -348,17 +409,25 @@ fn read_file(
         ..ParsedFile::default()
     };
     if let Err(e) = read_rows(&mut reader, &layout, file, file_no, cfg, out, &mut stats)? {
-        return Ok(reject_read(&mut reader, e.to_string()));
+        return Ok(Err(reject_read(reader.get_mut(), e.to_string(), cfg)));
     }
-    stats.hash = reader.content_hash();
-    stats.bytes = reader.bytes_read();
-    Ok(after_reading(listed, file, cfg, stats))
+    Ok(Ok(finish_stats(reader.get_mut(), stats)))
+}
+
+/// `stats` with the hash and size of the whole stored file; a rest that
+/// cannot be read leaves the hash of what was.
+fn finish_stats(content: &mut Content, mut stats: ParsedFile) -> ParsedFile {
+    let stored = content.stored();
+    let _ = stored.drain();
+    stats.hash = stored.content_hash();
+    stats.bytes = stored.bytes_read();
+    stats
 }
 
 /// The header's layout and its column names, or the file's rejection (no
 /// header, an unknown or ambiguous one, a header that cannot be read).
-fn read_header<R: std::io::Read>(
-    reader: &mut RecordReader<R>,
+fn read_header(
+    reader: &mut RecordReader<Content>,
     file: &Candidate,
     cfg: &ParseConfig,
 ) -> Result<(Layout, Vec<String>), Box<FileOutcome>> {
@@ -374,24 +443,18 @@ fn read_header<R: std::io::Read>(
             )
         }
         Ok(None) => Err(crate::source::layout::LayoutError::Empty),
-        Err(e) => return Err(Box::new(reject_read(reader, e.to_string()))),
+        Err(e) => return Err(Box::new(reject_read(reader.get_mut(), e.to_string(), cfg))),
     };
     let layout = match layout {
         Ok(l) => l,
-        Err(e) => {
-            let reason = e.to_string();
-            return Err(Box::new(match reader.drain() {
-                Ok(()) => FileOutcome::Rejected {
-                    hash: Some(reader.content_hash()),
-                    reason,
-                },
-                Err(e) => FileOutcome::Rejected {
-                    hash: None,
-                    reason: format!("{reason}; then {e}"),
-                },
-            }));
-        }
+        Err(e) => return Err(Box::new(reject_read(reader.get_mut(), e.to_string(), cfg))),
     };
+    log_unknown(file, &layout, cfg);
+    Ok((layout, names))
+}
+
+/// Logs the columns outside a file's layout, if any.
+fn log_unknown(file: &Candidate, layout: &Layout, cfg: &ParseConfig) {
     if !layout.unknown.is_empty() {
         tracing::info!(
             file = ?file.path.display().to_string(),
@@ -401,13 +464,12 @@ fn read_header<R: std::io::Read>(
             "columns outside the layout"
         );
     }
-    Ok((layout, names))
 }
 
 /// Validates and encodes every data row into `out`, counting into `stats`.
 /// The inner error is a record that cannot be read (the file is rejected).
-fn read_rows<R: std::io::Read>(
-    reader: &mut RecordReader<R>,
+fn read_rows(
+    reader: &mut RecordReader<Content>,
     layout: &Layout,
     file: &Candidate,
     file_no: i32,
@@ -415,28 +477,73 @@ fn read_rows<R: std::io::Read>(
     out: &mut Output<'_>,
     stats: &mut ParsedFile,
 ) -> Result<Result<(), crate::source::reader::ReadError>, Aborted> {
-    let now = now_micros();
-    let mut json = Vec::new();
-    let mut extra = Vec::new();
-    let mut ids = DerivedIds::default();
-    let source_file = file.path.display().to_string();
-    let origin = Origin {
-        source_file: &source_file,
-        batch_id: match out.route {
-            Route::Copy { batch_id } => batch_id,
-            Route::Staged => 0,
-        },
-        layout: layout.id.as_str(),
-    };
-    out.start_file(file_no, &origin);
+    let mut judge = Judge::new(file_no, cfg);
+    judge.start_file(file, layout, out);
     loop {
         let rec = match reader.next_record() {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(Ok(())),
             Err(e) => return Ok(Err(e)),
         };
+        judge.row(&rec, layout, Extra::FromColumns, out, stats)?;
+    }
+}
+
+/// Where a row's `extra` JSON comes from.
+enum Extra<'a> {
+    /// The layout's extra columns of a CSV record.
+    FromColumns,
+    /// Made by the record's reader (JSON Lines).
+    Made(Option<&'a [u8]>),
+}
+
+/// Judges one file's rows: each becomes a valid event or a dead letter.
+struct Judge<'c> {
+    file_no: i32,
+    cfg: &'c ParseConfig,
+    now: i64,
+    json: Vec<u8>,
+    extra: Vec<u8>,
+    ids: DerivedIds,
+}
+
+impl<'c> Judge<'c> {
+    fn new(file_no: i32, cfg: &'c ParseConfig) -> Self {
+        Judge {
+            file_no,
+            cfg,
+            now: now_micros(),
+            json: Vec::new(),
+            extra: Vec::new(),
+            ids: DerivedIds::default(),
+        }
+    }
+
+    /// The file's rows begin, in `layout` (see [`Output::start_file`]).
+    fn start_file(&self, file: &Candidate, layout: &Layout, out: &mut Output<'_>) {
+        let source_file = file.path.display().to_string();
+        let origin = Origin {
+            source_file: &source_file,
+            batch_id: match out.route {
+                Route::Copy { batch_id } => batch_id,
+                Route::Staged => 0,
+            },
+            layout: layout.id.as_str(),
+        };
+        out.start_file(self.file_no, &origin);
+    }
+
+    /// Validates one record and sends it on.
+    fn row(
+        &mut self,
+        rec: &Record<'_>,
+        layout: &Layout,
+        extra: Extra<'_>,
+        out: &mut Output<'_>,
+        stats: &mut ParsedFile,
+    ) -> Result<(), Aborted> {
+        let (now, rules) = (self.now, &self.cfg.rules);
         stats.rows_read += 1;
-        let line = rec.line;
         let mut id_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let mut derived = None;
         let result = if rec.len() != layout.width {
@@ -455,27 +562,25 @@ fn read_rows<R: std::io::Read>(
             let text = |i| fields.field(i);
             layout.fill(text, &mut raw);
             if let Some(cols) = &layout.derive_id_from {
-                let id = ids.next(layout.id, cols.iter().map(|&i| text(i)));
+                let id = self.ids.next(layout.id, cols.iter().map(|&i| text(i)));
                 derived = Some(id);
                 raw[Field::EventId.index()] = Some(id.hyphenated().encode_lower(&mut id_buf));
             }
-            validate(&raw, now, &cfg.rules)
+            validate(&raw, now, rules)
         } else {
-            Err(encoding_failures(&rec, layout, now, &cfg.rules))
+            Err(encoding_failures(rec, layout, now, rules))
         };
         match result {
             Ok(ev) => {
                 stats.rows_valid += 1;
                 stats.late += u64::from(ev.is_late_arrival);
-                let extra = extra_json(&mut extra, layout, &rec);
-                out.valid(file_no, line, &ev, extra)?;
+                let extra = match extra {
+                    Extra::FromColumns => extra_json(&mut self.extra, layout, rec),
+                    Extra::Made(e) => e,
+                };
+                out.valid(self.file_no, rec.line, &ev, extra)
             }
             Err(fails) => {
-                stats.rows_rejected += 1;
-                for f in &fails {
-                    *stats.rejects_by_code.entry(f.code).or_default() += 1;
-                }
-                let raw_line = clean_text(rec.raw);
                 // A derived id depends on the rows before it in the file:
                 // kept, so that a replay gives the row the same id.
                 let event_id = match layout.position(Field::EventId) {
@@ -483,18 +588,37 @@ fn read_rows<R: std::io::Read>(
                     None => derived.map(|id| Cow::Owned(id.hyphenated().to_string())),
                 }
                 .filter(|s| !s.trim().is_empty());
-                stage::encode_rejected(
-                    &mut out.stage,
-                    &mut json,
-                    file_no,
-                    line,
-                    &raw_line,
-                    event_id.as_deref().map(str::trim),
-                    &fails,
-                );
-                out.staged()?;
+                let event_id = event_id.as_deref().map(str::trim);
+                self.dead_letter(rec.line, rec.raw, event_id, &fails, out, stats)
             }
         }
+    }
+
+    /// Stages a row that failed `fails` as a dead letter.
+    fn dead_letter(
+        &mut self,
+        line: u64,
+        raw: &[u8],
+        event_id: Option<&str>,
+        fails: &[Failure],
+        out: &mut Output<'_>,
+        stats: &mut ParsedFile,
+    ) -> Result<(), Aborted> {
+        stats.rows_rejected += 1;
+        for f in fails {
+            *stats.rejects_by_code.entry(f.code).or_default() += 1;
+        }
+        let raw_line = clean_text(raw);
+        stage::encode_rejected(
+            &mut out.stage,
+            &mut self.json,
+            self.file_no,
+            line,
+            &raw_line,
+            event_id,
+            fails,
+        );
+        out.staged()
     }
 }
 
@@ -508,13 +632,7 @@ fn after_reading(
     stats: ParsedFile,
 ) -> FileOutcome {
     if stats.bytes > cfg.max_file_bytes {
-        return FileOutcome::Rejected {
-            hash: None,
-            reason: format!(
-                "the file grew past --max-file-bytes {} while being read",
-                human(cfg.max_file_bytes)
-            ),
-        };
+        return grew_past(cfg);
     }
     match listed
         .source
@@ -537,7 +655,11 @@ fn after_reading(
     if stats.rows_read == 0 {
         return FileOutcome::Rejected {
             hash: Some(stats.hash),
-            reason: "the file has a header but no data rows".to_string(),
+            reason: match Format::of(&file.path).records {
+                RecordFormat::Csv => "the file has a header but no data rows",
+                RecordFormat::Jsonl => "the file holds no JSON object (only blank lines)",
+            }
+            .to_string(),
         };
     }
     FileOutcome::Parsed(stats)
@@ -550,27 +672,53 @@ pub fn raw_lines(
     source: &Source,
     file: &Candidate,
     lines: &[i64],
-    max_record_bytes: usize,
-    read_timeout: Duration,
+    cfg: &ParseConfig,
 ) -> std::collections::HashMap<i64, String> {
     let mut out = std::collections::HashMap::new();
     if !source.unchanged(file) {
         return out;
     }
-    let Ok(opened) = source.open(file, None, read_timeout) else {
+    let Ok(opened) = source.open(file, None, cfg.read_timeout) else {
         return out;
     };
     let fault = opened.fault();
     let stalled = opened.stalled();
     let wanted: std::collections::HashSet<i64> = lines.iter().copied().collect();
-    let mut reader = RecordReader::new(opened.reader, max_record_bytes);
-    while out.len() < wanted.len() {
-        match reader.next_record() {
-            Ok(Some(rec)) if wanted.contains(&(rec.line as i64)) => {
-                out.insert(rec.line as i64, clean_text(rec.raw).into_owned());
+    let format = Format::of(&file.path);
+    let Ok(content) = open_content(opened.reader, file, format, cfg.max_file_bytes) else {
+        return out;
+    };
+    let mut keep = |line: u64, raw: &[u8]| {
+        if wanted.contains(&(line as i64)) {
+            out.insert(line as i64, clean_text(raw).into_owned());
+        }
+        out.len() < wanted.len()
+    };
+    match format.records {
+        RecordFormat::Csv => {
+            let mut reader = RecordReader::new(content, cfg.max_record_bytes);
+            while let Ok(Some(rec)) = reader.next_record() {
+                if !keep(rec.line, rec.raw) {
+                    break;
+                }
             }
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => break,
+        }
+        RecordFormat::Jsonl => {
+            let mut reader = JsonlReader::new(
+                content,
+                cfg.max_record_bytes,
+                cfg.max_fields,
+                UnknownColumns::Keep,
+            );
+            while let Ok(Some(l)) = reader.next_line() {
+                let more = match l {
+                    JsonLine::Row { rec, .. } => keep(rec.line, rec.raw),
+                    JsonLine::Malformed { line, raw, .. } => keep(line, raw),
+                };
+                if !more {
+                    break;
+                }
+            }
         }
     }
     let failed = fault.is_some_and(|f| f.lock().map_or(true, |f| f.is_some()))
@@ -638,9 +786,29 @@ pub(crate) fn extra_json<'b>(
     Some(buf)
 }
 
-fn reject_read<R: std::io::Read>(reader: &mut RecordReader<R>, reason: String) -> FileOutcome {
-    let hash = reader.drain().ok().map(|()| reader.content_hash());
-    FileOutcome::Rejected { hash, reason }
+/// The file's rejection for `reason`, with the hash of its stored bytes
+/// once they are read to the end (without decompressing them further).
+fn reject_read(content: &mut Content, reason: String, cfg: &ParseConfig) -> FileOutcome {
+    let stored = content.stored();
+    match stored.drain() {
+        Ok(()) if stored.bytes_read() > cfg.max_file_bytes => grew_past(cfg),
+        Ok(()) => FileOutcome::Rejected {
+            hash: Some(stored.content_hash()),
+            reason,
+        },
+        Err(_) => FileOutcome::Rejected { hash: None, reason },
+    }
+}
+
+/// The rejection of a file that grew past `--max-file-bytes` while read.
+fn grew_past(cfg: &ParseConfig) -> FileOutcome {
+    FileOutcome::Rejected {
+        hash: None,
+        reason: format!(
+            "the file grew past --max-file-bytes {} while being read",
+            human(cfg.max_file_bytes)
+        ),
+    }
 }
 
 /// Failures for a row with undecodable bytes: `invalid_encoding` for each
@@ -800,7 +968,8 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let text = format!("{V1}{ROW}\"q,1\",\"a\nb\",view,p,1,2026-01-01\r\n{ROW}");
         let c = write(d.path(), "r.csv", text.as_bytes());
-        let got = raw_lines(&folder(), &c, &[3, 5], 1 << 20, DEFAULT_READ_TIMEOUT);
+        let cfg = ParseConfig::default();
+        let got = raw_lines(&folder(), &c, &[3, 5], &cfg);
         assert_eq!(
             got.get(&3).map(String::as_str),
             Some("\"q,1\",\"a\nb\",view,p,1,2026-01-01")
@@ -808,6 +977,6 @@ mod tests {
         assert_eq!(got.get(&5).map(String::as_str), Some(ROW.trim_end()));
         let mut changed = c.clone();
         changed.size += 1;
-        assert!(raw_lines(&folder(), &changed, &[3], 1 << 20, DEFAULT_READ_TIMEOUT).is_empty());
+        assert!(raw_lines(&folder(), &changed, &[3], &cfg).is_empty());
     }
 }

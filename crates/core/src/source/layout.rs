@@ -268,6 +268,24 @@ impl Layout {
     pub fn position(&self, f: Field) -> Option<usize> {
         self.positions[f.index()]
     }
+
+    /// Gives every canonical column the header does not name a position
+    /// past its end, and returns their names in position order: in JSON
+    /// Lines any line may carry a key the first one lacked, and a canonical
+    /// name is read as its column there too. A layout whose event ids are
+    /// derived gets no `event_id` position.
+    pub fn widen_to_canonical(&mut self) -> Vec<&'static str> {
+        let mut added = vec![];
+        for f in Field::ALL {
+            let derived = f == Field::EventId && self.derive_id_from.is_some();
+            if self.positions[f.index()].is_none() && !derived {
+                self.positions[f.index()] = Some(self.width);
+                self.width += 1;
+                added.push(f.name());
+            }
+        }
+        added
+    }
 }
 
 /// The layout sharing the most columns with the header (ties: the one

@@ -1,11 +1,12 @@
-//! Streams one CSV file as records, each with its exact raw bytes and the
-//! line it starts on, while hashing everything read.
+//! Streams one CSV file's content as records, each with its exact raw bytes
+//! and the line it starts on.
 //!
 //! Built on `csv-core` so that quoting (commas, quotes and newlines inside
 //! fields), CRLF and a missing final newline follow RFC 4180, and so that the
 //! raw text of every record is available for dead letters. Memory is bounded:
 //! the buffer holds at most one record (up to `max_record_bytes`) plus one
-//! read. This module reads bytes; it never interprets values.
+//! read. This module reads bytes; it never interprets values (nor hashes
+//! or decompresses them: `source::decompress` does, underneath).
 
 use std::io::Read;
 
@@ -17,12 +18,22 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Why a file could not be read to the end.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("read failed: {0}")]
+    #[error("{}", io_reason(.0))]
     Io(#[from] std::io::Error),
     #[error("the record starting on line {line} is longer than {limit} bytes (--max-line-bytes)")]
     RecordTooLong { line: u64, limit: usize },
     #[error("the record starting on line {line} has more than {limit} fields (--max-columns)")]
     TooManyFields { line: u64, limit: usize },
+}
+
+/// A failed read as a reason: a broken or oversized compressed stream
+/// says it all itself.
+fn io_reason(e: &std::io::Error) -> String {
+    if super::decompress::is_decode_error(e) {
+        e.to_string()
+    } else {
+        format!("read failed: {e}")
+    }
 }
 
 /// One CSV record borrowed from the reader's buffers.
@@ -37,6 +48,17 @@ pub struct Record<'r> {
 }
 
 impl<'r> Record<'r> {
+    /// A record of fields laid end to end in `out`, field `i` ending at
+    /// `ends[i]` (how a record that is not CSV, a JSON line, is handed on).
+    pub fn from_parts(line: u64, raw: &'r [u8], out: &'r [u8], ends: &'r [usize]) -> Record<'r> {
+        Record {
+            line,
+            raw,
+            out,
+            ends,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -109,8 +131,6 @@ pub struct RecordReader<R> {
     after_cr: bool,
     max_record_bytes: usize,
     max_fields: usize,
-    hasher: blake3::Hasher,
-    bytes_read: u64,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -130,8 +150,6 @@ impl<R: Read> RecordReader<R> {
             after_cr: false,
             max_record_bytes,
             max_fields: usize::MAX,
-            hasher: blake3::Hasher::new(),
-            bytes_read: 0,
         }
     }
 
@@ -141,27 +159,9 @@ impl<R: Read> RecordReader<R> {
         self
     }
 
-    /// Bytes read from the source so far.
-    pub fn bytes_read(&self) -> u64 {
-        self.bytes_read
-    }
-
-    /// Reads what is left without parsing it, so the hash covers the file.
-    pub fn drain(&mut self) -> Result<(), ReadError> {
-        loop {
-            let n = self.src.read(&mut self.buf)?;
-            if n == 0 {
-                return Ok(());
-            }
-            self.hasher.update(&self.buf[..n]);
-            self.bytes_read += n as u64;
-        }
-    }
-
-    /// The BLAKE3 hash of every byte read so far (call after the last record
-    /// or [`drain`](Self::drain) for the whole file's hash).
-    pub fn content_hash(&self) -> String {
-        self.hasher.finalize().to_hex().to_string()
+    /// The source being read.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.src
     }
 
     fn fill(&mut self) -> Result<(), ReadError> {
@@ -180,8 +180,6 @@ impl<R: Read> RecordReader<R> {
         if n == 0 {
             self.eof = true;
         } else {
-            self.hasher.update(&self.buf[self.filled..self.filled + n]);
-            self.bytes_read += n as u64;
             self.filled += n;
         }
         if !self.started && (self.filled >= UTF8_BOM.len() || self.eof) {
@@ -434,15 +432,5 @@ mod tests {
         let v = all(&input);
         assert_eq!(v[1].2[0].len(), 300_000);
         assert_eq!(v[2].2, vec!["2", "3"]);
-    }
-
-    #[test]
-    fn hash_covers_the_whole_file_after_drain() {
-        let input = b"a,b\n1,2\n";
-        let mut r = RecordReader::new(&input[..], 1 << 20);
-        r.next_record().expect("ok");
-        r.drain().expect("drain");
-        assert_eq!(r.content_hash(), blake3::hash(input).to_hex().to_string());
-        assert_eq!(r.bytes_read(), input.len() as u64);
     }
 }

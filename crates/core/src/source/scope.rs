@@ -15,8 +15,10 @@
 
 use std::path::{Component, Path, PathBuf};
 
-/// The default `--include`: the formats shopstream reads.
-pub const DEFAULT_INCLUDE: &str = "*.csv";
+/// The default `--include` (comma-separated): every format shopstream
+/// reads (see `source::format`), plain or compressed.
+pub const DEFAULT_INCLUDE: &str = "*.csv,*.csv.gz,*.csv.zst,*.jsonl,*.jsonl.gz,*.jsonl.zst,\
+                                   *.ndjson,*.ndjson.gz,*.ndjson.zst";
 
 /// Why an `--include` pattern cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,7 +91,8 @@ impl Include {
 
 impl Default for Include {
     fn default() -> Self {
-        Include::new(&[DEFAULT_INCLUDE]).expect("the default pattern is valid")
+        let patterns: Vec<&str> = DEFAULT_INCLUDE.split(',').collect();
+        Include::new(&patterns).expect("the default patterns are valid")
     }
 }
 
@@ -171,7 +174,19 @@ mod tests {
     #[test]
     fn names_match_at_any_depth_and_paths_below_the_root() {
         let inc = Include::default();
-        for yes in ["a.csv", "2026/11/b.CSV", "sub dir/ünï.csv"] {
+        for yes in [
+            "a.csv",
+            "2026/11/b.CSV",
+            "sub dir/ünï.csv",
+            "a.csv.gz",
+            "a.CSV.ZST",
+            "a.jsonl",
+            "a.jsonl.gz",
+            "a.jsonl.zst",
+            "a.ndjson",
+            "a.ndjson.gz",
+            "a.ndjson.zst",
+        ] {
             assert!(inc.matches(Path::new(yes)), "{yes}");
         }
         for no in [
@@ -180,6 +195,9 @@ mod tests {
             "a.csv.bak",
             "csv",
             "dir.csv/x.txt",
+            "a.gz",
+            "a.json",
+            "a.csv.gz.part",
         ] {
             assert!(!inc.matches(Path::new(no)), "{no}");
         }
