@@ -26,10 +26,11 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::{Buf, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use tokio_postgres::Transaction;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Statement, Transaction};
 use uuid::Uuid;
 
-use super::{copy, stage};
+use super::copy;
 use crate::batch::{RowRef, SortedRows};
 
 /// Bytes sent to the server at a time.
@@ -51,28 +52,29 @@ pub struct TableIds {
 }
 
 impl TableIds {
-    /// Makes sure the filter holds the table as it is now (call under the
-    /// writer lock): reads it again when another loader committed a batch
-    /// since (or it was never read).
-    pub async fn refresh(&mut self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
-        if let Some(through) = self.through {
-            let row = tx
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM data_quality_metrics WHERE batch_id > $1)",
-                    &[&through],
-                )
-                .await?;
-            if !row.get::<_, bool>(0) {
-                return Ok(());
-            }
+    /// Whether the filter must be read (again) before it is used: it never
+    /// was, or another loader committed a batch since (call under the
+    /// writer lock; no round trip when it was never read).
+    pub async fn stale(&self, tx: &Transaction<'_>) -> Result<bool, tokio_postgres::Error> {
+        let Some(through) = self.through else {
+            return Ok(true);
+        };
+        let row = tx
+            .query_typed_one(
+                "SELECT EXISTS (SELECT 1 FROM data_quality_metrics WHERE batch_id > $1)",
+                &[(&through, Type::INT8)],
+            )
+            .await?;
+        let stale = row.get::<_, bool>(0);
+        if stale {
             tracing::info!("another loader wrote to ecommerce_events: reading its ids again");
         }
-        self.read(tx).await
+        Ok(stale)
     }
 
     /// Reads every id of the table (a consistent view: the caller holds
     /// the writer lock).
-    async fn read(&mut self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
+    pub async fn read(&mut self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
         let started = std::time::Instant::now();
         self.ids = Ids::default();
         self.through = None;
@@ -159,6 +161,7 @@ impl TableIds {
 /// adding them to `table`. Adds the rows loaded per file to `loaded`.
 pub async fn copy_run(
     tx: &Transaction<'_>,
+    copy: &Statement,
     run: SortedRows,
     dropped: &HashSet<i32>,
     table: &mut TableIds,
@@ -179,7 +182,7 @@ pub async fn copy_run(
     let known: HashSet<Uuid> = if maybe.is_empty() {
         HashSet::new()
     } else {
-        tx.query(PROBE, &[&maybe])
+        tx.query_typed(PROBE, &[(&maybe, Type::UUID_ARRAY)])
             .await?
             .iter()
             .map(|row| row.get::<_, Uuid>(0))
@@ -192,7 +195,7 @@ pub async fn copy_run(
         table.ids.insert(&r.id);
     }
     let rows = fresh.len();
-    copy_rows(tx, &run, fresh.into_iter(), loaded).await?;
+    copy_rows(tx, copy, &run, fresh.into_iter(), loaded).await?;
     tracing::debug!(
         rows,
         probed = maybe.len(),
@@ -207,11 +210,12 @@ pub async fn copy_run(
 /// One COPY of `rows` (encoded rows of `run`) into the event table.
 async fn copy_rows<'r>(
     tx: &Transaction<'_>,
+    copy: &Statement,
     run: &'r SortedRows,
     rows: impl Iterator<Item = &'r RowRef>,
     loaded: &mut HashMap<i32, u64>,
 ) -> Result<(), tokio_postgres::Error> {
-    let sink = tx.copy_in(&stage::copy_events()).await?;
+    let sink = tx.copy_in(copy).await?;
     let mut sink = std::pin::pin!(sink);
     let mut buf = BytesMut::with_capacity(CHUNK + 4096);
     copy::header(&mut buf);

@@ -32,6 +32,7 @@
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::source::discover::{Candidate, FileId};
@@ -274,6 +275,18 @@ struct Identities {
 }
 
 impl Identities {
+    /// The parameters `$1`..`$6` of [`CANDIDATES`], typed.
+    fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        vec![
+            (&self.paths, Type::TEXT_ARRAY),
+            (&self.sizes, Type::INT8_ARRAY),
+            (&self.mtimes, Type::TIMESTAMPTZ_ARRAY),
+            (&self.devices, Type::INT8_ARRAY),
+            (&self.inodes, Type::INT8_ARRAY),
+            (&self.ctimes, Type::INT8_ARRAY),
+        ]
+    }
+
     fn of(files: &[Candidate]) -> Identities {
         let ids: Vec<_> = files.iter().map(|c| id_columns(c.file_id)).collect();
         Identities {
@@ -297,14 +310,7 @@ pub async fn known(
     files: &[Candidate],
 ) -> Result<Vec<Option<Entry>>, tokio_postgres::Error> {
     let p = Identities::of(files);
-    let rows = client
-        .query(
-            KNOWN.as_str(),
-            &[
-                &p.paths, &p.sizes, &p.mtimes, &p.devices, &p.inodes, &p.ctimes,
-            ],
-        )
-        .await?;
+    let rows = client.query_typed(KNOWN.as_str(), &p.params()).await?;
     let mut out = vec![None; files.len()];
     for r in &rows {
         if let Some(slot) = out.get_mut((r.get::<_, i64>(0) - 1) as usize) {
@@ -333,14 +339,9 @@ pub async fn same_bytes(
     hash: &str,
 ) -> Result<Option<Entry>, tokio_postgres::Error> {
     let p = Identities::of(std::slice::from_ref(file));
-    let row = tx
-        .query_opt(
-            SAME_BYTES.as_str(),
-            &[
-                &p.paths, &p.sizes, &p.mtimes, &p.devices, &p.inodes, &p.ctimes, &hash,
-            ],
-        )
-        .await?;
+    let mut params = p.params();
+    params.push((&hash, Type::TEXT));
+    let row = tx.query_typed_opt(SAME_BYTES.as_str(), &params).await?;
     Ok(row.map(|r| entry(&r, 0)))
 }
 
@@ -351,7 +352,9 @@ pub async fn by_content(
     hash: &str,
     path: &str,
 ) -> Result<Option<ContentRow>, tokio_postgres::Error> {
-    let row = tx.query_opt(BY_CONTENT, &[&hash, &path]).await?;
+    let row = tx
+        .query_typed_opt(BY_CONTENT, &[(&hash, Type::TEXT), (&path, Type::TEXT)])
+        .await?;
     Ok(row.map(|r| {
         let status: String = r.get(1);
         let reason: Option<String> = r.get(2);
@@ -366,29 +369,33 @@ pub async fn by_content(
 /// Writes one delivery's row; returns its id.
 pub async fn insert(tx: &Transaction<'_>, e: &NewEntry<'_>) -> Result<i64, tokio_postgres::Error> {
     let (device, inode, ctime) = id_columns(e.candidate.file_id);
+    let (size, mtime) = (e.candidate.size as i64, time_of_micros(e.candidate.mtime_micros));
+    let counts = [e.rows_read, e.rows_loaded, e.rows_duplicate, e.rows_rejected, e.late]
+        .map(|n| n as i64);
+    let [read, loaded, duplicate, rejected, late] = &counts;
     let row = tx
-        .query_one(
+        .query_typed_one(
             INSERT,
             &[
-                &e.path,
-                &(e.candidate.size as i64),
-                &time_of_micros(e.candidate.mtime_micros),
-                &device,
-                &inode,
-                &ctime,
-                &e.hash,
-                &e.status.as_str(),
-                &e.reason,
-                &e.duplicate_of,
-                &(e.rows_read as i64),
-                &(e.rows_loaded as i64),
-                &(e.rows_duplicate as i64),
-                &(e.rows_rejected as i64),
-                &(e.late as i64),
-                &e.batch_id,
-                &e.layout,
-                &e.unknown_columns,
-                &e.header,
+                (&e.path, Type::TEXT),
+                (&size, Type::INT8),
+                (&mtime, Type::TIMESTAMPTZ),
+                (&device, Type::INT8),
+                (&inode, Type::INT8),
+                (&ctime, Type::INT8),
+                (&e.hash, Type::TEXT),
+                (&e.status.as_str(), Type::TEXT),
+                (&e.reason, Type::TEXT),
+                (&e.duplicate_of, Type::TEXT),
+                (read, Type::INT8),
+                (loaded, Type::INT8),
+                (duplicate, Type::INT8),
+                (rejected, Type::INT8),
+                (late, Type::INT8),
+                (&e.batch_id, Type::INT8),
+                (&e.layout, Type::TEXT),
+                (&e.unknown_columns, Type::TEXT_ARRAY),
+                (&e.header, Type::TEXT_ARRAY),
             ],
         )
         .await?;

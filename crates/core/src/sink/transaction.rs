@@ -37,8 +37,10 @@ use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::{try_join, try_join3, try_join_all};
 use futures_util::SinkExt;
-use tokio_postgres::{Client, CopyInSink, Transaction};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, CopyInSink, Statement, Transaction};
 
 use super::ledger::{self, NewEntry, Status};
 use super::staged::{self, Refused};
@@ -99,43 +101,73 @@ pub fn claim_key(path: &std::path::Path) -> i64 {
     lock_key(&h.finalize().to_hex())
 }
 
-/// Claims, for this transaction, the files no other transaction holds
-/// (`pg_try_advisory_xact_lock` on each path: never waits), then drops
-/// those the ledger has by now. Returns (claimed, left for others).
-async fn claim(
+/// Takes the writer lock and, only once it is held, a batch id (ids in
+/// commit order: see [`dedup::TableIds`]); NULL when another loader holds it.
+const WRITER_THEN_BATCH_ID: &str = "SELECT CASE WHEN pg_try_advisory_xact_lock($1)
+     THEN nextval('shopstream_batch_id_seq') END";
+
+/// Claims each file no other transaction holds (`pg_try_advisory_xact_lock`
+/// on its path: never waits); returns their positions, from 1.
+const CLAIM: &str = "SELECT k.i FROM unnest($1::int8[]) WITH ORDINALITY AS k(key, i)
+     WHERE pg_try_advisory_xact_lock(k.key)";
+
+/// What a batch's first round trip learns (see [`open`]).
+struct Opened {
+    batch_id: i64,
+    /// Per file: claimed here, and not in the ledger.
+    mine: Vec<bool>,
+    /// The filter of the table's ids must be read again.
+    stale: bool,
+    copy_events: Statement,
+    copy_stage: Statement,
+}
+
+/// The batch's first round trip, its statements pipelined: the writer lock
+/// and a batch id, a claim on each file, which of them the ledger has by
+/// now, whether another loader committed since the filter was read, and the
+/// two COPY statements prepared. The server runs them one after the other,
+/// each with a snapshot of its own, so the ledger lookup and the filter
+/// check see everything committed before the locks were taken. `None` when
+/// another loader holds the writer lock.
+async fn open(
     tx: &Transaction<'_>,
-    files: Vec<Candidate>,
-) -> Result<(Vec<Candidate>, Vec<Candidate>), tokio_postgres::Error> {
+    files: &[Candidate],
+    table: &dedup::TableIds,
+) -> Result<Option<Opened>, tokio_postgres::Error> {
     let keys: Vec<i64> = files.iter().map(|c| claim_key(&c.path)).collect();
-    let rows = tx
-        .query(
-            "SELECT k.i FROM unnest($1::int8[]) WITH ORDINALITY AS k(key, i)
-             WHERE pg_try_advisory_xact_lock(k.key)",
-            &[&keys],
-        )
-        .await?;
-    let mut held = vec![false; files.len()];
-    for r in &rows {
-        if let Some(h) = held.get_mut(r.get::<_, i64>(0) as usize - 1) {
-            *h = true;
+    let events_sql = stage::copy_events();
+    let ((lock, claimed, known), (stale, copy_events, copy_stage)) = try_join(
+        try_join3(
+            tx.query_typed_one(WRITER_THEN_BATCH_ID, &[(&WRITER_KEY, Type::INT8)]),
+            tx.query_typed(CLAIM, &[(&keys, Type::INT8_ARRAY)]),
+            ledger::known(tx, files),
+        ),
+        try_join3(
+            table.stale(tx),
+            tx.prepare(&events_sql),
+            tx.prepare(stage::COPY_STAGE),
+        ),
+    )
+    .await?;
+    let Some(batch_id) = lock.get::<_, Option<i64>>(0) else {
+        return Ok(None);
+    };
+    let mut mine = vec![false; files.len()];
+    for r in &claimed {
+        if let Some(m) = mine.get_mut(r.get::<_, i64>(0) as usize - 1) {
+            *m = true;
         }
     }
-    // A statement of its own: its snapshot sees what a loader that held a
-    // claim a moment ago committed.
-    for (h, known) in held.iter_mut().zip(ledger::known(tx, &files).await?) {
-        if known.is_some() {
-            *h = false;
-        }
+    for (m, known) in mine.iter_mut().zip(known) {
+        *m &= known.is_none();
     }
-    let (mut mine, mut others) = (vec![], vec![]);
-    for (c, h) in files.into_iter().zip(held) {
-        if h {
-            mine.push(c);
-        } else {
-            others.push(c);
-        }
-    }
-    Ok((mine, others))
+    Ok(Some(Opened {
+        batch_id,
+        mine,
+        stale,
+        copy_events,
+        copy_stage,
+    }))
 }
 
 /// What [`Batch::begin`] found.
@@ -167,6 +199,13 @@ pub struct Batch<'c> {
     seen_in_batch: HashMap<String, String>,
     /// The COPY into the staging table in progress.
     stage: Option<Pin<Box<CopyInSink<Bytes>>>>,
+    /// Some rows went into the staging table.
+    staged_any: bool,
+    /// The filter of the table's ids must be read again before a run loads.
+    stale: bool,
+    /// The COPY statements, prepared in the first round trip.
+    copy_events: Statement,
+    copy_stage: Statement,
     /// The file whose rows are under the savepoint.
     savepoint: Option<i32>,
     moved: Option<staged::Moved>,
@@ -191,20 +230,33 @@ impl<'c> Batch<'c> {
                 ..BatchReport::default()
             })
         };
-        if !writer_lock(&tx).await? {
-            tx.rollback().await?;
-            tracing::debug!("another loader is writing: its batch first");
-            return Ok(nothing(files));
+        let opened = match open(&tx, &files, table).await? {
+            Some(o) => o,
+            // Another loader is writing: wait for it (bounded), then look
+            // again (the locks this transaction holds are taken again at once).
+            None if wait_for_writer(&tx).await? => match open(&tx, &files, table).await? {
+                Some(o) => o,
+                None => return Ok(nothing(files)),
+            },
+            None => {
+                tx.rollback().await?;
+                tracing::debug!("another loader is writing: its batch first");
+                return Ok(nothing(files));
+            }
+        };
+        let (mut mine, mut elsewhere) = (vec![], vec![]);
+        for (c, m) in files.into_iter().zip(&opened.mine) {
+            if *m {
+                mine.push(c);
+            } else {
+                elsewhere.push(c);
+            }
         }
-        let (files, elsewhere) = claim(&tx, files).await?;
-        if files.is_empty() {
+        if mine.is_empty() {
             tx.rollback().await?;
             return Ok(nothing(elsewhere));
         }
-        let batch_id: i64 = tx
-            .query_one("SELECT nextval('shopstream_batch_id_seq')", &[])
-            .await?
-            .get(0);
+        let (files, batch_id) = (mine, opened.batch_id);
         let route = if staged {
             Route::Staged
         } else {
@@ -224,8 +276,12 @@ impl<'c> Batch<'c> {
             loaded: HashMap::new(),
             seen_in_batch: HashMap::new(),
             stage: None,
+            staged_any: false,
             savepoint: None,
             moved: None,
+            stale: opened.stale,
+            copy_events: opened.copy_events,
+            copy_stage: opened.copy_stage,
         })))
     }
 
@@ -241,8 +297,9 @@ impl<'c> Batch<'c> {
     /// Brings the filter of the table's ids up to date (copy route), while
     /// the reader collects the first run: before the first run is loaded.
     pub async fn plan(&mut self) -> Result<(), SinkError> {
-        if self.route != Route::Staged {
-            self.table.refresh(&self.tx).await?;
+        if self.route != Route::Staged && self.stale {
+            self.table.read(&self.tx).await?;
+            self.stale = false;
         }
         Ok(())
     }
@@ -256,7 +313,8 @@ impl<'c> Batch<'c> {
         match chunk {
             Chunk::Stage(_) => {}
             Chunk::Rows(run) => {
-                dedup::copy_run(&self.tx, run, &self.dropped, self.table, &mut self.loaded).await?;
+                let (copy, loaded) = (&self.copy_events, &mut self.loaded);
+                dedup::copy_run(&self.tx, copy, run, &self.dropped, self.table, loaded).await?;
             }
             Chunk::Savepoint(file_no) => {
                 self.tx.batch_execute("SAVEPOINT shopstream_file").await?;
@@ -268,7 +326,8 @@ impl<'c> Batch<'c> {
     }
     async fn stage_rows(&mut self, bytes: Bytes) -> Result<(), tokio_postgres::Error> {
         if self.stage.is_none() {
-            let mut sink = Box::pin(self.tx.copy_in(stage::COPY_STAGE).await?);
+            let mut sink = Box::pin(self.tx.copy_in(&self.copy_stage).await?);
+            self.staged_any = true;
             let mut header = BytesMut::new();
             copy::header(&mut header);
             sink.feed(header.freeze()).await?;
@@ -411,18 +470,8 @@ impl Batch<'_> {
             }
             mark_refused(&self.tx, &paths, &m.refused, &raw).await?;
         }
-        self.tx
-            .execute(
-                "INSERT INTO dead_letter_events
-                   (batch_id, source_file, source_line, raw_line, event_id, error_codes, errors,
-                    source_layout)
-                 SELECT $2, ($1::text[])[file_no], source_line, raw_line, raw_event_id, error_codes,
-                        errors, ($3::text[])[file_no]
-                 FROM shopstream_stage WHERE NOT ok",
-                &[&paths, &self.batch_id, &layouts],
-            )
+        self.record(&mut report, &refused_by_file, &paths, &layouts)
             .await?;
-        self.record(&mut report, &refused_by_file).await?;
         debug_pause_before_commit().await;
         self.tx.commit().await?;
         self.table.committed(self.batch_id);
@@ -431,56 +480,138 @@ impl Batch<'_> {
         Ok(report)
     }
 
-    /// Each file's ledger row and the batch's quality row.
+    /// The dead letters, each file's ledger row and the batch's quality
+    /// row, their statements pipelined (one round trip).
     async fn record(
         &mut self,
         report: &mut BatchReport,
         refused_by_file: &HashMap<i32, u64>,
+        paths: &[String],
+        layouts: &[Option<&str>],
     ) -> Result<(), tokio_postgres::Error> {
         let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+        let mut files = vec![];
         for (r, status, id) in std::mem::take(&mut self.results) {
             let mut fr = empty_report(&r, status, id);
             let refused = refused_by_file.get(&r.file_no).copied().unwrap_or(0);
             let loaded = self.loaded.get(&r.file_no).copied().unwrap_or(0);
             count_rows(&mut fr, &r.outcome, loaded, refused, &mut codes);
-            if let Some(status) = ledger_status(&fr.status) {
-                fr.ledger_id = Some(insert_ledger(&self.tx, &r, &fr, status, self.batch_id).await?);
+            if ledger_status(&fr.status).is_some() {
                 report.rows_read += fr.rows_read;
                 report.rows_loaded += fr.rows_loaded;
                 report.rows_duplicate += fr.rows_duplicate;
                 report.rows_rejected += fr.rows_rejected;
                 report.late += fr.late;
             }
+            files.push((r, fr));
+        }
+        let recorded = files
+            .iter()
+            .filter(|(_, fr)| ledger_status(&fr.status).is_some())
+            .count() as i32;
+        let quality = Quality::of(report, recorded, &codes);
+        let ledger_rows = files.iter().filter_map(|(r, fr)| {
+            let status = ledger_status(&fr.status)?;
+            Some(insert_ledger(&self.tx, r, fr, status, self.batch_id))
+        });
+        let (ids, ..) = try_join3(
+            try_join_all(ledger_rows),
+            quality.insert(&self.tx, self.batch_id, self.started_at),
+            async {
+                match self.staged_any {
+                    true => insert_dead_letters(&self.tx, paths, self.batch_id, layouts).await,
+                    false => Ok(0),
+                }
+            },
+        )
+        .await?;
+        let mut ids = ids.into_iter();
+        for (_, mut fr) in files {
+            if ledger_status(&fr.status).is_some() {
+                fr.ledger_id = ids.next();
+            }
             report.files.push(fr);
         }
-        let files = report
-            .files
-            .iter()
-            .filter(|f| ledger_status(&f.status).is_some())
-            .count() as i32;
-        let rows_valid = (report.rows_loaded + report.rows_duplicate) as i64;
-        let validity: Option<f64> =
-            (report.rows_read > 0).then(|| rows_valid as f64 / report.rows_read as f64);
-        self.tx
-            .execute(
-                INSERT_QUALITY,
-                &[
-                    &self.batch_id,
-                    &self.started_at,
-                    &files,
-                    &(report.rows_read as i64),
-                    &rows_valid,
-                    &(report.rows_loaded as i64),
-                    &(report.rows_duplicate as i64),
-                    &(report.rows_rejected as i64),
-                    &validity,
-                    &(report.late as i64),
-                    &serde_json::to_string(&codes).unwrap_or_else(|_| "{}".into()),
-                ],
-            )
-            .await?;
         report.rejects_by_code = codes;
         Ok(())
+    }
+}
+
+/// The staged rows that are dead letters, into `dead_letter_events`.
+async fn insert_dead_letters(
+    tx: &Transaction<'_>,
+    paths: &[String],
+    batch_id: i64,
+    layouts: &[Option<&str>],
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute_typed(
+        "INSERT INTO dead_letter_events
+           (batch_id, source_file, source_line, raw_line, event_id, error_codes, errors,
+            source_layout)
+         SELECT $2, ($1::text[])[file_no], source_line, raw_line, raw_event_id, error_codes,
+                errors, ($3::text[])[file_no]
+         FROM shopstream_stage WHERE NOT ok",
+        &[
+            (&paths, Type::TEXT_ARRAY),
+            (&batch_id, Type::INT8),
+            (&layouts, Type::TEXT_ARRAY),
+        ],
+    )
+    .await
+}
+
+/// The batch's quality row (see [`INSERT_QUALITY`]).
+struct Quality {
+    files: i32,
+    counts: [i64; 6],
+    validity: Option<f64>,
+    codes: String,
+}
+
+impl Quality {
+    fn of(report: &BatchReport, files: i32, codes: &BTreeMap<String, u64>) -> Quality {
+        let rows_valid = report.rows_loaded + report.rows_duplicate;
+        Quality {
+            files,
+            counts: [
+                report.rows_read,
+                rows_valid,
+                report.rows_loaded,
+                report.rows_duplicate,
+                report.rows_rejected,
+                report.late,
+            ]
+            .map(|n| n as i64),
+            validity: (report.rows_read > 0)
+                .then(|| rows_valid as f64 / report.rows_read as f64),
+            codes: serde_json::to_string(codes).unwrap_or_else(|_| "{}".into()),
+        }
+    }
+
+    async fn insert(
+        &self,
+        tx: &Transaction<'_>,
+        batch_id: i64,
+        started_at: SystemTime,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let [read, valid, loaded, duplicate, rejected, late] = &self.counts;
+        tx.execute_typed(
+            INSERT_QUALITY,
+            &[
+                (&batch_id, Type::INT8),
+                (&started_at, Type::TIMESTAMPTZ),
+                (&self.files, Type::INT4),
+                (read, Type::INT8),
+                (valid, Type::INT8),
+                (loaded, Type::INT8),
+                (duplicate, Type::INT8),
+                (rejected, Type::INT8),
+                (&self.validity, Type::FLOAT8),
+                (late, Type::INT8),
+                (&self.codes, Type::TEXT),
+            ],
+        )
+        .await
     }
 }
 
@@ -579,15 +710,9 @@ async fn mark_refused(
     Ok(())
 }
 
-/// Takes the writer lock (see the module docs): false when another loader
-/// held it for longer than [`WRITER_WAIT`].
-async fn writer_lock(tx: &Transaction<'_>) -> Result<bool, tokio_postgres::Error> {
-    let row = tx
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&WRITER_KEY])
-        .await?;
-    if row.get::<_, bool>(0) {
-        return Ok(true);
-    }
+/// Waits for the writer lock (see the module docs): false when another
+/// loader held it for longer than [`WRITER_WAIT`].
+async fn wait_for_writer(tx: &Transaction<'_>) -> Result<bool, tokio_postgres::Error> {
     let wait = format!("{}ms", WRITER_WAIT.as_millis());
     let before: String = tx
         .query_one(
@@ -643,15 +768,33 @@ async fn decide(
         FileOutcome::Rejected { hash, .. } => hash.as_deref(),
         _ => None,
     };
+    // Both lookups in one round trip (pipelined), each only when needed.
+    let fresh_content = match &r.outcome {
+        FileOutcome::Parsed(p) if !seen_in_batch.contains_key(&p.hash) => Some(p.hash.as_str()),
+        _ => None,
+    };
+    let (same_bytes, by_content) = try_join(
+        async {
+            match (hash, r.candidate.file_id) {
+                (Some(h), Some(_)) => ledger::same_bytes(tx, &r.candidate, h).await,
+                _ => Ok(None),
+            }
+        },
+        async {
+            match fresh_content {
+                Some(h) => ledger::by_content(tx, h, path).await,
+                None => Ok(None),
+            }
+        },
+    )
+    .await?;
     // Only its ctime changed (a chmod, a link another loader's archive or
     // quarantine makes before removing it): the delivery the ledger has.
-    if let (Some(h), Some(_)) = (hash, r.candidate.file_id) {
-        if let Some(e) = ledger::same_bytes(tx, &r.candidate, h).await? {
-            let status = FileStatus::AlreadyDone {
-                rejected: e.rejected,
-            };
-            return Ok((status, Some(e.id)));
-        }
+    if let Some(e) = same_bytes {
+        let status = FileStatus::AlreadyDone {
+            rejected: e.rejected,
+        };
+        return Ok((status, Some(e.id)));
     }
     let status = match &r.outcome {
         FileOutcome::Changed => FileStatus::Changed,
@@ -688,7 +831,7 @@ async fn decide(
             if let Some(first) = seen_in_batch.get(&p.hash) {
                 FileStatus::Duplicate { of: first.clone() }
             } else {
-                match ledger::by_content(tx, &p.hash, path).await? {
+                match by_content {
                     // Loaded before, under this path or another. Content
                     // only ever rejected is read again under today's rules
                     // and layouts (a limit raised, a setting changed): it
