@@ -5,8 +5,9 @@
 //! COPY layout, without the start that every row of a file shares: that
 //! is held once per file, see [`RowsBuilder::start_file`]) in file and line
 //! order; [`RowsBuilder::take`] sorts them by
-//! event id (stably, so among copies of one id the earliest file and line
-//! comes first) and hands them over as [`SortedRows`]. A primary key takes
+//! event id, then reading order (so among copies of one id the earliest
+//! file and line comes first), in place, and hands them over as
+//! [`SortedRows`]. A run's size counts its index as well as its bytes. A primary key takes
 //! rows sorted in large runs at about half the cost of rows in random order
 //! (BENCHMARKS.md, "What the server pays for dedup"), which pays for the
 //! duplicate check.
@@ -172,9 +173,9 @@ impl RowsBuilder {
         });
     }
 
-    /// Bytes held.
+    /// Bytes held: the encoded rows and their index.
     pub fn bytes(&self) -> usize {
-        self.arena.len()
+        self.arena.len() + self.rows.len() * std::mem::size_of::<RowRef>()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -198,11 +199,18 @@ impl RowsBuilder {
         next.extend_from_slice(self.arena.get(end..).unwrap_or_default());
         let mut arena = std::mem::replace(&mut self.arena, next);
         arena.truncate(end);
-        let mut rows: Vec<RowRef> = self.rows.drain(..n).collect();
+        // A whole run hands over its index; the next one starts a new one.
+        let mut rows: Vec<RowRef> = if n == self.rows.len() {
+            std::mem::replace(&mut self.rows, Vec::with_capacity(n))
+        } else {
+            self.rows.drain(..n).collect()
+        };
         for r in &mut self.rows {
             r.start -= end as u32;
         }
-        rows.sort_by_key(|r| r.id);
+        // By id, then reading order (offsets grow as rows are read): the
+        // first copy of an id comes first. In place, no buffer of its own.
+        rows.sort_unstable_by_key(|r| (r.id, r.start));
         SortedRows {
             arena: arena.freeze(),
             rows,
@@ -286,6 +294,15 @@ mod tests {
             ]
         );
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_runs_size_counts_its_index_as_well_as_its_bytes() {
+        let mut b = RowsBuilder::default();
+        for n in 0..10 {
+            b.push(id(n), 1, |buf| buf.extend_from_slice(&[n; 4]));
+        }
+        assert_eq!(b.bytes(), 10 * 4 + 10 * std::mem::size_of::<RowRef>());
     }
 
     #[test]

@@ -98,9 +98,10 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 30;
 
 /// Staging rows sent at a time.
 const CHUNK: usize = 256 * 1024;
-/// Encoded events collected into one sorted run (copy route): large runs
-/// make the primary key's inserts cheap (see [`crate::batch::rows`]).
-pub const RUN_BYTES: usize = 16 << 20;
+/// Encoded events and their index collected into one sorted run (copy
+/// route): large runs make the primary key's inserts cheap (see
+/// [`crate::batch::rows`]).
+pub const RUN_BYTES: usize = 14 << 20;
 
 /// Why a batch's parsing stopped before its end (the batch is abandoned
 /// and, by the caller, retried).
