@@ -391,9 +391,7 @@ fn main() -> ExitCode {
         Command::Demo { .. }
         | Command::Bench { .. }
         | Command::Status { .. }
-        | Command::Check(_) => {
-            tracing::Level::WARN
-        }
+        | Command::Check(_) => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     };
     let level = cli.log_level.unwrap_or(default_level);

@@ -295,7 +295,9 @@ fn report(files: Vec<FileCheck>, unlisted: &[String], capped: bool) -> CheckRepo
         ));
     }
     for dir in unlisted {
-        notes.push(format!("no input file in {dir} (as --include selects them)"));
+        notes.push(format!(
+            "no input file in {dir} (as --include selects them)"
+        ));
     }
     CheckReport {
         verdict,

@@ -105,7 +105,10 @@ impl FileCheck {
 }
 
 fn format_of(path: &std::path::Path) -> String {
-    Format::of(path).suffix().trim_start_matches('.').to_string()
+    Format::of(path)
+        .suffix()
+        .trim_start_matches('.')
+        .to_string()
 }
 
 /// The file being read.
