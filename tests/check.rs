@@ -183,6 +183,27 @@ fn invalid_rows_exit_1_with_file_line_and_column_of_the_first_failures() {
 }
 
 #[test]
+fn a_second_copy_of_a_file_is_a_duplicate_file_not_more_dead_letters() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("in");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let body = format!("{V1}\n{}\n,U,view,P,1,2026-01-10T11:00:00Z\n", row(1));
+    std::fs::write(dir.join("a.csv"), &body).expect("write");
+    std::fs::write(dir.join("zz-copy.csv"), &body).expect("write");
+    let (code, report) = check_json(&[dir.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(file(&report, "a.csv")["verdict"], "dead_letters");
+    let copy = file(&report, "zz-copy.csv");
+    assert_eq!(copy["verdict"], "clean", "{copy:#}");
+    let note = format!(
+        "same content as {}: run counts the whole file a duplicate (no row loaded, no dead \
+         letter)",
+        dir.join("a.csv").display()
+    );
+    assert_eq!(copy["note"], Value::from(note));
+}
+
+#[test]
 fn a_bad_header_or_a_decompression_bomb_exits_2_with_the_reason_and_code() {
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("in");

@@ -107,12 +107,12 @@ impl CheckError {
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Every row would load (or be counted a duplicate).
-    Clean,
+    Clean = 0,
     /// Some rows would be dead letters; the rest would load.
-    DeadLetters,
+    DeadLetters = 1,
     /// The whole file would be rejected and quarantined, or it cannot be
     /// read.
-    Rejected,
+    Rejected = 2,
 }
 
 impl Verdict {

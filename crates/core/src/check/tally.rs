@@ -133,6 +133,8 @@ pub(super) struct Tally {
     current: Current,
     /// Ids of files that would load.
     ids: HashSet<[u8; 16]>,
+    /// Most ids kept ([`ID_CAP`]).
+    cap: usize,
     capped: bool,
     /// Content hashes of files that would load, with their path.
     hashes: HashMap<String, String>,
@@ -152,6 +154,7 @@ impl Tally {
             done: vec![],
             current: Current::default(),
             ids: HashSet::new(),
+            cap: ID_CAP,
             capped: false,
             hashes: HashMap::new(),
             progress,
@@ -183,7 +186,7 @@ impl Tally {
         if self.ids.contains(&id) || self.current.ids.contains(&id) {
             return true;
         }
-        if self.ids.len() + self.current.ids.len() >= ID_CAP {
+        if self.ids.len() + self.current.ids.len() >= self.cap {
             self.capped = true;
         } else {
             self.current.ids.insert(id);
@@ -219,18 +222,20 @@ impl Tally {
                 debug_assert_eq!((p.rows_valid, p.rows_rejected), (c.valid, c.invalid));
                 f.unknown_columns = p.unknown_columns;
                 match self.hashes.get(&p.hash) {
+                    // Nothing of it would load, nor be a dead letter.
                     Some(first) => {
                         f.note = Some(format!(
-                            "same content as {first}: run counts the whole file a duplicate"
+                            "same content as {first}: run counts the whole file a duplicate \
+                             (no row loaded, no dead letter)"
                         ));
                     }
                     None => {
                         self.hashes.insert(p.hash, f.path.clone());
                         self.ids.extend(c.ids);
+                        if f.rows_invalid > 0 {
+                            f.verdict = Verdict::DeadLetters;
+                        }
                     }
-                }
-                if f.rows_invalid > 0 {
-                    f.verdict = Verdict::DeadLetters;
                 }
                 return f;
             }
@@ -312,5 +317,48 @@ impl Verdicts for Tally {
 
     fn end(&mut self) -> Result<(), Aborted> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::ParsedFile;
+
+    fn result(outcome: FileOutcome) -> FileResult {
+        FileResult {
+            file_no: 1,
+            candidate: Candidate {
+                path: "in/a.csv".into(),
+                size: 1,
+                mtime_micros: 0,
+                file_id: None,
+            },
+            outcome,
+        }
+    }
+
+    #[test]
+    fn ids_repeat_across_files_that_load_and_stop_being_kept_at_the_cap() {
+        let mut t = Tally::new(5, 0);
+        t.cap = 3;
+        assert!(!t.seen([1; 16]) && t.seen([1; 16]), "within a file");
+        // A rejected file's ids are forgotten: run loads none of them.
+        let rejected = FileOutcome::Rejected {
+            hash: None,
+            reason: "x".into(),
+        };
+        t.file_read(result(rejected)).expect("settled");
+        assert!(!t.seen([1; 16]) && !t.seen([2; 16]));
+        let parsed = FileOutcome::Parsed(ParsedFile::default());
+        t.file_read(result(parsed)).expect("settled");
+        assert!(t.seen([1; 16]) && t.seen([2; 16]), "across files");
+        assert!(!t.seen([3; 16]) && !t.capped);
+        // The fourth id is past the cap: counted new, not kept.
+        assert!(!t.seen([4; 16]) && t.capped);
+        assert!(!t.seen([4; 16]));
+        let (files, capped) = t.finish();
+        assert_eq!(files.len(), 2);
+        assert!(capped);
     }
 }
