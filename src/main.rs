@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use shopstream::bench::BenchArgs;
+use shopstream::check::{CheckArgs, CheckError};
 use shopstream::db::connect::{Database, DbArgs, DbError};
 use shopstream::db::roles::{self, RoleArgs};
 use shopstream::deadletters::{ListArgs, ReplayArgs};
@@ -43,7 +44,7 @@ use shopstream::status::StatusArgs;
 `shopstream COMMAND -h` shows one line per option, `--help` the details.")]
 struct Cli {
     /// Log level: error, warn, info, debug or trace [default: info; warn for
-    /// `demo`, `bench` and `status`, which print their own lines].
+    /// `demo`, `bench`, `status` and `check`, which print their own lines].
     #[arg(long, global = true, env = "SHOPSTREAM_LOG", help_heading = "Logging")]
     log_level: Option<tracing::Level>,
 
@@ -144,6 +145,18 @@ enum Command {
         #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
+    /// Dry run: read files or folders as `run` would, without any database,
+    /// and tell per file what would become of it.
+    ///
+    /// Per file: its format and detected layout, rows read, valid and
+    /// invalid, the reason codes with counts, the first failing lines
+    /// (file:line, column, message), event ids repeated within the checked
+    /// files (not an error: run counts them duplicates), and whether the
+    /// whole file would be rejected. Same options as `run` for reading and
+    /// validation. Exit 0 when every file would load cleanly, 1 when some
+    /// row would be a dead letter, 2 when some file would be rejected.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(Box<CheckArgs>),
     /// List the rows validation (or the database) refused, or replay them
     /// under today's rules, layouts and limits.
     #[command(after_help = DEAD_LETTERS_EXAMPLES)]
@@ -281,6 +294,10 @@ const STATUS_EXAMPLES: &str = "Examples:
   shopstream status --input ./incoming                    files waiting, last commit, validity
   shopstream status --endpoint http://127.0.0.1:9898      and the loader's breaker and last error
   shopstream status --format json || page-on-call         exit 1 degraded, 2 down";
+const CHECK_EXAMPLES: &str = "Examples:
+  shopstream check ./sample-export/                  every file run would take, as a table
+  shopstream check day.csv.gz events.jsonl --show 20
+  shopstream check ./in --max-reject-ratio 0.5 --format json | jq '.files[] | select(.verdict != \"clean\")'";
 const DEAD_LETTERS_EXAMPLES: &str = "Examples:
   shopstream dead-letters list --code extreme_price --since 24h
   shopstream dead-letters replay --max-price 50000 --dry-run     what a raised limit would load
@@ -320,6 +337,7 @@ impl Command {
                 what: DeadLettersCommand::List { db, .. } | DeadLettersCommand::Replay { db, .. },
             } => out.extend(db.secrets()),
             Command::Generate(_)
+            | Command::Check(_)
             | Command::Schema { .. }
             | Command::Completions { .. }
             | Command::Man { .. }
@@ -370,9 +388,10 @@ fn main() -> ExitCode {
         redact::register(&secret);
     }
     let default_level = match cli.command {
-        Command::Demo { .. } | Command::Bench { .. } | Command::Status { .. } => {
-            tracing::Level::WARN
-        }
+        Command::Demo { .. }
+        | Command::Bench { .. }
+        | Command::Status { .. }
+        | Command::Check(_) => tracing::Level::WARN,
         _ => tracing::Level::INFO,
     };
     let level = cli.log_level.unwrap_or(default_level);
@@ -481,6 +500,8 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
                 .is_some_and(PipelineError::is_config)
             || c.downcast_ref::<shopstream::requeue::RequeueError>()
                 .is_some_and(shopstream::requeue::RequeueError::is_config)
+            || c.downcast_ref::<CheckError>()
+                .is_some_and(CheckError::is_config)
     });
     if config {
         ExitCode::from(2)
@@ -681,6 +702,16 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let found = shopstream::status::status(&status, &db).await;
             print_out(&shopstream::status::render(&found, status.format)?)?;
             return Ok(ExitCode::from(found.exit_code));
+        }
+        Command::Check(args) => {
+            // No database: the files are read as `run` reads them, off the
+            // async runtime.
+            let format = args.format;
+            let report = tokio::task::spawn_blocking(move || shopstream::check::check(&args))
+                .await
+                .context("the check stopped")??;
+            print_out(&shopstream::check::render(&report, format)?)?;
+            return Ok(ExitCode::from(report.exit_code));
         }
         Command::DeadLetters { what } => dead_letters(what).await?,
         Command::Requeue { requeue, db } => {

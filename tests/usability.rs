@@ -63,8 +63,8 @@ fn every_size_option_takes_units() {
     ])
     .expect("sizes with units parse");
     assert_eq!(cli.run.batch_max_bytes, 256 << 20);
-    assert_eq!(cli.run.max_line_bytes, 64 << 10);
-    assert_eq!(cli.run.max_file_bytes, 3 << 29);
+    assert_eq!(cli.run.read.max_line_bytes, 64 << 10);
+    assert_eq!(cli.run.read.max_file_bytes, 3 << 29);
     let plain = RunCli::try_parse_from(["run", "--batch-max-bytes", "1000"]).expect("bytes");
     assert_eq!(plain.run.batch_max_bytes, 1000);
     let default = RunCli::try_parse_from(["run"]).expect("defaults");

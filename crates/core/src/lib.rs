@@ -18,6 +18,7 @@
 //! * [`schema`]: the registry of layouts (versions v1–v3 and the seed systems).
 //! * [`pipeline`]: wires source → validate → sink and owns batching and shutdown.
 //! * [`report`]: the analytics views printed as tables, JSON or CSV (read only).
+//! * [`check`]: `shopstream check`, a dry run of the reader and validator on files (no database).
 //! * [`status`]: `shopstream status`, the on-call summary and its exit code (read only).
 //! * [`deadletters`]: `shopstream dead-letters list|replay`, rejected rows read back and replayed.
 //! * [`requeue`]: `shopstream requeue`, quarantined files moved back into the input.
@@ -26,6 +27,7 @@
 //! * [`shutdown`]: the signal every long-running stage listens to.
 
 pub mod batch;
+pub mod check;
 pub mod db;
 pub mod deadletters;
 pub mod event;

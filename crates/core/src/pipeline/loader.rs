@@ -113,8 +113,8 @@ impl<'a> Loader<'a> {
             archive: args.archive_dir.clone(),
             quarantine: args.quarantine_dir.clone(),
             full_relist: Duration::from_secs_f64(args.full_relist_secs),
-            include: Include::new(&args.include)?,
-            read_timeout: Duration::from_secs_f64(args.read_timeout_secs),
+            include: Include::new(&args.read.include)?,
+            read_timeout: args.read.read_timeout(),
         })?;
         let source = input.source();
         cfg.input_root = std::fs::canonicalize(&args.input).ok().map(Arc::from);

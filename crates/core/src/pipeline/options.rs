@@ -39,16 +39,8 @@ pub struct RunArgs {
     #[arg(help_heading = "Input", long, short, env = "SHOPSTREAM_INPUT", default_value = "./incoming", value_parser = parse_work_folder)]
     pub input: PathBuf,
 
-    /// Which files are input: a glob pattern (repeatable, or
-    /// comma-separated). A pattern without `/` matches the file name at any
-    /// depth (`*.csv`), one with `/` the path below the input
-    /// (`2026/**/*.csv`); case is ignored. Other files are never read,
-    /// moved or quarantined. The default takes every format shopstream
-    /// reads: CSV (`.csv`) and JSON Lines (`.jsonl`, `.ndjson`), each also
-    /// gzip- or zstd-compressed (`.gz`, `.zst`); the name tells the format,
-    /// and any other name is read as CSV.
-    #[arg(help_heading = "Input", long, env = "SHOPSTREAM_INCLUDE", default_value = DEFAULT_INCLUDE, value_delimiter = ',', value_name = "GLOB", value_parser = parse_include)]
-    pub include: Vec<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
 
     /// Load every file present, then exit 0 (backfills, cron, benchmarks).
     #[arg(help_heading = "Input", long, env = "SHOPSTREAM_ONCE")]
@@ -118,32 +110,6 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub rules: RuleArgs,
-
-    /// Longest accepted CSV record (bytes, or with a unit: 64K, 1MiB; units
-    /// are 1024-based); a longer one rejects its file. A longer JSON Lines
-    /// line is a `malformed_json` dead letter. At least 1.
-    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value = "1MiB", value_name = "SIZE", value_parser = parse_limit_usize)]
-    pub max_line_bytes: usize,
-
-    /// Most fields in one CSV record, the header included; a record with
-    /// more rejects its file (the CSV is not what it claims to be). A JSON
-    /// Lines object with more keys is a `malformed_json` dead letter.
-    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_COLUMNS", default_value_t = DEFAULT_MAX_FIELDS, value_name = "N", value_parser = parse_max_columns)]
-    pub max_columns: usize,
-
-    /// Largest accepted file (bytes, or with a unit: 512M, 2GiB); a larger
-    /// one is rejected and quarantined without being read. A compressed
-    /// file is also rejected once its content decompresses past it (reading
-    /// stops there: a decompression bomb costs no more). At least 1.
-    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_FILE_BYTES", default_value = "4GiB", value_name = "SIZE", value_parser = parse_limit)]
-    pub max_file_bytes: u64,
-
-    /// Longest wait, in seconds, for opening an input file or for one read
-    /// of it. A file that stalls longer (a hung network mount) is given up
-    /// for now, neither recorded nor moved, and tried again later; the
-    /// other files and batches go on.
-    #[arg(help_heading = "Input", long, env = "SHOPSTREAM_READ_TIMEOUT_SECS", default_value_t = DEFAULT_READ_TIMEOUT.as_secs_f64(), value_name = "S", value_parser = parse_read_timeout)]
-    pub read_timeout_secs: f64,
 
     /// Seconds before the first retry after a failed batch or a lost
     /// database; each further retry waits --retry-factor times longer (±20%
@@ -217,6 +183,88 @@ pub struct RunArgs {
     /// Not / or a system folder.
     #[arg(help_heading = "After load", long, env = "SHOPSTREAM_QUARANTINE_DIR", value_parser = parse_work_folder)]
     pub quarantine_dir: Option<PathBuf>,
+}
+
+/// How input files are picked and read, shared by `run` and `check` (so
+/// a dry run reads exactly what and how the loader would).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReadArgs {
+    /// Which files are input: a glob pattern (repeatable, or
+    /// comma-separated). A pattern without `/` matches the file name at any
+    /// depth (`*.csv`), one with `/` the path below the input
+    /// (`2026/**/*.csv`); case is ignored. Other files are never read,
+    /// moved or quarantined. The default takes every format shopstream
+    /// reads: CSV (`.csv`) and JSON Lines (`.jsonl`, `.ndjson`), each also
+    /// gzip- or zstd-compressed (`.gz`, `.zst`); the name tells the format,
+    /// and any other name is read as CSV.
+    #[arg(help_heading = "Input", long, env = "SHOPSTREAM_INCLUDE", default_value = DEFAULT_INCLUDE, value_delimiter = ',', value_name = "GLOB", value_parser = parse_include)]
+    pub include: Vec<String>,
+
+    /// Longest wait, in seconds, for opening an input file or for one read
+    /// of it. A file that stalls longer (a hung network mount) is given up
+    /// for now, neither recorded nor moved, and tried again later; the
+    /// other files and batches go on.
+    #[arg(help_heading = "Input", long, env = "SHOPSTREAM_READ_TIMEOUT_SECS", default_value_t = DEFAULT_READ_TIMEOUT.as_secs_f64(), value_name = "S", value_parser = parse_read_timeout)]
+    pub read_timeout_secs: f64,
+
+    /// Longest accepted CSV record (bytes, or with a unit: 64K, 1MiB; units
+    /// are 1024-based); a longer one rejects its file. A longer JSON Lines
+    /// line is a `malformed_json` dead letter. At least 1.
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_LINE_BYTES", default_value = "1MiB", value_name = "SIZE", value_parser = parse_limit_usize)]
+    pub max_line_bytes: usize,
+
+    /// Most fields in one CSV record, the header included; a record with
+    /// more rejects its file (the CSV is not what it claims to be). A JSON
+    /// Lines object with more keys is a `malformed_json` dead letter.
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_COLUMNS", default_value_t = DEFAULT_MAX_FIELDS, value_name = "N", value_parser = parse_max_columns)]
+    pub max_columns: usize,
+
+    /// Largest accepted file (bytes, or with a unit: 512M, 2GiB); a larger
+    /// one is rejected and quarantined without being read. A compressed
+    /// file is also rejected once its content decompresses past it (reading
+    /// stops there: a decompression bomb costs no more). At least 1.
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_FILE_BYTES", default_value = "4GiB", value_name = "SIZE", value_parser = parse_limit)]
+    pub max_file_bytes: u64,
+
+    /// Reject a whole file when more than this share of its rows fail
+    /// validation (0.5: more than half), a number above 0 and at most 1:
+    /// it is quarantined with reason code `too_many_rejects` and the
+    /// counts, nothing of it loaded and none of its rows dead-lettered (a
+    /// file that is mostly garbage is a broken export, not bad events). A
+    /// file without rows is never rejected by it. [default: no limit]
+    #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_MAX_REJECT_RATIO", value_name = "R", value_parser = parse_reject_ratio)]
+    pub max_reject_ratio: Option<f64>,
+}
+
+impl ReadArgs {
+    /// How rows are read and judged, under `rules`.
+    pub fn parse_config(&self, rules: &RuleArgs) -> Result<ParseConfig, PipelineError> {
+        Ok(ParseConfig {
+            rules: rules.rules()?,
+            max_record_bytes: self.max_line_bytes,
+            max_fields: self.max_columns,
+            max_file_bytes: self.max_file_bytes,
+            unknown_columns: rules.unknown_columns,
+            input_root: None,
+            read_timeout: self.read_timeout(),
+            max_reject_ratio: self.max_reject_ratio,
+        })
+    }
+
+    /// `--read-timeout-secs` as a duration.
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.read_timeout_secs)
+    }
+}
+
+/// `--max-reject-ratio`: above 0 and at most 1.
+fn parse_reject_ratio(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1.0 => Ok(r),
+        _ => Err(format!(
+            "{text:?} is not a share of rows above 0 and at most 1 (0.5: more than half)"
+        )),
+    }
 }
 
 /// The validation rules of a row, shared by `run` and `dead-letters
@@ -458,15 +506,7 @@ impl RunArgs {
     }
 
     pub fn parse_config(&self) -> Result<ParseConfig, PipelineError> {
-        Ok(ParseConfig {
-            rules: self.rules.rules()?,
-            max_record_bytes: self.max_line_bytes,
-            max_fields: self.max_columns,
-            max_file_bytes: self.max_file_bytes,
-            unknown_columns: self.rules.unknown_columns,
-            input_root: None,
-            read_timeout: Duration::from_secs_f64(self.read_timeout_secs),
-        })
+        self.read.parse_config(&self.rules)
     }
 }
 
@@ -509,8 +549,8 @@ impl RunArgs {
             archive: self.archive_dir.clone(),
             quarantine: self.quarantine_dir.clone(),
             full_relist: Duration::from_secs_f64(self.full_relist_secs),
-            include: Include::new(&self.include)?,
-            read_timeout: Duration::from_secs_f64(self.read_timeout_secs),
+            include: Include::new(&self.read.include)?,
+            read_timeout: self.read.read_timeout(),
         })?;
         Ok(())
     }

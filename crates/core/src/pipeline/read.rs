@@ -11,8 +11,13 @@
 //! run holding its rows (except under a savepoint, for a file larger than a
 //! run), exactly how many rows it read, accepted and rejected (by code), the
 //! content hash, and whether the whole file must be rejected (unreadable,
-//! bad header, over-long record, a broken or oversized compressed stream)
-//! or retried (changed while being read).
+//! bad header, over-long record, a broken or oversized compressed stream,
+//! more failing rows than `--max-reject-ratio` allows) or retried (changed
+//! while being read).
+//!
+//! Where the judged rows go is a [`Verdicts`]: the batch's chunks (above,
+//! for `run`) or, through [`read_files`], any other consumer, such as the
+//! counts of `shopstream check`, which reads exactly as `run` does.
 //!
 //! Files are opened through [`Source`], so a folder's files and a store's
 //! objects are read the same way; a store read that fails in transit aborts
@@ -53,7 +58,7 @@ use crate::source::layout::{Layout, UnknownColumns};
 use crate::source::reader::{Record, RecordReader};
 use crate::source::size::human;
 use crate::source::store::OpenError;
-use crate::validate::{validate, Failure, RawFields, Rules};
+use crate::validate::{validate, Failure, RawFields, Rules, ValidEvent};
 
 /// How rows are read and judged.
 #[derive(Debug, Clone)]
@@ -75,6 +80,9 @@ pub struct ParseConfig {
     /// Longest wait for one read (or the open) of a folder's file; a file
     /// that stalls longer is tried again later (`--read-timeout-secs`).
     pub read_timeout: Duration,
+    /// A file where more than this share of the rows fail validation is
+    /// rejected as a whole (`--max-reject-ratio`); `None`: no limit.
+    pub max_reject_ratio: Option<f64>,
 }
 
 impl Default for ParseConfig {
@@ -87,6 +95,7 @@ impl Default for ParseConfig {
             unknown_columns: UnknownColumns::Keep,
             input_root: None,
             read_timeout: DEFAULT_READ_TIMEOUT,
+            max_reject_ratio: None,
         }
     }
 }
@@ -150,24 +159,120 @@ pub fn read_batch_from(
         slot: None,
         rows: RowsBuilder::default(),
         stage: BytesMut::with_capacity(CHUNK * 2),
+        json: Vec::new(),
         savepoint: None,
     };
+    read_files(source, files, cfg, &mut output)
+}
+
+/// Reads `files` one after the other and hands every judged row, then each
+/// file's result, to `verdicts`. File numbers start at 1, in the order of
+/// `files`. The one reading path of `run` and `check`.
+pub fn read_files<V: Verdicts>(
+    source: &Source,
+    files: &[Candidate],
+    cfg: &ParseConfig,
+    verdicts: &mut V,
+) -> Result<(), Aborted> {
     for (i, file) in files.iter().enumerate() {
         let file_no = i as i32 + 1;
-        let outcome = parse_file(source, file, file_no, cfg, &mut output)?;
-        output.flush_stage()?;
-        output.send(Chunk::File(FileResult {
+        let outcome = parse_file(source, file, file_no, cfg, verdicts)?;
+        verdicts.file_read(FileResult {
             file_no,
             candidate: file.clone(),
             outcome,
-        }))?;
+        })?;
     }
-    if !output.rows.is_empty() {
-        let rows = output.rows.take_all();
-        let slot = output.slot.take();
-        output.send_rows(rows, slot)?;
+    verdicts.end()
+}
+
+/// Where the reader's judgements go, in reading order: per file its rows'
+/// start, each row valid or failed, then the file's result.
+pub trait Verdicts {
+    /// File `file_no`'s rows begin, in `layout` (known from its header or
+    /// first object).
+    fn file_rows(&mut self, file_no: i32, file: &Candidate, layout: &Layout);
+    /// A row that passed validation (`extra`: its `extra` JSON, if any).
+    fn valid(
+        &mut self,
+        file_no: i32,
+        line: u64,
+        ev: &ValidEvent<'_>,
+        extra: Option<&[u8]>,
+    ) -> Result<(), Aborted>;
+    /// A row that failed every rule in `fails`, a dead letter-to-be: its
+    /// text as read and its event id when it has one.
+    fn failed(
+        &mut self,
+        file_no: i32,
+        line: u64,
+        raw_line: &str,
+        event_id: Option<&str>,
+        fails: &[Failure],
+    ) -> Result<(), Aborted>;
+    /// A file is read to its end or given up on: what it turned out to be.
+    fn file_read(&mut self, result: FileResult) -> Result<(), Aborted>;
+    /// The last file is done.
+    fn end(&mut self) -> Result<(), Aborted>;
+}
+
+impl Verdicts for Output<'_> {
+    fn file_rows(&mut self, file_no: i32, file: &Candidate, layout: &Layout) {
+        let source_file = file.path.display().to_string();
+        let origin = Origin {
+            source_file: &source_file,
+            batch_id: match self.route {
+                Route::Copy { batch_id } => batch_id,
+                Route::Staged => 0,
+            },
+            layout: layout.id.as_str(),
+        };
+        self.start_file(file_no, &origin);
     }
-    Ok(())
+
+    fn valid(
+        &mut self,
+        file_no: i32,
+        line: u64,
+        ev: &ValidEvent<'_>,
+        extra: Option<&[u8]>,
+    ) -> Result<(), Aborted> {
+        Output::valid(self, file_no, line, ev, extra)
+    }
+
+    fn failed(
+        &mut self,
+        file_no: i32,
+        line: u64,
+        raw_line: &str,
+        event_id: Option<&str>,
+        fails: &[Failure],
+    ) -> Result<(), Aborted> {
+        stage::encode_rejected(
+            &mut self.stage,
+            &mut self.json,
+            file_no,
+            line,
+            raw_line,
+            event_id,
+            fails,
+        );
+        self.staged()
+    }
+
+    fn file_read(&mut self, result: FileResult) -> Result<(), Aborted> {
+        self.flush_stage()?;
+        self.send(Chunk::File(result))
+    }
+
+    fn end(&mut self) -> Result<(), Aborted> {
+        if !self.rows.is_empty() {
+            let rows = self.rows.take_all();
+            let slot = self.slot.take();
+            self.send_rows(rows, slot)?;
+        }
+        Ok(())
+    }
 }
 
 /// Routes encoded rows into chunks (see the module docs).
@@ -180,6 +285,8 @@ struct Output<'a> {
     /// The copy route's run being collected.
     rows: RowsBuilder,
     stage: BytesMut,
+    /// The dead letters' errors as JSON (reused between rows).
+    json: Vec<u8>,
     /// The file under a savepoint (see [`Chunk::Savepoint`]).
     savepoint: Option<i32>,
 }
@@ -198,7 +305,7 @@ impl Output<'_> {
         &mut self,
         file_no: i32,
         line: u64,
-        ev: &crate::validate::ValidEvent<'_>,
+        ev: &ValidEvent<'_>,
         extra: Option<&[u8]>,
     ) -> Result<(), Aborted> {
         if self.route == Route::Staged {
@@ -284,12 +391,12 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-fn parse_file(
+fn parse_file<V: Verdicts>(
     source: &Source,
     file: &Candidate,
     file_no: i32,
     cfg: &ParseConfig,
-    out: &mut Output<'_>,
+    out: &mut V,
 ) -> Result<FileOutcome, Aborted> {
     if file.size > cfg.max_file_bytes {
         return Ok(FileOutcome::Rejected {
@@ -342,13 +449,13 @@ struct Listed<'a> {
 type Content = Decoded<std::io::Take<Box<dyn std::io::Read + Send>>>;
 
 /// Reads one opened file to the end (see [`parse_file`]).
-fn read_file(
+fn read_file<V: Verdicts>(
     listed: &Listed<'_>,
     f: Box<dyn std::io::Read + Send>,
     file: &Candidate,
     file_no: i32,
     cfg: &ParseConfig,
-    out: &mut Output<'_>,
+    out: &mut V,
 ) -> Result<FileOutcome, Aborted> {
     let format = Format::of(&file.path);
     let content = match open_content(f, file, format, cfg.max_file_bytes) {
@@ -390,12 +497,12 @@ fn open_content(
 }
 
 /// Reads a CSV file's header and rows: what it held, or its rejection.
-fn read_csv(
+fn read_csv<V: Verdicts>(
     content: Content,
     file: &Candidate,
     file_no: i32,
     cfg: &ParseConfig,
-    out: &mut Output<'_>,
+    out: &mut V,
 ) -> Result<Result<ParsedFile, FileOutcome>, Aborted> {
     let mut reader =
         RecordReader::new(content, cfg.max_record_bytes).with_max_fields(cfg.max_fields);
@@ -469,13 +576,13 @@ fn log_unknown(file: &Candidate, layout: &Layout, cfg: &ParseConfig) {
 
 /// Validates and encodes every data row into `out`, counting into `stats`.
 /// The inner error is a record that cannot be read (the file is rejected).
-fn read_rows(
+fn read_rows<V: Verdicts>(
     reader: &mut RecordReader<Content>,
     layout: &Layout,
     file: &Candidate,
     file_no: i32,
     cfg: &ParseConfig,
-    out: &mut Output<'_>,
+    out: &mut V,
     stats: &mut ParsedFile,
 ) -> Result<Result<(), crate::source::reader::ReadError>, Aborted> {
     let mut judge = Judge::new(file_no, cfg);
@@ -503,7 +610,6 @@ struct Judge<'c> {
     file_no: i32,
     cfg: &'c ParseConfig,
     now: i64,
-    json: Vec<u8>,
     extra: Vec<u8>,
     ids: DerivedIds,
 }
@@ -514,24 +620,14 @@ impl<'c> Judge<'c> {
             file_no,
             cfg,
             now: now_micros(),
-            json: Vec::new(),
             extra: Vec::new(),
             ids: DerivedIds::default(),
         }
     }
 
-    /// The file's rows begin, in `layout` (see [`Output::start_file`]).
-    fn start_file(&self, file: &Candidate, layout: &Layout, out: &mut Output<'_>) {
-        let source_file = file.path.display().to_string();
-        let origin = Origin {
-            source_file: &source_file,
-            batch_id: match out.route {
-                Route::Copy { batch_id } => batch_id,
-                Route::Staged => 0,
-            },
-            layout: layout.id.as_str(),
-        };
-        out.start_file(self.file_no, &origin);
+    /// The file's rows begin, in `layout` (see [`Verdicts::file_rows`]).
+    fn start_file(&self, file: &Candidate, layout: &Layout, out: &mut impl Verdicts) {
+        out.file_rows(self.file_no, file, layout);
     }
 
     /// Validates one record and sends it on.
@@ -540,7 +636,7 @@ impl<'c> Judge<'c> {
         rec: &Record<'_>,
         layout: &Layout,
         extra: Extra<'_>,
-        out: &mut Output<'_>,
+        out: &mut impl Verdicts,
         stats: &mut ParsedFile,
     ) -> Result<(), Aborted> {
         let (now, rules) = (self.now, &self.cfg.rules);
@@ -595,31 +691,21 @@ impl<'c> Judge<'c> {
         }
     }
 
-    /// Stages a row that failed `fails` as a dead letter.
+    /// Hands on a row that failed `fails`: a dead letter.
     fn dead_letter(
         &mut self,
         line: u64,
         raw: &[u8],
         event_id: Option<&str>,
         fails: &[Failure],
-        out: &mut Output<'_>,
+        out: &mut impl Verdicts,
         stats: &mut ParsedFile,
     ) -> Result<(), Aborted> {
         stats.rows_rejected += 1;
         for f in fails {
             *stats.rejects_by_code.entry(f.code).or_default() += 1;
         }
-        let raw_line = clean_text(raw);
-        stage::encode_rejected(
-            &mut out.stage,
-            &mut self.json,
-            self.file_no,
-            line,
-            &raw_line,
-            event_id,
-            fails,
-        );
-        out.staged()
+        out.failed(self.file_no, line, &clean_text(raw), event_id, fails)
     }
 }
 
@@ -663,7 +749,28 @@ fn after_reading(
             .to_string(),
         };
     }
+    if let Some(reason) = too_many_rejects(&stats, cfg.max_reject_ratio) {
+        return FileOutcome::Rejected {
+            hash: Some(stats.hash),
+            reason,
+        };
+    }
     FileOutcome::Parsed(stats)
+}
+
+/// The reason to reject a whole file whose failing rows are more than
+/// `limit` of its rows (`--max-reject-ratio`), if they are. A file without
+/// rows is never rejected by this rule.
+pub fn too_many_rejects(stats: &ParsedFile, limit: Option<f64>) -> Option<String> {
+    let limit = limit?;
+    let (failed, read) = (stats.rows_rejected, stats.rows_read);
+    if read == 0 || failed as f64 <= limit * read as f64 {
+        return None;
+    }
+    Some(format!(
+        "{failed} of {read} rows ({:.1}%) failed validation, more than --max-reject-ratio {limit}",
+        failed as f64 * 100.0 / read as f64
+    ))
 }
 
 /// The raw text of the records starting on `lines` of `file` (for rows the
@@ -921,6 +1028,91 @@ mod tests {
             FileOutcome::Rejected { reason, .. } => reason,
             other => panic!("expected a rejection, got {other:?}"),
         }
+    }
+
+    fn counts(rows_rejected: u64, rows_read: u64) -> ParsedFile {
+        ParsedFile {
+            rows_read,
+            rows_rejected,
+            ..ParsedFile::default()
+        }
+    }
+
+    #[test]
+    fn the_reject_limit_counts_more_than_its_share_and_never_an_empty_file() {
+        assert_eq!(
+            too_many_rejects(&counts(612, 1000), Some(0.5)).as_deref(),
+            Some("612 of 1000 rows (61.2%) failed validation, more than --max-reject-ratio 0.5")
+        );
+        assert_eq!(too_many_rejects(&counts(500, 1000), Some(0.5)), None);
+        assert_eq!(too_many_rejects(&counts(612, 1000), None), None);
+        assert_eq!(too_many_rejects(&counts(0, 0), Some(0.1)), None);
+        assert_eq!(too_many_rejects(&counts(10, 10), Some(1.0)), None);
+        assert!(too_many_rejects(&counts(1, 10), Some(0.05)).is_some());
+    }
+
+    /// The chunks `files` make on the copy route, in order: `S` a
+    /// savepoint, `R` a run, `D` staged dead letters, and each file's
+    /// outcome.
+    fn copy_route(files: &[Candidate], cfg: &ParseConfig) -> (String, Vec<FileOutcome>) {
+        let (tx, mut rx) = mpsc::channel(8);
+        let drain = std::thread::spawn(move || {
+            let (mut kinds, mut outcomes) = (String::new(), vec![]);
+            while let Some(chunk) = rx.blocking_recv() {
+                match chunk {
+                    Chunk::Savepoint(_) => kinds.push('S'),
+                    Chunk::Rows(_) => kinds.push('R'),
+                    Chunk::Stage(_) => kinds.push('D'),
+                    Chunk::File(r) => {
+                        kinds.push('F');
+                        outcomes.push(r.outcome);
+                    }
+                }
+            }
+            (kinds, outcomes)
+        });
+        let route = Route::Copy { batch_id: 1 };
+        read_batch_from(&folder(), files, cfg, route, &RunSlots::new(2, 0), &tx).expect("read");
+        drop(tx);
+        drain.join().expect("drain")
+    }
+
+    #[test]
+    fn a_file_over_the_reject_limit_is_rejected_whole_even_when_larger_than_a_run() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // 20 000 valid rows of 1 KiB of `extra` each (more than a run),
+        // and 25 000 failing rows: 55.6% of the rows fail.
+        let note = "n".repeat(1024);
+        let mut text = format!("{},note\n", V1.trim_end());
+        for i in 0..45_000u32 {
+            if i % 9 < 4 {
+                text.push_str(&format!(
+                    "0b6f1c2e-5d4a-4c3b-9a1e-{i:012x},u1,view,p1,,2026-01-02 03:04:05,{note}\n"
+                ));
+            } else {
+                text.push_str(",u1,view,p1,,2026-01-02 03:04:05,\n");
+            }
+        }
+        let big = write(d.path(), "big.csv", text.as_bytes());
+        let cfg = ParseConfig {
+            max_reject_ratio: Some(0.5),
+            ..ParseConfig::default()
+        };
+        let (kinds, outcomes) = copy_route(std::slice::from_ref(&big), &cfg);
+        // Its first run went under a savepoint before its outcome.
+        let (savepoint, file) = (kinds.find('S'), kinds.find('F'));
+        assert!(savepoint.is_some() && savepoint < file, "{kinds}");
+        assert!(kinds[..file.unwrap_or(0)].contains('R'), "{kinds}");
+        assert_eq!(
+            reason(outcomes.into_iter().next().expect("one file")),
+            "25000 of 45000 rows (55.6%) failed validation, more than --max-reject-ratio 0.5"
+        );
+        // Without the limit it is read as before.
+        let (_, outcomes) = copy_route(&[big], &ParseConfig::default());
+        assert!(
+            matches!(&outcomes[0], FileOutcome::Parsed(p) if p.rows_rejected == 25_000),
+            "{outcomes:?}"
+        );
     }
 
     #[test]

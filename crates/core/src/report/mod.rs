@@ -20,7 +20,7 @@
 mod render;
 mod sections;
 
-pub use render::{render, Format};
+pub use render::{aligned, render, Format};
 pub use sections::{Column, Kind, Section};
 
 use tokio_postgres::Client;

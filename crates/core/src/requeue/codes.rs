@@ -19,6 +19,8 @@ pub enum FileCode {
     TooManyColumns,
     /// Columns the layout does not know, with --unknown-columns reject.
     UnknownColumns,
+    /// More of its rows failed validation than --max-reject-ratio allows.
+    TooManyRejects,
     /// A header naming a column twice.
     DuplicateColumn,
     /// A header matching no known layout.
@@ -41,6 +43,7 @@ const PHRASES: &[(FileCode, &[&str])] = &[
     (FileCode::LineTooLong, &["--max-line-bytes"]),
     (FileCode::TooManyColumns, &["--max-columns"]),
     (FileCode::UnknownColumns, &["--unknown-columns reject"]),
+    (FileCode::TooManyRejects, &["--max-reject-ratio"]),
     (FileCode::DuplicateColumn, &["more than once"]),
     (FileCode::UnknownLayout, &["matches no known layout"]),
     (
@@ -79,6 +82,7 @@ impl FileCode {
             FileCode::LineTooLong => "line_too_long",
             FileCode::TooManyColumns => "too_many_columns",
             FileCode::UnknownColumns => "unknown_columns",
+            FileCode::TooManyRejects => "too_many_rejects",
             FileCode::DuplicateColumn => "duplicate_column",
             FileCode::UnknownLayout => "unknown_layout",
             FileCode::Empty => "empty",
@@ -93,9 +97,19 @@ impl FileCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::ParsedFile;
+    use crate::pipeline::read::too_many_rejects;
     use crate::schema::LayoutId;
     use crate::source::layout::LayoutError;
     use crate::source::reader::ReadError;
+
+    fn counts(rows_rejected: u64, rows_read: u64) -> ParsedFile {
+        ParsedFile {
+            rows_read,
+            rows_rejected,
+            ..ParsedFile::default()
+        }
+    }
 
     #[test]
     fn the_loaders_own_reasons_get_their_codes() {
@@ -148,6 +162,10 @@ mod tests {
             (
                 "the file has a header but no data rows".into(),
                 FileCode::Empty,
+            ),
+            (
+                too_many_rejects(&counts(612, 1000), Some(0.5)).expect("over the limit"),
+                FileCode::TooManyRejects,
             ),
             ("something new".into(), FileCode::Other),
         ];

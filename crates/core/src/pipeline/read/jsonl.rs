@@ -11,7 +11,7 @@
 //!
 //! It never talks to the database and never moves or deletes files.
 
-use super::{finish_stats, log_unknown, reject_read, Aborted, Content, Extra, Judge, Output};
+use super::{finish_stats, log_unknown, reject_read, Aborted, Content, Extra, Judge, Verdicts};
 use super::{FileOutcome, ParseConfig, ParsedFile};
 use crate::event::{Field, RuleCode};
 use crate::source::discover::Candidate;
@@ -19,12 +19,12 @@ use crate::source::jsonl::{JsonLine, JsonlReader};
 use crate::validate::Failure;
 
 /// Reads a JSON Lines file's rows: what it held, or its rejection.
-pub(super) fn read_jsonl(
+pub(super) fn read_jsonl<V: Verdicts>(
     content: Content,
     file: &Candidate,
     file_no: i32,
     cfg: &ParseConfig,
-    out: &mut Output<'_>,
+    out: &mut V,
 ) -> Result<Result<ParsedFile, FileOutcome>, Aborted> {
     let mut reader = JsonlReader::new(
         content,
