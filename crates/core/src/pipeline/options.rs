@@ -12,6 +12,7 @@ use super::read::{ParseConfig, DEFAULT_MAX_FIELDS};
 use crate::db::migrate::MigrateError;
 use crate::db::retry::Backoff;
 use crate::observe::alerts::{AlertArgs, AlertError};
+use crate::schema::declared::{DeclaredError, LayoutsArgs};
 use crate::source::bounded::DEFAULT_READ_TIMEOUT;
 use crate::source::dispose::AfterLoad;
 use crate::source::input::{Input, InputConfig, InputError};
@@ -276,6 +277,9 @@ pub struct RuleArgs {
     /// objects or arrays (kept in `extra` as written).
     #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
     pub unknown_columns: UnknownColumns,
+
+    #[command(flatten, next_help_heading = "Validation")]
+    pub layouts: LayoutsArgs,
 }
 
 impl RuleArgs {
@@ -294,7 +298,14 @@ impl RuleArgs {
             max_age_micros: self
                 .max_event_age
                 .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            forms: crate::validate::Forms::default(),
         })
+    }
+
+    /// The built-in layouts plus those of `--layouts` (read and checked
+    /// once per process).
+    pub fn registry(&self) -> Result<crate::schema::Registry, PipelineError> {
+        Ok(self.layouts.registry()?)
     }
 }
 
@@ -370,6 +381,8 @@ pub enum PipelineError {
     Alerts(#[from] AlertError),
     #[error(transparent)]
     Scope(#[from] ScopeError),
+    #[error(transparent)]
+    Layouts(#[from] DeclaredError),
 }
 
 impl PipelineError {
@@ -379,7 +392,8 @@ impl PipelineError {
             PipelineError::MaxPrice(_)
             | PipelineError::Relist
             | PipelineError::Retry
-            | PipelineError::Breaker => true,
+            | PipelineError::Breaker
+            | PipelineError::Layouts(_) => true,
             PipelineError::Db(e) => e.is_config(),
             // A schema newer than this binary can follow: upgrade it.
             PipelineError::Migrate(MigrateError::TooNew { .. }) => true,
@@ -464,6 +478,7 @@ impl RunArgs {
             max_fields: self.max_columns,
             max_file_bytes: self.max_file_bytes,
             unknown_columns: self.rules.unknown_columns,
+            layouts: self.rules.registry()?,
             input_root: None,
             read_timeout: Duration::from_secs_f64(self.read_timeout_secs),
         })
