@@ -361,10 +361,12 @@ enum SchemaCommand {
     /// check, edit and pass to --layouts.
     ///
     /// The delimiter is the one that splits the header into most fields.
-    /// Each column is guessed from its name (a canonical column, or a
-    /// column of a known layout), else from the first rows' values: UUIDs
-    /// are event_id, times event_time (with their format), numbers with two
-    /// decimals price (a decimal comma noted); anything else goes to extra.
+    /// Each column is guessed from its name (a canonical column, a column
+    /// of a known layout, or a common one such as customer, sku or
+    /// amount), else from the first rows' values: UUIDs
+    /// are event_id, times event_time (with their format), event types
+    /// event_type, numbers with two decimals price (a decimal comma noted);
+    /// anything else goes to extra.
     Init {
         /// A sample file of the layout (plain CSV).
         file: std::path::PathBuf,

@@ -4,10 +4,12 @@
 //!
 //! The delimiter is the one of `,` `;` tab `|` that splits the header into
 //! the most fields. Each column is guessed on its own: a header name that
-//! is a canonical column or a column name of a known layout maps to that
+//! is a canonical column, a column name of a known layout or a common
+//! synonym ([`SYNONYMS`]: `customer`, `sku`, `amount`, …) maps to that
 //! column; otherwise the sample values decide (all of them non-empty ones
 //! of the first [`SAMPLE_ROWS`] rows): UUIDs → `event_id`, times →
-//! `event_time` (with the format found), numbers with two decimals →
+//! `event_time` (with the format found), event types (`view`, …) →
+//! `event_type`, numbers with two decimals →
 //! `price` (a decimal comma noted); anything else, or a canonical column
 //! already taken, → `extra`. It only reads the sample; it never writes.
 
@@ -15,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{Registry, Target};
-use crate::event::Field;
+use crate::event::{EventType, Field};
 use crate::source::layout::{Layout, UnknownColumns};
 use crate::source::reader::{split_fields, RecordReader};
 use crate::validate::parse::{parse_timestamp, TimeFormat};
@@ -40,6 +42,27 @@ const TIME_FORMATS: [&str; 12] = [
     "%Y/%m/%d %H:%M:%S",
     "%Y/%m/%d %H:%M",
     "%d.%m.%Y %H:%M:%S%.f",
+];
+
+/// Common header names of canonical columns in shop exports (ASCII case
+/// ignored), besides the canonical names and the known layouts' columns.
+const SYNONYMS: [(&str, Field); 16] = [
+    ("customer", Field::UserId),
+    ("customer_id", Field::UserId),
+    ("client_id", Field::UserId),
+    ("session", Field::SessionId),
+    ("type", Field::EventType),
+    ("event", Field::EventType),
+    ("sku", Field::ProductId),
+    ("item", Field::ProductId),
+    ("item_id", Field::ProductId),
+    ("amount", Field::Price),
+    ("unit_price", Field::Price),
+    ("qty", Field::Quantity),
+    ("country", Field::GeoCountry),
+    ("city", Field::GeoCity),
+    ("created_at", Field::EventTime),
+    ("occurred_at", Field::EventTime),
 ];
 
 /// Why no layout could be written.
@@ -119,6 +142,9 @@ fn by_name(name: &str, registry: Registry) -> Option<Field> {
     if let Some(f) = Field::from_header(name) {
         return Some(f);
     }
+    if let Some((_, f)) = SYNONYMS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+        return Some(*f);
+    }
     registry.all().find_map(|l| {
         l.spec().columns.iter().find_map(|c| {
             let named = c.names().any(|n| n.eq_ignore_ascii_case(name));
@@ -179,6 +205,9 @@ fn by_values(values: &[String]) -> Option<Field> {
     }
     if time_form(values).is_some() {
         return Some(Field::EventTime);
+    }
+    if values.iter().all(|v| EventType::parse(v).is_some()) {
+        return Some(Field::EventType);
     }
     if decimal_form(values).is_some() {
         return Some(Field::Price);
@@ -335,6 +364,7 @@ mod tests {
         note_forms(Field::Price, &prices, &mut looks);
         assert!(looks.decimal_comma);
         assert_eq!(by_values(&v(&["2026-01-02T03:04:05Z"])), Some(Field::EventTime));
+        assert_eq!(by_values(&v(&["View", "purchase"])), Some(Field::EventType));
         assert_eq!(by_values(&v(&["12", "x"])), None);
         assert_eq!(by_values(&[]), None);
     }
@@ -345,6 +375,7 @@ mod tests {
         assert_eq!(by_name("Timestamp", r), Some(Field::EventTime));
         assert_eq!(by_name("product", r), Some(Field::ProductId));
         assert_eq!(by_name("price", r), Some(Field::Price));
+        assert_eq!(by_name("SKU", r), Some(Field::ProductId));
         assert_eq!(by_name("Artikel", r), None);
         assert_eq!(layout_name(Path::new("/x/Shop Export.2026.csv")), "Shop_Export");
         assert_eq!(layout_name(Path::new("v1.csv")), "v1_layout");

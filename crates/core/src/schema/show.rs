@@ -297,9 +297,14 @@ pub fn show(id: LayoutRef, format: Format) -> String {
 fn read_text(r: &ReadJson) -> String {
     let mut out = String::new();
     if r.delimiter != "," || r.quote != "\"" {
+        let shown = |c: &str| match c {
+            "\t" => "tab".to_string(),
+            c => format!("'{c}'"),
+        };
         out.push_str(&format!(
-            "fields separated by {:?}, quoted with {:?}\n",
-            r.delimiter, r.quote
+            "fields separated by {}, quoted with {}\n",
+            shown(&r.delimiter),
+            shown(&r.quote)
         ));
     }
     if r.decimal == "," {
