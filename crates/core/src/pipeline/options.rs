@@ -278,7 +278,7 @@ pub struct RuleArgs {
     #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
     pub unknown_columns: UnknownColumns,
 
-    #[command(flatten, next_help_heading = "Validation")]
+    #[command(flatten)]
     pub layouts: LayoutsArgs,
 }
 

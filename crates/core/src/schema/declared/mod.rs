@@ -34,7 +34,7 @@ pub struct LayoutsArgs {
     /// ambiguous stops shopstream at start (exit 2) with its file, line
     /// and key. See docs/layouts.md; `shopstream schema init FILE.csv`
     /// writes one to start from.
-    #[arg(long = "layouts", env = "SHOPSTREAM_LAYOUTS", value_delimiter = ',', value_name = "PATH")]
+    #[arg(help_heading = "Input", long = "layouts", env = "SHOPSTREAM_LAYOUTS", value_delimiter = ',', value_name = "PATH")]
     pub layouts: Vec<PathBuf>,
 }
 
