@@ -757,7 +757,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 fn schema(what: SchemaCommand) -> anyhow::Result<()> {
     use shopstream::schema::{init, show};
     match what {
-        SchemaCommand::List { format, layouts } => print_out(&show::list(layouts.registry()?, format)),
+        SchemaCommand::List { format, layouts } => {
+            print_out(&show::list(layouts.registry()?, format))
+        }
         SchemaCommand::Show {
             layout,
             format,

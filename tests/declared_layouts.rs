@@ -80,7 +80,17 @@ fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
 
 /// (status, layout, rows_read, rows_loaded, rows_rejected, reason) of
 /// every ledger row, by file name.
-async fn ledger(db: &TestDb) -> Vec<(String, String, Option<String>, i64, i64, i64, Option<String>)> {
+async fn ledger(
+    db: &TestDb,
+) -> Vec<(
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+)> {
     db.client()
         .await
         .query(
@@ -92,7 +102,17 @@ async fn ledger(db: &TestDb) -> Vec<(String, String, Option<String>, i64, i64, i
         .await
         .expect("ledger")
         .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get(2),
+                r.get(3),
+                r.get(4),
+                r.get(5),
+                r.get(6),
+            )
+        })
         .collect()
 }
 
@@ -111,13 +131,23 @@ async fn a_shop_export_with_its_own_names_semicolons_decimal_commas_and_berlin_t
         "event_id,user_id,event_type,product_id,price,event_time\n\
          5e6f7081-0000-4000-8000-0000000000a1,U1,purchase,P1,3.00,2026-01-03T00:00:00Z\n",
     );
-    load_once(&db, &input, &["--layouts", layouts.to_str().expect("utf-8")]);
+    load_once(
+        &db,
+        &input,
+        &["--layouts", layouts.to_str().expect("utf-8")],
+    );
 
     let files = ledger(&db).await;
     assert_eq!(files.len(), 2);
     let (_, status, layout, read, loaded, rejected, _) = &files[0];
     assert_eq!(
-        (status.as_str(), layout.as_deref(), *read, *loaded, *rejected),
+        (
+            status.as_str(),
+            layout.as_deref(),
+            *read,
+            *loaded,
+            *rejected
+        ),
         ("loaded", Some("shopx"), 4, 2, 2)
     );
     assert_eq!((files[1].2.as_deref(), files[1].4), (Some("v1"), 1));
@@ -134,13 +164,21 @@ async fn a_shop_export_with_its_own_names_semicolons_decimal_commas_and_berlin_t
         .await
         .expect("the purchase");
     assert_eq!(r.get::<_, String>(0), "shopx");
-    assert_eq!(r.get::<_, Option<String>>(1).as_deref(), Some("K-17"), "an alias");
+    assert_eq!(
+        r.get::<_, Option<String>>(1).as_deref(),
+        Some("K-17"),
+        "an alias"
+    );
     assert_eq!(r.get::<_, String>(2), "purchase");
     assert_eq!(r.get::<_, String>(3), "A-100");
     assert_eq!(r.get::<_, f64>(4), 12.5, "12,50 with a decimal comma");
     assert_eq!(r.get::<_, i32>(5), 2);
     assert_eq!(r.get::<_, String>(6), "25.00");
-    assert_eq!(r.get::<_, Option<String>>(7).as_deref(), Some("b2b"), "a default");
+    assert_eq!(
+        r.get::<_, Option<String>>(7).as_deref(),
+        Some("b2b"),
+        "a default"
+    );
     assert_eq!(
         r.get::<_, String>(8),
         "2026-01-03 13:30:00",
@@ -163,7 +201,11 @@ async fn a_shop_export_with_its_own_names_semicolons_decimal_commas_and_berlin_t
     assert_eq!(r.get::<_, Option<String>>(0), None);
     assert_eq!(r.get::<_, i32>(1), 0);
     assert_eq!(r.get::<_, String>(2), "2025-07-01 07:05", "summer (+02:00)");
-    assert_eq!(r.get::<_, Option<String>>(3).as_deref(), Some("Köln; Nord"), "quoted ;");
+    assert_eq!(
+        r.get::<_, Option<String>>(3).as_deref(),
+        Some("Köln; Nord"),
+        "quoted ;"
+    );
 
     let dead = c
         .query(
@@ -173,8 +215,10 @@ async fn a_shop_export_with_its_own_names_semicolons_decimal_commas_and_berlin_t
         )
         .await
         .expect("dead letters");
-    let got: Vec<(i64, Vec<String>, Option<String>)> =
-        dead.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let got: Vec<(i64, Vec<String>, Option<String>)> = dead
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     let shopx = Some("shopx".to_string());
     assert_eq!(
         got,
@@ -184,9 +228,15 @@ async fn a_shop_export_with_its_own_names_semicolons_decimal_commas_and_berlin_t
         ]
     );
     let raw: String = dead[0].get(3);
-    assert!(raw.starts_with("5e6f7081-0000-4000-8000-000000000003;K-19;"), "{raw}");
+    assert!(
+        raw.starts_with("5e6f7081-0000-4000-8000-000000000003;K-19;"),
+        "{raw}"
+    );
     let header: Vec<String> = c
-        .query_one("SELECT header FROM ingested_files WHERE layout = 'shopx'", &[])
+        .query_one(
+            "SELECT header FROM ingested_files WHERE layout = 'shopx'",
+            &[],
+        )
         .await
         .expect("header")
         .get(0);
@@ -223,9 +273,16 @@ async fn a_wrong_declared_layout_stops_shopstream_at_start_with_file_line_and_ke
     let input = tmp.path().join("in");
     write(&input, "export.csv", EXPORT);
     let v1 = "name = \"mine\"\n".to_string()
-        + &["event_id", "user_id", "event_type", "product_id", "price", "event_time"]
-            .map(|c| format!("[[column]]\nname = \"{c}\"\nto = \"{c}\"\n"))
-            .concat();
+        + &[
+            "event_id",
+            "user_id",
+            "event_type",
+            "product_id",
+            "price",
+            "event_time",
+        ]
+        .map(|c| format!("[[column]]\nname = \"{c}\"\nto = \"{c}\"\n"))
+        .concat();
     for (name, text, expect) in [
         (
             "unknown_column.toml",
@@ -251,10 +308,19 @@ async fn a_wrong_declared_layout_stops_shopstream_at_start_with_file_line_and_ke
         let path = write(tmp.path(), name, &text);
         let path = path.to_str().expect("utf-8");
         let stderr = refused(&[
-            "run", "--once", "--database-url", &db.url, "--input",
-            input.to_str().expect("utf-8"), "--layouts", path,
+            "run",
+            "--once",
+            "--database-url",
+            &db.url,
+            "--input",
+            input.to_str().expect("utf-8"),
+            "--layouts",
+            path,
         ]);
-        assert!(stderr.contains(&format!("{}/{expect}", tmp.path().display())), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{}/{expect}", tmp.path().display())),
+            "{stderr}"
+        );
         let stderr = refused(&["schema", "list", "--layouts", path]);
         assert!(stderr.contains(expect), "{stderr}");
     }
@@ -276,7 +342,10 @@ fn schema_list_and_show_include_declared_layouts() {
         .lines()
         .find(|l| l.starts_with("shopx "))
         .unwrap_or_else(|| panic!("{list}"));
-    assert!(line.contains("declared") && line.contains(toml) && line.contains("Shop X"), "{line}");
+    assert!(
+        line.contains("declared") && line.contains(toml) && line.contains("Shop X"),
+        "{line}"
+    );
     assert!(list.contains("v3 (current)"), "{list}");
     let json: Value = serde_json::from_str(&run_ok(
         shopstream()
@@ -340,7 +409,12 @@ async fn schema_init_writes_a_layout_that_parses_back_and_loads_its_sample() {
     load_once(&db, &input, &["--layouts", path]);
     let files = ledger(&db).await;
     assert_eq!(
-        (files[0].1.as_str(), files[0].2.as_deref(), files[0].3, files[0].4),
+        (
+            files[0].1.as_str(),
+            files[0].2.as_deref(),
+            files[0].3,
+            files[0].4
+        ),
         ("loaded", Some("sample"), 3, 3)
     );
     assert_eq!(
@@ -387,14 +461,23 @@ async fn derived_ids_of_a_declared_layout_are_stable_across_re_reads() {
     let ids_before: Vec<String> = db
         .client()
         .await
-        .query("SELECT event_id::text FROM ecommerce_events ORDER BY source_line", &[])
+        .query(
+            "SELECT event_id::text FROM ecommerce_events ORDER BY source_line",
+            &[],
+        )
         .await
         .expect("ids")
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert!(ids_before.iter().all(|id| id.as_bytes()[14] == b'5'), "UUIDv5: {ids_before:?}");
-    assert_ne!(ids_before[1], ids_before[2], "identical rows (but the dropped note) differ by occurrence");
+    assert!(
+        ids_before.iter().all(|id| id.as_bytes()[14] == b'5'),
+        "UUIDv5: {ids_before:?}"
+    );
+    assert_ne!(
+        ids_before[1], ids_before[2],
+        "identical rows (but the dropped note) differ by occurrence"
+    );
 
     // The same file under another name: a duplicate file. The same rows in
     // another file, other notes, plus one new row: only the new one loads.
@@ -457,11 +540,25 @@ async fn dead_letters_of_a_declared_layout_replay_with_its_layout() {
 ",
     );
     load_once(&db, &input, &["--layouts", toml]);
-    assert_eq!(count(&db, "SELECT count(*) FROM dead_letter_events WHERE error_codes = '{extreme_price}'").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM dead_letter_events WHERE error_codes = '{extreme_price}'"
+        )
+        .await,
+        1
+    );
     let replay = |extra: &[&str]| -> Value {
         let out = run_ok(
             shopstream()
-                .args(["dead-letters", "replay", "--database-url", &db.url, "--format", "json"])
+                .args([
+                    "dead-letters",
+                    "replay",
+                    "--database-url",
+                    &db.url,
+                    "--format",
+                    "json",
+                ])
                 .args(["--max-price", "50000"])
                 .args(extra),
         );
@@ -484,7 +581,11 @@ async fn dead_letters_of_a_declared_layout_replay_with_its_layout() {
         .await
         .expect("replayed");
     assert_eq!(
-        (r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, Option<String>>(2)),
+        (
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, Option<String>>(2)
+        ),
         ("20000.00".into(), "13:30".into(), Some("shopx".into()))
     );
 }

@@ -256,9 +256,7 @@ impl Pass<'_> {
                 true => {
                     Mapping::Unusable("dead letters of JSON Lines files are not replayed".into())
                 }
-                false => {
-                    revalidate::mapping(&facts, self.args.rules.unknown_columns, self.layouts)
-                }
+                false => revalidate::mapping(&facts, self.args.rules.unknown_columns, self.layouts),
             };
             if let Mapping::Unusable(why) = &mapping {
                 tracing::warn!(file = ?key.1, "its dead letters cannot be replayed: {why}");

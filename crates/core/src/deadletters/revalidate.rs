@@ -72,7 +72,10 @@ pub struct FileFacts {
 /// (the standard one when that layout is no longer known).
 pub fn mapping(facts: &FileFacts, policy: UnknownColumns, registry: Registry) -> Mapping {
     let recorded = facts.recorded.as_ref();
-    let was = facts.source_layout.as_deref().and_then(|n| registry.find(n));
+    let was = facts
+        .source_layout
+        .as_deref()
+        .and_then(|n| registry.find(n));
     let dialect = was.map_or(Dialect::STANDARD, |l| l.spec().read.dialect);
     if let Some(header) = recorded
         .and_then(|r| r.header.as_ref())
@@ -279,7 +282,11 @@ mod tests {
 
     #[test]
     fn without_a_recorded_header_the_layout_order_is_assumed() {
-        let m = mapping(&facts(None, Some("v1"), &[]), UnknownColumns::Keep, Registry::BUILT_IN);
+        let m = mapping(
+            &facts(None, Some("v1"), &[]),
+            UnknownColumns::Keep,
+            Registry::BUILT_IN,
+        );
         let ok = format!("{ID},u1,view,p1,1.00,2026-01-02 03:04:05");
         assert!(matches!(
             check(&m, &ok, &["future_event_time"], &Rules::default()),
@@ -290,13 +297,21 @@ mod tests {
             check(&m, &wide, &["future_event_time"], &Rules::default()),
             Verdict::Invalid(vec!["malformed_row".into()])
         );
-        let unknown = mapping(&facts(None, Some("v1"), &["color"]), UnknownColumns::Keep, Registry::BUILT_IN);
+        let unknown = mapping(
+            &facts(None, Some("v1"), &["color"]),
+            UnknownColumns::Keep,
+            Registry::BUILT_IN,
+        );
         assert!(matches!(unknown, Mapping::Unusable(_)));
     }
 
     #[test]
     fn rows_that_cannot_be_read_exactly_stay() {
-        let m = mapping(&facts(Some(V1), Some("v1"), &[]), UnknownColumns::Keep, Registry::BUILT_IN);
+        let m = mapping(
+            &facts(Some(V1), Some("v1"), &[]),
+            UnknownColumns::Keep,
+            Registry::BUILT_IN,
+        );
         let line = format!("{ID},u\u{FFFD}1,view,p1,1.00,2026-01-02 03:04:05");
         assert_eq!(
             check(&m, &line, &["invalid_encoding"], &Rules::default()),

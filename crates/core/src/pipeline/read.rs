@@ -19,8 +19,11 @@
 //! the batch (retried) instead of rejecting the file. A file's name tells
 //! its format (`source::format`): its content is decompressed underneath
 //! (`source::decompress`, hashing the stored bytes), and its records are
-//! CSV (`source::reader`, here) or JSON Lines ([`jsonl`]); either way every
-//! record is judged by the one `Judge`.
+//! CSV (`source::reader`, here, split in the delimiter and quote of the
+//! layout its header matched) or JSON Lines ([`jsonl`]); either way every
+//! record is judged by the one `Judge`, under the rules as the file's
+//! layout shapes them (a declared layout's time formats, zone and decimal
+//! comma).
 //!
 //! It never talks to the database and never moves or deletes files.
 

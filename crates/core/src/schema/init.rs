@@ -103,7 +103,12 @@ pub fn init(path: &Path, registry: Registry) -> Result<String, InitError> {
     };
     let delimiter = DELIMITERS
         .into_iter()
-        .max_by_key(|d| (split_fields(&header_raw, *d, b'"').len(), std::cmp::Reverse(*d == b',')))
+        .max_by_key(|d| {
+            (
+                split_fields(&header_raw, *d, b'"').len(),
+                std::cmp::Reverse(*d == b','),
+            )
+        })
         .unwrap_or(b',');
     let names: Vec<String> = split_fields(&header_raw, delimiter, b'"')
         .iter()
@@ -164,7 +169,9 @@ fn guess(
     taken: &mut Vec<Field>,
     looks: &mut Looks,
 ) -> Guess {
-    let example = values.first().map_or(String::new(), |v| format!(" like {v:?}"));
+    let example = values
+        .first()
+        .map_or(String::new(), |v| format!(" like {v:?}"));
     let (field, why) = match by_name(name, registry) {
         Some(f) => (Some(f), "by its name".to_string()),
         None => match by_values(values) {
@@ -278,7 +285,13 @@ fn layout_name(path: &Path) -> String {
     let stem = stem.split('.').next().unwrap_or("layout");
     let mut name: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(56)
         .collect();
     if name.is_empty() || crate::schema::LayoutId::parse(&name).is_some() {
@@ -295,10 +308,18 @@ fn render(
     taken: &[Field],
     known: Option<&str>,
 ) -> String {
-    let file = path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let file = path
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
     let mut out = String::new();
-    let _ = writeln!(out, "# A layout for files like {file}, guessed by `shopstream schema init`.");
-    let _ = writeln!(out, "# Check every column, then: shopstream run --layouts THIS.toml ...");
+    let _ = writeln!(
+        out,
+        "# A layout for files like {file}, guessed by `shopstream schema init`."
+    );
+    let _ = writeln!(
+        out,
+        "# Check every column, then: shopstream run --layouts THIS.toml ..."
+    );
     let _ = writeln!(out, "# Every key is described in docs/layouts.md.");
     if let Some(k) = known {
         let _ = writeln!(
@@ -308,9 +329,17 @@ fn render(
         );
     }
     let _ = writeln!(out, "name = {}", quoted(&layout_name(path)));
-    let _ = writeln!(out, "description = {}", quoted(&format!("files like {file}")));
+    let _ = writeln!(
+        out,
+        "description = {}",
+        quoted(&format!("files like {file}"))
+    );
     if delimiter != b',' {
-        let _ = writeln!(out, "delimiter = {}", quoted(&char::from(delimiter).to_string()));
+        let _ = writeln!(
+            out,
+            "delimiter = {}",
+            quoted(&char::from(delimiter).to_string())
+        );
     }
     if looks.decimal_comma {
         let _ = writeln!(out, "decimal = \",\"");
@@ -340,7 +369,12 @@ fn render(
     for g in guesses {
         let _ = writeln!(out, "\n[[column]]");
         let _ = writeln!(out, "name = {}", quoted(&g.name));
-        let _ = writeln!(out, "to = {}   # {}", quoted(g.to), g.why.replace('\n', " "));
+        let _ = writeln!(
+            out,
+            "to = {}   # {}",
+            quoted(g.to),
+            g.why.replace('\n', " ")
+        );
     }
     out
 }
@@ -363,7 +397,10 @@ mod tests {
         assert_eq!(by_values(&prices), Some(Field::Price));
         note_forms(Field::Price, &prices, &mut looks);
         assert!(looks.decimal_comma);
-        assert_eq!(by_values(&v(&["2026-01-02T03:04:05Z"])), Some(Field::EventTime));
+        assert_eq!(
+            by_values(&v(&["2026-01-02T03:04:05Z"])),
+            Some(Field::EventTime)
+        );
         assert_eq!(by_values(&v(&["View", "purchase"])), Some(Field::EventType));
         assert_eq!(by_values(&v(&["12", "x"])), None);
         assert_eq!(by_values(&[]), None);
@@ -377,7 +414,10 @@ mod tests {
         assert_eq!(by_name("price", r), Some(Field::Price));
         assert_eq!(by_name("SKU", r), Some(Field::ProductId));
         assert_eq!(by_name("Artikel", r), None);
-        assert_eq!(layout_name(Path::new("/x/Shop Export.2026.csv")), "Shop_Export");
+        assert_eq!(
+            layout_name(Path::new("/x/Shop Export.2026.csv")),
+            "Shop_Export"
+        );
         assert_eq!(layout_name(Path::new("v1.csv")), "v1_layout");
     }
 }

@@ -196,7 +196,13 @@ pub fn list(registry: Registry, format: Format) -> String {
         })
         .collect();
     let mut out = table(
-        &["LAYOUT", "KIND", "INTRODUCED/FILE", "COLUMNS", "DESCRIPTION"],
+        &[
+            "LAYOUT",
+            "KIND",
+            "INTRODUCED/FILE",
+            "COLUMNS",
+            "DESCRIPTION",
+        ],
         &rows,
     );
     out.push_str(
@@ -340,7 +346,8 @@ mod tests {
             assert!(text.contains(id.as_str()), "{id}");
         }
         assert!(text.contains("v3 (current)"));
-        let json: serde_json::Value = serde_json::from_str(&list(Registry::BUILT_IN, Format::Json)).expect("json");
+        let json: serde_json::Value =
+            serde_json::from_str(&list(Registry::BUILT_IN, Format::Json)).expect("json");
         assert_eq!(json.as_array().map(Vec::len), Some(LayoutId::ALL.len()));
         assert_eq!(json[2]["name"], "v3");
         assert_eq!(json[2]["current"], true);

@@ -582,8 +582,7 @@ impl Quality {
                 report.late,
             ]
             .map(|n| n as i64),
-            validity: (report.rows_read > 0)
-                .then(|| rows_valid as f64 / report.rows_read as f64),
+            validity: (report.rows_read > 0).then(|| rows_valid as f64 / report.rows_read as f64),
             codes: serde_json::to_string(codes).unwrap_or_else(|_| "{}".into()),
         }
     }

@@ -27,9 +27,9 @@ use serde::de::{DeserializeSeed, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::layout::{Layout, LayoutError, UnknownColumns};
-use crate::schema::{Dialect, Registry};
 use super::lines::LineReader;
 use super::reader::Record;
+use crate::schema::{Dialect, Registry};
 
 /// Most key names outside the layout collected for the ledger.
 const UNKNOWN_NAMES_MAX: usize = 64;

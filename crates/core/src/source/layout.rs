@@ -179,9 +179,7 @@ impl Layout {
                 return Err(LayoutError::DuplicateColumn(names[i].to_string()));
             }
         }
-        let candidates = registry
-            .all()
-            .filter(|l| l.spec().read.dialect == dialect);
+        let candidates = registry.all().filter(|l| l.spec().read.dialect == dialect);
         let best = candidates
             .clone()
             .filter_map(|l| Some((l, found(l, &names)?)))
@@ -214,7 +212,8 @@ impl Layout {
                 .map(|c| String::from_utf8_lossy(c).into_owned())
                 .collect()
         };
-        let standard = Layout::from_header(cells.iter().copied(), policy, registry, Dialect::STANDARD);
+        let standard =
+            Layout::from_header(cells.iter().copied(), policy, registry, Dialect::STANDARD);
         let mut failed = match standard {
             Ok(l) => return Ok((l, text(cells))),
             Err(e @ (LayoutError::NoMatch { .. } | LayoutError::NotAHeader { .. })) => e,
@@ -444,7 +443,11 @@ fn closest(names: &[&str], candidates: impl Iterator<Item = LayoutRef>) -> Layou
             .collect(),
         unknown: names
             .iter()
-            .filter(|n| !cols.iter().any(|c| c.names().any(|a| a.eq_ignore_ascii_case(n))))
+            .filter(|n| {
+                !cols
+                    .iter()
+                    .any(|c| c.names().any(|a| a.eq_ignore_ascii_case(n)))
+            })
             .map(|n| n.to_string())
             .collect(),
     }
@@ -459,7 +462,12 @@ mod tests {
     const BUILT_IN: Registry = Registry::BUILT_IN;
 
     fn detect(h: &str) -> Result<Layout, LayoutError> {
-        Layout::from_header(h.split(',').map(str::as_bytes), UnknownColumns::Keep, BUILT_IN, STD)
+        Layout::from_header(
+            h.split(',').map(str::as_bytes),
+            UnknownColumns::Keep,
+            BUILT_IN,
+            STD,
+        )
     }
 
     fn id(h: &str) -> LayoutRef {
@@ -655,7 +663,11 @@ to = "drop"
         assert_eq!(l.dialect().delimiter, b';');
         assert_eq!(l.position(Field::UserId), Some(0));
         assert_eq!(l.position(Field::EventTime), Some(1));
-        assert_eq!(l.position(Field::Quantity), Some(4), "a canonical name is read");
+        assert_eq!(
+            l.position(Field::Quantity),
+            Some(4),
+            "a canonical name is read"
+        );
         assert!(l.extras.is_empty(), "Export is dropped, Laden absent");
         assert_eq!(l.derive_id_from, Some(vec![0, 3]), "id_from in its order");
         let mut raw: RawFields<'_> = [None; FIELD_COUNT];
@@ -666,8 +678,8 @@ to = "drop"
         // A comma header is matched against the comma layouts only.
         let v1 = "event_id,user_id,event_type,product_id,price,event_time";
         let cells: Vec<&[u8]> = v1.split(',').map(str::as_bytes).collect();
-        let (l, _) = Layout::from_csv_header(&cells, v1.as_bytes(), UnknownColumns::Keep, r)
-            .expect("v1");
+        let (l, _) =
+            Layout::from_csv_header(&cells, v1.as_bytes(), UnknownColumns::Keep, r).expect("v1");
         assert_eq!(l.id, LayoutId::V1);
         // The same names split by commas are no `semi` file.
         let comma = "Kunde,Wann,Export,Was";
@@ -677,8 +689,13 @@ to = "drop"
         assert!(matches!(e, LayoutError::NoMatch { .. }), "{e}");
         // A `;` header lacking a column: the closest is named from its split.
         let short = "Kunde;Wann;Export";
-        let e = Layout::from_csv_header(&[short.as_bytes()], short.as_bytes(), UnknownColumns::Keep, r)
-            .expect_err("short");
+        let e = Layout::from_csv_header(
+            &[short.as_bytes()],
+            short.as_bytes(),
+            UnknownColumns::Keep,
+            r,
+        )
+        .expect_err("short");
         assert!(e.to_string().contains("the closest is semi"), "{e}");
         assert!(e.to_string().contains("which lacks Was"), "{e}");
     }
@@ -697,8 +714,9 @@ to = "drop"
 
     #[test]
     fn binary_and_foreign_encodings_are_named() {
-        let from =
-            |cells: &[&[u8]]| Layout::from_header(cells.iter().copied(), UnknownColumns::Keep, BUILT_IN, STD);
+        let from = |cells: &[&[u8]]| {
+            Layout::from_header(cells.iter().copied(), UnknownColumns::Keep, BUILT_IN, STD)
+        };
         assert_eq!(from(&[b"\xFF\xFEe\0v\0", b"x"]), Err(LayoutError::Utf16));
         assert_eq!(from(&[b"\x89PNG\r", b"\0\0"]), Err(LayoutError::Binary));
         assert_eq!(

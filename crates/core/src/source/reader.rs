@@ -474,7 +474,10 @@ mod tests {
         let mut r = RecordReader::new(&input[..], 1 << 20);
         let header = r.next_record().expect("reads").expect("header");
         assert_eq!(header.len(), 1);
-        assert_eq!(split_fields(header.raw, b';', b'"'), [b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(
+            split_fields(header.raw, b';', b'"'),
+            [b"a".to_vec(), b"b".to_vec()]
+        );
         r.set_dialect(b';', b'\'');
         let rec = r.next_record().expect("reads").expect("row");
         assert_eq!((rec.len(), rec.field(0), rec.line), (2, &b"x;y"[..], 2));

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use crate::event::{EventType, Field, RuleCode, FIELD_COUNT};
 use chrono_tz::Tz;
-use parse::{format_cents, parse_decimal_with, parse_time_as, Decimal, TimeError, TimeFormat};
 use parse::UnixMicros;
+use parse::{format_cents, parse_decimal_with, parse_time_as, Decimal, TimeError, TimeFormat};
 
 /// The configurable thresholds of the rules.
 #[derive(Debug, Clone, Copy, PartialEq)]

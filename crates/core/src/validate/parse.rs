@@ -116,7 +116,9 @@ impl TimeFormat {
         if parsed.offset().is_some() || parsed.timestamp().is_some() {
             let instant = match parsed.offset() {
                 Some(_) => parsed.to_datetime().map(|t| t.timestamp_micros()),
-                None => parsed.to_naive_datetime_with_offset(0).map(|t| t.and_utc().timestamp_micros()),
+                None => parsed
+                    .to_naive_datetime_with_offset(0)
+                    .map(|t| t.and_utc().timestamp_micros()),
             };
             return instant.map_err(|_| TimeError::Invalid);
         }
@@ -388,7 +390,10 @@ mod tests {
 
     #[test]
     fn a_decimal_comma_is_read_when_declared() {
-        assert_eq!(parse_decimal_with("12,50", b','), Some(Decimal::Cents(1250)));
+        assert_eq!(
+            parse_decimal_with("12,50", b','),
+            Some(Decimal::Cents(1250))
+        );
         assert_eq!(parse_decimal_with("-0,5", b','), Some(Decimal::Cents(-50)));
         assert_eq!(parse_decimal_with("7", b','), Some(Decimal::Cents(700)));
         assert_eq!(parse_decimal_with("12.50", b','), None);
@@ -400,10 +405,22 @@ mod tests {
         let berlin = Some(chrono_tz::Europe::Berlin);
         let utc = |s: &str| parse_timestamp_in(s, None).expect(s);
         let f = TimeFormat::new("%d.%m.%Y %H:%M").expect("format");
-        assert_eq!(f.parse("03.01.2026 14:30", berlin), Ok(utc("2026-01-03 13:30:00")));
-        assert_eq!(f.parse("01.07.2026 14:30", berlin), Ok(utc("2026-07-01 12:30:00")));
-        assert_eq!(f.parse("29.03.2026 02:30", berlin), Err(TimeError::Nonexistent));
-        assert_eq!(f.parse("2026-01-03 14:30:00", berlin), Err(TimeError::Invalid));
+        assert_eq!(
+            f.parse("03.01.2026 14:30", berlin),
+            Ok(utc("2026-01-03 13:30:00"))
+        );
+        assert_eq!(
+            f.parse("01.07.2026 14:30", berlin),
+            Ok(utc("2026-07-01 12:30:00"))
+        );
+        assert_eq!(
+            f.parse("29.03.2026 02:30", berlin),
+            Err(TimeError::Nonexistent)
+        );
+        assert_eq!(
+            f.parse("2026-01-03 14:30:00", berlin),
+            Err(TimeError::Invalid)
+        );
         let with_offset = TimeFormat::new("%d/%m/%Y %H:%M:%S %z").expect("format");
         assert_eq!(
             with_offset.parse("03/01/2026 14:30:05 +0500", berlin),
@@ -414,16 +431,35 @@ mod tests {
             parse_time_as("03/01/2026 14:30:05 -0100", &both, None),
             Ok(utc("2026-01-03 15:30:05"))
         );
-        assert_eq!(parse_time_as("2026-01-03 14:30:00", &[], None), Ok(utc("2026-01-03 14:30:00")));
+        assert_eq!(
+            parse_time_as("2026-01-03 14:30:00", &[], None),
+            Ok(utc("2026-01-03 14:30:00"))
+        );
     }
 
     #[test]
     fn a_time_format_must_read_back_to_the_minute() {
-        for bad in ["%d.%m.%Y", "%H:%M", "%d.%m.%Y %H", "%Q", "%d.%m %H:%M", "%d.%m.%Y %I:%M"] {
+        for bad in [
+            "%d.%m.%Y",
+            "%H:%M",
+            "%d.%m.%Y %H",
+            "%Q",
+            "%d.%m %H:%M",
+            "%d.%m.%Y %I:%M",
+        ] {
             assert!(TimeFormat::new(bad).is_err(), "{bad}");
         }
-        for good in ["%d.%m.%Y %H:%M", "%Y-%m-%dT%H:%M:%S%.f%:z", "%m/%d/%Y %I:%M %p", "%s"] {
-            assert!(TimeFormat::new(good).is_ok(), "{good}: {:?}", TimeFormat::new(good));
+        for good in [
+            "%d.%m.%Y %H:%M",
+            "%Y-%m-%dT%H:%M:%S%.f%:z",
+            "%m/%d/%Y %I:%M %p",
+            "%s",
+        ] {
+            assert!(
+                TimeFormat::new(good).is_ok(),
+                "{good}: {:?}",
+                TimeFormat::new(good)
+            );
         }
     }
 

@@ -24,7 +24,11 @@ pub struct Problem {
     pub message: String,
 }
 
-fn problem<T>(span: std::ops::Range<usize>, key: &str, message: impl Into<String>) -> Result<T, Problem> {
+fn problem<T>(
+    span: std::ops::Range<usize>,
+    key: &str,
+    message: impl Into<String>,
+) -> Result<T, Problem> {
     Err(Problem {
         offset: span.start,
         key: key.to_string(),
@@ -225,7 +229,11 @@ fn columns(file: &LayoutFile, read: &ReadSpec) -> Result<Vec<ColumnSpec>, Proble
     for c in file.columns.get_ref() {
         let c = c.get_ref();
         for n in std::iter::once(&c.name).chain(&c.aliases) {
-            let key = if std::ptr::eq(n, &c.name) { "name" } else { "aliases" };
+            let key = if std::ptr::eq(n, &c.name) {
+                "name"
+            } else {
+                "aliases"
+            };
             let text = n.get_ref().trim();
             if text.is_empty() {
                 return problem(n.span(), key, "a column name is empty");
@@ -281,7 +289,12 @@ fn column_spec(c: &Column, target: Target, read: &ReadSpec) -> ColumnSpec {
     let (ty, nullable, default, format) = match target {
         Target::Field(f) => {
             let canon = canonical(f);
-            (canon.ty, canon.nullable, canon.default, value_forms(f, read))
+            (
+                canon.ty,
+                canon.nullable,
+                canon.default,
+                value_forms(f, read),
+            )
         }
         Target::Extra => (ColumnType::Text, true, None, "kept in extra"),
         Target::Drop | Target::ProductIdAndName => (ColumnType::Text, true, None, "ignored"),
@@ -293,12 +306,7 @@ fn column_spec(c: &Column, target: Target, read: &ReadSpec) -> ColumnSpec {
         nullable,
         default,
         format,
-        aliases: leak_slice(
-            c.aliases
-                .iter()
-                .map(|a| leak(a.get_ref().trim()))
-                .collect(),
-        ),
+        aliases: leak_slice(c.aliases.iter().map(|a| leak(a.get_ref().trim())).collect()),
         optional: c.optional,
     }
 }
@@ -319,17 +327,12 @@ fn value_forms(f: Field, read: &ReadSpec) -> &'static str {
         Field::EventTime => leak(format!(
             "YYYY-MM-DD HH:MM:SS[.ffffff] or ISO-8601; without an offset, in {zone}"
         )),
-        Field::Price if read.decimal_comma => {
-            "decimal with a comma (12,50), 0 to --max-price"
-        }
+        Field::Price if read.decimal_comma => "decimal with a comma (12,50), 0 to --max-price",
         f => canonical(f).format,
     }
 }
 
-fn defaults(
-    file: &LayoutFile,
-    decimal_comma: bool,
-) -> Result<Vec<(Field, &'static str)>, Problem> {
+fn defaults(file: &LayoutFile, decimal_comma: bool) -> Result<Vec<(Field, &'static str)>, Problem> {
     let mut out = vec![];
     for (key, value) in &file.defaults {
         let span = value.span();

@@ -48,7 +48,11 @@ pub struct Column {
 /// The 1-based line of byte `offset` of `text`.
 pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The key written on the line holding byte `offset` (`name = …` gives
@@ -60,7 +64,10 @@ pub fn key_at(text: &str, offset: usize) -> String {
         .map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or("").trim();
     if let Some(table) = line.strip_prefix('[') {
-        return table.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        return table
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_string();
     }
     match line.split_once('=') {
         Some((key, _)) => key.trim().trim_matches('"').to_string(),

@@ -34,7 +34,13 @@ pub struct LayoutsArgs {
     /// ambiguous stops shopstream at start (exit 2) with its file, line
     /// and key. See docs/layouts.md; `shopstream schema init FILE.csv`
     /// writes one to start from.
-    #[arg(help_heading = "Input", long = "layouts", env = "SHOPSTREAM_LAYOUTS", value_delimiter = ',', value_name = "PATH")]
+    #[arg(
+        help_heading = "Input",
+        long = "layouts",
+        env = "SHOPSTREAM_LAYOUTS",
+        value_delimiter = ',',
+        value_name = "PATH"
+    )]
     pub layouts: Vec<PathBuf>,
 }
 
@@ -68,9 +74,11 @@ fn key_prefix(key: &str) -> String {
     }
 }
 
-/// Registries made so far in this process, by the files they were made
-/// of (path and content).
-static LOADED: Mutex<Vec<(Vec<(PathBuf, String)>, Registry)>> = Mutex::new(Vec::new());
+/// The layout files read: path and content.
+type Files = Vec<(PathBuf, String)>;
+
+/// Registries made so far in this process, by the files they were made of.
+static LOADED: Mutex<Vec<(Files, Registry)>> = Mutex::new(Vec::new());
 
 /// Reads and checks the layouts of `paths` (files, or folders of `*.toml`
 /// files): the built-in layouts plus these (see the module docs). No path
@@ -113,7 +121,10 @@ fn toml_files(path: &Path) -> Result<Vec<PathBuf>, DeclaredError> {
     let mut out = vec![];
     for entry in std::fs::read_dir(path).map_err(read_err)? {
         let p = entry.map_err(read_err)?.path();
-        if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) && !p.is_dir() {
+        if p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+            && !p.is_dir()
+        {
             out.push(p);
         }
     }
@@ -142,10 +153,13 @@ fn check_all(files: &[(PathBuf, String)]) -> Result<Vec<LayoutSpec>, DeclaredErr
             invalid(offset, file::key_at(text, offset), e.message().to_string())
         })?;
         let path_static: &'static str = Box::leak(shown.clone().into_boxed_str());
-        let spec = build::layout(&parsed, path_static)
-            .map_err(|p| invalid(p.offset, p.key, p.message))?;
+        let spec =
+            build::layout(&parsed, path_static).map_err(|p| invalid(p.offset, p.key, p.message))?;
         let name_at = parsed.name.span().start;
-        if let Some(other) = specs.iter().find(|s| s.name.eq_ignore_ascii_case(spec.name)) {
+        if let Some(other) = specs
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(spec.name))
+        {
             return Err(invalid(
                 name_at,
                 "name".into(),
@@ -188,7 +202,8 @@ fn same_columns(a: &LayoutSpec, b: &LayoutSpec) -> bool {
     };
     let (ra, rb) = (required(a), required(b));
     let meets = |x: &super::ColumnSpec, y: &super::ColumnSpec| {
-        x.names().any(|n| y.names().any(|m| m.eq_ignore_ascii_case(n)))
+        x.names()
+            .any(|n| y.names().any(|m| m.eq_ignore_ascii_case(n)))
     };
     a.read.dialect == b.read.dialect
         && ra.len() == rb.len()

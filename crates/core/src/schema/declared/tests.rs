@@ -99,7 +99,13 @@ fn a_layout_file_becomes_a_registered_layout() {
     assert_eq!(load(&[p]).expect("again"), r);
     // A folder gives its .toml files.
     write(d.path(), "notes.txt", "not a layout");
-    assert_eq!(load(&[d.path().to_path_buf()]).expect("folder").declared().len(), 1);
+    assert_eq!(
+        load(&[d.path().to_path_buf()])
+            .expect("folder")
+            .declared()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -107,24 +113,99 @@ fn an_unknown_canonical_column_is_refused_with_line_and_key() {
     let e = refusal(&SHOP.replace("to = \"price\"", "to = \"preis\""));
     let (line, key, text) = at(&e);
     assert_eq!((line, key), (27, "to"), "{text}");
-    assert!(text.contains("bad.toml:27: to: \"preis\" is not a canonical column"), "{text}");
+    assert!(
+        text.contains("bad.toml:27: to: \"preis\" is not a canonical column"),
+        "{text}"
+    );
 }
 
 #[test]
 fn bad_formats_zones_delimiters_and_names_are_refused() {
     for (from, to, line, key, says) in [
-        ("%d.%m.%Y %H:%M\"", "%d.%m.%Y\"", 5, "time_format", "cannot be read back"),
-        ("%d.%m.%Y %H:%M\"", "%Q\"", 5, "time_format", "not a strftime"),
-        ("Europe/Berlin", "Europe/Bonn", 6, "time_zone", "unknown time zone"),
-        ("delimiter = \";\"", "delimiter = \";;\"", 3, "delimiter", "not one character"),
-        ("decimal = \",\"", "decimal = \"'\"", 4, "decimal", "no decimal separator"),
-        ("name = \"shopx\"", "name = \"v1\"", 1, "name", "built-in layout"),
-        ("name = \"shopx\"", "name = \"shop x\"", 1, "name", "no layout name"),
-        ("\"Zeit\"]", "\"Uhrzeit\"]", 7, "id_from", "not a column name"),
-        ("user_segment = \"b2b\"", "event_id = \"x\"", 10, "defaults.event_id", "cannot have"),
-        ("aliases = [\"Ereignis\"]", "aliases = [\"kunde\"]", 18, "aliases", "given twice"),
-        ("to = \"product_id\"", "to = \"user_id\"", 23, "to", "two columns map to user_id"),
-        ("optional = true", "colour = true", 28, "colour", "unknown field `colour`"),
+        (
+            "%d.%m.%Y %H:%M\"",
+            "%d.%m.%Y\"",
+            5,
+            "time_format",
+            "cannot be read back",
+        ),
+        (
+            "%d.%m.%Y %H:%M\"",
+            "%Q\"",
+            5,
+            "time_format",
+            "not a strftime",
+        ),
+        (
+            "Europe/Berlin",
+            "Europe/Bonn",
+            6,
+            "time_zone",
+            "unknown time zone",
+        ),
+        (
+            "delimiter = \";\"",
+            "delimiter = \";;\"",
+            3,
+            "delimiter",
+            "not one character",
+        ),
+        (
+            "decimal = \",\"",
+            "decimal = \"'\"",
+            4,
+            "decimal",
+            "no decimal separator",
+        ),
+        (
+            "name = \"shopx\"",
+            "name = \"v1\"",
+            1,
+            "name",
+            "built-in layout",
+        ),
+        (
+            "name = \"shopx\"",
+            "name = \"shop x\"",
+            1,
+            "name",
+            "no layout name",
+        ),
+        (
+            "\"Zeit\"]",
+            "\"Uhrzeit\"]",
+            7,
+            "id_from",
+            "not a column name",
+        ),
+        (
+            "user_segment = \"b2b\"",
+            "event_id = \"x\"",
+            10,
+            "defaults.event_id",
+            "cannot have",
+        ),
+        (
+            "aliases = [\"Ereignis\"]",
+            "aliases = [\"kunde\"]",
+            18,
+            "aliases",
+            "given twice",
+        ),
+        (
+            "to = \"product_id\"",
+            "to = \"user_id\"",
+            23,
+            "to",
+            "two columns map to user_id",
+        ),
+        (
+            "optional = true",
+            "colour = true",
+            28,
+            "colour",
+            "unknown field `colour`",
+        ),
         ("decimal = \",\"", "decimal = ,", 4, "decimal", ""),
     ] {
         assert!(SHOP.contains(from), "{from}");
@@ -165,7 +246,10 @@ to = "event_time"
     let e = refusal(v1);
     let (line, key, text) = at(&e);
     assert_eq!((line, key), (1, "name"));
-    assert!(text.contains("layout mine is ambiguous with v1 (built in)"), "{text}");
+    assert!(
+        text.contains("layout mine is ambiguous with v1 (built in)"),
+        "{text}"
+    );
     // With another delimiter a header cannot match both: accepted.
     let d = tempfile::tempdir().expect("tmp");
     let p = write(d.path(), "semi.toml", &format!("delimiter = \";\"\n{v1}"));
@@ -174,7 +258,10 @@ to = "event_time"
     let a = write(d.path(), "a.toml", SHOP);
     let b = write(d.path(), "b.toml", &SHOP.replace("\"shopx\"", "\"shopy\""));
     let e = load(&[a.clone(), b]).expect_err("ambiguous");
-    assert!(e.to_string().contains("ambiguous with shopx (declared in"), "{e}");
+    assert!(
+        e.to_string().contains("ambiguous with shopx (declared in"),
+        "{e}"
+    );
     let e = load(&[a.clone(), a]).expect_err("twice");
     assert!(e.to_string().contains("declared twice"), "{e}");
 }
