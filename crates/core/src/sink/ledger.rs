@@ -369,18 +369,9 @@ pub async fn by_content(
 /// Writes one delivery's row; returns its id.
 pub async fn insert(tx: &Transaction<'_>, e: &NewEntry<'_>) -> Result<i64, tokio_postgres::Error> {
     let (device, inode, ctime) = id_columns(e.candidate.file_id);
-    let (size, mtime) = (
-        e.candidate.size as i64,
-        time_of_micros(e.candidate.mtime_micros),
-    );
-    let counts = [
-        e.rows_read,
-        e.rows_loaded,
-        e.rows_duplicate,
-        e.rows_rejected,
-        e.late,
-    ]
-    .map(|n| n as i64);
+    let (size, mtime) = (e.candidate.size as i64, time_of_micros(e.candidate.mtime_micros));
+    let counts = [e.rows_read, e.rows_loaded, e.rows_duplicate, e.rows_rejected, e.late]
+        .map(|n| n as i64);
     let [read, loaded, duplicate, rejected, late] = &counts;
     let row = tx
         .query_typed_one(
