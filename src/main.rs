@@ -21,8 +21,9 @@ use shopstream::observe::redact;
 use shopstream::pipeline::run::{PipelineError, RunArgs};
 use shopstream::report::{ReportArgs, ReportError};
 use shopstream::requeue::RequeueArgs;
+use shopstream::schema::declared::{DeclaredError, LayoutsArgs};
 use shopstream::schema::show::Format;
-use shopstream::schema::LayoutId;
+use shopstream::schema::UnknownLayout;
 use shopstream::shutdown::Shutdown;
 use shopstream::status::StatusArgs;
 
@@ -177,8 +178,9 @@ enum Command {
         #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
-    /// Print the layouts shopstream reads (its own versions v1–v3 and the
-    /// layouts other pipelines write) and how each maps to the current one.
+    /// Print the layouts shopstream reads (its own versions v1–v3, the
+    /// layouts other pipelines write and those declared with --layouts) and
+    /// how each maps to the current one, or start a declared layout.
     #[command(after_help = SCHEMA_EXAMPLES)]
     Schema {
         #[command(subcommand)]
@@ -308,7 +310,9 @@ const REQUEUE_EXAMPLES: &str = "Examples:
   shopstream requeue --code too_large --input /data/in";
 const SCHEMA_EXAMPLES: &str = "Examples:
   shopstream schema list
-  shopstream schema show seed003 --format json";
+  shopstream schema show seed003 --format json
+  shopstream schema init export.csv > shop.toml          a declared layout to edit
+  shopstream schema show shop --layouts shop.toml";
 const DEMO_EXAMPLES: &str = "Examples:
   shopstream demo                                 Ctrl-C stops it and checks the counts";
 const BENCH_EXAMPLES: &str = "Examples:
@@ -349,21 +353,43 @@ impl Command {
 
 #[derive(Subcommand, Debug)]
 enum SchemaCommand {
-    /// One line per layout: kind, date introduced, column count.
+    /// One line per layout: kind, date introduced (or file declaring it),
+    /// column count.
     List {
         /// text (aligned columns) or json.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        layouts: LayoutsArgs,
     },
     /// A layout's columns, their canonical targets, types and value forms,
-    /// and what migration fills in for the columns it lacks.
+    /// how its files are read, and what migration fills in for the columns
+    /// it lacks.
     Show {
-        /// v1, v2, v3, seed000, seed001, seed002, seed003 or seed004.
-        #[arg(value_enum)]
-        layout: LayoutId,
+        /// v1, v2, v3, seed000, seed001, seed002, seed003, seed004, or the
+        /// name of a layout declared with --layouts.
+        layout: String,
         /// text (aligned columns) or json.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        #[command(flatten)]
+        layouts: LayoutsArgs,
+    },
+    /// Print a declared layout (TOML) for files like a sample CSV file, to
+    /// check, edit and pass to --layouts.
+    ///
+    /// The delimiter is the one that splits the header into most fields.
+    /// Each column is guessed from its name (a canonical column, a column
+    /// of a known layout, or a common one such as customer, sku or
+    /// amount), else from the first rows' values: UUIDs
+    /// are event_id, times event_time (with their format), event types
+    /// event_type, numbers with two decimals price (a decimal comma noted);
+    /// anything else goes to extra.
+    Init {
+        /// A sample file of the layout (plain CSV).
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        layouts: LayoutsArgs,
     },
 }
 
@@ -502,6 +528,8 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
                 .is_some_and(shopstream::requeue::RequeueError::is_config)
             || c.downcast_ref::<CheckError>()
                 .is_some_and(CheckError::is_config)
+            || c.is::<DeclaredError>()
+            || c.is::<UnknownLayout>()
     });
     if config {
         ExitCode::from(2)
@@ -678,12 +706,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             db.close().await?;
             result?;
         }
-        Command::Schema { what } => match what {
-            SchemaCommand::List { format } => print_out(&shopstream::schema::show::list(format))?,
-            SchemaCommand::Show { layout, format } => {
-                print_out(&shopstream::schema::show::show(layout, format))?
-            }
-        },
+        Command::Schema { what } => schema(what)?,
         Command::Report { report, db } => {
             // Never migrates, never creates a cluster: a database without
             // the schema, or no database at all, is refused.
@@ -761,6 +784,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `shopstream schema list|show|init`.
+fn schema(what: SchemaCommand) -> anyhow::Result<()> {
+    use shopstream::schema::{init, show};
+    match what {
+        SchemaCommand::List { format, layouts } => {
+            print_out(&show::list(layouts.registry()?, format))
+        }
+        SchemaCommand::Show {
+            layout,
+            format,
+            layouts,
+        } => {
+            let found = layouts.registry()?.get(&layout)?;
+            print_out(&show::show(found, format))
+        }
+        SchemaCommand::Init { file, layouts } => {
+            print_out(&init::init(&file, layouts.registry()?)?)
+        }
+    }
+}
+
 /// `shopstream dead-letters list|replay`.
 async fn dead_letters(what: DeadLettersCommand) -> anyhow::Result<()> {
     use shopstream::deadletters::{self, render};
@@ -773,10 +817,11 @@ async fn dead_letters(what: DeadLettersCommand) -> anyhow::Result<()> {
             print_out(&render::listing(&result?, list.format)?)
         }
         DeadLettersCommand::Replay { replay, db } => {
-            // A wrong limit is refused before anything is opened.
+            // A wrong limit or layout is refused before anything is opened.
             let rules = replay.rules.rules()?;
+            let layouts = replay.rules.registry()?;
             let (db, mut client) = connect_existing(&db).await?;
-            let result = deadletters::replay::replay(&mut client, &replay, rules).await;
+            let result = deadletters::replay::replay(&mut client, &replay, rules, layouts).await;
             drop(client);
             db.close().await?;
             print_out(&render::replay(&result?, replay.format)?)

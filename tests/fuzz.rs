@@ -589,7 +589,7 @@ proptest! {
         match &res.outcome {
             FileOutcome::Parsed(p) => {
                 if exact {
-                    prop_assert_eq!(p.layout, Some(file.layout));
+                    prop_assert_eq!(p.layout, Some(file.layout.into()));
                     let unknown = usize::from(file.mode == Header::PlusUnknown);
                     prop_assert_eq!(p.unknown_columns.len(), unknown);
                 }
@@ -679,6 +679,7 @@ proptest! {
             late_threshold_micros,
             source_zone,
             max_age_micros,
+            ..Rules::default()
         };
         let raw: RawFields<'_> = std::array::from_fn(|i| values[i].as_deref());
         let now = 1_795_256_430_000_000; // 2026-11-21T10:20:30Z

@@ -68,7 +68,7 @@ fn cell(layout: LayoutId, row: &[String], f: Field) -> Option<&str> {
         .position(|c| match c.target {
             Target::Field(t) => t == f,
             Target::ProductIdAndName => matches!(f, Field::ProductId | Field::ProductName),
-            Target::Extra => false,
+            Target::Extra | Target::Drop => false,
         })
         .map(|i| row[i].as_str())
 }
@@ -103,7 +103,7 @@ fn recount(layout: LayoutId, files: &[(String, Vec<Vec<String>>)], late_before: 
                         raw[Field::ProductId.index()] = Some(row[i].as_str());
                         raw[Field::ProductName.index()] = Some(row[i].as_str());
                     }
-                    Target::Extra => {}
+                    Target::Extra | Target::Drop => {}
                 }
             }
             if raw[Field::EventId.index()].is_none() {

@@ -99,6 +99,8 @@ impl RowEncoder {
                 Target::Field(f) => cell.write(f, scratch),
                 Target::ProductIdAndName => push_product_id(layout, e.product, product, scratch),
                 Target::Extra => scratch.extend_from_slice(extra_value(column.name).as_bytes()),
+                // Only declared layouts drop columns; none is generated.
+                Target::Drop => {}
             }
             record.push_field(scratch);
         }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use crate::event::RuleCode;
-use crate::schema::LayoutId;
+use crate::schema::LayoutRef;
 use crate::source::discover::Candidate;
 pub use rows::{RowRef, RowsBuilder, RunSlots, SortedRows};
 
@@ -29,7 +29,7 @@ pub struct ParsedFile {
     /// Failed rules by code (a row failing two rules counts in both).
     pub rejects_by_code: BTreeMap<RuleCode, u64>,
     /// The layout detected from the header.
-    pub layout: Option<LayoutId>,
+    pub layout: Option<LayoutRef>,
     /// Header columns the layout does not know.
     pub unknown_columns: Vec<String>,
     /// The header row's column names as written (recorded in the ledger,

@@ -35,6 +35,7 @@ use tokio_postgres::{Client, Row, Transaction};
 use super::revalidate::{self, FileFacts, Mapping, Stored, Verdict};
 use super::{DeadLetterError, Doing, ReplayArgs, FILTER_SQL};
 use crate::event::RuleCode;
+use crate::schema::Registry;
 use crate::sink::transaction::{self, INSERT_QUALITY, WRITER_KEY};
 use crate::sink::{copy, ledger, stage, staged};
 use crate::source::format::{Format, RecordFormat};
@@ -88,6 +89,7 @@ struct Files {
 struct Pass<'a> {
     args: &'a ReplayArgs,
     rules: Rules,
+    layouts: Registry,
     now: i64,
     files: Files,
     report: ReplayReport,
@@ -97,12 +99,13 @@ struct Pass<'a> {
     extra: Vec<u8>,
 }
 
-/// Runs one replay (see the module docs). `rules` are `args.rules`'
-/// (checked by the caller).
+/// Runs one replay (see the module docs). `rules` and `layouts` are
+/// `args.rules`' (checked by the caller).
 pub async fn replay(
     client: &mut Client,
     args: &ReplayArgs,
     rules: Rules,
+    layouts: Registry,
 ) -> Result<ReplayReport, DeadLetterError> {
     transaction::prepare(client).await.map_err(|e| match e {
         transaction::SinkError::Db(source) => DeadLetterError::Db {
@@ -125,6 +128,7 @@ pub async fn replay(
     let mut pass = Pass {
         args,
         rules,
+        layouts,
         now: micros(started_at),
         files: Files::default(),
         report: ReplayReport {
@@ -252,7 +256,7 @@ impl Pass<'_> {
                 true => {
                     Mapping::Unusable("dead letters of JSON Lines files are not replayed".into())
                 }
-                false => revalidate::mapping(&facts, self.args.rules.unknown_columns),
+                false => revalidate::mapping(&facts, self.args.rules.unknown_columns, self.layouts),
             };
             if let Mapping::Unusable(why) = &mapping {
                 tracing::warn!(file = ?key.1, "its dead letters cannot be replayed: {why}");

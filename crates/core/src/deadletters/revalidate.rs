@@ -1,7 +1,8 @@
 //! How a dead letter's stored raw line becomes an event again: the line is
-//! split as CSV, mapped onto the canonical columns with its file's header
-//! under today's layouts and `--unknown-columns`, and validated under
-//! today's rules, exactly as the loader reads a row.
+//! split as CSV (in the dialect of its layout), mapped onto the canonical
+//! columns with its file's header under today's layouts (`--layouts`
+//! included) and `--unknown-columns`, and validated under today's rules and
+//! the layout's value forms, exactly as the loader reads a row.
 //!
 //! The mapping ([`Mapping`]) comes from, in order:
 //! 1. the header the ledger recorded for the file (schema v8 on);
@@ -26,7 +27,7 @@ use bytes::BytesMut;
 
 use crate::event::{Field, RuleCode, FIELD_COUNT};
 use crate::pipeline::read::{clean_text, extra_json};
-use crate::schema::LayoutId;
+use crate::schema::{Dialect, Registry};
 use crate::sink::ledger::RecordedColumns;
 use crate::sink::stage;
 use crate::source::decompress::{self, Bounds, Decoded};
@@ -66,19 +67,27 @@ pub struct FileFacts {
     pub header_on_disk: Option<Vec<String>>,
 }
 
-/// The mapping of a file's lines (see the module docs).
-pub fn mapping(facts: &FileFacts, policy: UnknownColumns) -> Mapping {
+/// The mapping of a file's lines (see the module docs). A header is
+/// matched against the layouts of the dialect its recorded layout has
+/// (the standard one when that layout is no longer known).
+pub fn mapping(facts: &FileFacts, policy: UnknownColumns, registry: Registry) -> Mapping {
     let recorded = facts.recorded.as_ref();
+    let was = facts
+        .source_layout
+        .as_deref()
+        .and_then(|n| registry.find(n));
+    let dialect = was.map_or(Dialect::STANDARD, |l| l.spec().read.dialect);
     if let Some(header) = recorded
         .and_then(|r| r.header.as_ref())
         .or(facts.header_on_disk.as_ref())
     {
-        return match Layout::from_header(header.iter().map(|h| h.as_bytes()), policy) {
+        let cells = header.iter().map(|h| h.as_bytes());
+        return match Layout::from_header(cells, policy, registry, dialect) {
             Ok(l) => Mapping::Layout(Box::new(l)),
             Err(e) => Mapping::Unusable(format!("its file's header no longer maps: {e}")),
         };
     }
-    let Some(id) = facts.source_layout.as_deref().and_then(LayoutId::parse) else {
+    let Some(id) = was else {
         return Mapping::Unusable("neither its file's header nor its layout was recorded".into());
     };
     if recorded
@@ -92,7 +101,7 @@ pub fn mapping(facts: &FileFacts, policy: UnknownColumns) -> Mapping {
         ));
     }
     let names = id.spec().columns.iter().map(|c| c.name.as_bytes());
-    match Layout::from_header(names, policy) {
+    match Layout::from_header(names, policy, registry, dialect) {
         Ok(l) => Mapping::Layout(Box::new(l)),
         Err(e) => Mapping::Unusable(format!("layout {id} no longer maps: {e}")),
     }
@@ -169,6 +178,8 @@ pub fn revalidate(
         return invalid(NOT_REPLAYABLE);
     }
     let mut reader = RecordReader::new(row.raw_line.as_bytes(), row.raw_line.len() + 1);
+    let dialect = layout.dialect();
+    reader.set_dialect(dialect.delimiter, dialect.quote);
     let rec = match reader.next_record() {
         Ok(Some(rec)) if rec.len() == layout.width => rec,
         _ => return invalid(RuleCode::MalformedRow.as_str()),
@@ -190,7 +201,7 @@ pub fn revalidate(
             _ => return invalid(NOT_REPLAYABLE),
         }
     }
-    match validate(&raw, now, rules) {
+    match validate(&raw, now, &layout.rules(rules)) {
         Ok(ev) => {
             let extra = extra_json(extra, layout, &rec);
             stage::encode_valid(stage_rows, file_no, row.line as u64, &ev, extra);
@@ -251,6 +262,7 @@ mod tests {
                 &[],
             ),
             UnknownColumns::Keep,
+            Registry::BUILT_IN,
         );
         let line = format!("20000.00,2026-01-02 03:04:05,{ID},u1,purchase,p1");
         let strict = Rules::default();
@@ -270,7 +282,11 @@ mod tests {
 
     #[test]
     fn without_a_recorded_header_the_layout_order_is_assumed() {
-        let m = mapping(&facts(None, Some("v1"), &[]), UnknownColumns::Keep);
+        let m = mapping(
+            &facts(None, Some("v1"), &[]),
+            UnknownColumns::Keep,
+            Registry::BUILT_IN,
+        );
         let ok = format!("{ID},u1,view,p1,1.00,2026-01-02 03:04:05");
         assert!(matches!(
             check(&m, &ok, &["future_event_time"], &Rules::default()),
@@ -281,13 +297,21 @@ mod tests {
             check(&m, &wide, &["future_event_time"], &Rules::default()),
             Verdict::Invalid(vec!["malformed_row".into()])
         );
-        let unknown = mapping(&facts(None, Some("v1"), &["color"]), UnknownColumns::Keep);
+        let unknown = mapping(
+            &facts(None, Some("v1"), &["color"]),
+            UnknownColumns::Keep,
+            Registry::BUILT_IN,
+        );
         assert!(matches!(unknown, Mapping::Unusable(_)));
     }
 
     #[test]
     fn rows_that_cannot_be_read_exactly_stay() {
-        let m = mapping(&facts(Some(V1), Some("v1"), &[]), UnknownColumns::Keep);
+        let m = mapping(
+            &facts(Some(V1), Some("v1"), &[]),
+            UnknownColumns::Keep,
+            Registry::BUILT_IN,
+        );
         let line = format!("{ID},u\u{FFFD}1,view,p1,1.00,2026-01-02 03:04:05");
         assert_eq!(
             check(&m, &line, &["invalid_encoding"], &Rules::default()),
@@ -298,6 +322,7 @@ mod tests {
         let m = mapping(
             &facts(Some(&header), Some("v1"), &["color"]),
             UnknownColumns::Reject,
+            Registry::BUILT_IN,
         );
         assert!(matches!(m, Mapping::Unusable(ref why) if why.contains("no longer maps")));
     }
@@ -308,6 +333,7 @@ mod tests {
         let m = mapping(
             &facts(Some(header), Some("seed002"), &[]),
             UnknownColumns::Keep,
+            Registry::BUILT_IN,
         );
         let codes = vec!["invalid_event_time".to_string()];
         let mut row = Stored {

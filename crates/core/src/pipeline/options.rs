@@ -12,6 +12,7 @@ use super::read::{ParseConfig, DEFAULT_MAX_FIELDS};
 use crate::db::migrate::MigrateError;
 use crate::db::retry::Backoff;
 use crate::observe::alerts::{AlertArgs, AlertError};
+use crate::schema::declared::{DeclaredError, LayoutsArgs};
 use crate::source::bounded::DEFAULT_READ_TIMEOUT;
 use crate::source::dispose::AfterLoad;
 use crate::source::input::{Input, InputConfig, InputError};
@@ -245,6 +246,7 @@ impl ReadArgs {
             max_fields: self.max_columns,
             max_file_bytes: self.max_file_bytes,
             unknown_columns: rules.unknown_columns,
+            layouts: rules.registry()?,
             input_root: None,
             read_timeout: self.read_timeout(),
             max_reject_ratio: self.max_reject_ratio,
@@ -324,6 +326,9 @@ pub struct RuleArgs {
     /// objects or arrays (kept in `extra` as written).
     #[arg(help_heading = "Validation", long, env = "SHOPSTREAM_UNKNOWN_COLUMNS", value_enum, default_value_t = UnknownColumns::Keep)]
     pub unknown_columns: UnknownColumns,
+
+    #[command(flatten)]
+    pub layouts: LayoutsArgs,
 }
 
 impl RuleArgs {
@@ -342,7 +347,14 @@ impl RuleArgs {
             max_age_micros: self
                 .max_event_age
                 .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            forms: crate::validate::Forms::default(),
         })
+    }
+
+    /// The built-in layouts plus those of `--layouts` (read and checked
+    /// once per process).
+    pub fn registry(&self) -> Result<crate::schema::Registry, PipelineError> {
+        Ok(self.layouts.registry()?)
     }
 }
 
@@ -418,6 +430,8 @@ pub enum PipelineError {
     Alerts(#[from] AlertError),
     #[error(transparent)]
     Scope(#[from] ScopeError),
+    #[error(transparent)]
+    Layouts(#[from] DeclaredError),
 }
 
 impl PipelineError {
@@ -427,7 +441,8 @@ impl PipelineError {
             PipelineError::MaxPrice(_)
             | PipelineError::Relist
             | PipelineError::Retry
-            | PipelineError::Breaker => true,
+            | PipelineError::Breaker
+            | PipelineError::Layouts(_) => true,
             PipelineError::Db(e) => e.is_config(),
             // A schema newer than this binary can follow: upgrade it.
             PipelineError::Migrate(MigrateError::TooNew { .. }) => true,

@@ -24,8 +24,11 @@
 //! the batch (retried) instead of rejecting the file. A file's name tells
 //! its format (`source::format`): its content is decompressed underneath
 //! (`source::decompress`, hashing the stored bytes), and its records are
-//! CSV (`source::reader`, here) or JSON Lines ([`jsonl`]); either way every
-//! record is judged by the one `Judge`.
+//! CSV (`source::reader`, here, split in the delimiter and quote of the
+//! layout its header matched) or JSON Lines ([`jsonl`]); either way every
+//! record is judged by the one `Judge`, under the rules as the file's
+//! layout shapes them (a declared layout's time formats, zone and decimal
+//! comma).
 //!
 //! It never talks to the database and never moves or deletes files.
 
@@ -46,7 +49,7 @@ use crate::batch::{
     Chunk, FileOutcome, FileResult, ParsedFile, Route, RowsBuilder, RunSlots, SortedRows,
 };
 use crate::event::{Field, RuleCode, FIELD_COUNT};
-use crate::schema::derived_event_id;
+use crate::schema::{derived_event_id, LayoutRef, Registry};
 use crate::sink::stage::{self, Origin};
 use crate::source::bounded::DEFAULT_READ_TIMEOUT;
 use crate::source::decompress::{Bounds, Decoded, Stored};
@@ -73,6 +76,9 @@ pub struct ParseConfig {
     pub max_file_bytes: u64,
     /// What becomes of header columns the detected layout does not know.
     pub unknown_columns: UnknownColumns,
+    /// The layouts files are detected against (`--layouts` adds to the
+    /// built-in ones).
+    pub layouts: Registry,
     /// The input folder (canonical): a file whose opened inode lies outside
     /// it (a symlink swapped in after the listing) is rejected unread.
     /// `None` skips the check.
@@ -93,6 +99,7 @@ impl Default for ParseConfig {
             max_fields: DEFAULT_MAX_FIELDS,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             unknown_columns: UnknownColumns::Keep,
+            layouts: Registry::BUILT_IN,
             input_root: None,
             read_timeout: DEFAULT_READ_TIMEOUT,
             max_reject_ratio: None,
@@ -539,25 +546,32 @@ fn read_header(
     file: &Candidate,
     cfg: &ParseConfig,
 ) -> Result<(Layout, Vec<String>), Box<FileOutcome>> {
-    let mut names = vec![];
-    let layout = match reader.next_record() {
+    let found = match csv_layout(reader, cfg) {
+        Ok(found) => found,
+        Err(reason) => return Err(Box::new(reject_read(reader.get_mut(), reason, cfg))),
+    };
+    log_unknown(file, &found.0, cfg);
+    Ok(found)
+}
+
+/// Reads a CSV file's header and detects its layout (see
+/// [`Layout::from_csv_header`]); the rows after it are then read in the
+/// layout's dialect. The error is the file's rejection reason.
+fn csv_layout<R: Read>(
+    reader: &mut RecordReader<R>,
+    cfg: &ParseConfig,
+) -> Result<(Layout, Vec<String>), String> {
+    let found = match reader.next_record() {
         Ok(Some(header)) => {
-            names = (0..header.len())
-                .map(|i| clean_text(header.field(i)).into_owned())
-                .collect();
-            Layout::from_header(
-                (0..header.len()).map(|i| header.field(i)),
-                cfg.unknown_columns,
-            )
+            let cells: Vec<&[u8]> = (0..header.len()).map(|i| header.field(i)).collect();
+            Layout::from_csv_header(&cells, header.raw, cfg.unknown_columns, cfg.layouts)
         }
         Ok(None) => Err(crate::source::layout::LayoutError::Empty),
-        Err(e) => return Err(Box::new(reject_read(reader.get_mut(), e.to_string(), cfg))),
+        Err(e) => return Err(e.to_string()),
     };
-    let layout = match layout {
-        Ok(l) => l,
-        Err(e) => return Err(Box::new(reject_read(reader.get_mut(), e.to_string(), cfg))),
-    };
-    log_unknown(file, &layout, cfg);
+    let (layout, names) = found.map_err(|e| e.to_string())?;
+    let d = layout.dialect();
+    reader.set_dialect(d.delimiter, d.quote);
     Ok((layout, names))
 }
 
@@ -609,6 +623,8 @@ enum Extra<'a> {
 struct Judge<'c> {
     file_no: i32,
     cfg: &'c ParseConfig,
+    /// The rules under the file's layout (see [`Layout::rules`]).
+    rules: crate::validate::Rules,
     now: i64,
     extra: Vec<u8>,
     ids: DerivedIds,
@@ -619,6 +635,7 @@ impl<'c> Judge<'c> {
         Judge {
             file_no,
             cfg,
+            rules: cfg.rules,
             now: now_micros(),
             extra: Vec::new(),
             ids: DerivedIds::default(),
@@ -626,7 +643,8 @@ impl<'c> Judge<'c> {
     }
 
     /// The file's rows begin, in `layout` (see [`Verdicts::file_rows`]).
-    fn start_file(&self, file: &Candidate, layout: &Layout, out: &mut impl Verdicts) {
+    fn start_file(&mut self, file: &Candidate, layout: &Layout, out: &mut impl Verdicts) {
+        self.rules = layout.rules(&self.cfg.rules);
         out.file_rows(self.file_no, file, layout);
     }
 
@@ -639,7 +657,7 @@ impl<'c> Judge<'c> {
         out: &mut impl Verdicts,
         stats: &mut ParsedFile,
     ) -> Result<(), Aborted> {
-        let (now, rules) = (self.now, &self.cfg.rules);
+        let (now, rules) = (self.now, &self.rules);
         stats.rows_read += 1;
         let mut id_buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let mut derived = None;
@@ -805,6 +823,10 @@ pub fn raw_lines(
     match format.records {
         RecordFormat::Csv => {
             let mut reader = RecordReader::new(content, cfg.max_record_bytes);
+            // The header, whose dialect the rows are split in.
+            if csv_layout(&mut reader, cfg).is_err() {
+                return out;
+            }
             while let Ok(Some(rec)) = reader.next_record() {
                 if !keep(rec.line, rec.raw) {
                     break;
@@ -817,7 +839,8 @@ pub fn raw_lines(
                 cfg.max_record_bytes,
                 cfg.max_fields,
                 UnknownColumns::Keep,
-            );
+            )
+            .with_layouts(cfg.layouts);
             while let Ok(Some(l)) = reader.next_line() {
                 let more = match l {
                     JsonLine::Row { rec, .. } => keep(rec.line, rec.raw),
@@ -847,7 +870,7 @@ struct DerivedIds {
 impl DerivedIds {
     fn next<'a>(
         &mut self,
-        layout: crate::schema::LayoutId,
+        layout: LayoutRef,
         values: impl Iterator<Item = &'a str> + Clone,
     ) -> uuid::Uuid {
         let mut h = blake3::Hasher::new();

@@ -117,7 +117,7 @@ mod tests {
             (LayoutError::Empty.to_string(), FileCode::Empty),
             (
                 LayoutError::NoMatch {
-                    closest: LayoutId::V1,
+                    closest: LayoutId::V1.into(),
                     missing: vec!["event_time".into()],
                     unknown: vec![],
                 }
@@ -130,7 +130,7 @@ mod tests {
             ),
             (
                 LayoutError::UnknownColumns {
-                    layout: LayoutId::V1,
+                    layout: LayoutId::V1.into(),
                     unknown: vec!["color".into()],
                 }
                 .to_string(),

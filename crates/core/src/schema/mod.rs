@@ -1,20 +1,32 @@
 //! The schema registry: every CSV layout shopstream reads, as data.
 //!
-//! Two kinds of layout live here. shopstream's own versions (`v1`, `v2`,
-//! `v3`, each a superset of the one before) and the layouts of the five seed
-//! systems teams migrate from (`seed000` … `seed004`). For each one the
-//! registry holds its columns, their canonical target, type, nullability
-//! and documented default, plus the date it was introduced. The reader
-//! ([`crate::source::layout`]) detects a file's layout from its header row
-//! with this data; `shopstream schema list|show` prints it.
+//! Three kinds of layout live here. shopstream's own versions (`v1`, `v2`,
+//! `v3`, each a superset of the one before), the layouts of the five seed
+//! systems teams migrate from (`seed000` … `seed004`), and the layouts a
+//! user declares in TOML files with `--layouts` ([`declared`]). For each
+//! one the registry holds its columns, their canonical target, type,
+//! nullability and documented default, plus how its files are read
+//! (delimiter, time formats, …). The reader ([`crate::source::layout`])
+//! detects a file's layout from its header row with this data;
+//! `shopstream schema list|show` prints it.
 //!
-//! This module is pure data and formatting: it never reads files and never
-//! touches the database.
+//! The built-in layouts are static data ([`LayoutId`]); declared ones are
+//! loaded once at start and leaked, so that every layout is a
+//! `&'static` [`LayoutSpec`] ([`LayoutRef`]) and a [`Registry`] (the
+//! built-in layouts plus the declared ones) is a `Copy` handle.
+//!
+//! Apart from [`declared`] and [`init`], which read the files they are
+//! given, this module is pure data and formatting: it never touches the
+//! database.
 
+pub mod declared;
+pub mod init;
 mod registry;
 pub mod show;
 
-pub use registry::{canonical, ColumnSpec, ColumnType, LayoutSpec, Target, CURRENT};
+pub use registry::{
+    canonical, ColumnSpec, ColumnType, Dialect, Kind, LayoutSpec, ReadSpec, Target, CURRENT,
+};
 
 use std::fmt;
 
@@ -92,6 +104,140 @@ impl fmt::Display for LayoutId {
     }
 }
 
+/// Any layout a file can be read in: a built-in one or a declared one.
+/// Two are equal when their names are (names are unique in a registry).
+#[derive(Clone, Copy)]
+pub struct LayoutRef(&'static LayoutSpec);
+
+impl LayoutRef {
+    /// A layout of `spec` (declared layouts: see [`declared`]).
+    pub fn new(spec: &'static LayoutSpec) -> LayoutRef {
+        LayoutRef(spec)
+    }
+
+    /// The name stored in `source_layout`.
+    pub fn as_str(self) -> &'static str {
+        self.0.name
+    }
+
+    pub fn spec(self) -> &'static LayoutSpec {
+        self.0
+    }
+
+    /// The built-in layout this is, if it is one.
+    pub fn builtin(self) -> Option<LayoutId> {
+        match self.0.kind {
+            Kind::Declared => None,
+            Kind::Version | Kind::Seed => LayoutId::parse(self.0.name),
+        }
+    }
+}
+
+impl From<LayoutId> for LayoutRef {
+    fn from(id: LayoutId) -> LayoutRef {
+        LayoutRef(id.spec())
+    }
+}
+
+impl PartialEq for LayoutRef {
+    fn eq(&self, other: &LayoutRef) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for LayoutRef {}
+
+impl PartialEq<LayoutId> for LayoutRef {
+    fn eq(&self, other: &LayoutId) -> bool {
+        self.0.name == other.as_str()
+    }
+}
+
+impl std::hash::Hash for LayoutRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
+}
+
+impl fmt::Debug for LayoutRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+impl fmt::Display for LayoutRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name)
+    }
+}
+
+/// The layouts files are detected against: the built-in ones, then the
+/// declared ones in the order they were loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Registry {
+    declared: &'static [LayoutSpec],
+}
+
+impl Registry {
+    /// Only the built-in layouts.
+    pub const BUILT_IN: Registry = Registry { declared: &[] };
+
+    /// The built-in layouts and `declared` (see [`declared::load`]).
+    pub fn with_declared(declared: &'static [LayoutSpec]) -> Registry {
+        Registry { declared }
+    }
+
+    /// Every layout, built-in ones first.
+    pub fn all(self) -> impl Iterator<Item = LayoutRef> + Clone {
+        LayoutId::ALL
+            .into_iter()
+            .map(LayoutRef::from)
+            .chain(self.declared.iter().map(LayoutRef))
+    }
+
+    /// The declared layouts.
+    pub fn declared(self) -> &'static [LayoutSpec] {
+        self.declared
+    }
+
+    /// The layout named `name` (ASCII case ignored).
+    pub fn find(self, name: &str) -> Option<LayoutRef> {
+        let name = name.trim();
+        self.all().find(|l| l.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// The dialects of the layouts other than the standard one, each once,
+    /// in registry order.
+    pub fn other_dialects(self) -> Vec<Dialect> {
+        let mut out = vec![];
+        for l in self.declared {
+            let d = l.read.dialect;
+            if d != Dialect::STANDARD && !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        out
+    }
+}
+
+/// A layout name no layout of the registry has.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no layout is named {name:?}; the layouts are {}", .known.join(", "))]
+pub struct UnknownLayout {
+    pub name: String,
+    pub known: Vec<&'static str>,
+}
+
+impl Registry {
+    /// The layout named `name`, or the error naming every layout.
+    pub fn get(self, name: &str) -> Result<LayoutRef, UnknownLayout> {
+        self.find(name).ok_or_else(|| UnknownLayout {
+            name: name.to_string(),
+            known: self.all().map(LayoutRef::as_str).collect(),
+        })
+    }
+}
+
 /// Namespace of the event ids shopstream derives for layouts without an
 /// `event_id` column.
 pub const DERIVED_ID_NAMESPACE: uuid::Uuid = uuid::uuid!("5d0f6a62-8f0e-4c39-9a51-73686f707374");
@@ -103,12 +249,12 @@ pub const DERIVED_ID_NAMESPACE: uuid::Uuid = uuid::uuid!("5d0f6a62-8f0e-4c39-9a5
 /// file therefore yields the same ids (and dedups), while two identical rows
 /// in one file get different ids (and both load).
 pub fn derived_event_id<'a>(
-    layout: LayoutId,
+    layout: impl Into<LayoutRef>,
     values: impl IntoIterator<Item = &'a str>,
     occurrence: u32,
 ) -> uuid::Uuid {
     let mut name = Vec::with_capacity(96);
-    name.extend_from_slice(layout.as_str().as_bytes());
+    name.extend_from_slice(layout.into().as_str().as_bytes());
     for v in values {
         name.push(0x1f);
         name.extend_from_slice(v.trim().as_bytes());

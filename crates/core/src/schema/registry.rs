@@ -1,7 +1,9 @@
-//! The registry's data: one [`LayoutSpec`] per layout.
+//! The registry's data: one [`LayoutSpec`] per built-in layout, and the
+//! types a declared layout (`super::declared`) is made of too.
 
 use super::LayoutId;
 use crate::event::Field;
+use crate::validate::parse::TimeFormat;
 
 /// The current canonical version: what every row is migrated to.
 pub const CURRENT: LayoutId = LayoutId::V3;
@@ -38,6 +40,8 @@ pub enum Target {
     ProductIdAndName,
     /// Not a canonical column: kept in the row's `extra` JSON object.
     Extra,
+    /// Not a canonical column: its values are ignored.
+    Drop,
 }
 
 /// One column of a layout.
@@ -53,19 +57,95 @@ pub struct ColumnSpec {
     pub default: Option<&'static str>,
     /// The value forms files of this layout hold, and how they are read.
     pub format: &'static str,
+    /// Other header names of the column (declared layouts).
+    pub aliases: &'static [&'static str],
+    /// The header may lack the column (declared layouts); it is then
+    /// treated as absent.
+    pub optional: bool,
 }
 
-/// One layout: a version of shopstream's own CSV, or a seed system's.
+impl ColumnSpec {
+    /// Every header name of the column: its name, then its aliases.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.name).chain(self.aliases.iter().copied())
+    }
+}
+
+/// What kind of layout a spec is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// One of shopstream's own versions.
+    Version,
+    /// A seed system's layout.
+    Seed,
+    /// Declared by a user with `--layouts`.
+    Declared,
+}
+
+/// How a CSV file's fields are separated and quoted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    pub delimiter: u8,
+    pub quote: u8,
+}
+
+impl Dialect {
+    /// RFC 4180: comma and double quote.
+    pub const STANDARD: Dialect = Dialect {
+        delimiter: b',',
+        quote: b'"',
+    };
+}
+
+/// How a layout's files are read, beyond their columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSpec {
+    pub dialect: Dialect,
+    /// Prices written with a decimal comma (`12,50`).
+    pub decimal_comma: bool,
+    /// The time formats, tried in order (none: the standard forms).
+    pub time_formats: &'static [TimeFormat],
+    /// The zone of times without an offset (`None`: --source-timezone).
+    pub time_zone: Option<chrono_tz::Tz>,
+    /// Constant values of canonical columns for rows whose value is empty
+    /// or whose file has no such column.
+    pub defaults: &'static [(Field, &'static str)],
+    /// For files without event ids: the names of the columns the derived
+    /// id is made of (`None`: every column of the layout the file has).
+    pub id_from: Option<&'static [&'static str]>,
+}
+
+impl ReadSpec {
+    /// shopstream's own forms: what every built-in layout uses.
+    pub const STANDARD: ReadSpec = ReadSpec {
+        dialect: Dialect::STANDARD,
+        decimal_comma: false,
+        time_formats: &[],
+        time_zone: None,
+        defaults: &[],
+        id_from: None,
+    };
+}
+
+/// One layout: a version of shopstream's own CSV, a seed system's, or a
+/// declared one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LayoutSpec {
-    pub id: LayoutId,
+    /// The name stored in `source_layout`.
+    pub name: &'static str,
+    pub kind: Kind,
     /// When the version was introduced (for seed layouts: the date of the
-    /// seed system's commit the layout was taken from).
+    /// seed system's commit the layout was taken from; for declared ones,
+    /// empty).
     pub introduced: &'static str,
     pub description: &'static str,
     pub columns: &'static [ColumnSpec],
     /// Quirks of the layout and how shopstream normalises them.
     pub notes: &'static [&'static str],
+    pub read: ReadSpec,
+    /// The file that declared it (declared layouts).
+    pub declared_in: Option<&'static str>,
 }
 
 impl LayoutSpec {
@@ -74,8 +154,17 @@ impl LayoutSpec {
         self.columns.iter().find(|c| match c.target {
             Target::Field(t) => t == f,
             Target::ProductIdAndName => matches!(f, Field::ProductId | Field::ProductName),
-            Target::Extra => false,
+            Target::Extra | Target::Drop => false,
         })
+    }
+
+    /// The constant a declared layout gives canonical field `f`, if any.
+    pub fn default_for(&self, f: Field) -> Option<&'static str> {
+        self.read
+            .defaults
+            .iter()
+            .find(|(d, _)| *d == f)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -113,6 +202,8 @@ const fn col(
         nullable,
         default,
         format,
+        aliases: &[],
+        optional: false,
     }
 }
 
@@ -217,7 +308,10 @@ const V1_COLUMNS: [ColumnSpec; 6] = [EVENT_ID, USER_ID, EVENT_TYPE, PRODUCT_ID, 
 const V2_COLUMNS: &[ColumnSpec] = V3_COLUMNS.split_at(12).0;
 
 static V1: LayoutSpec = LayoutSpec {
-    id: LayoutId::V1,
+    name: "v1",
+    kind: Kind::Version,
+    read: ReadSpec::STANDARD,
+    declared_in: None,
     introduced: "2025-01-01",
     description: "shopstream v1: the six core columns of an event",
     columns: &V1_COLUMNS,
@@ -225,7 +319,10 @@ static V1: LayoutSpec = LayoutSpec {
 };
 
 static V2: LayoutSpec = LayoutSpec {
-    id: LayoutId::V2,
+    name: "v2",
+    kind: Kind::Version,
+    read: ReadSpec::STANDARD,
+    declared_in: None,
     introduced: "2025-06-01",
     description:
         "shopstream v2: v1 plus session, product name, category, quantity, segment and search query",
@@ -234,7 +331,10 @@ static V2: LayoutSpec = LayoutSpec {
 };
 
 static V3: LayoutSpec = LayoutSpec {
-    id: LayoutId::V3,
+    name: "v3",
+    kind: Kind::Version,
+    read: ReadSpec::STANDARD,
+    declared_in: None,
     introduced: "2026-01-01",
     description: "shopstream v3 (current): v2 plus device, browser, geo, referrer and campaign",
     columns: &V3_COLUMNS,
@@ -242,7 +342,10 @@ static V3: LayoutSpec = LayoutSpec {
 };
 
 static SEED000: LayoutSpec = LayoutSpec {
-    id: LayoutId::Seed000,
+    name: "seed000",
+    kind: Kind::Seed,
+    read: ReadSpec::STANDARD,
+    declared_in: None,
     introduced: "2026-01-29",
     description: "user_events with MD5 event ids, USER_000001 users and zone-less times (from seed 000, the Olivia-21 Spark pipeline)",
     columns: &[
@@ -282,7 +385,10 @@ static SEED000: LayoutSpec = LayoutSpec {
 };
 
 static SEED001: LayoutSpec = LayoutSpec {
-    id: LayoutId::Seed001,
+    name: "seed001",
+    kind: Kind::Seed,
+    read: ReadSpec::STANDARD,
+    declared_in: None,
     introduced: "2026-01-30",
     description: "user_events with numeric users and products, ISO times without zone and prices on views (from seed 001, the Damas200 Spark pipeline)",
     columns: &[
@@ -311,7 +417,10 @@ static SEED001: LayoutSpec = LayoutSpec {
 };
 
 static SEED002: LayoutSpec = LayoutSpec {
-    id: LayoutId::Seed002,
+    name: "seed002",
+    kind: Kind::Seed,
+    read: ReadSpec::STANDARD,
+    declared_in: None,
     introduced: "2025-04-30",
     description: "four columns user_id, action, product, timestamp: no event id, no price (from seed 002, the Elias-DE Spark pipeline)",
     columns: &[
@@ -324,6 +433,8 @@ static SEED002: LayoutSpec = LayoutSpec {
             nullable: false,
             default: None,
             format: "a product name (laptop, headphones, …), stored as both product_id and product_name",
+            aliases: &[],
+            optional: false,
         },
         req(Field::EventTime, "timestamp", Timestamp, "YYYY-MM-DD HH:MM:SS without zone, read in --source-timezone (UTC)"),
     ],
@@ -335,7 +446,10 @@ static SEED002: LayoutSpec = LayoutSpec {
 };
 
 static SEED003: LayoutSpec = LayoutSpec {
-    id: LayoutId::Seed003,
+    name: "seed003",
+    kind: Kind::Seed,
+    read: ReadSpec::STANDARD,
+    declared_in: None,
     introduced: "2026-01-29",
     description: "ecommerce_events export of 12 columns, pandas-style 512.0 ids and +00:00 times (from seed 003, the Zaina-M Spark pipeline)",
     columns: &[
@@ -357,13 +471,18 @@ static SEED003: LayoutSpec = LayoutSpec {
             nullable: true,
             default: None,
             format: "always web; kept in extra as {\"source_system\": …}",
+            aliases: &[],
+            optional: false,
         },
     ],
     notes: &["user_id and product_id written as 512.0 are stored as 512"],
 };
 
 static SEED004: LayoutSpec = LayoutSpec {
-    id: LayoutId::Seed004,
+    name: "seed004",
+    kind: Kind::Seed,
+    read: ReadSpec::STANDARD,
+    declared_in: None,
     introduced: "2026-01-29",
     description: "user_activity with a fresh session id per event and zone-less times (from seed 004, the jill-break Spark pipeline)",
     columns: &[
@@ -399,7 +518,7 @@ mod tests {
     #[test]
     fn every_layout_has_a_distinct_column_set() {
         for a in LayoutId::ALL {
-            assert_eq!(a.spec().id, a);
+            assert_eq!(a.spec().name, a.as_str());
             assert_eq!(
                 names(a).len(),
                 a.spec().columns.len(),

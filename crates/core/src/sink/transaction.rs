@@ -47,7 +47,7 @@ use super::staged::{self, Refused};
 use super::{copy, dedup, stage};
 use crate::batch::{BatchReport, Chunk, FileOutcome, FileReport, FileResult, FileStatus, Route};
 use crate::event::RuleCode;
-use crate::schema::LayoutId;
+use crate::schema::LayoutRef;
 use crate::source::discover::Candidate;
 
 #[derive(Debug, thiserror::Error)]
@@ -426,7 +426,7 @@ impl<'c> Batch<'c> {
             if let (FileOutcome::Parsed(p), Some(slot)) =
                 (&r.outcome, layouts.get_mut(r.file_no as usize - 1))
             {
-                *slot = p.layout.map(|l: LayoutId| l.as_str().to_string());
+                *slot = p.layout.map(|l: LayoutRef| l.as_str().to_string());
             }
         }
         (paths, layouts)
@@ -873,7 +873,7 @@ async fn insert_ledger(
     let (hash, layout, unknown_columns, header) = match &r.outcome {
         FileOutcome::Parsed(p) => (
             Some(p.hash.as_str()),
-            p.layout.map(LayoutId::as_str),
+            p.layout.map(LayoutRef::as_str),
             Some(&p.unknown_columns).filter(|u| !u.is_empty()),
             Some(&p.header).filter(|h| !h.is_empty()),
         ),

@@ -29,6 +29,7 @@ use serde_json::value::RawValue;
 use super::layout::{Layout, LayoutError, UnknownColumns};
 use super::lines::LineReader;
 use super::reader::Record;
+use crate::schema::{Dialect, Registry};
 
 /// Most key names outside the layout collected for the ledger.
 const UNKNOWN_NAMES_MAX: usize = 64;
@@ -46,7 +47,7 @@ pub enum JsonlError {
     )]
     Unknown {
         line: u64,
-        layout: crate::schema::LayoutId,
+        layout: crate::schema::LayoutRef,
         keys: Vec<String>,
     },
     #[error(
@@ -86,6 +87,7 @@ pub struct JsonlReader<R> {
     lines: LineReader<R>,
     max_keys: usize,
     policy: UnknownColumns,
+    registry: Registry,
     columns: Option<Columns>,
     out: Vec<u8>,
     ends: Vec<usize>,
@@ -101,12 +103,21 @@ impl<R: std::io::Read> JsonlReader<R> {
             lines: LineReader::new(src, max_line_bytes),
             max_keys: max_keys.max(1),
             policy,
+            registry: Registry::BUILT_IN,
             columns: None,
             out: Vec::with_capacity(1024),
             ends: Vec::with_capacity(64),
             extra: Vec::new(),
             unknown: vec![],
         }
+    }
+
+    /// Detects the layout among `registry`'s (the built-in ones by
+    /// default): those read with the standard CSV dialect, since a layout
+    /// with another delimiter or quote describes CSV files.
+    pub fn with_layouts(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
     }
 
     /// The source being read.
@@ -141,7 +152,7 @@ impl<R: std::io::Read> JsonlReader<R> {
             return malformed(format!("line {line} names key {dup:?} twice"));
         }
         if self.columns.is_none() {
-            let columns = Columns::detect(&pairs, self.policy)
+            let columns = Columns::detect(&pairs, self.policy, self.registry)
                 .map_err(|error| JsonlError::Layout { line, error })?;
             for name in &columns.layout.unknown {
                 note_unknown(&mut self.unknown, name);
@@ -288,8 +299,13 @@ struct Mapped {
 impl Columns {
     /// The layout the first object's keys choose, widened to every
     /// canonical column.
-    fn detect(pairs: &Pairs<'_>, policy: UnknownColumns) -> Result<Columns, LayoutError> {
-        let mut layout = Layout::from_header(pairs.iter().map(|(k, _)| k.as_bytes()), policy)?;
+    fn detect(
+        pairs: &Pairs<'_>,
+        policy: UnknownColumns,
+        registry: Registry,
+    ) -> Result<Columns, LayoutError> {
+        let keys = pairs.iter().map(|(k, _)| k.as_bytes());
+        let mut layout = Layout::from_header(keys, policy, registry, Dialect::STANDARD)?;
         let mut slots = std::collections::HashMap::new();
         for (i, (k, _)) in pairs.iter().enumerate() {
             slots.insert(k.trim().to_ascii_lowercase(), i);

@@ -10,7 +10,7 @@
 
 use std::io::Read;
 
-use csv_core::{ReadRecordResult, Reader as CoreReader};
+use csv_core::{ReadRecordResult, Reader as CoreReader, ReaderBuilder};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 const READ_CHUNK: usize = 64 * 1024;
@@ -159,6 +159,16 @@ impl<R: Read> RecordReader<R> {
         self
     }
 
+    /// Splits the records after the one just read by `delimiter` and
+    /// quotes them with `quote` (a declared layout's, known once the
+    /// header is read).
+    pub fn set_dialect(&mut self, delimiter: u8, quote: u8) {
+        self.core = ReaderBuilder::new()
+            .delimiter(delimiter)
+            .quote(quote)
+            .build();
+    }
+
     /// The source being read.
     pub fn get_mut(&mut self) -> &mut R {
         &mut self.src
@@ -257,6 +267,40 @@ impl<R: Read> RecordReader<R> {
             }
         }
     }
+}
+
+/// The fields of the first record of `raw` split by `delimiter` and
+/// quoted with `quote` (a header read again in another dialect).
+pub fn split_fields(raw: &[u8], delimiter: u8, quote: u8) -> Vec<Vec<u8>> {
+    let mut core = ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quote(quote)
+        .build();
+    let mut out = vec![0; raw.len() + 1];
+    let mut ends = vec![0; raw.len() + 1];
+    let (mut input, mut nout, mut nend) = (raw, 0, 0);
+    loop {
+        let (res, nin, o, e) = core.read_record(input, &mut out[nout..], &mut ends[nend..]);
+        input = &input[nin..];
+        nout += o;
+        nend += e;
+        // Once `raw` is used up, the next call (with no input) ends the
+        // record. The buffers cannot fill: unquoted fields are no longer
+        // than their input, and there is at most one per input byte, plus
+        // one.
+        if !matches!(res, ReadRecordResult::InputEmpty) {
+            break;
+        }
+    }
+    let mut start = 0;
+    ends[..nend]
+        .iter()
+        .map(|&end| {
+            let field = out[start..end].to_vec();
+            start = end;
+            field
+        })
+        .collect()
 }
 
 /// The lines `b` ends: `\n`, `\r\n` and a lone `\r` each end one, as each
@@ -422,6 +466,25 @@ mod tests {
                 limit: 256
             })
         ));
+    }
+
+    #[test]
+    fn another_dialect_splits_the_rest_and_a_header_again() {
+        let input = b"a;b\n'x;y';2\n3;\"q\"\n";
+        let mut r = RecordReader::new(&input[..], 1 << 20);
+        let header = r.next_record().expect("reads").expect("header");
+        assert_eq!(header.len(), 1);
+        assert_eq!(
+            split_fields(header.raw, b';', b'"'),
+            [b"a".to_vec(), b"b".to_vec()]
+        );
+        r.set_dialect(b';', b'\'');
+        let rec = r.next_record().expect("reads").expect("row");
+        assert_eq!((rec.len(), rec.field(0), rec.line), (2, &b"x;y"[..], 2));
+        let rec = r.next_record().expect("reads").expect("row");
+        assert_eq!(rec.field(1), b"\"q\"");
+        assert!(split_fields(b"", b';', b'"').is_empty());
+        assert_eq!(split_fields(b"\"a;b\";c;", b';', b'"').len(), 3);
     }
 
     #[test]

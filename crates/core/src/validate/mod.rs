@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use crate::event::{EventType, Field, RuleCode, FIELD_COUNT};
 use chrono_tz::Tz;
-use parse::{format_cents, parse_decimal, parse_timestamp_in, Decimal, TimeError, UnixMicros};
+use parse::UnixMicros;
+use parse::{format_cents, parse_decimal_with, parse_time_as, Decimal, TimeError, TimeFormat};
 
 /// The configurable thresholds of the rules.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,6 +32,18 @@ pub struct Rules {
     /// Events older than this at processing time fail
     /// `too_old_event_time` (`None`: no bound).
     pub max_age_micros: Option<i64>,
+    /// How the file's layout writes times and prices.
+    pub forms: Forms,
+}
+
+/// How a layout writes times and prices: shopstream's standard forms, or
+/// what a declared layout says (`crate::schema::declared`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forms {
+    /// The time formats, tried in order (none: the standard forms).
+    pub time_formats: &'static [TimeFormat],
+    /// Prices are written with a decimal comma (`12,50`).
+    pub decimal_comma: bool,
 }
 
 impl Default for Rules {
@@ -41,6 +54,7 @@ impl Default for Rules {
             late_threshold_micros: 5 * 60 * 1_000_000,
             source_zone: None,
             max_age_micros: None,
+            forms: Forms::default(),
         }
     }
 }
@@ -319,13 +333,17 @@ fn check_price(
         }
         return None;
     };
-    match parse_decimal(v) {
+    let (separator, example) = match rules.forms.decimal_comma {
+        true => (b',', "19,99 (the layout's decimal comma)"),
+        false => (b'.', "19.99"),
+    };
+    match parse_decimal_with(v, separator) {
         None => {
             fails.push(Failure::new(
                 RuleCode::InvalidPrice,
                 Field::Price,
                 v,
-                format!("price {v:?} is not a decimal number; expected e.g. 19.99"),
+                format!("price {v:?} is not a decimal number; expected e.g. {example}"),
             ));
             None
         }
@@ -426,7 +444,18 @@ fn check_time(
         return None;
     };
     let zone = rules.source_zone.map_or("UTC", |z| z.name());
-    match parse_timestamp_in(v, rules.source_zone) {
+    let formats = rules.forms.time_formats;
+    match parse_time_as(v, formats, rules.source_zone) {
+        Err(TimeError::Invalid) if !formats.is_empty() => {
+            let names: Vec<&str> = formats.iter().map(|f| f.text).collect();
+            fails.push(Failure::new(
+                RuleCode::InvalidEventTime,
+                Field::EventTime,
+                v,
+                format!("event_time {v:?} is not a time in the layout's format {} (no offset means {zone})", names.join(" or ")),
+            ));
+            None
+        }
         Err(TimeError::Invalid) => {
             fails.push(Failure::new(
                 RuleCode::InvalidEventTime,

@@ -3,9 +3,14 @@
 //! the accepted forms are a documented contract, not whatever a general
 //! parser happens to take.
 //!
+//! Declared layouts add two forms: times in a declared format
+//! ([`TimeFormat`], chrono's strftime syntax, parsed by chrono) and
+//! decimals with a comma ([`parse_decimal_with`]).
+//!
 //! These functions only parse; they never decide whether a value is allowed
 //! (that is [`super::Rules`]' job).
 
+use chrono::format::{parse as parse_items, Item, Parsed, StrftimeItems};
 use chrono::{LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use chrono_tz::Tz;
 
@@ -40,15 +45,114 @@ pub enum TimeError {
 /// clocks skip is [`TimeError::Nonexistent`].
 pub fn parse_timestamp_in(input: &str, zone: Option<Tz>) -> Result<UnixMicros, TimeError> {
     let (local, offset_secs) = parse_parts(input).ok_or(TimeError::Invalid)?;
-    match (offset_secs, zone) {
-        (Some(offset), _) => Ok(local.and_utc().timestamp_micros() - offset * 1_000_000),
-        (None, None) => Ok(local.and_utc().timestamp_micros()),
-        (None, Some(tz)) => match tz.from_local_datetime(&local) {
-            LocalResult::Single(t) => Ok(t.timestamp_micros()),
-            LocalResult::Ambiguous(a, b) => Ok(a.timestamp_micros().min(b.timestamp_micros())),
-            LocalResult::None => Err(TimeError::Nonexistent),
-        },
+    match offset_secs {
+        Some(offset) => Ok(local.and_utc().timestamp_micros() - offset * 1_000_000),
+        None => wall_clock_in(local, zone),
     }
+}
+
+/// The instant of wall clock time `local` in `zone` (`None`: UTC): the
+/// earlier one when it occurs twice, none when the clocks skip it.
+fn wall_clock_in(local: NaiveDateTime, zone: Option<Tz>) -> Result<UnixMicros, TimeError> {
+    let Some(tz) = zone else {
+        return Ok(local.and_utc().timestamp_micros());
+    };
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => Ok(t.timestamp_micros()),
+        LocalResult::Ambiguous(a, b) => Ok(a.timestamp_micros().min(b.timestamp_micros())),
+        LocalResult::None => Err(TimeError::Nonexistent),
+    }
+}
+
+/// A time format a declared layout names, in chrono's strftime syntax
+/// (`%d.%m.%Y %H:%M`), parsed once when the layout is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeFormat {
+    /// The format as written.
+    pub text: &'static str,
+    items: Vec<Item<'static>>,
+}
+
+impl TimeFormat {
+    /// Checks `text`: a strftime format from which a written time reads
+    /// back to the minute (it names the day, month, year, hour and minute
+    /// at least). The reason says what is wrong.
+    pub fn new(text: &'static str) -> Result<TimeFormat, String> {
+        let items = StrftimeItems::new(text)
+            .parse()
+            .map_err(|_| format!("{text:?} is not a strftime time format (e.g. %d.%m.%Y %H:%M)"))?;
+        let format = TimeFormat { text, items };
+        // 2026-03-14 15:09:26.123456 at +01:00, written and read back.
+        let offset = chrono::FixedOffset::east_opt(3600).ok_or("no offset")?;
+        let sample = chrono::DateTime::from_timestamp_micros(1_773_497_366_123_456)
+            .ok_or("no sample")?
+            .with_timezone(&offset);
+        let mut written = String::new();
+        use std::fmt::Write as _;
+        let shown = write!(written, "{}", sample.format_with_items(format.items.iter()));
+        // Read back as written: the instant when the format has an offset,
+        // else the wall clock time (here taken as UTC).
+        let back = shown.ok().and_then(|()| format.parse(&written, None).ok());
+        let minute = |t: i64| t.div_euclid(60_000_000);
+        let wall = sample.naive_local().and_utc().timestamp_micros();
+        let same = back.is_some_and(|b| {
+            minute(b) == minute(sample.timestamp_micros()) || minute(b) == minute(wall)
+        });
+        if !same {
+            return Err(format!(
+                "{text:?} cannot be read back (2026-03-14 15:09 +01:00 is written {written:?}): \
+                 a time format names the day, month, year, hour and minute at least, e.g. \
+                 %d.%m.%Y %H:%M"
+            ));
+        }
+        Ok(format)
+    }
+
+    /// Reads `input` in this format: an offset it holds wins; without
+    /// one it is wall clock time in `zone` (`None`: UTC).
+    pub fn parse(&self, input: &str, zone: Option<Tz>) -> Result<UnixMicros, TimeError> {
+        let mut parsed = Parsed::new();
+        parse_items(&mut parsed, input, self.items.iter()).map_err(|_| TimeError::Invalid)?;
+        if parsed.offset().is_some() || parsed.timestamp().is_some() {
+            let instant = match parsed.offset() {
+                Some(_) => parsed.to_datetime().map(|t| t.timestamp_micros()),
+                None => parsed
+                    .to_naive_datetime_with_offset(0)
+                    .map(|t| t.and_utc().timestamp_micros()),
+            };
+            return instant.map_err(|_| TimeError::Invalid);
+        }
+        let local = parsed
+            .to_naive_datetime_with_offset(0)
+            .map_err(|_| TimeError::Invalid)?;
+        wall_clock_in(local, zone)
+    }
+}
+
+/// Reads an event time in the first of `formats` it fits (see
+/// [`TimeFormat::parse`]); with no formats, in the standard forms
+/// ([`parse_timestamp_in`]).
+pub fn parse_time_as(
+    input: &str,
+    formats: &[TimeFormat],
+    zone: Option<Tz>,
+) -> Result<UnixMicros, TimeError> {
+    if formats.is_empty() {
+        return parse_timestamp_in(input, zone);
+    }
+    let mut nonexistent = false;
+    for f in formats {
+        match f.parse(input, zone) {
+            Ok(t) => return Ok(t),
+            Err(TimeError::Nonexistent) => nonexistent = true,
+            Err(TimeError::Invalid) => {}
+        }
+    }
+    Err(if nonexistent {
+        TimeError::Nonexistent
+    } else {
+        TimeError::Invalid
+    })
 }
 
 /// The written date and time, and the offset in seconds when one is
@@ -136,13 +240,20 @@ pub enum Decimal {
 /// Parses a plain decimal (`12`, `12.5`, `-0.99`, `.5`, `+3.`) into cents.
 /// Exponents, thousands separators, `NaN` and `inf` are not decimals.
 pub fn parse_decimal(input: &str) -> Option<Decimal> {
+    parse_decimal_with(input, b'.')
+}
+
+/// [`parse_decimal`] with `separator` (`.` or `,`) between the whole
+/// number and its fraction: `12,50` with a comma. The other mark is no
+/// decimal.
+pub fn parse_decimal_with(input: &str, separator: u8) -> Option<Decimal> {
     let s = input.as_bytes();
     let (negative, body) = match s.first() {
         Some(b'-') => (true, &s[1..]),
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    let (int_part, frac_part) = match body.iter().position(|&c| c == b'.') {
+    let (int_part, frac_part) = match body.iter().position(|&c| c == separator) {
         Some(p) => (&body[..p], &body[p + 1..]),
         None => (body, &body[body.len()..]),
     };
@@ -275,6 +386,81 @@ mod tests {
             parse_decimal("9999999999999999.99"),
             Some(Decimal::Cents(999_999_999_999_999_999))
         );
+    }
+
+    #[test]
+    fn a_decimal_comma_is_read_when_declared() {
+        assert_eq!(
+            parse_decimal_with("12,50", b','),
+            Some(Decimal::Cents(1250))
+        );
+        assert_eq!(parse_decimal_with("-0,5", b','), Some(Decimal::Cents(-50)));
+        assert_eq!(parse_decimal_with("7", b','), Some(Decimal::Cents(700)));
+        assert_eq!(parse_decimal_with("12.50", b','), None);
+        assert_eq!(parse_decimal("12,50"), None);
+    }
+
+    #[test]
+    fn declared_time_formats_read_wall_clock_time_in_the_zone() {
+        let berlin = Some(chrono_tz::Europe::Berlin);
+        let utc = |s: &str| parse_timestamp_in(s, None).expect(s);
+        let f = TimeFormat::new("%d.%m.%Y %H:%M").expect("format");
+        assert_eq!(
+            f.parse("03.01.2026 14:30", berlin),
+            Ok(utc("2026-01-03 13:30:00"))
+        );
+        assert_eq!(
+            f.parse("01.07.2026 14:30", berlin),
+            Ok(utc("2026-07-01 12:30:00"))
+        );
+        assert_eq!(
+            f.parse("29.03.2026 02:30", berlin),
+            Err(TimeError::Nonexistent)
+        );
+        assert_eq!(
+            f.parse("2026-01-03 14:30:00", berlin),
+            Err(TimeError::Invalid)
+        );
+        let with_offset = TimeFormat::new("%d/%m/%Y %H:%M:%S %z").expect("format");
+        assert_eq!(
+            with_offset.parse("03/01/2026 14:30:05 +0500", berlin),
+            Ok(utc("2026-01-03 09:30:05"))
+        );
+        let both = [f, with_offset];
+        assert_eq!(
+            parse_time_as("03/01/2026 14:30:05 -0100", &both, None),
+            Ok(utc("2026-01-03 15:30:05"))
+        );
+        assert_eq!(
+            parse_time_as("2026-01-03 14:30:00", &[], None),
+            Ok(utc("2026-01-03 14:30:00"))
+        );
+    }
+
+    #[test]
+    fn a_time_format_must_read_back_to_the_minute() {
+        for bad in [
+            "%d.%m.%Y",
+            "%H:%M",
+            "%d.%m.%Y %H",
+            "%Q",
+            "%d.%m %H:%M",
+            "%d.%m.%Y %I:%M",
+        ] {
+            assert!(TimeFormat::new(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "%d.%m.%Y %H:%M",
+            "%Y-%m-%dT%H:%M:%S%.f%:z",
+            "%m/%d/%Y %I:%M %p",
+            "%s",
+        ] {
+            assert!(
+                TimeFormat::new(good).is_ok(),
+                "{good}: {:?}",
+                TimeFormat::new(good)
+            );
+        }
     }
 
     #[test]

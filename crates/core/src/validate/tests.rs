@@ -524,3 +524,45 @@ fn messages_name_real_options_of_run() {
         messages[0]
     );
 }
+
+#[test]
+fn a_layouts_forms_read_its_times_and_decimal_commas_only() {
+    let formats: &'static [parse::TimeFormat] =
+        Box::leak(Box::new([
+            parse::TimeFormat::new("%d.%m.%Y %H:%M").expect("format")
+        ]));
+    let rules = Rules {
+        source_zone: Some(chrono_tz::Europe::Berlin),
+        forms: Forms {
+            time_formats: formats,
+            decimal_comma: true,
+        },
+        ..Rules::default()
+    };
+    let mut raw: RawFields<'static> = [None; FIELD_COUNT];
+    for (f, v) in with(
+        with(row(), Field::Price, "12,50"),
+        Field::EventTime,
+        "21.11.2026 11:20",
+    ) {
+        raw[f.index()] = Some(v);
+    }
+    let e = validate(&raw, NOW, &rules).expect("valid in the layout's forms");
+    assert_eq!(e.price_cents, Some(1250));
+    assert_eq!(
+        e.event_time,
+        NOW - 30_000_000,
+        "11:20 in Berlin is 10:20 UTC"
+    );
+    raw[Field::Price.index()] = Some("12.50");
+    raw[Field::EventTime.index()] = Some("2026-11-21T10:20:00Z");
+    let fails = validate(&raw, NOW, &rules).expect_err("standard forms refused");
+    let codes: Vec<RuleCode> = fails.iter().map(|f| f.code).collect();
+    assert_eq!(codes, [RuleCode::InvalidPrice, RuleCode::InvalidEventTime]);
+    assert!(fails[0].message.contains("19,99"), "{}", fails[0].message);
+    assert!(
+        fails[1].message.contains("%d.%m.%Y %H:%M"),
+        "{}",
+        fails[1].message
+    );
+}

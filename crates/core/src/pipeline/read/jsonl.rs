@@ -31,7 +31,8 @@ pub(super) fn read_jsonl<V: Verdicts>(
         cfg.max_record_bytes,
         cfg.max_fields,
         cfg.unknown_columns,
-    );
+    )
+    .with_layouts(cfg.layouts);
     let mut judge = Judge::new(file_no, cfg);
     let mut stats = ParsedFile::default();
     let mut first_malformed = None;
