@@ -188,3 +188,76 @@ async fn requeue_refuses_what_it_cannot_do() {
         "{out:?}"
     );
 }
+
+/// A file no layout matched is quarantined; once its layout is declared
+/// (`--layouts`), `requeue --code unknown_layout` and the next run load it
+/// with the declared layout's delimiter, decimal comma, time format and zone.
+#[tokio::test]
+async fn a_file_no_layout_matched_loads_once_its_layout_is_declared_and_it_is_requeued() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    let quarantine = input.join("_quarantine");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    std::fs::write(
+        input.join("shop.csv"),
+        "Nr;Kunde;Aktion;Artikel;Preis;Zeit\n\
+         00000000-0000-4000-8000-000000000001;K1;purchase;A1;12,50;03/01/2026 14:30\n\
+         00000000-0000-4000-8000-000000000002;K2;purchase;A2;7,25;04/07/2025 09:05\n",
+    )
+    .expect("write");
+    load_once(&db, &input, &[]);
+    assert!(quarantine.join("shop.csv.reason.txt").exists());
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 0);
+
+    let layouts = tmp.path().join("shop.toml");
+    let columns = [
+        ("Nr", "event_id"),
+        ("Kunde", "user_id"),
+        ("Aktion", "event_type"),
+        ("Artikel", "product_id"),
+        ("Preis", "price"),
+        ("Zeit", "event_time"),
+    ]
+    .map(|(name, to)| format!("[[column]]\nname = \"{name}\"\nto = \"{to}\"\n"))
+    .join("\n");
+    std::fs::write(
+        &layouts,
+        format!(
+            "name = \"shop\"\ndelimiter = \";\"\ndecimal = \",\"\n\
+             time_format = \"%d/%m/%Y %H:%M\"\ntime_zone = \"Europe/Berlin\"\n\n{columns}"
+        ),
+    )
+    .expect("write layouts");
+    let moved = requeue(&db, &input, &["--code", "unknown_layout"]);
+    assert_eq!(moved["files"].as_array().map(Vec::len), Some(1), "{moved}");
+    let layouts = layouts.to_str().expect("utf-8");
+    load_once(&db, &input, &["--layouts", layouts]);
+
+    let rows = db
+        .client()
+        .await
+        .query(
+            "SELECT price::float8, to_char(event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),
+                    source_layout
+             FROM ecommerce_events ORDER BY user_id",
+            &[],
+        )
+        .await
+        .expect("events");
+    let got: Vec<(f64, String, String)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (12.5, "2026-01-03 13:30".to_string(), "shop".to_string()),
+            (7.25, "2025-07-04 07:05".to_string(), "shop".to_string()),
+        ]
+    );
+    assert_eq!(
+        ledger(&db, &input.join("shop.csv")).await,
+        ["rejected requeued", "loaded"]
+    );
+}
