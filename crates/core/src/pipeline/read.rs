@@ -117,7 +117,7 @@ const CHUNK: usize = 256 * 1024;
 /// Encoded events and their index collected into one sorted run (copy
 /// route): large runs make the primary key's inserts cheap (see
 /// [`crate::batch::rows`]).
-pub const RUN_BYTES: usize = 14 << 20;
+pub const RUN_BYTES: usize = 12 << 20;
 
 /// Why a batch's parsing stopped before its end (the batch is abandoned
 /// and, by the caller, retried).
