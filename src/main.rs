@@ -618,36 +618,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     shopstream::shutdown::before_forced_exit(shopstream::db::embedded::stop_running);
     shutdown.on_signals()?;
     match command {
-        Command::Run { run, http, db } => {
-            // Options, limits, input and an endpoint that may not be
-            // served are refused before anything is created or started.
-            // The loader connects and migrates itself, waiting for the
-            // database with backoff. `--once` serves HTTP only when asked.
-            run.preflight()?;
-            let endpoint = match (run.once, &http.http_addr) {
-                (true, None) => None,
-                _ => http.bind().await?,
-            };
-            let args = db;
-            let db = Database::open(&args).await?;
-            if std::env::var_os(redact::DEBUG_PANIC_ENV).is_some() {
-                // Fault injection for the secrets and lifecycle tests: the
-                // message holds the URL (the panic hook must scrub it), and
-                // the embedded server, if any, must stop all the same.
-                panic!(
-                    "debug panic ({}): {:?}",
-                    redact::DEBUG_PANIC_ENV,
-                    args.database_url
-                );
-            }
-            let health = Health::default();
-            serve(endpoint, &db, &health, &shutdown)?;
-            let result =
-                shopstream::pipeline::run::run(&run, &db, &shutdown, &health, |_| {}).await;
-            db.close().await?;
-            let summary = result?;
-            outln!("{}", serde_json::to_string(&summary)?)?;
-        }
+        Command::Run { run, http, db } => run_loader(&run, &http, &db, &shutdown).await?,
         Command::Generate(args) => {
             let report = shopstream::generate::generate(&args, &shutdown).await?;
             outln!("{}", report.summary())?;
@@ -655,57 +626,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 report.write_json(path)?;
             }
         }
-        Command::Migrate { role, db } => {
-            let db = Database::open(&db).await?;
-            let result = async {
-                let mut client = db.connect().await?;
-                let report = shopstream::db::migrate::migrate(&mut client).await?;
-                // With --print-ingest-role-sql stdout is an SQL script.
-                let note = if role.print_ingest_role_sql {
-                    "-- "
-                } else {
-                    ""
-                };
-                for (v, name) in &report.applied {
-                    outln!("{note}applied migration {v} ({name})")?;
-                }
-                outln!(
-                    "{note}{} is at schema version {}",
-                    db.describe(),
-                    report.current
-                )?;
-                let Some(name) = &role.create_ingest_role else {
-                    return anyhow::Ok(());
-                };
-                if role.print_ingest_role_sql {
-                    print_out(&roles::ingest_role_script(&client, name).await?)?;
-                    return Ok(());
-                }
-                let password = std::env::var(roles::PASSWORD_ENV).ok();
-                let r = roles::create_ingest_role(&mut client, name, password.as_deref()).await?;
-                outln!(
-                    "ingest role {} {} in database {} (schema {}): it may load files and \
-                     nothing more{}",
-                    r.role,
-                    if r.created { "created" } else { "reset" },
-                    r.database,
-                    r.schema,
-                    match (r.password_set, r.created) {
-                        (true, _) => format!("; password set from {}", roles::PASSWORD_ENV),
-                        (false, true) => format!(
-                            "; it has no password ({} was not set): it can only log in where \
-                             the server trusts it (peer, cert or trust)",
-                            roles::PASSWORD_ENV
-                        ),
-                        (false, false) => "; its password is unchanged".to_string(),
-                    }
-                )?;
-                Ok(())
-            }
-            .await;
-            db.close().await?;
-            result?;
-        }
+        Command::Migrate { role, db } => migrate(&role, &db).await?,
         Command::Schema { what } => schema(what)?,
         Command::Report { report, db } => {
             // Never migrates, never creates a cluster: a database without
@@ -782,6 +703,96 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Completions { .. } | Command::Man { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `shopstream run`: the loader, and its endpoint when there is one.
+async fn run_loader(
+    run: &RunArgs,
+    http: &HttpArgs,
+    args: &DbArgs,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    // Options, limits, input and an endpoint that may not be
+    // served are refused before anything is created or started.
+    // The loader connects and migrates itself, waiting for the
+    // database with backoff. `--once` serves HTTP only when asked.
+    run.preflight()?;
+    let endpoint = match (run.once, &http.http_addr) {
+        (true, None) => None,
+        _ => http.bind().await?,
+    };
+    let db = Database::open(args).await?;
+    if std::env::var_os(redact::DEBUG_PANIC_ENV).is_some() {
+        // Fault injection for the secrets and lifecycle tests: the
+        // message holds the URL (the panic hook must scrub it), and
+        // the embedded server, if any, must stop all the same.
+        panic!(
+            "debug panic ({}): {:?}",
+            redact::DEBUG_PANIC_ENV,
+            args.database_url
+        );
+    }
+    let health = Health::default();
+    serve(endpoint, &db, &health, shutdown)?;
+    let result = shopstream::pipeline::run::run(run, &db, shutdown, &health, |_| {}).await;
+    db.close().await?;
+    let summary = result?;
+    outln!("{}", serde_json::to_string(&summary)?)?;
+    Ok(())
+}
+
+/// `shopstream migrate`, and the ingest role when asked.
+async fn migrate(role: &RoleArgs, db: &DbArgs) -> anyhow::Result<()> {
+    let db = Database::open(db).await?;
+    let result = async {
+        let mut client = db.connect().await?;
+        let report = shopstream::db::migrate::migrate(&mut client).await?;
+        // With --print-ingest-role-sql stdout is an SQL script.
+        let note = if role.print_ingest_role_sql {
+            "-- "
+        } else {
+            ""
+        };
+        for (v, name) in &report.applied {
+            outln!("{note}applied migration {v} ({name})")?;
+        }
+        outln!(
+            "{note}{} is at schema version {}",
+            db.describe(),
+            report.current
+        )?;
+        let Some(name) = &role.create_ingest_role else {
+            return anyhow::Ok(());
+        };
+        if role.print_ingest_role_sql {
+            print_out(&roles::ingest_role_script(&client, name).await?)?;
+            return Ok(());
+        }
+        let password = std::env::var(roles::PASSWORD_ENV).ok();
+        let r = roles::create_ingest_role(&mut client, name, password.as_deref()).await?;
+        outln!(
+            "ingest role {} {} in database {} (schema {}): it may load files and \
+             nothing more{}",
+            r.role,
+            if r.created { "created" } else { "reset" },
+            r.database,
+            r.schema,
+            match (r.password_set, r.created) {
+                (true, _) => format!("; password set from {}", roles::PASSWORD_ENV),
+                (false, true) => format!(
+                    "; it has no password ({} was not set): it can only log in where \
+                     the server trusts it (peer, cert or trust)",
+                    roles::PASSWORD_ENV
+                ),
+                (false, false) => "; its password is unchanged".to_string(),
+            }
+        )?;
+        Ok(())
+    }
+    .await;
+    db.close().await?;
+    result?;
+    Ok(())
 }
 
 /// `shopstream schema list|show|init`.
