@@ -443,3 +443,41 @@ async fn a_changed_time_zone_replays_rows_of_a_layout_without_ids_under_their_de
     );
     assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 4);
 }
+
+/// Dead letters of a JSON Lines file are not replayed (their raw lines are
+/// JSON objects, not CSV records): they stay dead letters, the file is
+/// named as not replayable, and nothing is loaded from them.
+#[tokio::test]
+async fn dead_letters_of_json_lines_files_stay_and_are_named_not_replayable() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("in");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let line = |n: u32, price: &str| {
+        format!(
+            r#"{{"event_id":"{}","user_id":"u{n}","event_type":"purchase","product_id":"p{n}","price":{price},"event_time":"2026-01-01 00:00:00"}}"#,
+            id(n)
+        )
+    };
+    let text = [line(1, "1.5"), line(2, "20000")].join("\n") + "\n";
+    std::fs::write(dir.join("a.jsonl"), text).expect("write");
+    load_once(&db, &dir, &[]);
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 1);
+
+    let done = replay(&db, &["--max-price", "50000"]);
+    assert_eq!(totals(&done), [1, 0, 0, 1], "{done}");
+    let named = done["not_replayable"].to_string();
+    assert!(
+        named.contains("a.jsonl") && named.contains("JSON Lines"),
+        "{done}"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM dead_letter_events WHERE replay_outcome IS NULL"
+        )
+        .await,
+        1
+    );
+}

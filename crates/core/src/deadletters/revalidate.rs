@@ -26,11 +26,10 @@ use std::path::Path;
 use bytes::BytesMut;
 
 use crate::event::{Field, RuleCode, FIELD_COUNT};
-use crate::pipeline::read::{clean_text, extra_json};
+use crate::pipeline::read::{clean_text, extra_json, open_content};
 use crate::schema::{Dialect, Registry};
 use crate::sink::ledger::RecordedColumns;
 use crate::sink::stage;
-use crate::source::decompress::{self, Bounds, Decoded};
 use crate::source::format::{Format, RecordFormat};
 use crate::source::layout::{Layout, UnknownColumns};
 use crate::source::reader::RecordReader;
@@ -116,12 +115,8 @@ pub fn header_on_disk(path: &Path, hash: &str, max_record_bytes: usize) -> Optio
         return None;
     }
     let file = std::fs::File::open(path).ok()?;
-    let bounds = Bounds {
-        name: path.display().to_string(),
-        stored_size: file.metadata().ok()?.len(),
-        max_bytes: u64::MAX,
-    };
-    let content = Decoded::new(decompress::Stored::new(file), format.compression, bounds).ok()?;
+    let size = file.metadata().ok()?.len();
+    let content = open_content(file, path, size, format, u64::MAX).ok()?;
     let mut reader = RecordReader::new(content, max_record_bytes);
     let header: Vec<String> = {
         let rec = reader.next_record().ok()??;

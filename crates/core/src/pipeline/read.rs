@@ -465,7 +465,7 @@ fn read_file<V: Verdicts>(
     out: &mut V,
 ) -> Result<FileOutcome, Aborted> {
     let format = Format::of(&file.path);
-    let content = match open_content(f, file, format, cfg.max_file_bytes) {
+    let content = match open_content(f, &file.path, file.size, format, cfg.max_file_bytes) {
         Ok(c) => c,
         Err(e) => {
             return Ok(FileOutcome::Rejected {
@@ -484,20 +484,21 @@ fn read_file<V: Verdicts>(
     })
 }
 
-/// The content of an opened file (see [`Content`]).
-fn open_content(
-    f: Box<dyn std::io::Read + Send>,
-    file: &Candidate,
+/// The content of an opened file (see [`Content`]): its stored bytes
+/// hashed, decompressed as its name says, at most `max_file_bytes` of each.
+pub(crate) fn open_content<R: std::io::Read>(
+    f: R,
+    path: &Path,
+    stored_size: u64,
     format: Format,
     max_file_bytes: u64,
-) -> std::io::Result<Content> {
+) -> std::io::Result<Decoded<std::io::Take<R>>> {
     let stored = Stored::new(f.take(max_file_bytes.saturating_add(1)));
     let bounds = Bounds {
-        name: file
-            .path
+        name: path
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        stored_size: file.size,
+        stored_size,
         max_bytes: max_file_bytes,
     };
     Decoded::new(stored, format.compression, bounds)
@@ -811,7 +812,13 @@ pub fn raw_lines(
     let stalled = opened.stalled();
     let wanted: std::collections::HashSet<i64> = lines.iter().copied().collect();
     let format = Format::of(&file.path);
-    let Ok(content) = open_content(opened.reader, file, format, cfg.max_file_bytes) else {
+    let Ok(content) = open_content(
+        opened.reader,
+        &file.path,
+        file.size,
+        format,
+        cfg.max_file_bytes,
+    ) else {
         return out;
     };
     let mut keep = |line: u64, raw: &[u8]| {
