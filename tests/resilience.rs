@@ -162,13 +162,18 @@ async fn rows_refused_by_the_tables_constraints_are_found_without_bisection() {
     let c = db.client().await;
     c.batch_execute(
         "ALTER TABLE ecommerce_events ADD CONSTRAINT quantity_below_9 CHECK (quantity < 9);
-         ALTER TABLE ecommerce_events ALTER COLUMN session_id SET NOT NULL",
+         ALTER TABLE ecommerce_events ALTER COLUMN session_id SET NOT NULL;
+         CREATE TABLE products (sku text PRIMARY KEY);
+         INSERT INTO products SELECT 'p' || n FROM generate_series(1, 5000) n WHERE n % 23 <> 0;
+         ALTER TABLE ecommerce_events ADD CONSTRAINT known_product
+           FOREIGN KEY (product_id) REFERENCES products (sku);",
     )
     .await
     .expect("constraints the validator does not know");
-    // 5,000 rows; every 17th breaks the check, every 101st has no session.
+    // 5,000 rows; every 17th breaks the check, every 101st has no session,
+    // every 23rd names a product the products table does not have.
     let mut lines = vec![V1_SESSION_QTY.to_string()];
-    let (mut refused, rows) = (0, 5000u32);
+    let (mut refused, mut unknown_product, rows) = (0, 0, 5000u32);
     for n in 1..=rows {
         let qty = if n % 17 == 0 { 9 } else { 1 };
         let session = if n % 101 == 0 {
@@ -176,7 +181,9 @@ async fn rows_refused_by_the_tables_constraints_are_found_without_bisection() {
         } else {
             format!("s{n}")
         };
-        refused += u32::from(qty == 9 || session.is_empty());
+        let earlier = qty == 9 || session.is_empty();
+        unknown_product += u32::from(!earlier && n % 23 == 0);
+        refused += u32::from(earlier || n % 23 == 0);
         lines.push(format!(
             "00000000-0000-4000-8000-{n:012},u{n},{session},add_to_cart,p{n},1.50,{qty},2026-01-01 00:00:00"
         ));
@@ -210,6 +217,10 @@ async fn rows_refused_by_the_tables_constraints_are_found_without_bisection() {
         )
         .await,
         i64::from(rows / 101)
+    );
+    assert_eq!(
+        by_kind("SELECT count(*) FROM dead_letter_events WHERE errors->0->>'constraint' = 'known_product' AND errors->0->>'sqlstate' = '23503'").await,
+        i64::from(unknown_product)
     );
     // Every backend of the loader has reported its statistics once it left.
     let inserted = {
@@ -647,6 +658,95 @@ async fn once_gives_up_when_the_circuit_opens_and_continuous_mode_keeps_waiting(
     .await;
     loader.assert_alive();
     loader.stop();
+}
+
+/// A trigger that fails every batch holding a `POISON` product with an
+/// error that is no row's fault (out of shared memory, SQLSTATE 53200), as
+/// Citus does when isolating many refused rows exhausts its lock table.
+const POISON_TRIGGER: &str = "
+    CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.product_id = 'POISON' THEN
+        RAISE EXCEPTION 'out of shared memory (test)' USING ERRCODE = '53200';
+      END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER poison BEFORE INSERT ON ecommerce_events
+      FOR EACH ROW EXECUTE FUNCTION poison();";
+
+#[tokio::test]
+async fn a_file_whose_batch_keeps_failing_does_not_hold_back_the_others() {
+    let db = test_db().await;
+    run_ok(shopstream().args(["migrate", "--database-url", &db.url]));
+    db.client()
+        .await
+        .batch_execute(POISON_TRIGGER)
+        .await
+        .expect("trigger");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).expect("mkdir");
+    // The poison file is the oldest: listed first, in one batch with the rest.
+    std::fs::write(
+        input.join("a-poison.csv"),
+        format!(
+            "{V1_SESSION_QTY}\n\
+             6f1c1d52-6a43-4e0b-9a4e-0d3c2b1a0f01,u1,s1,view,POISON,1.00,1,2026-01-01T00:00:00Z\n"
+        ),
+    )
+    .expect("write");
+    std::thread::sleep(Duration::from_millis(20));
+    let report = generate(&input.join("gen"), 4, 300, 71, &[]);
+    let quick = [
+        "--batch-max-files",
+        "10",
+        "--breaker-failures",
+        "4",
+        "--retry-initial-secs",
+        "0.05",
+        "--retry-max-secs",
+        "0.2",
+    ];
+    let out = shopstream()
+        .args(["run", "--once", "--database-url", &db.url, "--input"])
+        .arg(&input)
+        .args(quick)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The poison file fails alone until `--once` gives up on it ...
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("out of shared memory (test)"), "{stderr}");
+    assert!(stderr.contains("a-poison.csv"), "{stderr}");
+    // ... while the four good files, in its first batch, committed.
+    let loaded = "SELECT count(*) FROM ingested_files WHERE status = 'loaded'";
+    assert_eq!(count(&db, loaded).await, 4, "{stderr}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM ingested_files WHERE path LIKE '%poison%'"
+        )
+        .await,
+        0
+    );
+    let valid = report["loaded"].as_i64().expect("loaded");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ecommerce_events").await,
+        valid
+    );
+
+    // Once what failed it is gone, the file loads.
+    db.client()
+        .await
+        .batch_execute("DROP TRIGGER poison ON ecommerce_events")
+        .await
+        .expect("drop");
+    load_once(&db, &input, &quick);
+    assert_eq!(count(&db, loaded).await, 5);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ecommerce_events").await,
+        valid + 1
+    );
 }
 
 /// Commits one batch of `files` straight through the library, as the

@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 
@@ -39,6 +39,7 @@ use crate::source::scope::Include;
 use super::options::*;
 use super::run::{connect_failed, Failed};
 use super::summary::*;
+use super::suspects::Suspects;
 /// A file version as the ledger identifies it (see [`ledger::SAME_FILE`]).
 type FileKey = (PathBuf, u64, i64, Option<FileId>);
 
@@ -59,6 +60,20 @@ pub(super) struct Pass {
     /// The input could not be listed (why): a local or storage problem,
     /// never the database's, so it is no failure of the pass.
     pub(super) unlisted: Option<String>,
+    /// Some file was held back after failing alone (see
+    /// [`super::suspects`]): when the first is due again.
+    pub(super) held_until: Option<Instant>,
+}
+
+impl Pass {
+    /// Whether the pass shows that loading works, so the breaker closes: it
+    /// committed something, or found nothing to do. A pass that only left
+    /// files to another loader (or waited for the writer lock in vain) or
+    /// held back a failing file shows nothing, and a failure streak goes on
+    /// counting across it.
+    pub(super) fn shows_loading_works(&self) -> bool {
+        self.progressed || (!self.elsewhere && self.held_until.is_none())
+    }
 }
 
 /// A file whose fate is committed and now must be carried out on disk:
@@ -84,6 +99,8 @@ pub(super) struct Loader<'a> {
     pub(super) staged: bool,
     pub(super) migrated: bool,
     pub(super) done: HashSet<FileKey>,
+    /// Files of failed batches: loaded alone, held back after failing alone.
+    pub(super) suspects: Suspects,
     pub(super) summary: RunSummary,
     /// Health, metrics, alerts and (`--once`) progress: every event the
     /// loader emits goes to each, in order.
@@ -144,6 +161,7 @@ impl<'a> Loader<'a> {
             staged: false,
             migrated: false,
             done: HashSet::new(),
+            suspects: Suspects::default(),
             summary: RunSummary::default(),
             pause_after_commit: std::env::var(PAUSE_AFTER_COMMIT_ENV)
                 .ok()
@@ -236,7 +254,10 @@ impl Loader<'_> {
     /// the catalogue did not show, a value out of the column's range) turns
     /// the loader to the staged route for good, and the batch is loaded
     /// that way: there refused rows become dead letters.
+    /// A batch that fails for a reason about its work makes its files
+    /// suspects (see [`super::suspects`]).
     pub(super) async fn load(&mut self, files: Vec<Candidate>) -> Result<BatchReport, Failed> {
+        let group = files.clone();
         let staged = self.staged;
         let reading = self.reading.clone();
         self.client().await?;
@@ -259,6 +280,10 @@ impl Loader<'_> {
         result.map_err(|e| {
             // Connections left in an unknown state are made again.
             self.client = None;
+            if e.about_the_work() {
+                let backoff = self.args.backoff().unwrap_or_default();
+                (self.suspects).failed(&group, &backoff, Instant::now(), &mut rand::rng());
+            }
             Failed::from(e)
         })
     }
@@ -318,16 +343,22 @@ impl Loader<'_> {
         self.input.settled_except(&fresh);
         for (cand, _, _) in &leftovers {
             self.done.insert(key(cand));
+            self.suspects.settled(cand);
         }
         if !leftovers.is_empty() {
             pass.progressed = true;
             self.dispose(leftovers).await;
         }
-        let batches = batches(
-            fresh,
+        // Files of a failed batch go alone, after the rest; one that failed
+        // alone waits for its own backoff while the rest goes on.
+        let split = self.suspects.split(fresh, Instant::now());
+        pass.held_until = split.held_until;
+        let mut batches = self::batches(
+            split.rest,
             self.args.batch_max_files as usize,
             self.args.batch_max_bytes,
         );
+        batches.extend(split.alone.into_iter().map(|c| vec![c]));
         let mut waiting: Vec<Candidate> = batches.iter().flatten().cloned().collect();
         self.emit(LoaderEvent::Queued {
             files: waiting.len() as u64,
@@ -374,6 +405,7 @@ impl Loader<'_> {
             };
             self.done.insert(key(cand));
             self.input.settled(cand);
+            self.suspects.settled(cand);
             progressed = true;
             jobs.push((cand.clone(), rejected, f.ledger_id));
         }

@@ -14,6 +14,8 @@
 //! * [`loader`]: one pass: list the input, skip what the ledger has, cut
 //!   batches, load them one after the other, settle each after its commit.
 //! * [`summary`]: a run's totals and each batch's log line.
+//! * [`suspects`]: files of failed batches, loaded alone so that one file
+//!   cannot hold back the others.
 
 pub mod batch;
 pub mod breaker;
@@ -24,3 +26,4 @@ pub mod read;
 pub mod resume;
 pub mod run;
 pub mod summary;
+pub mod suspects;

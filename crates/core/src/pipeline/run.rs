@@ -113,9 +113,9 @@ pub async fn run(
         let go_on = match next {
             Next::Now => true,
             Next::After(wait) => pause(shutdown, wait).await,
-            Next::Watch => match watcher.as_mut() {
+            Next::Watch(held) => match watcher.as_mut() {
                 Some(w) => tokio::select! {
-                    _ = w.wait(relist) => true,
+                    _ = w.wait(held.map_or(relist, |h| h.min(relist))) => true,
                     _ = shutdown.wait() => false,
                 },
                 // --once and something changed while being read: look again soon.
@@ -137,8 +137,9 @@ enum Next {
     Now,
     /// Another step after this wait.
     After(Duration),
-    /// Wait for file events (or `--relist-secs`), then another pass.
-    Watch,
+    /// Wait for file events (or `--relist-secs`, or until a held-back
+    /// file is due), then another pass.
+    Watch(Option<Duration>),
     /// `--once` is done.
     Done,
 }
@@ -175,12 +176,17 @@ fn after_pass(
         }
     };
     *unlisted = 0;
-    breaker.success();
-    loader.emit(LoaderEvent::Breaker {
-        state: breaker.state(),
-        failures: 0,
-        failure: None,
-    });
+    if pass.shows_loading_works() {
+        breaker.success();
+        loader.emit(LoaderEvent::Breaker {
+            state: breaker.state(),
+            failures: 0,
+            failure: None,
+        });
+    }
+    let held = pass
+        .held_until
+        .map(|until| super::suspects::until(until, Instant::now()));
     Ok(if pass.progressed {
         Next::Now
     } else if pass.elsewhere {
@@ -191,10 +197,13 @@ fn after_pass(
             "files held by another loader: looking again in {CLAIMED_ELSEWHERE_RETRY:?}"
         );
         Next::After(CLAIMED_ELSEWHERE_RETRY)
+    } else if let (true, Some(wait)) = (loader.args.once, held) {
+        // `--once` waits for a held-back file's next try.
+        Next::After(wait)
     } else if loader.args.once {
         Next::Done
     } else {
-        Next::Watch
+        Next::Watch(held)
     })
 }
 
@@ -456,6 +465,30 @@ mod tests {
         ] {
             assert!(args(&bad).backoff().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_a_pass_that_committed_or_had_nothing_to_do_closes_the_breaker() {
+        use super::super::loader::Pass;
+        assert!(Pass::default().shows_loading_works());
+        let committed = Pass {
+            progressed: true,
+            elsewhere: true,
+            ..Pass::default()
+        };
+        assert!(committed.shows_loading_works());
+        // The writer lock not had within its wait (the failed batch's own
+        // connection may still be rolling back) proves nothing.
+        let waited = Pass {
+            elsewhere: true,
+            ..Pass::default()
+        };
+        assert!(!waited.shows_loading_works());
+        let held = Pass {
+            held_until: Some(Instant::now()),
+            ..Pass::default()
+        };
+        assert!(!held.shows_loading_works());
     }
 
     #[test]

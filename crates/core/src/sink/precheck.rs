@@ -1,15 +1,16 @@
 //! Rows the event table's own constraints refuse, found without trying
 //! them one by one.
 //!
-//! When the server refuses a row of a batch (a `CHECK` or `NOT NULL`
-//! constraint someone added to `ecommerce_events`, which the validator does
-//! not know), this module asks the server to evaluate each such constraint
-//! over the staged rows, one query per constraint. The cost follows the
+//! When the server refuses a row of a batch (a `CHECK`, `NOT NULL` or
+//! foreign key constraint someone added to `ecommerce_events`, which the
+//! validator does not know), this module asks the server to evaluate each
+//! such constraint over the staged rows, one query per constraint (a
+//! foreign key as an anti-join on the referenced table). The cost follows the
 //! number of constraints, not the number of rows; isolating by bisection
 //! costs about a dozen savepoints and inserts per refused row, which on
 //! distributed PostgreSQL (Citus) took minutes for a few hundred rows.
-//! Rows refused for other reasons (a trigger, a foreign key, a value out of
-//! range) are left to the bisection that follows.
+//! Rows refused for other reasons (a trigger, a `MATCH FULL` key, a value
+//! out of range) are left to the bisection that follows.
 //!
 //! It owns the SQL that reads the constraints and evaluates them. It never
 //! inserts, never changes a staged row and never decides a row's fate: the
@@ -26,7 +27,7 @@ use super::stage;
 pub struct Violation {
     pub file_no: i32,
     pub line: i64,
-    /// 23502 (not null) or 23514 (check).
+    /// 23502 (not null), 23514 (check) or 23503 (foreign key).
     pub sqlstate: &'static str,
     pub message: String,
     pub column: Option<String>,
@@ -46,8 +47,8 @@ fn as_events() -> String {
 }
 
 /// Every staged valid row that breaks a `NOT NULL` (checked first, as the
-/// server does) or a `CHECK` constraint of `ecommerce_events`, each row
-/// once, in key order within each constraint. A constraint whose
+/// server does), a `CHECK` or a simple foreign key of `ecommerce_events`
+/// (in the server's order too), each row once, in key order within each constraint. A constraint whose
 /// expression cannot be evaluated over the staged rows is skipped.
 pub async fn violations(
     tx: &Transaction<'_>,
@@ -115,7 +116,87 @@ pub async fn violations(
             }
         }
     }
+    for fk in foreign_keys(tx).await? {
+        let message = format!(
+            "insert or update on table \"ecommerce_events\" violates foreign key constraint \"{}\"",
+            fk.name
+        );
+        for (file_no, line) in refused_by(tx, &fk.test(), paths, batch_id, layouts).await? {
+            if seen.insert((file_no, line)) {
+                found.push(Violation {
+                    file_no,
+                    line,
+                    sqlstate: "23503",
+                    message: message.clone(),
+                    column: None,
+                    constraint: Some(fk.name.clone()),
+                });
+            }
+        }
+    }
     Ok(found)
+}
+
+/// A foreign key of `ecommerce_events` (`MATCH SIMPLE`, the default).
+struct ForeignKey {
+    name: String,
+    /// The referenced table, as `regclass` prints it (quoted if needed).
+    table: String,
+    columns: Vec<String>,
+    referenced: Vec<String>,
+}
+
+impl ForeignKey {
+    /// True for a row the key refuses: every column set and no referenced
+    /// row with those values.
+    fn test(&self) -> String {
+        let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+        let set = self
+            .columns
+            .iter()
+            .map(|c| format!("ecommerce_events.{} IS NOT NULL", q(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let same = self
+            .columns
+            .iter()
+            .zip(&self.referenced)
+            .map(|(c, r)| format!("shopstream_ref.{} = ecommerce_events.{}", q(r), q(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        format!(
+            "{set} AND NOT EXISTS (SELECT 1 FROM {} shopstream_ref WHERE {same})",
+            self.table
+        )
+    }
+}
+
+/// The table's simple foreign keys.
+async fn foreign_keys(tx: &Transaction<'_>) -> Result<Vec<ForeignKey>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            "SELECT c.conname::text, c.confrelid::regclass::text,
+                    array_agg(a.attname::text ORDER BY k.ord),
+                    array_agg(fa.attname::text ORDER BY k.ord)
+             FROM pg_constraint c
+             CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(col, fcol, ord)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.col
+             JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = k.fcol
+             WHERE c.conrelid = 'ecommerce_events'::regclass AND c.contype = 'f'
+               AND c.confmatchtype = 's'
+             GROUP BY c.conname, c.confrelid ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ForeignKey {
+            name: r.get(0),
+            table: r.get(1),
+            columns: r.get(2),
+            referenced: r.get(3),
+        })
+        .collect())
 }
 
 /// The keys of the staged valid rows for which `test` (SQL over the

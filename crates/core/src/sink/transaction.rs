@@ -69,6 +69,20 @@ impl SinkError {
             SinkError::Reader(_) => false,
         }
     }
+
+    /// The failure is about the batch's work, not the way to the server:
+    /// the server answered with an error (other than a lost connection or
+    /// a shutdown, SQLSTATE classes 08 and 57P), or a file could not be
+    /// read.
+    pub fn about_the_work(&self) -> bool {
+        match self {
+            SinkError::Db(e) => e.code().is_some_and(|c| {
+                let c = c.code();
+                !c.starts_with("08") && !c.starts_with("57P")
+            }),
+            SinkError::Reader(_) => true,
+        }
+    }
 }
 
 /// The writer lock's key (see the module docs).
