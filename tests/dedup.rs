@@ -312,6 +312,60 @@ async fn a_row_the_server_refuses_on_the_copy_route_sends_the_loader_through_sta
 }
 
 #[tokio::test]
+async fn batches_go_on_while_the_tables_ids_are_read_beside_them() {
+    let db = test_db().await;
+    common::run_ok(common::shopstream().args(["migrate", "--database-url", &db.url]));
+    // The table holds ids 1..=1000 (as another tool left them).
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO ecommerce_events (event_id, event_type, product_id, quantity, event_time,
+                                           source_file, source_line, batch_id, source_layout)
+             SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 'view',
+                    'p' || n, 1, '2026-01-01', 'earlier.csv', n, 0, 'v3'
+             FROM generate_series(1, 1000) n",
+        )
+        .await
+        .expect("earlier events");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    // a.csv repeats 900..=1000 of the table; b.csv repeats 1050..=1100 of a.csv.
+    write(&input, "a.csv", &(900..=1100).map(row).collect::<Vec<_>>());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&input, "b.csv", &(1050..=1200).map(row).collect::<Vec<_>>());
+    // One file per batch; the read of the table's ids arrives only when
+    // the first batch is about to commit, so its rows are all probed, and
+    // the second batch's filter must hold both the table and the first
+    // batch.
+    let out = common::run_ok(
+        common::shopstream()
+            .env(shopstream::sink::dedup::SLOW_ID_READ_ENV, "1500")
+            .args([
+                "run",
+                "--once",
+                "--batch-max-files",
+                "1",
+                "--database-url",
+                &db.url,
+            ])
+            .arg("--input")
+            .arg(&input),
+    );
+    let s = summary(&out);
+    assert_eq!(
+        (s["rows_loaded"].as_u64(), s["rows_duplicate"].as_u64()),
+        (Some(200), Some(152)),
+        "{s}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ecommerce_events").await,
+        1200
+    );
+    let (_, rollbacks) = transactions(&db).await;
+    assert_eq!(rollbacks, 0, "no COPY failed and was tried again");
+}
+
+#[tokio::test]
 async fn a_loader_reads_the_tables_ids_again_after_another_loader_wrote() {
     let db = test_db().await;
     let tmp = tempfile::tempdir().expect("tmp");

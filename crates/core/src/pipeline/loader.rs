@@ -157,7 +157,7 @@ impl<'a> Loader<'a> {
             reading: Reading { source, cfg },
             input,
             client: None,
-            table_ids: TableIds::default(),
+            table_ids: TableIds::beside(db.connector()),
             staged: false,
             migrated: false,
             done: HashSet::new(),

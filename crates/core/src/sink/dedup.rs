@@ -5,8 +5,10 @@
 //! Within a run the first copy of an id (earliest file and line, the run is
 //! sorted stably) is the one that counts. Then each id is either
 //! * **certainly new**: [`TableIds`], a Bloom filter of every id in the
-//!   table (read once when the loader connects, then kept up to date with
-//!   the ids it loads) has never seen it. A Bloom filter has no false "no";
+//!   table (read once, by the first batch, on a connection of its own
+//!   beside the batch, then kept up to date with the ids it loads) has
+//!   never seen it. A Bloom filter has no false "no". Until the read
+//!   arrives no id is certainly new: the batch goes on, probing every id;
 //! * or **asked**: one probe (`event_id = ANY(…)`) for all the run's other
 //!   ids (true duplicates and about 1% of false "maybe"), on the batch's own
 //!   connection, which sees what the batch loaded before.
@@ -32,6 +34,7 @@ use uuid::Uuid;
 
 use super::copy;
 use crate::batch::{RowRef, SortedRows};
+use crate::db::connect::Connector;
 
 /// Bytes sent to the server at a time.
 const CHUNK: usize = 256 * 1024;
@@ -49,6 +52,27 @@ pub struct TableIds {
     /// The last batch (by id) whose rows the filter holds; `None` before
     /// it is read, or when the table is too large for it.
     through: Option<i64>,
+    /// Where the ids are read beside the batch, on a connection of their
+    /// own (see [`TableIds::beside`]); without it they are read inline.
+    side: Option<Connector>,
+    /// A read under way beside the batch, and the batch it is for.
+    reading: Option<SideRead>,
+}
+
+/// A read of the table's ids on a connection of its own, started while the
+/// batch held the writer lock (so no other loader commits until it is
+/// merged: at the latest when the batch commits).
+#[derive(Debug)]
+struct SideRead {
+    task: tokio::task::JoinHandle<Result<Option<Ids>, String>>,
+    /// The last batch the table held when the read started.
+    through: i64,
+}
+
+impl Drop for SideRead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl TableIds {
@@ -72,12 +96,92 @@ impl TableIds {
         Ok(stale)
     }
 
-    /// Reads every id of the table (a consistent view: the caller holds
-    /// the writer lock).
+    /// Ids read beside the batches, on connections `side` opens: a batch
+    /// that finds the filter stale goes on at once (every id of its runs
+    /// probed) while the table's ids are read, and uses the filter from
+    /// the run after it arrives.
+    pub fn beside(side: Connector) -> TableIds {
+        TableIds {
+            side: Some(side),
+            ..TableIds::default()
+        }
+    }
+
+    /// Starts reading every id of the table (the caller holds the writer
+    /// lock, so the read sees the table as the batch does, less the rows
+    /// the batch itself loads, which the filter gets as they are loaded):
+    /// beside the batch when there is a connection for it, else inline.
     pub async fn read(&mut self, tx: &Transaction<'_>) -> Result<(), tokio_postgres::Error> {
-        let started = std::time::Instant::now();
         self.ids = Ids::default();
         self.through = None;
+        self.reading = None;
+        let Some(through) = self.through_if_filtered(tx).await? else {
+            return Ok(());
+        };
+        let Some(side) = self.side.clone() else {
+            if let Some(ids) = read_ids(tx).await? {
+                self.ids = ids;
+                self.through = Some(through);
+            }
+            return Ok(());
+        };
+        let task = tokio::spawn(async move {
+            if let Some(pause) = debug_slow_read() {
+                tokio::time::sleep(pause).await;
+            }
+            let mut client = side.connect().await.map_err(|e| e.to_string())?;
+            let tx = client
+                .build_transaction()
+                .read_only(true)
+                .start()
+                .await
+                .map_err(|e| crate::db::connect::error_chain(&e))?;
+            let chain = |e: tokio_postgres::Error| crate::db::connect::error_chain(&e);
+            let ids = read_ids(&tx).await.map_err(chain)?;
+            // Ended as it went (read only): a commit, not a rollback.
+            tx.commit().await.map_err(chain)?;
+            Ok(ids)
+        });
+        self.reading = Some(SideRead { task, through });
+        Ok(())
+    }
+
+    /// Takes in the read beside the batch once it is done (`wait`: wait
+    /// for it). Its ids join those the batch loaded meanwhile. A read that
+    /// failed leaves the filter unread (every id probed; read again at the
+    /// next batch).
+    pub async fn merge(&mut self, wait: bool) {
+        let done = self.reading.as_ref().is_some_and(|r| r.task.is_finished());
+        if !(done || wait && self.reading.is_some()) {
+            return;
+        }
+        let Some(mut read) = self.reading.take() else {
+            return;
+        };
+        match (&mut read.task).await {
+            Ok(Ok(Some(mut ids))) => {
+                ids.filters.append(&mut self.ids.filters);
+                self.ids = ids;
+                self.through = Some(read.through);
+            }
+            Ok(Ok(None)) => self.ids = Ids::default(),
+            Ok(Err(e)) => {
+                tracing::warn!("could not read the table's ids ({e}): every id is probed");
+                self.ids = Ids::default();
+            }
+            Err(e) => {
+                tracing::warn!("reading the table's ids stopped ({e}): every id is probed");
+                self.ids = Ids::default();
+            }
+        }
+    }
+
+    /// The last batch the table holds, or `None` when it is too large for
+    /// the filter.
+    async fn through_if_filtered(
+        &self,
+        tx: &Transaction<'_>,
+    ) -> Result<Option<i64>, tokio_postgres::Error> {
         let row = tx
             .query_one(
                 "SELECT coalesce((SELECT max(batch_id) FROM data_quality_metrics), 0),
@@ -92,55 +196,9 @@ impl TableIds {
                 rows = estimate,
                 "ecommerce_events is too large for the id filter: every id is probed"
             );
-            return Ok(());
+            return Ok(None);
         }
-        let stream = tx
-            .copy_out("COPY (SELECT event_id FROM ecommerce_events) TO STDOUT (FORMAT binary)")
-            .await?;
-        let mut stream = std::pin::pin!(stream);
-        let mut pending = BytesMut::new();
-        let mut count = 0u64;
-        while let Some(chunk) = stream.next().await {
-            pending.extend_from_slice(&chunk?);
-            count += self.take_ids(&mut pending);
-            if count > MAX_FILTERED_IDS {
-                self.ids = Ids::default();
-                return Ok(());
-            }
-        }
-        self.through = Some(through);
-        tracing::debug!(
-            ids = count,
-            ms = started.elapsed().as_millis() as u64,
-            "read the table's ids into the filter"
-        );
-        Ok(())
-    }
-
-    /// Adds the ids of whole rows in `buf` (binary COPY of one uuid
-    /// column) and leaves a partial row there. Returns the ids added.
-    fn take_ids(&mut self, buf: &mut BytesMut) -> u64 {
-        let mut added = 0;
-        // The header (signature, flags, extension length) is 19 bytes.
-        if buf.starts_with(b"PGCOPY\n\xff\r\n\0") {
-            if buf.len() < 19 {
-                return 0;
-            }
-            buf.advance(19);
-        }
-        // A row: field count (2), length (4), 16 bytes; the trailer is -1.
-        while buf.len() >= 22 || buf.starts_with(&[0xff, 0xff]) {
-            if buf.starts_with(&[0xff, 0xff]) {
-                buf.clear();
-                break;
-            }
-            let mut id = [0u8; 16];
-            id.copy_from_slice(&buf[6..22]);
-            self.ids.insert(&id);
-            buf.advance(22);
-            added += 1;
-        }
-        added
+        Ok(Some(through))
     }
 
     /// The batch `batch_id` committed: the filter now holds the table as
@@ -156,6 +214,69 @@ impl TableIds {
     }
 }
 
+/// Fault injection for the tests: a read beside the batch waits this long
+/// (milliseconds) before it starts, so that the batch's runs are decided
+/// while it is under way. Not an option.
+pub const SLOW_ID_READ_ENV: &str = "SHOPSTREAM_DEBUG_SLOW_ID_READ_MS";
+
+fn debug_slow_read() -> Option<std::time::Duration> {
+    std::env::var(SLOW_ID_READ_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(std::time::Duration::from_millis)
+}
+
+/// Every id of the table, in `tx`'s snapshot; `None` when there are more
+/// than [`MAX_FILTERED_IDS`].
+async fn read_ids(tx: &Transaction<'_>) -> Result<Option<Ids>, tokio_postgres::Error> {
+    let started = std::time::Instant::now();
+    let stream = tx
+        .copy_out("COPY (SELECT event_id FROM ecommerce_events) TO STDOUT (FORMAT binary)")
+        .await?;
+    let mut stream = std::pin::pin!(stream);
+    let mut pending = BytesMut::new();
+    let (mut ids, mut count) = (Ids::default(), 0u64);
+    while let Some(chunk) = stream.next().await {
+        pending.extend_from_slice(&chunk?);
+        count += take_ids(&mut ids, &mut pending);
+        if count > MAX_FILTERED_IDS {
+            return Ok(None);
+        }
+    }
+    tracing::debug!(
+        ids = count,
+        ms = started.elapsed().as_millis() as u64,
+        "read the table's ids into the filter"
+    );
+    Ok(Some(ids))
+}
+
+/// Adds the ids of whole rows in `buf` (binary COPY of one uuid column) to
+/// `ids` and leaves a partial row there. Returns the ids added.
+fn take_ids(ids: &mut Ids, buf: &mut BytesMut) -> u64 {
+    let mut added = 0;
+    // The header (signature, flags, extension length) is 19 bytes.
+    if buf.starts_with(b"PGCOPY\n\xff\r\n\0") {
+        if buf.len() < 19 {
+            return 0;
+        }
+        buf.advance(19);
+    }
+    // A row: field count (2), length (4), 16 bytes; the trailer is -1.
+    while buf.len() >= 22 || buf.starts_with(&[0xff, 0xff]) {
+        if buf.starts_with(&[0xff, 0xff]) {
+            buf.clear();
+            break;
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&buf[6..22]);
+        ids.insert(&id);
+        buf.advance(22);
+        added += 1;
+    }
+    added
+}
+
 /// Loads one run: skips the rows of files in `dropped`, keeps the first
 /// copy of each id, leaves out the ids the table holds and COPYs the rest,
 /// adding them to `table`. Adds the rows loaded per file to `loaded`.
@@ -168,6 +289,7 @@ pub async fn copy_run(
     loaded: &mut HashMap<i32, u64>,
 ) -> Result<(), tokio_postgres::Error> {
     let started = std::time::Instant::now();
+    table.merge(false).await;
     let mut fresh: Vec<&RowRef> = Vec::with_capacity(run.len());
     let mut maybe: Vec<Uuid> = vec![];
     for r in run.rows() {

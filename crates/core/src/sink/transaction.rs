@@ -486,6 +486,9 @@ impl Batch<'_> {
         }
         self.record(&mut report, &refused_by_file, &paths, &layouts)
             .await?;
+        // A read of the table's ids beside the batch is only whole while
+        // the batch holds the writer lock: take it in before the commit.
+        self.table.merge(true).await;
         debug_pause_before_commit().await;
         self.tx.commit().await?;
         self.table.committed(self.batch_id);
