@@ -610,6 +610,20 @@ async fn two_loaders_on_one_folder_never_load_a_file_twice() {
     );
 }
 
+/// `run --once` over `input` with `args`, which must give up (exit 1);
+/// returns its stderr.
+fn once_gives_up(url: &str, input: &Path, args: &[&str]) -> String {
+    let out = shopstream()
+        .args(["run", "--once", "--database-url", url, "--input"])
+        .arg(input)
+        .args(args)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 #[tokio::test]
 async fn once_gives_up_when_the_circuit_opens_and_continuous_mode_keeps_waiting() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -631,14 +645,7 @@ async fn once_gives_up_when_the_circuit_opens_and_continuous_mode_keeps_waiting(
         "--breaker-open-secs",
         "0.5",
     ];
-    let out = shopstream()
-        .args(["run", "--once", "--database-url", url, "--input"])
-        .arg(&input)
-        .args(quick)
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = once_gives_up(url, &input, &quick);
     assert!(
         stderr.contains("giving up after 2 failed attempts"),
         "{stderr}"
@@ -707,15 +714,8 @@ async fn a_file_whose_batch_keeps_failing_does_not_hold_back_the_others() {
         "--retry-max-secs",
         "0.2",
     ];
-    let out = shopstream()
-        .args(["run", "--once", "--database-url", &db.url, "--input"])
-        .arg(&input)
-        .args(quick)
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
     // The poison file fails alone until `--once` gives up on it ...
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = once_gives_up(&db.url, &input, &quick);
     assert!(stderr.contains("out of shared memory (test)"), "{stderr}");
     assert!(stderr.contains("a-poison.csv"), "{stderr}");
     // ... while the four good files, in its first batch, committed.
