@@ -566,7 +566,7 @@ async fn a_v8_table_migrates_to_partitions_without_losing_a_row() {
         0
     );
     assert!(
-        partitions(&db).await.len() as i64 >= months + 1,
+        partitions(&db).await.len() as i64 > months,
         "a partition per month with rows, and the default"
     );
     // The views work over the new table and keep their grants.
