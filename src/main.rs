@@ -549,6 +549,10 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
                 .is_some_and(PipelineError::is_config)
             || c.downcast_ref::<shopstream::requeue::RequeueError>()
                 .is_some_and(shopstream::requeue::RequeueError::is_config)
+            || matches!(
+                c.downcast_ref::<shopstream::retention::RetentionError>(),
+                Some(shopstream::retention::RetentionError::TooLong(_))
+            )
             || c.downcast_ref::<CheckError>()
                 .is_some_and(CheckError::is_config)
             || c.is::<DeclaredError>()
