@@ -20,13 +20,17 @@
 -- made again over the new table with their comments and grants, the
 -- table's grants are carried over, and the old table is dropped. Nothing
 -- writes meanwhile (the table is locked from the start). Measured on the
--- project's 2-core machine (PostgreSQL 15, the embedded server): about
--- 9 s per million rows.
+-- project's 2-core machine (PostgreSQL 15, default settings, a build
+-- running on the other core): 7.0 s for 1,000,000 rows over 7 months,
+-- about 7 s per million rows (copying 4.6 s, primary key 1.1 s, BRIN
+-- 0.4 s, dropping the old table 0.3 s).
 --
 -- What it refuses (the transaction rolls back, nothing changes): a v8
 -- table carrying indexes, constraints or triggers shopstream did not
--- create, or objects other than shopstream's views depending on it (drop
--- them, migrate, and create them again on the partitioned table).
+-- create, or objects depending on it other than views (views over those
+-- views, say): drop them, migrate, and create them again on the
+-- partitioned table. Views directly over it, shopstream's and yours, are
+-- made again.
 --
 -- Not additive: older binaries' staged route names ON CONFLICT (event_id),
 -- which no longer matches a unique index.

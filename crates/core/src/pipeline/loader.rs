@@ -377,20 +377,24 @@ impl Loader<'_> {
         let retention = self.args.retention;
         let c = self.client().await?;
         let result = match retention {
-            Some(keep) => retention::prune(c, keep, false).await.map(|p| {
-                if p.events() + p.dead_letters + p.quality_rows > 0 {
-                    tracing::info!(
-                        "retention: removed what is older than {}: {} events ({} partitions), \
+            Some(keep) => retention::prune(c, keep, false, Some(retention::LOADER_LOCK_TIMEOUT))
+                .await
+                .map(|p| {
+                    if p.events() + p.dead_letters + p.quality_rows > 0 {
+                        tracing::info!(
+                            "retention: removed what is older than {}: {} events ({} partitions), \
                          {} dead letters, {} quality rows",
-                        p.bound,
-                        p.events(),
-                        p.dropped_partitions.len(),
-                        p.dead_letters,
-                        p.quality_rows
-                    );
-                }
-            }),
-            None => retention::maintain(c).await.map(|_| ()),
+                            p.bound,
+                            p.events(),
+                            p.dropped_partitions.len(),
+                            p.dead_letters,
+                            p.quality_rows
+                        );
+                    }
+                }),
+            None => retention::maintain(c, Some(retention::LOADER_LOCK_TIMEOUT))
+                .await
+                .map(|_| ()),
         };
         self.maintain_at = std::time::Instant::now()
             + match result {

@@ -108,12 +108,20 @@ impl Pruned {
     }
 }
 
-/// Only the partitions in the caller's transaction: [`partitions::ensure`]
-/// under the writer lock, committed. What the loader calls at start and
-/// then hourly.
-pub async fn maintain(client: &mut Client) -> Result<partitions::Ensured, RetentionError> {
+/// How long the loader's maintenance waits for a table lock (a long
+/// report holding the event table, say) before it gives up and tries again
+/// later: it holds the writer lock meanwhile, so loading waits too.
+pub const LOADER_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Only the partitions: [`partitions::ensure`] under the writer lock,
+/// committed. What the loader calls at start and then hourly (with
+/// `lock_timeout`, see [`LOADER_LOCK_TIMEOUT`]).
+pub async fn maintain(
+    client: &mut Client,
+    lock_timeout: Option<Duration>,
+) -> Result<partitions::Ensured, RetentionError> {
     let tx = client.transaction().await.doing("starting a transaction")?;
-    lock_writer(&tx).await?;
+    lock_writer(&tx, lock_timeout).await?;
     let done = partitions::ensure(&tx, "now")
         .await
         .doing("creating the partitions of ecommerce_events")?;
@@ -121,23 +129,35 @@ pub async fn maintain(client: &mut Client) -> Result<partitions::Ensured, Retent
     Ok(done)
 }
 
-async fn lock_writer(tx: &tokio_postgres::Transaction<'_>) -> Result<(), RetentionError> {
+/// Takes the writer lock; then, with `lock_timeout`, bounds every later
+/// wait for a lock in the transaction.
+async fn lock_writer(
+    tx: &tokio_postgres::Transaction<'_>,
+    lock_timeout: Option<Duration>,
+) -> Result<(), RetentionError> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_KEY])
         .await
         .doing("waiting for the writer lock")?;
+    if let Some(t) = lock_timeout {
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = {}", t.as_millis()))
+            .await
+            .doing("setting the lock timeout")?;
+    }
     Ok(())
 }
 
-/// Removes what is older than `older_than` (see the module documentation).
+/// Removes what is older than `older_than` (see the module documentation);
+/// with `lock_timeout`, gives up on a table lock it cannot get that soon.
 pub async fn prune(
     client: &mut Client,
     older_than: Duration,
     dry_run: bool,
+    lock_timeout: Option<Duration>,
 ) -> Result<Pruned, RetentionError> {
     let micros =
         i64::try_from(older_than.as_micros()).map_err(|_| RetentionError::TooLong(older_than))?;
     let tx = client.transaction().await.doing("starting a transaction")?;
-    lock_writer(&tx).await?;
+    lock_writer(&tx, lock_timeout).await?;
     let ensured = partitions::ensure(&tx, "now")
         .await
         .doing("creating the partitions of ecommerce_events")?;

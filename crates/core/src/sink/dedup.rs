@@ -81,8 +81,10 @@ impl TableIds {
         let row = tx
             .query_one(
                 "SELECT coalesce((SELECT max(batch_id) FROM data_quality_metrics), 0),
-                        (SELECT reltuples::int8 FROM pg_class
-                         WHERE oid = 'ecommerce_events'::regclass)",
+                        (SELECT coalesce(sum(greatest(reltuples, 0)), 0)::int8 FROM pg_class
+                         WHERE oid = 'ecommerce_events'::regclass
+                            OR oid IN (SELECT inhrelid FROM pg_inherits
+                                       WHERE inhparent = 'ecommerce_events'::regclass))",
                 &[],
             )
             .await?;
