@@ -593,3 +593,32 @@ async fn a_v8_table_migrates_to_partitions_without_losing_a_row() {
     .expect("drop the role");
     run_ok(shopstream().args(["report", "--database-url", &db.url]));
 }
+
+#[tokio::test]
+async fn prune_waits_for_the_writer_lock() {
+    let db = test_db().await;
+    run_ok(shopstream().args(["migrate", "--database-url", &db.url]));
+    let mut c = db.client().await;
+    let tx = c.transaction().await.expect("tx");
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&shopstream::sink::transaction::WRITER_KEY],
+    )
+    .await
+    .expect("the writer lock");
+    let mut child = shopstream()
+        .args(["prune", "--older-than", "30d", "--database-url", &db.url])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "prune went ahead while a batch held the writer lock"
+    );
+    tx.commit().await.expect("commit");
+    let out = child.wait_with_output().expect("prune");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("removed everything older than"), "{text}");
+}
