@@ -21,6 +21,7 @@ use shopstream::observe::redact;
 use shopstream::pipeline::run::{PipelineError, RunArgs};
 use shopstream::report::{ReportArgs, ReportError};
 use shopstream::requeue::RequeueArgs;
+use shopstream::retention::PruneArgs;
 use shopstream::schema::declared::{DeclaredError, LayoutsArgs};
 use shopstream::schema::show::Format;
 use shopstream::schema::UnknownLayout;
@@ -178,6 +179,24 @@ enum Command {
         #[command(flatten, next_help_heading = "Database")]
         db: DbArgs,
     },
+    /// Remove events, dead letters and quality rows older than a bound,
+    /// once (`run --retention` does it hourly).
+    ///
+    /// Monthly partitions of ecommerce_events whose whole month is older
+    /// are dropped (cheap at any size); rows of the default partition,
+    /// dead letters (by rejection time) and quality rows (by commit time)
+    /// older than the bound are deleted. It first makes the partitions of
+    /// this month and the next three. It waits for the loaders' writer
+    /// lock and holds it until it commits, so it never races a batch. The
+    /// ledger (ingested_files) is never pruned: it keeps files from loading
+    /// twice. Run it as the tables' owner.
+    #[command(after_help = PRUNE_EXAMPLES)]
+    Prune {
+        #[command(flatten)]
+        prune: PruneArgs,
+        #[command(flatten, next_help_heading = "Database")]
+        db: DbArgs,
+    },
     /// Print the layouts shopstream reads (its own versions v1–v3, the
     /// layouts other pipelines write and those declared with --layouts) and
     /// how each maps to the current one, or start a declared layout.
@@ -308,6 +327,9 @@ const REQUEUE_EXAMPLES: &str = "Examples:
   shopstream requeue incoming/_quarantine/2026-01-02.csv
   shopstream requeue --code unknown_layout --dry-run      what would move
   shopstream requeue --code too_large --input /data/in";
+const PRUNE_EXAMPLES: &str = "Examples:
+  shopstream prune --older-than 90d --dry-run             what would go
+  shopstream prune --older-than 6months --format json";
 const SCHEMA_EXAMPLES: &str = "Examples:
   shopstream schema list
   shopstream schema show seed003 --format json
@@ -337,6 +359,7 @@ impl Command {
             | Command::Demo { db, .. }
             | Command::Bench { db, .. }
             | Command::Requeue { db, .. }
+            | Command::Prune { db, .. }
             | Command::DeadLetters {
                 what: DeadLettersCommand::List { db, .. } | DeadLettersCommand::Replay { db, .. },
             } => out.extend(db.secrets()),
@@ -526,6 +549,10 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
                 .is_some_and(PipelineError::is_config)
             || c.downcast_ref::<shopstream::requeue::RequeueError>()
                 .is_some_and(shopstream::requeue::RequeueError::is_config)
+            || matches!(
+                c.downcast_ref::<shopstream::retention::RetentionError>(),
+                Some(shopstream::retention::RetentionError::TooLong(_))
+            )
             || c.downcast_ref::<CheckError>()
                 .is_some_and(CheckError::is_config)
             || c.is::<DeclaredError>()
@@ -678,6 +705,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 requeue.format,
             )?)?;
         }
+        Command::Prune { prune, db } => {
+            let (db, mut client) = connect_existing(&db).await?;
+            let result =
+                shopstream::retention::prune(&mut client, prune.older_than, prune.dry_run, None)
+                    .await;
+            drop(client);
+            db.close().await?;
+            print_out(&shopstream::retention::render(&result?, prune.format)?)?;
+        }
         Command::Demo { demo, http, db } => {
             let endpoint = http.bind().await?;
             let db = open_migrated(&db).await?;
@@ -755,6 +791,19 @@ async fn migrate(role: &RoleArgs, db: &DbArgs) -> anyhow::Result<()> {
         };
         for (v, name) in &report.applied {
             outln!("{note}applied migration {v} ({name})")?;
+        }
+        // The coming months' partitions of the event table; a role that
+        // does not own it cannot, and is told so without failing.
+        match shopstream::retention::maintain(&mut client, None).await {
+            Ok(made) => {
+                for p in &made.created {
+                    outln!("{note}created partition {p}")?;
+                }
+            }
+            Err(e) => tracing::warn!(
+                "could not make the coming months' partitions of ecommerce_events ({e}); run \
+                 `shopstream migrate` or `shopstream prune` as the table's owner"
+            ),
         }
         outln!(
             "{note}{} is at schema version {}",

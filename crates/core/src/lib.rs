@@ -22,6 +22,7 @@
 //! * [`status`]: `shopstream status`, the on-call summary and its exit code (read only).
 //! * [`deadletters`]: `shopstream dead-letters list|replay`, rejected rows read back and replayed.
 //! * [`requeue`]: `shopstream requeue`, quarantined files moved back into the input.
+//! * [`retention`]: the event table's monthly partitions, `run --retention` and `shopstream prune`.
 //! * [`loader_event`]: the one event type the loader emits and its observers' fan-out.
 //! * [`observe`]: how the process is watched: metrics, health, alerts, dashboard.
 //! * [`shutdown`]: the signal every long-running stage listens to.
@@ -36,6 +37,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod report;
 pub mod requeue;
+pub mod retention;
 pub mod schema;
 pub mod shutdown;
 pub mod sink;

@@ -91,6 +91,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0008_replay_requeue.sql"),
         additive: true,
     },
+    Migration {
+        version: 9,
+        name: "event_partitions",
+        sql: include_str!("../../migrations/0009_event_partitions.sql"),
+        // Older binaries' staged route names ON CONFLICT (event_id), which
+        // no unique index of the partitioned table matches.
+        additive: false,
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("shopstrm").

@@ -8,8 +8,8 @@
 //! 2. a batch id from `shopstream_batch_id_seq` (the replay's id);
 //! 3. the dead letters, read through a portal in (batch, file, line)
 //!    order, re-validated, the valid ones staged in `shopstream_stage`;
-//! 4. the staged route's `INSERT … ON CONFLICT DO NOTHING`
-//!    ([`staged::insert_events`]): an id already in the table, or a second
+//! 4. the staged route's `INSERT … SELECT` of the ids the table does not
+//!    hold ([`staged::insert_events`]): an id already in the table, or a second
 //!    copy among the replayed rows, is a duplicate; a row the database
 //!    refuses stays a dead letter (`rejected_by_database`);
 //! 5. each moved dead letter marked with the replay, `loaded` or

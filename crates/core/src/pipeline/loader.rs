@@ -27,6 +27,7 @@ use crate::observe::alerts::{Alerter, Delivery};
 use crate::observe::health::Health;
 use crate::observe::metrics::MetricsObserver;
 use crate::observe::progress::LoadProgress;
+use crate::retention;
 use crate::shutdown::Shutdown;
 use crate::sink::dedup::TableIds;
 use crate::sink::ledger;
@@ -108,7 +109,15 @@ pub(super) struct Loader<'a> {
     /// Fault injection for the crash tests: a pause between a commit and
     /// carrying out the files' fates, so a test can kill the process there.
     pub(super) pause_after_commit: Option<Duration>,
+    /// When the partitions are made ahead (and, with `--retention`, old
+    /// data pruned) next: at the first pass, then hourly.
+    pub(super) maintain_at: std::time::Instant,
 }
+
+/// How often the partitions are made ahead and `--retention` prunes.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(3600);
+/// How soon a maintenance that failed is tried again.
+const MAINTAIN_RETRY: Duration = Duration::from_secs(300);
 
 /// The environment variable behind [`Loader::pause_after_commit`]
 /// (milliseconds). Not an option: it exists to test crash safety.
@@ -167,6 +176,7 @@ impl<'a> Loader<'a> {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .map(Duration::from_millis),
+            maintain_at: std::time::Instant::now(),
         };
         Ok((loader, delivery))
     }
@@ -303,6 +313,7 @@ impl Loader<'_> {
                 .map_err(Failed::db)?;
             self.input.seed(seed);
         }
+        self.maintain().await?;
         let started = std::time::Instant::now();
         let listed = self.input.list().await;
         let listed_in = started.elapsed();
@@ -369,6 +380,7 @@ impl Loader<'_> {
             if shutdown.is_triggered() {
                 break;
             }
+            self.maintain().await?;
             let report = self.load(group).await?;
             pass.elsewhere |= !report.elsewhere.is_empty();
             let settling = std::time::Instant::now();
@@ -381,6 +393,66 @@ impl Loader<'_> {
             );
         }
         Ok(pass)
+    }
+
+    /// When due (at the first pass, then hourly; never inside a batch):
+    /// the event table's partitions made ahead and, with `--retention`,
+    /// what is older pruned (see [`crate::retention`]), in a transaction
+    /// of its own under the writer lock. A failure is logged and tried
+    /// again in a few minutes: rows of a month without a partition go to
+    /// the default partition, so loading never waits for it.
+    async fn maintain(&mut self) -> Result<(), Failed> {
+        if std::time::Instant::now() < self.maintain_at {
+            return Ok(());
+        }
+        let retention = self.args.retention;
+        let c = self.client().await?;
+        let result = match retention {
+            Some(keep) => retention::prune(c, keep, false, Some(retention::LOADER_LOCK_TIMEOUT))
+                .await
+                .map(|p| {
+                    if p.events() + p.dead_letters + p.quality_rows > 0 {
+                        tracing::info!(
+                            "retention: removed what is older than {}: {} events ({} partitions), \
+                         {} dead letters, {} quality rows",
+                            p.bound,
+                            p.events(),
+                            p.dropped_partitions.len(),
+                            p.dead_letters,
+                            p.quality_rows
+                        );
+                    }
+                }),
+            None => retention::maintain(c, Some(retention::LOADER_LOCK_TIMEOUT))
+                .await
+                .map(|_| ()),
+        };
+        self.maintain_at = std::time::Instant::now()
+            + match result {
+                Ok(()) => MAINTAIN_EVERY,
+                Err(e) => {
+                    let denied = matches!(&e, retention::RetentionError::Database { source, .. }
+                        if source.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE));
+                    tracing::warn!(
+                        "could not make the partitions of ecommerce_events ahead{} ({e}); rows \
+                         of a month without a partition go to ecommerce_events_default, loading \
+                         goes on; trying again in {} (a role that does not own the table \
+                         cannot: run `shopstream prune` as the owner)",
+                        if retention.is_some() {
+                            " or prune old data"
+                        } else {
+                            ""
+                        },
+                        if denied { "an hour" } else { "5 minutes" }
+                    );
+                    if denied {
+                        MAINTAIN_EVERY
+                    } else {
+                        MAINTAIN_RETRY
+                    }
+                }
+            };
+        Ok(())
     }
 
     /// Books one committed batch: the lag and the batch to the observers,

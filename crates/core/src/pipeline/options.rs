@@ -184,6 +184,15 @@ pub struct RunArgs {
     /// Not / or a system folder.
     #[arg(help_heading = "After load", long, env = "SHOPSTREAM_QUARANTINE_DIR", value_parser = parse_work_folder)]
     pub quarantine_dir: Option<PathBuf>,
+
+    /// Keep events, dead letters and quality rows for this long (90d, 12h,
+    /// 6months), by event time, rejection time and commit time: at start
+    /// and then hourly, what is older goes, as with `shopstream prune
+    /// --older-than` (a monthly partition of ecommerce_events is dropped
+    /// once its whole month is older). The ledger is never pruned.
+    /// [default: keep everything]
+    #[arg(help_heading = "Retention", long, env = "SHOPSTREAM_RETENTION", value_name = "DURATION", value_parser = parse_age)]
+    pub retention: Option<Duration>,
 }
 
 /// How input files are picked and read, shared by `run` and `check` (so
@@ -532,8 +541,9 @@ fn parse_zone(s: &str) -> Result<chrono_tz::Tz, String> {
     })
 }
 
-/// `--max-event-age`: a duration above zero (90d, 12h, 30m, 3600s).
-fn parse_age(s: &str) -> Result<Duration, String> {
+/// `--max-event-age`, `--retention`, `prune --older-than`: a duration
+/// above zero (90d, 12h, 30m, 3600s).
+pub fn parse_age(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
         _ => Err(format!(

@@ -5,8 +5,8 @@
 //!   metrics and the ledger rows, all committed together.
 //! * [`dedup`]: the copy route's duplicate decision: a sorted run probed
 //!   against the event table, then COPYed.
-//! * [`staged`]: the staged route's move (`INSERT … ON CONFLICT DO
-//!   NOTHING`) and the isolation of rows the server refuses.
+//! * [`staged`]: the staged route's move (`INSERT … SELECT` of the ids
+//!   the table does not hold) and the isolation of rows the server refuses.
 //! * [`stage`]: the staging table and the row encoders.
 //! * [`copy`]: the binary COPY encoder (bytes only).
 //! * [`ledger`]: every statement on `ingested_files` (file identity,

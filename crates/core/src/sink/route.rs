@@ -10,7 +10,10 @@
 use tokio_postgres::Client;
 
 /// The constraints shopstream's migrations create on `ecommerce_events`;
-/// the validator refuses every row they would refuse.
+/// the validator refuses every row they would refuse. The primary key is
+/// `(event_id, event_time)` from schema v9 on (the event table is
+/// partitioned by event_time); event_id alone is kept unique by the
+/// loaders under the writer lock.
 const OWN_CONSTRAINTS: &[&str] = &[
     "ecommerce_events_pkey",
     "ecommerce_events_event_type_check",

@@ -4,7 +4,7 @@
 //! Rejected rows (and, on the staged route, every valid row) share one
 //! temporary table (column `ok` tells them apart); SQL then moves them to
 //! `dead_letter_events` and, on the staged route, to `ecommerce_events`
-//! (with `ON CONFLICT DO NOTHING` for dedup). The table is `ON COMMIT DELETE
+//! (the first copy of each id the table does not hold, for dedup). The table is `ON COMMIT DELETE
 //! ROWS`: nothing survives a transaction. On the copy route valid rows skip
 //! it: [`encode_event`] lays them out for a COPY straight into
 //! `ecommerce_events`.

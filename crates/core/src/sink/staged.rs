@@ -1,6 +1,7 @@
 //! The staged route's move: valid rows staged in `shopstream_stage` go to
-//! `ecommerce_events` with `INSERT … ON CONFLICT (event_id) DO NOTHING`, in
-//! event id order, and rows the server refuses (a constraint, a trigger, a
+//! `ecommerce_events` with `INSERT … SELECT` of the first staged copy of
+//! each id the table does not hold (an anti-join on `event_id`, under the
+//! writer lock), in event id order, and rows the server refuses (a constraint, a trigger, a
 //! foreign key shopstream does not check itself) are isolated and returned,
 //! to become dead letters.
 //!
@@ -115,19 +116,43 @@ pub async fn insert_events(
     batch_id: i64,
     layouts: &[Option<&str>],
 ) -> Result<Moved, tokio_postgres::Error> {
-    // Rows go in event_id order: concurrent batches (several connections
-    // or workers) that share event ids then wait for each other in one
-    // order and never deadlock; among copies of one id, the earliest file
-    // and line is the one loaded.
+    // The anti-join looks ids up in every partition's primary key; without
+    // statistics (partitions filled in this transaction, a new month) the
+    // planner may otherwise hash the whole table instead (see
+    // `dedup::PROBE_BY_INDEX`). The staging table, without an index, is
+    // still read whole.
+    tx.batch_execute("SET LOCAL enable_seqscan = off").await?;
+    let moved = move_rows(tx, paths, batch_id, layouts).await?;
+    tx.batch_execute("SET LOCAL enable_seqscan TO DEFAULT")
+        .await?;
+    Ok(moved)
+}
+
+/// [`insert_events`]'s work.
+async fn move_rows(
+    tx: &Transaction<'_>,
+    paths: &[String],
+    batch_id: i64,
+    layouts: &[Option<&str>],
+) -> Result<Moved, tokio_postgres::Error> {
+    // A row goes in when no row of the table has its event id (whatever
+    // its event time: the primary key is (event_id, event_time), so only
+    // this anti-join keeps event_id unique, exact because every shopstream
+    // writer holds the writer lock), and among the batch's copies of one
+    // id the earliest file and line is the one loaded. Rows go in event_id
+    // order, which keeps the primary key's inserts cheap.
     let sql = format!(
         "WITH ins AS (
            INSERT INTO ecommerce_events
              ({cols}, source_file, source_line, batch_id, source_layout)
            SELECT {cols}, ($1::text[])[file_no], source_line, $2, ($3::text[])[file_no]
-           FROM shopstream_stage
-           WHERE ok AND (file_no, source_line) >= ($4, $5) AND (file_no, source_line) < ($6, $7)
-           ORDER BY event_id, file_no, source_line
-           ON CONFLICT (event_id) DO NOTHING
+           FROM (SELECT DISTINCT ON (event_id) * FROM shopstream_stage s
+                 WHERE ok AND (file_no, source_line) >= ($4, $5)
+                   AND (file_no, source_line) < ($6, $7)
+                   AND NOT EXISTS (SELECT 1 FROM ecommerce_events e
+                                   WHERE e.event_id = s.event_id)
+                 ORDER BY event_id, file_no, source_line) firsts
+           ORDER BY event_id
            RETURNING source_file)
          SELECT source_file, count(*) FROM ins GROUP BY source_file",
         cols = stage::EVENT_COLUMNS
