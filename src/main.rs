@@ -705,15 +705,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 requeue.format,
             )?)?;
         }
-        Command::Prune { prune, db } => {
-            let (db, mut client) = connect_existing(&db).await?;
-            let result =
-                shopstream::retention::prune(&mut client, prune.older_than, prune.dry_run, None)
-                    .await;
-            drop(client);
-            db.close().await?;
-            print_out(&shopstream::retention::render(&result?, prune.format)?)?;
-        }
+        Command::Prune { prune, db } => prune_once(&prune, &db).await?,
         Command::Demo { demo, http, db } => {
             let endpoint = http.bind().await?;
             let db = open_migrated(&db).await?;
@@ -742,6 +734,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 /// `shopstream run`: the loader, and its endpoint when there is one.
+/// `shopstream prune`: one prune, its report printed.
+async fn prune_once(prune: &shopstream::retention::PruneArgs, db: &DbArgs) -> anyhow::Result<()> {
+    let (db, mut client) = connect_existing(db).await?;
+    let result =
+        shopstream::retention::prune(&mut client, prune.older_than, prune.dry_run, None).await;
+    drop(client);
+    db.close().await?;
+    print_out(&shopstream::retention::render(&result?, prune.format)?)?;
+    Ok(())
+}
+
 async fn run_loader(
     run: &RunArgs,
     http: &HttpArgs,

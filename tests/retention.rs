@@ -223,18 +223,7 @@ async fn prune_drops_the_old_months_keeps_the_new_and_dedup_stays_exact() {
     );
     assert_eq!(done["dead_letters"], 1, "{done}");
     assert_eq!(done["quality_rows"], 1, "{done}");
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM dead_letter_events").await,
-        0
-    );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM data_quality_metrics WHERE batch_id = -1"
-        )
-        .await,
-        0
-    );
+    old_dead_letters_and_quality_rows_gone(&db).await;
     assert_eq!(
         count(&db, "SELECT count(*) FROM ingested_files").await,
         ledger,
@@ -351,18 +340,7 @@ async fn run_with_retention_prunes_at_start() {
         };
         assert_eq!(rows_in(&db, *at).await, expect, "month {at}");
     }
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM dead_letter_events").await,
-        0
-    );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM data_quality_metrics WHERE batch_id = -1"
-        )
-        .await,
-        0
-    );
+    old_dead_letters_and_quality_rows_gone(&db).await;
 }
 
 /// The table takes the staged route when it checks something shopstream
@@ -621,4 +599,21 @@ async fn prune_waits_for_the_writer_lock() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("removed everything older than"), "{text}");
+}
+
+/// The old dead letter and the old quality row (batch -1) the tests plant
+/// are gone.
+async fn old_dead_letters_and_quality_rows_gone(db: &TestDb) {
+    assert_eq!(
+        count(db, "SELECT count(*) FROM dead_letter_events").await,
+        0
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM data_quality_metrics WHERE batch_id = -1"
+        )
+        .await,
+        0
+    );
 }
