@@ -92,8 +92,11 @@ impl Suspects {
     }
 
     /// Splits a pass's files (in listing order) into the suspects due now,
-    /// the others, and when the first held-back suspect is due.
-    pub fn split(&self, files: Vec<Candidate>, now: Instant) -> Split {
+    /// the others, and when the first held-back suspect is due. A suspect
+    /// no longer listed (removed from the input) is forgotten.
+    pub fn split(&mut self, files: Vec<Candidate>, now: Instant) -> Split {
+        let listed: std::collections::HashSet<&PathBuf> = files.iter().map(|c| &c.path).collect();
+        self.files.retain(|path, _| listed.contains(path));
         let mut split = Split::default();
         let mut alone: Vec<(u32, Candidate)> = vec![];
         for c in files {
@@ -112,11 +115,6 @@ impl Suspects {
         alone.sort_by_key(|(failures, _)| *failures);
         split.alone = alone.into_iter().map(|(_, c)| c).collect();
         split
-    }
-
-    /// How many files are suspects.
-    pub fn len(&self) -> usize {
-        self.files.len()
     }
 
     /// No file is a suspect.
@@ -194,7 +192,8 @@ mod tests {
             held.is_some_and(|h| h >= Duration::from_secs(16)),
             "{held:?}"
         );
-        s.settled(&c("b"));
+        // A suspect gone from the input is forgotten.
+        s.split(vec![c("d")], later);
         assert!(s.is_empty());
     }
 }
