@@ -895,9 +895,13 @@ impl Bench<'_> {
         let input = self.dir.join("latency-in");
         let _ = std::fs::remove_dir_all(&input);
         std::fs::create_dir_all(&input).map_err(io_err("cannot create", &input))?;
+        // Each ledger row announces its file as its batch commits: the
+        // commit is seen the moment it happens, with no polling beside the
+        // loader on the same machine.
+        let (c, mut committed) = db.connector().connect_listening().await?;
+        c.batch_execute(NOTIFY_ON_COMMIT).await?;
         let (cmd, log) = self.loader(&db, &input, false, "latency");
         let m = Measured::spawn(cmd, &log).map_err(io_err("cannot start", &self.exe))?;
-        let c = db.connect().await?;
         let stuck = |what: &str| BenchError::Stuck {
             step: "latency".into(),
             what: what.into(),
@@ -919,45 +923,44 @@ impl Bench<'_> {
         let mut fed: Vec<String> = vec![];
         let mut latencies: Vec<f64> = vec![];
         let mut names = names.peekable();
-        let t0 = Instant::now();
-        let mut next_due = t0;
+        let mut next_due = tokio::time::Instant::now();
         let mut last_progress = Instant::now();
         while names.peek().is_some() || !pending.is_empty() {
             self.check()?;
-            let now = Instant::now();
-            if now >= next_due {
+            if names.peek().is_some() && tokio::time::Instant::now() >= next_due {
                 if let Some(n) = names.next() {
                     std::fs::rename(src.join(&n), input.join(&n))
                         .map_err(io_err("cannot move", &input))?;
                     pending.insert(path_of(&n), Instant::now());
                     fed.push(path_of(&n));
                     next_due += interval;
-                    continue;
                 }
+                continue;
             }
-            if !pending.is_empty() {
-                let keys: Vec<&String> = pending.keys().collect();
-                let rows = c
-                    .query(
-                        "SELECT path FROM ingested_files WHERE path = ANY($1)",
-                        &[&keys],
-                    )
-                    .await?;
-                let seen_at = Instant::now();
-                for r in rows {
-                    let p: String = r.get(0);
-                    if let Some(t) = pending.remove(&p) {
+            let wake = match names.peek() {
+                Some(_) => next_due,
+                None => tokio::time::Instant::now() + Duration::from_millis(100),
+            };
+            tokio::select! {
+                path = committed.recv() => {
+                    let seen_at = Instant::now();
+                    let Some(path) = path else {
+                        m.terminate();
+                        let _ = self.wait(m, "latency", &log).await;
+                        return Err(stuck("the bench's own connection ended"));
+                    };
+                    if let Some(t) = pending.remove(&path) {
                         latencies.push((seen_at - t).as_secs_f64() * 1000.0);
                         last_progress = seen_at;
                     }
                 }
+                _ = tokio::time::sleep_until(wake) => {}
             }
             if last_progress.elapsed() > Duration::from_secs(30) {
                 m.terminate();
                 let _ = self.wait(m, "latency", &log).await;
                 return Err(stuck("no file committed for 30 s"));
             }
-            tokio::time::sleep(Duration::from_micros(500)).await;
         }
         m.terminate();
         let exit = self.wait(m, "latency", &log).await?;
@@ -1084,6 +1087,16 @@ impl Bench<'_> {
 }
 
 /// Rows read and loaded over the ledger rows of the files in `dir`.
+/// The latency step's notification: every ledger row sends its path on
+/// channel `shopstream_bench_committed` when its transaction commits; the
+/// bench's own connection listens.
+const NOTIFY_ON_COMMIT: &str = "
+CREATE FUNCTION shopstream_bench_committed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_notify('shopstream_bench_committed', NEW.path); RETURN NULL; END $$;
+CREATE TRIGGER shopstream_bench_committed AFTER INSERT ON ingested_files
+  FOR EACH ROW EXECUTE FUNCTION shopstream_bench_committed();
+LISTEN shopstream_bench_committed;";
+
 async fn ledger_totals(db: &Database, dir: &Path) -> Result<(u64, u64), BenchError> {
     let c = db.connect().await?;
     let prefix = format!("{}/", dir.display());

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config};
+use tokio_postgres::{AsyncMessage, Client, Config};
 use tracing::{debug, warn};
 
 use super::conninfo;
@@ -452,15 +452,11 @@ impl Connector {
     /// task on the current tokio runtime and ends when the client is
     /// dropped.
     pub async fn connect(&self) -> Result<Client, DbError> {
-        let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(|e| {
-            let detail = error_chain(&e);
-            DbError::Connect {
-                target: self.description.clone(),
-                hint: self.hint(&detail, e.code().map(|c| c.code())),
-                detail,
-                class: classify(&e),
-            }
-        })?;
+        let (client, connection) = self
+            .config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|e| self.refused(e))?;
         let target = self.description.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -468,6 +464,49 @@ impl Connector {
             }
         });
         Ok(client)
+    }
+
+    /// [`Connector::connect`], with the payloads of the notifications the
+    /// connection receives (after a `LISTEN`) sent into the returned
+    /// channel as they arrive.
+    pub async fn connect_listening(
+        &self,
+    ) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<String>), DbError> {
+        let (client, mut connection) = self
+            .config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|e| self.refused(e))?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let target = self.description.clone();
+        tokio::spawn(async move {
+            let messages = std::future::poll_fn(|cx| loop {
+                match connection.poll_message(cx) {
+                    std::task::Poll::Ready(Some(Ok(AsyncMessage::Notification(n)))) => {
+                        let _ = tx.send(n.payload().to_string());
+                    }
+                    std::task::Poll::Ready(Some(Ok(_))) => {}
+                    std::task::Poll::Ready(Some(Err(e))) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Ready(None) => return std::task::Poll::Ready(Ok(())),
+                    std::task::Poll::Pending => return std::task::Poll::Pending,
+                }
+            });
+            if let Err(e) = messages.await {
+                warn!("connection to {target} ended: {}", error_chain(&e));
+            }
+        });
+        Ok((client, rx))
+    }
+
+    /// The error of a connection the server (or the way to it) refused.
+    fn refused(&self, e: tokio_postgres::Error) -> DbError {
+        let detail = error_chain(&e);
+        DbError::Connect {
+            target: self.description.clone(),
+            hint: self.hint(&detail, e.code().map(|c| c.code())),
+            detail,
+            class: classify(&e),
+        }
     }
 
     fn hint(&self, detail: &str, sqlstate: Option<&str>) -> String {

@@ -118,6 +118,10 @@ const CHUNK: usize = 256 * 1024;
 /// route): large runs make the primary key's inserts cheap (see
 /// [`crate::batch::rows`]).
 pub const RUN_BYTES: usize = 12 << 20;
+/// A batch's first run goes at the end of the first file holding this
+/// much, the next ones at twice the size of the last, up to [`RUN_BYTES`]:
+/// the first COPY starts after one file is read, not a whole run.
+const FIRST_RUN_BYTES: usize = RUN_BYTES / 32;
 
 /// Why a batch's parsing stopped before its end (the batch is abandoned
 /// and, by the caller, retried).
@@ -168,6 +172,7 @@ pub fn read_batch_from(
         stage: BytesMut::with_capacity(CHUNK * 2),
         json: Vec::new(),
         savepoint: None,
+        early_run: FIRST_RUN_BYTES,
     };
     read_files(source, files, cfg, &mut output)
 }
@@ -269,7 +274,14 @@ impl Verdicts for Output<'_> {
 
     fn file_read(&mut self, result: FileResult) -> Result<(), Aborted> {
         self.flush_stage()?;
-        self.send(Chunk::File(result))
+        self.send(Chunk::File(result))?;
+        if self.early_run < RUN_BYTES && self.rows.bytes() >= self.early_run {
+            self.early_run = (self.early_run * 2).min(RUN_BYTES);
+            let rows = self.rows.take_all();
+            let slot = self.slot.take();
+            self.send_rows(rows, slot)?;
+        }
+        Ok(())
     }
 
     fn end(&mut self) -> Result<(), Aborted> {
@@ -296,6 +308,9 @@ struct Output<'a> {
     json: Vec<u8>,
     /// The file under a savepoint (see [`Chunk::Savepoint`]).
     savepoint: Option<i32>,
+    /// A run holding this much at a file's end goes (see
+    /// [`FIRST_RUN_BYTES`]).
+    early_run: usize,
 }
 
 impl Output<'_> {

@@ -33,14 +33,13 @@
 //! caller, and dropping the batch rolls everything back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::pin::Pin;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::{try_join, try_join3, try_join_all};
 use futures_util::SinkExt;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, CopyInSink, Statement, Transaction};
+use tokio_postgres::{Client, Statement, Transaction};
 
 use super::ledger::{self, NewEntry, Status};
 use super::staged::{self, Refused};
@@ -87,6 +86,9 @@ impl SinkError {
 
 /// The writer lock's key (see the module docs).
 pub const WRITER_KEY: i64 = 0x5348_4f50_5354_524d; // "SHOPSTRM"
+
+/// Staging rows a batch holds before it COPYs them.
+const STAGE_HELD: usize = 2 << 20;
 
 /// The longest wait for the writer lock.
 const WRITER_WAIT: Duration = Duration::from_secs(5);
@@ -204,15 +206,20 @@ pub struct Batch<'c> {
     route: Route,
     files: Vec<Candidate>,
     elsewhere: Vec<Candidate>,
-    /// Each file handed over so far, with its fate and ledger row.
+    /// Each file decided so far, with its fate and ledger row.
     results: Vec<(FileResult, FileStatus, Option<i64>)>,
+    /// Files read whose fates are not decided yet.
+    read: Vec<FileResult>,
     /// Files whose rows must not load (their fate is not "loaded").
     dropped: HashSet<i32>,
     /// Rows loaded by the copy route, by file number.
     loaded: HashMap<i32, u64>,
     seen_in_batch: HashMap<String, String>,
-    /// The COPY into the staging table in progress.
-    stage: Option<Pin<Box<CopyInSink<Bytes>>>>,
+    /// Staging rows (dead letters; on the staged route every row) not
+    /// COPYed yet: they go in one COPY per [`STAGE_HELD`] bytes, before a
+    /// savepoint and at the end, instead of one per file.
+    held: Vec<Bytes>,
+    held_bytes: usize,
     /// Some rows went into the staging table.
     staged_any: bool,
     /// The filter of the table's ids must be read again before a run loads.
@@ -286,10 +293,12 @@ impl<'c> Batch<'c> {
             files,
             elsewhere,
             results: vec![],
+            read: vec![],
             dropped: HashSet::new(),
             loaded: HashMap::new(),
             seen_in_batch: HashMap::new(),
-            stage: None,
+            held: vec![],
+            held_bytes: 0,
             staged_any: false,
             savepoint: None,
             moved: None,
@@ -318,74 +327,103 @@ impl<'c> Batch<'c> {
         Ok(())
     }
 
-    /// Takes one chunk from the reader.
+    /// Takes one chunk from the reader. A file read is only noted: the
+    /// fates of the files noted so far are decided together (one round
+    /// trip) before the next run, savepoint or the end, and the COPY of
+    /// their dead letters stays open across them.
     pub async fn take(&mut self, chunk: Chunk) -> Result<(), SinkError> {
-        if let Chunk::Stage(bytes) = chunk {
-            return Ok(self.stage_rows(bytes).await?);
-        }
-        self.end_stage().await?;
+        let chunk = match chunk {
+            Chunk::Stage(bytes) => return Ok(self.stage_rows(bytes).await?),
+            Chunk::File(r) if self.savepoint != Some(r.file_no) => {
+                self.read.push(r);
+                return Ok(());
+            }
+            other => other,
+        };
         match chunk {
             Chunk::Stage(_) => {}
             Chunk::Rows(run) => {
+                self.decide_read().await?;
                 let (copy, loaded) = (&self.copy_events, &mut self.loaded);
                 dedup::copy_run(&self.tx, copy, run, &self.dropped, self.table, loaded).await?;
             }
             Chunk::Savepoint(file_no) => {
+                // The staging rows of the files before it stay, whatever
+                // becomes of this one.
+                self.flush_stage().await?;
+                self.decide_read().await?;
                 self.tx.batch_execute("SAVEPOINT shopstream_file").await?;
                 self.savepoint = Some(file_no);
             }
-            Chunk::File(r) => self.file_read(r).await?,
-        }
-        Ok(())
-    }
-    async fn stage_rows(&mut self, bytes: Bytes) -> Result<(), tokio_postgres::Error> {
-        if self.stage.is_none() {
-            let mut sink = Box::pin(self.tx.copy_in(&self.copy_stage).await?);
-            self.staged_any = true;
-            let mut header = BytesMut::new();
-            copy::header(&mut header);
-            sink.feed(header.freeze()).await?;
-            self.stage = Some(sink);
-        }
-        match &mut self.stage {
-            Some(sink) => sink.send(bytes).await,
-            None => Ok(()),
-        }
-    }
-
-    /// Ends the COPY into the staging table, if one is open.
-    async fn end_stage(&mut self) -> Result<(), tokio_postgres::Error> {
-        if let Some(mut sink) = self.stage.take() {
-            let mut trailer = BytesMut::new();
-            copy::trailer(&mut trailer);
-            sink.send(trailer.freeze()).await?;
-            sink.as_mut().finish().await?;
-        }
-        Ok(())
-    }
-
-    /// A file is read: its fate against the ledger, now, before any run
-    /// holding its rows is loaded.
-    async fn file_read(&mut self, r: FileResult) -> Result<(), tokio_postgres::Error> {
-        let path = r.candidate.path.display().to_string();
-        let (status, known_id) = decide(&self.tx, &r, &path, &mut self.seen_in_batch).await?;
-        let loads = status == FileStatus::Loaded;
-        if !loads {
-            self.dropped.insert(r.file_no);
-        }
-        if self.savepoint == Some(r.file_no) {
-            self.savepoint = None;
-            if !loads {
-                self.tx
-                    .batch_execute("ROLLBACK TO SAVEPOINT shopstream_file")
-                    .await?;
-                self.loaded.remove(&r.file_no);
+            Chunk::File(r) => {
+                self.read.push(r);
+                self.decide_read().await?;
             }
-            self.tx
-                .batch_execute("RELEASE SAVEPOINT shopstream_file")
-                .await?;
         }
-        self.results.push((r, status, known_id));
+        Ok(())
+    }
+    /// Holds staging rows; COPYs them once [`STAGE_HELD`] bytes are held.
+    async fn stage_rows(&mut self, bytes: Bytes) -> Result<(), tokio_postgres::Error> {
+        self.held_bytes += bytes.len();
+        self.held.push(bytes);
+        if self.held_bytes >= STAGE_HELD {
+            self.flush_stage().await?;
+        }
+        Ok(())
+    }
+
+    /// COPYs the held staging rows into the staging table, if any.
+    async fn flush_stage(&mut self) -> Result<(), tokio_postgres::Error> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let sink = self.tx.copy_in(&self.copy_stage).await?;
+        let mut sink = std::pin::pin!(sink);
+        self.staged_any = true;
+        let mut header = BytesMut::new();
+        copy::header(&mut header);
+        sink.feed(header.freeze()).await?;
+        for bytes in self.held.drain(..) {
+            sink.feed(bytes).await?;
+        }
+        self.held_bytes = 0;
+        let mut trailer = BytesMut::new();
+        copy::trailer(&mut trailer);
+        sink.send(trailer.freeze()).await?;
+        sink.as_mut().finish().await?;
+        Ok(())
+    }
+
+    /// The fates of the files read since the last decision, before any
+    /// run holding their rows is loaded: their ledger lookups pipelined,
+    /// then judged in reading order. The file under the savepoint, if it
+    /// is among them, is the last; its rows are undone unless it loads.
+    async fn decide_read(&mut self) -> Result<(), tokio_postgres::Error> {
+        if self.read.is_empty() {
+            return Ok(());
+        }
+        let read = std::mem::take(&mut self.read);
+        let found = try_join_all(read.iter().map(|r| lookup(&self.tx, r))).await?;
+        for (r, found) in read.into_iter().zip(found) {
+            let (status, known_id) = verdict(&r, found, &mut self.seen_in_batch);
+            let loads = status == FileStatus::Loaded;
+            if !loads {
+                self.dropped.insert(r.file_no);
+            }
+            if self.savepoint == Some(r.file_no) {
+                self.savepoint = None;
+                if !loads {
+                    self.tx
+                        .batch_execute("ROLLBACK TO SAVEPOINT shopstream_file")
+                        .await?;
+                    self.loaded.remove(&r.file_no);
+                }
+                self.tx
+                    .batch_execute("RELEASE SAVEPOINT shopstream_file")
+                    .await?;
+            }
+            self.results.push((r, status, known_id));
+        }
         Ok(())
     }
 
@@ -393,7 +431,8 @@ impl<'c> Batch<'c> {
     /// load, moves the staged valid rows (staged route), and returns the
     /// rows the server refused, by file, for their raw text.
     pub async fn refused(&mut self) -> Result<Vec<(i32, Candidate, Vec<i64>)>, SinkError> {
-        self.end_stage().await?;
+        self.flush_stage().await?;
+        self.decide_read().await?;
         if !self.dropped.is_empty() {
             let drop_files: Vec<i32> = self.dropped.iter().copied().collect();
             self.tx
@@ -770,26 +809,36 @@ pub(crate) const INSERT_QUALITY: &str = "INSERT INTO data_quality_metrics
         rows_rejected, validity_rate, late_arrivals, rejects_by_code)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, round($9::float8::numeric, 6), $10, $11::text::jsonb)";
 
-/// A file's fate against the ledger (with its row when the ledger has
-/// it). Every file here is a delivery the claim did not find in the ledger,
-/// so each fate but [`FileStatus::AlreadyDone`] gets a row of its own.
-async fn decide(
-    tx: &Transaction<'_>,
-    r: &FileResult,
-    path: &str,
-    seen_in_batch: &mut HashMap<String, String>,
-) -> Result<(FileStatus, Option<i64>), tokio_postgres::Error> {
+/// What the ledger says of one file that was read (see [`lookup`]).
+struct Lookup {
+    /// The ledger row of this very delivery, only its ctime changed.
+    same_bytes: Option<ledger::Entry>,
+    /// The ledger row that best describes its content.
+    by_content: Option<ledger::ContentRow>,
+    /// A vanished file: the ledger row of its listed path, size and mtime.
+    listed: Option<ledger::Entry>,
+}
+
+/// Every ledger lookup one file's fate needs, pipelined (one round trip,
+/// also when issued beside other files' lookups).
+async fn lookup(tx: &Transaction<'_>, r: &FileResult) -> Result<Lookup, tokio_postgres::Error> {
+    let path = r.candidate.path.display().to_string();
     let hash = match &r.outcome {
         FileOutcome::Parsed(p) => Some(p.hash.as_str()),
         FileOutcome::Rejected { hash, .. } => hash.as_deref(),
         _ => None,
     };
-    // Both lookups in one round trip (pipelined), each only when needed.
-    let fresh_content = match &r.outcome {
-        FileOutcome::Parsed(p) if !seen_in_batch.contains_key(&p.hash) => Some(p.hash.as_str()),
+    let content = match &r.outcome {
+        FileOutcome::Parsed(p) => Some(p.hash.as_str()),
         _ => None,
     };
-    let (same_bytes, by_content) = try_join(
+    // Matched on path, size and mtime only: another loader's archive or
+    // quarantine links the file (a new ctime) before removing it.
+    let listed = Candidate {
+        file_id: None,
+        ..r.candidate.clone()
+    };
+    let (same_bytes, by_content, listed) = try_join3(
         async {
             match (hash, r.candidate.file_id) {
                 (Some(h), Some(_)) => ledger::same_bytes(tx, &r.candidate, h).await,
@@ -797,32 +846,51 @@ async fn decide(
             }
         },
         async {
-            match fresh_content {
-                Some(h) => ledger::by_content(tx, h, path).await,
+            match content {
+                Some(h) => ledger::by_content(tx, h, &path).await,
                 None => Ok(None),
+            }
+        },
+        async {
+            match r.outcome {
+                FileOutcome::Vanished => {
+                    let known = ledger::known(tx, std::slice::from_ref(&listed)).await?;
+                    Ok(known.into_iter().next().flatten())
+                }
+                _ => Ok(None),
             }
         },
     )
     .await?;
+    Ok(Lookup {
+        same_bytes,
+        by_content,
+        listed,
+    })
+}
+
+/// A file's fate against the ledger (with its row when the ledger has
+/// it), from its [`lookup`]. Every file here is a delivery the claim did
+/// not find in the ledger, so each fate but [`FileStatus::AlreadyDone`]
+/// gets a row of its own. Files are judged in reading order: the first of
+/// the batch with some content loads it, the later ones are duplicates.
+fn verdict(
+    r: &FileResult,
+    found: Lookup,
+    seen_in_batch: &mut HashMap<String, String>,
+) -> (FileStatus, Option<i64>) {
     // Only its ctime changed (a chmod, a link another loader's archive or
     // quarantine makes before removing it): the delivery the ledger has.
-    if let Some(e) = same_bytes {
+    if let Some(e) = found.same_bytes {
         let status = FileStatus::AlreadyDone {
             rejected: e.rejected,
         };
-        return Ok((status, Some(e.id)));
+        return (status, Some(e.id));
     }
     let status = match &r.outcome {
         FileOutcome::Changed => FileStatus::Changed,
         FileOutcome::Vanished => {
-            // Matched on path, size and mtime only: another loader's archive
-            // or quarantine links the file (a new ctime) before removing it.
-            let listed = Candidate {
-                file_id: None,
-                ..r.candidate.clone()
-            };
-            let known = ledger::known(tx, std::slice::from_ref(&listed)).await?;
-            return Ok(match known.into_iter().next().flatten() {
+            return match found.listed {
                 // Another process loaded it and moved it away.
                 Some(e) => (
                     FileStatus::AlreadyDone {
@@ -836,7 +904,7 @@ async fn decide(
                     },
                     None,
                 ),
-            });
+            };
         }
         // Also when this content was rejected before: delivered again, it
         // is quarantined again, with a row saying where.
@@ -847,21 +915,22 @@ async fn decide(
             if let Some(first) = seen_in_batch.get(&p.hash) {
                 FileStatus::Duplicate { of: first.clone() }
             } else {
-                match by_content {
+                match found.by_content {
                     // Loaded before, under this path or another. Content
                     // only ever rejected is read again under today's rules
                     // and layouts (a limit raised, a setting changed): it
                     // parsed, so it loads.
                     Some(row) if row.loaded => FileStatus::Duplicate { of: row.path },
                     _ => {
-                        seen_in_batch.insert(p.hash.clone(), path.to_string());
+                        let path = r.candidate.path.display().to_string();
+                        seen_in_batch.insert(p.hash.clone(), path);
                         FileStatus::Loaded
                     }
                 }
             }
         }
     };
-    Ok((status, None))
+    (status, None)
 }
 
 /// The ledger status of a file's fate; `None` when it gets no row here.
