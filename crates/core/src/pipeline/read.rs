@@ -1161,6 +1161,33 @@ mod tests {
     }
 
     #[test]
+    fn the_first_runs_go_at_the_end_of_a_file_and_grow_to_a_whole_run() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // Files of 3,000 rows of 256 bytes of `extra` each (about 1.1 MiB
+        // encoded): more than the first run, less than a whole run.
+        let note = "n".repeat(256);
+        let files: Vec<Candidate> = (0..12u32)
+            .map(|f| {
+                let mut text = format!("{},note\n", V1.trim_end());
+                for i in 0..3_000u32 {
+                    text.push_str(&format!(
+                        "0b6f1c2e-5d4a-4c3b-{f:04x}-{i:012x},u1,view,p1,,2026-01-02 03:04:05,{note}\n"
+                    ));
+                }
+                write(d.path(), &format!("f{f:02}.csv"), text.as_bytes())
+            })
+            .collect();
+        let (kinds, _) = copy_route(&files, &ParseConfig::default());
+        // The first run goes right after the first file (the COPY starts
+        // after one file is read), the second after the second; then the
+        // runs grow: never a run per file to the end, never a savepoint.
+        assert!(kinds.starts_with("FRFR"), "{kinds}");
+        let runs = kinds.matches('R').count();
+        assert!((4..12).contains(&runs), "{kinds}");
+        assert!(!kinds.contains('S'), "{kinds}");
+    }
+
+    #[test]
     fn a_header_without_rows_is_rejected() {
         let d = tempfile::tempdir().expect("tempdir");
         let c = write(d.path(), "h.csv", V1.as_bytes());

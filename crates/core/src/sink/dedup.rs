@@ -289,31 +289,36 @@ fn take_ids(ids: &mut Ids, buf: &mut BytesMut) -> u64 {
     added
 }
 
-/// Loads one run: skips the rows of files in `dropped`, keeps the first
-/// copy of each id, leaves out the ids the table holds and COPYs the rest,
-/// adding them to `table`. Adds the rows loaded per file to `loaded`.
-pub async fn copy_run(
+/// What the table holds of a run's ids (see [`probe_run`]).
+#[derive(Debug, Default)]
+pub struct Probed {
+    /// Ids of the run the table already holds.
+    known: HashSet<Uuid>,
+    /// Ids the filter could not rule out, asked of the table.
+    asked: usize,
+    ms: u64,
+}
+
+/// Which of a run's ids the table holds: those the filter of the table's
+/// ids cannot rule out are looked up by the primary key (index-only, one
+/// round trip; pipelined with whatever else the caller sends beside it).
+/// Rows of every file are asked about, also of files that will not load.
+pub async fn probe_run(
     tx: &Transaction<'_>,
-    copy: &Statement,
-    run: SortedRows,
-    dropped: &HashSet<i32>,
+    run: &SortedRows,
     table: &mut TableIds,
-    loaded: &mut HashMap<i32, u64>,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Probed, tokio_postgres::Error> {
     let started = std::time::Instant::now();
     table.merge(false).await;
-    let mut fresh: Vec<&RowRef> = Vec::with_capacity(run.len());
     let mut maybe: Vec<Uuid> = vec![];
+    let mut last: Option<&[u8; 16]> = None;
     for r in run.rows() {
-        if dropped.contains(&r.file_no) || fresh.last().is_some_and(|p| p.id == r.id) {
-            continue;
-        }
-        if !table.certainly_new(&r.id) {
+        if last != Some(&r.id) && !table.certainly_new(&r.id) {
             maybe.push(Uuid::from_bytes(r.id));
         }
-        fresh.push(r);
+        last = Some(&r.id);
     }
-    let known: HashSet<Uuid> = if maybe.is_empty() {
+    let known = if maybe.is_empty() {
         HashSet::new()
     } else {
         let (_, rows, _) = try_join3(
@@ -324,8 +329,37 @@ pub async fn copy_run(
         .await?;
         rows.iter().map(|row| row.get::<_, Uuid>(0)).collect()
     };
-    let checked = started.elapsed();
-    fresh.retain(|r| !known.contains(&Uuid::from_bytes(r.id)));
+    Ok(Probed {
+        known,
+        asked: maybe.len(),
+        ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Loads one run: skips the rows of files in `dropped`, keeps the first
+/// copy of each id, leaves out the ids the table holds (`probed`) and
+/// COPYs the rest, adding them to `table`. Adds the rows loaded per file
+/// to `loaded`.
+pub async fn copy_run(
+    tx: &Transaction<'_>,
+    copy: &Statement,
+    run: SortedRows,
+    dropped: &HashSet<i32>,
+    probed: Probed,
+    table: &mut TableIds,
+    loaded: &mut HashMap<i32, u64>,
+) -> Result<(), tokio_postgres::Error> {
+    let started = std::time::Instant::now();
+    let mut fresh: Vec<&RowRef> = Vec::with_capacity(run.len());
+    for r in run.rows() {
+        if dropped.contains(&r.file_no) || fresh.last().is_some_and(|p| p.id == r.id) {
+            continue;
+        }
+        if probed.known.contains(&Uuid::from_bytes(r.id)) {
+            continue;
+        }
+        fresh.push(r);
+    }
     // Also if the batch rolls back: an id too many is only a false "maybe".
     for r in &fresh {
         table.ids.insert(&r.id);
@@ -334,10 +368,10 @@ pub async fn copy_run(
     copy_rows(tx, copy, &run, fresh.into_iter(), loaded).await?;
     tracing::debug!(
         rows,
-        probed = maybe.len(),
-        known = known.len(),
-        check_ms = checked.as_millis() as u64,
-        copy_ms = (started.elapsed() - checked).as_millis() as u64,
+        probed = probed.asked,
+        known = probed.known.len(),
+        check_ms = probed.ms,
+        copy_ms = started.elapsed().as_millis() as u64,
         "run loaded"
     );
     Ok(())

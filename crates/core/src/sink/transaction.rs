@@ -343,9 +343,16 @@ impl<'c> Batch<'c> {
         match chunk {
             Chunk::Stage(_) => {}
             Chunk::Rows(run) => {
-                self.decide_read().await?;
+                // The fates of the files read and the table's say on the
+                // run's ids, in one round trip.
+                let read = std::mem::take(&mut self.read);
+                let lookups = try_join_all(read.iter().map(|r| lookup(&self.tx, r)));
+                let probe = dedup::probe_run(&self.tx, &run, self.table);
+                let (found, probed) = try_join(lookups, probe).await?;
+                self.judge(read, found).await?;
                 let (copy, loaded) = (&self.copy_events, &mut self.loaded);
-                dedup::copy_run(&self.tx, copy, run, &self.dropped, self.table, loaded).await?;
+                let (tx, dropped) = (&self.tx, &self.dropped);
+                dedup::copy_run(tx, copy, run, dropped, probed, self.table, loaded).await?;
             }
             Chunk::Savepoint(file_no) => {
                 // The staging rows of the files before it stay, whatever
@@ -404,6 +411,16 @@ impl<'c> Batch<'c> {
         }
         let read = std::mem::take(&mut self.read);
         let found = try_join_all(read.iter().map(|r| lookup(&self.tx, r))).await?;
+        self.judge(read, found).await
+    }
+
+    /// Judges files read in reading order from their lookups (see
+    /// [`verdict`]); the file under the savepoint is undone unless it loads.
+    async fn judge(
+        &mut self,
+        read: Vec<FileResult>,
+        found: Vec<Lookup>,
+    ) -> Result<(), tokio_postgres::Error> {
         for (r, found) in read.into_iter().zip(found) {
             let (status, known_id) = verdict(&r, found, &mut self.seen_in_batch);
             let loads = status == FileStatus::Loaded;
@@ -523,22 +540,29 @@ impl Batch<'_> {
             }
             mark_refused(&self.tx, &paths, &m.refused, &raw).await?;
         }
-        self.record(&mut report, &refused_by_file, &paths, &layouts)
-            .await?;
         // A read of the table's ids beside the batch is only whole while
         // the batch holds the writer lock: take it in before the commit.
         self.table.merge(true).await;
         debug_pause_before_commit().await;
-        self.tx.commit().await?;
+        self.record_and_commit(&mut report, &refused_by_file, &paths, &layouts)
+            .await?;
         self.table.committed(self.batch_id);
+        // Committed by the COMMIT sent with the records: the wrapper must
+        // not send a ROLLBACK of its own when it is dropped.
+        std::mem::forget(self.tx);
         report.batch_id = Some(self.batch_id);
         report.duration_ms = self.started.elapsed().as_millis() as u64;
         Ok(report)
     }
 
     /// The dead letters, each file's ledger row and the batch's quality
-    /// row, their statements pipelined (one round trip).
-    async fn record(
+    /// row, and the COMMIT, their statements pipelined (one round trip).
+    /// A statement that fails aborts the transaction, so the COMMIT after
+    /// it rolls everything back: the error is returned and nothing is
+    /// committed. Every statement here must go out whole on its first poll
+    /// (the `*_typed` calls: parse, bind and execute in one message), so
+    /// that the server runs them all before the COMMIT.
+    async fn record_and_commit(
         &mut self,
         report: &mut BatchReport,
         refused_by_file: &HashMap<i32, u64>,
@@ -570,7 +594,7 @@ impl Batch<'_> {
             let status = ledger_status(&fr.status)?;
             Some(insert_ledger(&self.tx, r, fr, status, self.batch_id))
         });
-        let (ids, ..) = try_join3(
+        let records = try_join3(
             try_join_all(ledger_rows),
             quality.insert(&self.tx, self.batch_id, self.started_at),
             async {
@@ -579,8 +603,8 @@ impl Batch<'_> {
                     false => Ok(0),
                 }
             },
-        )
-        .await?;
+        );
+        let ((ids, ..), ()) = try_join(records, self.tx.batch_execute("COMMIT")).await?;
         let mut ids = ids.into_iter();
         for (_, mut fr) in files {
             if ledger_status(&fr.status).is_some() {
