@@ -343,12 +343,14 @@ impl<'c> Batch<'c> {
         match chunk {
             Chunk::Stage(_) => {}
             Chunk::Rows(run) => {
-                // The fates of the files read and the table's say on the
-                // run's ids, in one round trip.
+                // The fates of the files read, the table's say on the run's
+                // ids and the COPY of the dead letters held, pipelined.
                 let read = std::mem::take(&mut self.read);
+                let held = self.take_held();
                 let lookups = try_join_all(read.iter().map(|r| lookup(&self.tx, r)));
                 let probe = dedup::probe_run(&self.tx, &run, self.table);
-                let (found, probed) = try_join(lookups, probe).await?;
+                let staged = copy_staged(&self.tx, &self.copy_stage, held);
+                let (found, probed, ()) = try_join3(lookups, probe, staged).await?;
                 self.judge(read, found).await?;
                 let (copy, loaded) = (&self.copy_events, &mut self.loaded);
                 let (tx, dropped) = (&self.tx, &self.dropped);
@@ -381,24 +383,15 @@ impl<'c> Batch<'c> {
 
     /// COPYs the held staging rows into the staging table, if any.
     async fn flush_stage(&mut self) -> Result<(), tokio_postgres::Error> {
-        if self.held.is_empty() {
-            return Ok(());
-        }
-        let sink = self.tx.copy_in(&self.copy_stage).await?;
-        let mut sink = std::pin::pin!(sink);
-        self.staged_any = true;
-        let mut header = BytesMut::new();
-        copy::header(&mut header);
-        sink.feed(header.freeze()).await?;
-        for bytes in self.held.drain(..) {
-            sink.feed(bytes).await?;
-        }
+        let held = self.take_held();
+        copy_staged(&self.tx, &self.copy_stage, held).await
+    }
+
+    /// The held staging rows, no longer held.
+    fn take_held(&mut self) -> Vec<Bytes> {
         self.held_bytes = 0;
-        let mut trailer = BytesMut::new();
-        copy::trailer(&mut trailer);
-        sink.send(trailer.freeze()).await?;
-        sink.as_mut().finish().await?;
-        Ok(())
+        self.staged_any |= !self.held.is_empty();
+        std::mem::take(&mut self.held)
     }
 
     /// The fates of the files read since the last decision, before any
@@ -615,6 +608,31 @@ impl Batch<'_> {
         report.rejects_by_code = codes;
         Ok(())
     }
+}
+
+/// One COPY of staging rows (none: nothing is sent). Its statements go out
+/// on the first poll, after those of the futures polled before it.
+async fn copy_staged(
+    tx: &Transaction<'_>,
+    copy_stage: &Statement,
+    held: Vec<Bytes>,
+) -> Result<(), tokio_postgres::Error> {
+    if held.is_empty() {
+        return Ok(());
+    }
+    let sink = tx.copy_in(copy_stage).await?;
+    let mut sink = std::pin::pin!(sink);
+    let mut header = BytesMut::new();
+    copy::header(&mut header);
+    sink.feed(header.freeze()).await?;
+    for bytes in held {
+        sink.feed(bytes).await?;
+    }
+    let mut trailer = BytesMut::new();
+    copy::trailer(&mut trailer);
+    sink.send(trailer.freeze()).await?;
+    sink.as_mut().finish().await?;
+    Ok(())
 }
 
 /// The staged rows that are dead letters, into `dead_letter_events`.
