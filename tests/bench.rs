@@ -18,7 +18,7 @@ async fn bench_measures_every_step_on_a_small_dataset_and_drops_its_databases() 
         .arg(tmp.path().join("bench"))
         .arg("--json")
         .arg(&json)
-        .args(["--events", "4000", "--files", "4", "--repeat", "1"])
+        .args(["--events", "4000", "--files", "4", "--repeat", "2"])
         .args(["--history-events", "3000"])
         .args(["--latency-files", "6", "--latency-file-events", "200"])
         .args(["--latency-rate", "4000", "--big-file-mib", "1"])
@@ -83,6 +83,9 @@ async fn bench_measures_every_step_on_a_small_dataset_and_drops_its_databases() 
         for c in copies {
             assert_eq!(c["rows"], d["expected_loaded"], "{name}");
         }
+        // Every repeat measures both sides.
+        assert_eq!(s["run"].as_array().expect("runs").len(), 2, "{name}");
+        assert_eq!(copies.len(), 4, "{name}: two ways, two repeats");
         let (run_min, base_min) = (
             s["run_min"].as_f64().expect("run min"),
             s["baseline_min"].as_f64().expect("baseline min"),

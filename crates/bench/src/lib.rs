@@ -21,13 +21,17 @@
 //!   or `pg_read_server_files`) and `COPY … FROM STDIN (FORMAT binary)` from
 //!   the client. The faster one is the baseline.
 //!
-//! Both sides take the same statistic, the minimum of `--repeat` runs; the
-//! ratio is baseline ÷ run (≥ 1: shopstream is at least as fast).
+//! Both sides take the same statistic, the minimum of `--repeat` runs, and
+//! each repeat measures the run and then both baselines, so a slow spell of
+//! a shared machine falls on both sides; the ratio is baseline ÷ run (≥ 1:
+//! shopstream is at least as fast).
 //!
 //! Then, once: **start-up** (process start to its first file committed),
 //! **latency** (a `run` watching a folder while files are renamed into it at
-//! a steady event rate; per file, the time from its rename to its ledger
-//! row being visible) and **memory on one big file** (default 2 GiB).
+//! a steady event rate; per file, the time from its rename to the commit of
+//! its ledger row, which a trigger the bench adds to the ledger announces
+//! with `NOTIFY` to the bench's listening connection: no polling beside
+//! the loader) and **memory on one big file** (default 2 GiB).
 //!
 //! It prints a table and writes the figures as JSON. It never asserts a
 //! target: it reports what it measured, and BENCHMARKS.md keeps the record.
@@ -665,7 +669,10 @@ impl Bench<'_> {
             baseline_method: None,
             speed_ratio: None,
         };
-        let mut last_db = None;
+        // Each repeat measures the run and then both baselines, so that a
+        // slow spell of this shared machine falls on both sides alike.
+        let mut clean: Option<(PathBuf, PathBuf)> = None;
+        let mut server_refused = false;
         for i in 0..self.args.repeat {
             self.check()?;
             let label = format!("{shape}-{i}");
@@ -677,12 +684,27 @@ impl Bench<'_> {
                 r.seconds, r.rows_per_sec, r.peak_rss_mib, r.cpu_seconds
             );
             result.run.push(r);
-            last_db = Some(name);
-        }
-        if let (true, Some(name)) = (self.args.steps.contains(&Step::Copy), last_db) {
-            result.copy = self
-                .baselines(shape, &name, &dir, template.as_deref())
+            if !self.args.steps.contains(&Step::Copy) {
+                continue;
+            }
+            let (csv, bin) = match &clean {
+                Some(c) => c.clone(),
+                None => clean.insert(self.export_clean(&name, &dir).await?).clone(),
+            };
+            let copies = self
+                .baselines(
+                    shape,
+                    i,
+                    (&csv, &bin),
+                    template.as_deref(),
+                    &mut server_refused,
+                )
                 .await?;
+            result.copy.extend(copies);
+        }
+        if let Some((csv, bin)) = clean {
+            let _ = std::fs::remove_file(&csv);
+            let _ = std::fs::remove_file(&bin);
         }
         let _ = std::fs::remove_dir_all(&dir);
         summarise(&mut result);
@@ -740,50 +762,45 @@ impl Bench<'_> {
         Ok(name)
     }
 
-    /// The COPY baselines of one shape: the clean rows the run in `name`
-    /// loaded, both ways, `--repeat` times each, each into a fresh clone of
-    /// the run's starting point.
+    /// The COPY baselines of one shape's repeat `i`: the clean rows a run
+    /// loaded (`clean`: as CSV and as binary COPY data), both ways, each
+    /// into a fresh clone of the run's starting point.
     async fn baselines(
         &mut self,
         shape: Shape,
-        name: &str,
-        dataset: &Path,
+        i: u32,
+        (csv, bin): (&Path, &Path),
         template: Option<&str>,
+        server_refused: &mut bool,
     ) -> Result<Vec<Copy>, BenchError> {
-        let (csv, bin) = self.export_clean(name, dataset).await?;
         let template = match template {
             Some(t) => t.to_string(),
             None => self.empty_template().await?,
         };
         let mut out = vec![];
-        let mut server_refused = false;
-        for i in 0..self.args.repeat {
-            for method in [CopyMethod::ServerCsv, CopyMethod::ClientBinary] {
-                self.check()?;
-                if method == CopyMethod::ServerCsv && server_refused {
-                    continue;
+        for method in [CopyMethod::ServerCsv, CopyMethod::ClientBinary] {
+            self.check()?;
+            if method == CopyMethod::ServerCsv && *server_refused {
+                continue;
+            }
+            let (db, _) = self
+                .fresh_db_from(&format!("copy_{shape}_{i}"), Some(&template))
+                .await?;
+            match copy_once(&db, method, csv, bin).await {
+                Ok(c) => {
+                    eprintln!("{shape}: COPY ({}) {:.2} s", c.method, c.seconds);
+                    out.push(c);
                 }
-                let (db, _) = self
-                    .fresh_db_from(&format!("copy_{shape}_{i}"), Some(&template))
-                    .await?;
-                match copy_once(&db, method, &csv, &bin).await {
-                    Ok(c) => {
-                        eprintln!("{shape}: COPY ({}) {:.2} s", c.method, c.seconds);
-                        out.push(c);
-                    }
-                    Err(e) if method == CopyMethod::ServerCsv => {
-                        eprintln!(
-                            "{shape}: server-side COPY from a file is not possible here ({e}); \
-                             the baseline is the client's binary COPY"
-                        );
-                        server_refused = true;
-                    }
-                    Err(e) => return Err(e),
+                Err(e) if method == CopyMethod::ServerCsv => {
+                    eprintln!(
+                        "{shape}: server-side COPY from a file is not possible here ({e}); \
+                         the baseline is the client's binary COPY"
+                    );
+                    *server_refused = true;
                 }
+                Err(e) => return Err(e),
             }
         }
-        let _ = std::fs::remove_file(&csv);
-        let _ = std::fs::remove_file(&bin);
         Ok(out)
     }
 
