@@ -936,51 +936,17 @@ impl Bench<'_> {
         }
 
         let interval = Duration::from_secs_f64(a.latency_file_events as f64 / a.latency_rate);
-        let mut pending: HashMap<String, Instant> = HashMap::new();
-        let mut fed: Vec<String> = vec![];
-        let mut latencies: Vec<f64> = vec![];
-        let mut names = names.peekable();
-        let mut next_due = tokio::time::Instant::now();
-        let mut last_progress = Instant::now();
-        while names.peek().is_some() || !pending.is_empty() {
-            self.check()?;
-            if names.peek().is_some() && tokio::time::Instant::now() >= next_due {
-                if let Some(n) = names.next() {
-                    std::fs::rename(src.join(&n), input.join(&n))
-                        .map_err(io_err("cannot move", &input))?;
-                    pending.insert(path_of(&n), Instant::now());
-                    fed.push(path_of(&n));
-                    next_due += interval;
-                }
-                continue;
-            }
-            let wake = match names.peek() {
-                Some(_) => next_due,
-                None => tokio::time::Instant::now() + Duration::from_millis(100),
-            };
-            tokio::select! {
-                path = committed.recv() => {
-                    let seen_at = Instant::now();
-                    let Some(path) = path else {
-                        m.terminate();
-                        let _ = self.wait(m, "latency", &log).await;
-                        return Err(stuck("the bench's own connection ended"));
-                    };
-                    if let Some(t) = pending.remove(&path) {
-                        latencies.push((seen_at - t).as_secs_f64() * 1000.0);
-                        last_progress = seen_at;
-                    }
-                }
-                _ = tokio::time::sleep_until(wake) => {}
-            }
-            if last_progress.elapsed() > Duration::from_secs(30) {
-                m.terminate();
-                let _ = self.wait(m, "latency", &log).await;
-                return Err(stuck("no file committed for 30 s"));
-            }
-        }
+        let fed = self
+            .feed(names.collect(), (&src, &input), interval, &mut committed)
+            .await;
         m.terminate();
-        let exit = self.wait(m, "latency", &log).await?;
+        let exit = self.wait(m, "latency", &log).await;
+        let (mut latencies, fed) = match fed {
+            Ok(f) => f,
+            Err(Feeding::Stuck(what)) => return Err(stuck(what)),
+            Err(Feeding::Failed(e)) => return Err(e),
+        };
+        let exit = exit?;
         let mut floor = self.latency_floor(&db, &fed, interval).await?;
         floor.sort_by(f64::total_cmp);
         let f = |q| percentile(&floor, q).unwrap_or(0.0);
@@ -1006,6 +972,57 @@ impl Bench<'_> {
         );
         let _ = std::fs::remove_dir_all(&src);
         Ok(l)
+    }
+
+    /// Renames `names` from `src` into `input`, one every `interval`, and
+    /// takes each file's time from its rename to its commit as `committed`
+    /// announces it. Returns those times (ms, in commit order) and the
+    /// paths fed, in order.
+    async fn feed(
+        &self,
+        names: Vec<String>,
+        (src, input): (&Path, &Path),
+        interval: Duration,
+        committed: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    ) -> Result<(Vec<f64>, Vec<String>), Feeding> {
+        let path_of = |n: &str| input.join(n).display().to_string();
+        let mut pending: HashMap<String, Instant> = HashMap::new();
+        let (mut fed, mut latencies) = (vec![], vec![]);
+        let mut names = names.into_iter().peekable();
+        let mut next_due = tokio::time::Instant::now();
+        let mut last_progress = Instant::now();
+        while names.peek().is_some() || !pending.is_empty() {
+            self.check()?;
+            if names.peek().is_some() && tokio::time::Instant::now() >= next_due {
+                if let Some(n) = names.next() {
+                    std::fs::rename(src.join(&n), input.join(&n))
+                        .map_err(io_err("cannot move", input))?;
+                    pending.insert(path_of(&n), Instant::now());
+                    fed.push(path_of(&n));
+                    next_due += interval;
+                }
+                continue;
+            }
+            let wake = match names.peek() {
+                Some(_) => next_due,
+                None => tokio::time::Instant::now() + Duration::from_millis(100),
+            };
+            tokio::select! {
+                path = committed.recv() => {
+                    let seen_at = Instant::now();
+                    let path = path.ok_or(Feeding::Stuck("the bench's own connection ended"))?;
+                    if let Some(t) = pending.remove(&path) {
+                        latencies.push((seen_at - t).as_secs_f64() * 1000.0);
+                        last_progress = seen_at;
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            if last_progress.elapsed() > Duration::from_secs(30) {
+                return Err(Feeding::Stuck("no file committed for 30 s"));
+            }
+        }
+        Ok((latencies, fed))
     }
 
     /// The latency step's floor: each counted file's loaded rows (read back
@@ -1113,6 +1130,18 @@ BEGIN PERFORM pg_notify('shopstream_bench_committed', NEW.path); RETURN NULL; EN
 CREATE TRIGGER shopstream_bench_committed AFTER INSERT ON ingested_files
   FOR EACH ROW EXECUTE FUNCTION shopstream_bench_committed();
 LISTEN shopstream_bench_committed;";
+
+/// Why feeding the latency step's files stopped.
+enum Feeding {
+    Stuck(&'static str),
+    Failed(BenchError),
+}
+
+impl From<BenchError> for Feeding {
+    fn from(e: BenchError) -> Self {
+        Feeding::Failed(e)
+    }
+}
 
 async fn ledger_totals(db: &Database, dir: &Path) -> Result<(u64, u64), BenchError> {
     let c = db.connect().await?;

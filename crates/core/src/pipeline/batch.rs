@@ -7,11 +7,11 @@
 //! 3. **read and validate**: [`read_batch_from`] reads the files on a
 //!    blocking thread and sends their rows as [`crate::batch::Chunk`]s;
 //! 4. **copy**: each chunk goes into the transaction as it comes: sorted
-//!    runs checked for duplicates and COPYed, dead letters staged, each
-//!    file's fate decided as soon as it is read;
+//!    runs checked for duplicates and COPYed, dead letters staged, the
+//!    fates of the files read decided before the next run;
 //! 5. **settle**: the rows the server refused are re-read for their raw
 //!    text, then dead letters, ledger and quality rows are written and the
-//!    transaction commits.
+//!    transaction commits, in one round trip.
 //!
 //! It owns that order and nothing else: no SQL (the sink's), no parsing
 //! (the reader's), no retries (the loader's).

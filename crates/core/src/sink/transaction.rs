@@ -3,10 +3,12 @@
 //!
 //! The caller (`pipeline::batch`) drives it through its phases:
 //! [`Batch::begin`] (the writer lock, the batch id, the claim), then
-//! [`Batch::take`] for every [`Chunk`] the reader sends (rows COPYed as they
-//! come, each file's fate decided against the ledger as soon as it is read),
-//! then [`Batch::refused`] and [`Batch::commit`]. Dropping a [`Batch`] rolls
-//! it back.
+//! [`Batch::take`] for every [`Chunk`] the reader sends (runs COPYed as they
+//! come; the fates of the files read since the last run decided against
+//! the ledger before it, in one round trip with the run's probe and the
+//! held dead letters' COPY), then [`Batch::refused`] and [`Batch::commit`]
+//! (the records and the COMMIT in one round trip). Dropping a [`Batch`]
+//! rolls it back.
 //!
 //! **One writer at a time.** Every batch first takes one transaction-scoped
 //! advisory lock, the writer lock, and holds it to its commit: loaders on
