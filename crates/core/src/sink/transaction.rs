@@ -89,8 +89,9 @@ impl SinkError {
 /// The writer lock's key (see the module docs).
 pub const WRITER_KEY: i64 = 0x5348_4f50_5354_524d; // "SHOPSTRM"
 
-/// Staging rows a batch holds before it COPYs them.
-const STAGE_HELD: usize = 2 << 20;
+/// Staging rows a batch holds before it COPYs them (small: memory is
+/// bounded whatever the file size, and a run usually comes first).
+const STAGE_HELD: usize = 256 << 10;
 
 /// The longest wait for the writer lock.
 const WRITER_WAIT: Duration = Duration::from_secs(5);
