@@ -755,6 +755,79 @@ async fn a_file_whose_batch_keeps_failing_does_not_hold_back_the_others() {
     );
 }
 
+/// The settle sends the ledger, quality and dead-letter rows and the
+/// COMMIT in one round trip: when one of those statements fails, the COMMIT
+/// behind it must roll back, so nothing of the batch is committed, the error
+/// comes back, and the connection goes on with the next batch.
+#[tokio::test]
+async fn a_batch_whose_records_fail_commits_nothing() {
+    use shopstream::batch::FileStatus;
+    use shopstream::pipeline::batch::{load, Reading};
+    use shopstream::pipeline::read::ParseConfig;
+    use shopstream::sink::dedup::TableIds;
+    use shopstream::source::discover::list;
+    let db = test_db().await;
+    run_ok(shopstream().args(["migrate", "--database-url", &db.url]));
+    let mut client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'quality refused (test)'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT ON data_quality_metrics
+               FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .expect("trigger");
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        tmp.path().join("a.csv"),
+        "event_id,user_id,event_type,product_id,price,event_time\n\
+         00000000-0000-4000-8000-000000000001,u,view,p,,2026-01-01 00:00:00\n\
+         not-an-id,u,view,p,,2026-01-01 00:00:00\n",
+    )
+    .expect("write");
+    let files = list(tmp.path()).expect("list");
+    shopstream::sink::transaction::prepare(&client)
+        .await
+        .expect("prepare");
+    let reading = Reading::folder(ParseConfig::default());
+    let failed = load(
+        &mut client,
+        &mut TableIds::default(),
+        files.clone(),
+        &reading,
+        false,
+    )
+    .await;
+    let err = failed.expect_err("the quality row was refused").to_string();
+    assert!(err.contains("quality refused (test)"), "{err}");
+    for table in ["ecommerce_events", "ingested_files", "dead_letter_events"] {
+        let n: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(n, 0, "{table} holds a row of the failed batch");
+    }
+    // No transaction is left open on the connection: the next batch, the
+    // trigger gone, commits the file.
+    client
+        .batch_execute("DROP TRIGGER refuse ON data_quality_metrics")
+        .await
+        .expect("drop");
+    let report = commit(&mut client, files).await;
+    assert_eq!(report.files[0].status, FileStatus::Loaded);
+    assert_eq!((report.rows_loaded, report.rows_rejected), (1, 1));
+    let n: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM ecommerce_events", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
+}
+
 /// Commits one batch of `files` straight through the library, as the
 /// loader does.
 async fn commit(

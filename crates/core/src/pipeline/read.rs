@@ -277,18 +277,14 @@ impl Verdicts for Output<'_> {
         self.send(Chunk::File(result))?;
         if self.early_run < RUN_BYTES && self.rows.bytes() >= self.early_run {
             self.early_run = (self.early_run * 2).min(RUN_BYTES);
-            let rows = self.rows.take_all();
-            let slot = self.slot.take();
-            self.send_rows(rows, slot)?;
+            self.send_run()?;
         }
         Ok(())
     }
 
     fn end(&mut self) -> Result<(), Aborted> {
         if !self.rows.is_empty() {
-            let rows = self.rows.take_all();
-            let slot = self.slot.take();
-            self.send_rows(rows, slot)?;
+            self.send_run()?;
         }
         Ok(())
     }
@@ -365,6 +361,11 @@ impl Output<'_> {
             self.savepoint = Some(file_no);
             self.send(Chunk::Savepoint(file_no))?;
         }
+        self.send_run()
+    }
+
+    /// Hands the whole run collected so far over.
+    fn send_run(&mut self) -> Result<(), Aborted> {
         let rows = self.rows.take_all();
         let slot = self.slot.take();
         self.send_rows(rows, slot)

@@ -355,7 +355,7 @@ pub async fn copy_run(
         if dropped.contains(&r.file_no) || fresh.last().is_some_and(|p| p.id == r.id) {
             continue;
         }
-        if probed.known.contains(&Uuid::from_bytes(r.id)) {
+        if !probed.known.is_empty() && probed.known.contains(&Uuid::from_bytes(r.id)) {
             continue;
         }
         fresh.push(r);

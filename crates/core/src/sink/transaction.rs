@@ -46,7 +46,9 @@ use tokio_postgres::{Client, Statement, Transaction};
 use super::ledger::{self, NewEntry, Status};
 use super::staged::{self, Refused};
 use super::{copy, dedup, stage};
-use crate::batch::{BatchReport, Chunk, FileOutcome, FileReport, FileResult, FileStatus, Route};
+use crate::batch::{
+    BatchReport, Chunk, FileOutcome, FileReport, FileResult, FileStatus, Route, SortedRows,
+};
 use crate::event::RuleCode;
 use crate::schema::LayoutRef;
 use crate::source::discover::Candidate;
@@ -331,49 +333,60 @@ impl<'c> Batch<'c> {
     }
 
     /// Takes one chunk from the reader. A file read is only noted: the
-    /// fates of the files noted so far are decided together (one round
-    /// trip) before the next run, savepoint or the end, and the COPY of
-    /// their dead letters stays open across them.
+    /// fates of the files noted so far are decided together, with the held
+    /// dead letters' COPY, before the next run, savepoint or the end (see
+    /// [`Batch::catch_up`]).
     pub async fn take(&mut self, chunk: Chunk) -> Result<(), SinkError> {
-        let chunk = match chunk {
-            Chunk::Stage(bytes) => return Ok(self.stage_rows(bytes).await?),
-            Chunk::File(r) if self.savepoint != Some(r.file_no) => {
-                self.read.push(r);
-                return Ok(());
-            }
-            other => other,
-        };
         match chunk {
-            Chunk::Stage(_) => {}
+            Chunk::Stage(bytes) => self.stage_rows(bytes).await?,
+            Chunk::File(r) => {
+                let under_savepoint = self.savepoint == Some(r.file_no);
+                self.read.push(r);
+                if under_savepoint {
+                    self.catch_up(None).await?;
+                }
+            }
             Chunk::Rows(run) => {
-                // The fates of the files read, the table's say on the run's
-                // ids and the COPY of the dead letters held, pipelined.
-                let read = std::mem::take(&mut self.read);
-                let held = self.take_held();
-                let lookups = try_join_all(read.iter().map(|r| lookup(&self.tx, r)));
-                let probe = dedup::probe_run(&self.tx, &run, self.table);
-                let staged = copy_staged(&self.tx, &self.copy_stage, held);
-                let (found, probed, ()) = try_join3(lookups, probe, staged).await?;
-                self.judge(read, found).await?;
-                let (copy, loaded) = (&self.copy_events, &mut self.loaded);
-                let (tx, dropped) = (&self.tx, &self.dropped);
-                dedup::copy_run(tx, copy, run, dropped, probed, self.table, loaded).await?;
+                let probed = self.catch_up(Some(&run)).await?.unwrap_or_default();
+                let (tx, copy, dropped) = (&self.tx, &self.copy_events, &self.dropped);
+                dedup::copy_run(tx, copy, run, dropped, probed, self.table, &mut self.loaded)
+                    .await?;
             }
             Chunk::Savepoint(file_no) => {
                 // The staging rows of the files before it stay, whatever
                 // becomes of this one.
-                self.flush_stage().await?;
-                self.decide_read().await?;
+                self.catch_up(None).await?;
                 self.tx.batch_execute("SAVEPOINT shopstream_file").await?;
                 self.savepoint = Some(file_no);
-            }
-            Chunk::File(r) => {
-                self.read.push(r);
-                self.decide_read().await?;
             }
         }
         Ok(())
     }
+
+    /// One pipelined round trip: the ledger lookups of the files read
+    /// since the last decision, the COPY of the held staging rows and,
+    /// with a run, the probe of its ids; then the files are judged (see
+    /// [`Batch::judge`]), before any run holding their rows is loaded.
+    async fn catch_up(
+        &mut self,
+        run: Option<&SortedRows>,
+    ) -> Result<Option<dedup::Probed>, tokio_postgres::Error> {
+        let read = std::mem::take(&mut self.read);
+        let held = self.take_held();
+        let (tx, table) = (&self.tx, &mut *self.table);
+        let lookups = try_join_all(read.iter().map(|r| lookup(tx, r)));
+        let staged = copy_staged(tx, &self.copy_stage, held);
+        let probe = async {
+            match run {
+                Some(run) => dedup::probe_run(tx, run, table).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (found, (), probed) = try_join3(lookups, staged, probe).await?;
+        self.judge(read, found).await?;
+        Ok(probed)
+    }
+
     /// Holds staging rows; COPYs them once [`STAGE_HELD`] bytes are held.
     async fn stage_rows(&mut self, bytes: Bytes) -> Result<(), tokio_postgres::Error> {
         self.held_bytes += bytes.len();
@@ -395,19 +408,6 @@ impl<'c> Batch<'c> {
         self.held_bytes = 0;
         self.staged_any |= !self.held.is_empty();
         std::mem::take(&mut self.held)
-    }
-
-    /// The fates of the files read since the last decision, before any
-    /// run holding their rows is loaded: their ledger lookups pipelined,
-    /// then judged in reading order. The file under the savepoint, if it
-    /// is among them, is the last; its rows are undone unless it loads.
-    async fn decide_read(&mut self) -> Result<(), tokio_postgres::Error> {
-        if self.read.is_empty() {
-            return Ok(());
-        }
-        let read = std::mem::take(&mut self.read);
-        let found = try_join_all(read.iter().map(|r| lookup(&self.tx, r))).await?;
-        self.judge(read, found).await
     }
 
     /// Judges files read in reading order from their lookups (see
@@ -444,8 +444,7 @@ impl<'c> Batch<'c> {
     /// load, moves the staged valid rows (staged route), and returns the
     /// rows the server refused, by file, for their raw text.
     pub async fn refused(&mut self) -> Result<Vec<(i32, Candidate, Vec<i64>)>, SinkError> {
-        self.flush_stage().await?;
-        self.decide_read().await?;
+        self.catch_up(None).await?;
         if !self.dropped.is_empty() {
             let drop_files: Vec<i32> = self.dropped.iter().copied().collect();
             self.tx
