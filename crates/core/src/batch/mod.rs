@@ -78,8 +78,9 @@ pub enum Route {
 /// What the reader sends to the transaction, in reading order.
 #[derive(Debug)]
 pub enum Chunk {
-    /// Encoded rows of the staging table (no COPY header or trailer): dead
-    /// letters, and on the staged route every valid row too.
+    /// Encoded rows without COPY header or trailer: on the copy route dead
+    /// letters, rows of `dead_letter_events`; on the staged route rows of
+    /// the staging table, dead letters and valid rows alike.
     Stage(Bytes),
     /// Valid events sorted by id, for the event table (copy route).
     Rows(SortedRows),

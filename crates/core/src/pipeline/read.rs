@@ -1,7 +1,8 @@
 //! Reads a batch's files and turns every row into an encoded COPY row: a
 //! validated event (a row of `ecommerce_events`, collected into sorted runs
 //! on the copy route, or of the staging table on the staged route) or a
-//! staged dead letter with all of its failures.
+//! dead letter with all of its failures (a row of `dead_letter_events` on
+//! the copy route, of the staging table on the staged route).
 //!
 //! Runs on a blocking thread and sends [`Chunk`]s, in reading order,
 //! through a bounded channel to the batch's transaction, so reading
@@ -41,7 +42,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use crate::batch::rows::Slot;
@@ -173,6 +174,8 @@ pub fn read_batch_from(
         json: Vec::new(),
         savepoint: None,
         early_run: FIRST_RUN_BYTES,
+        files,
+        dead_origin: None,
     };
     read_files(source, files, cfg, &mut output)
 }
@@ -230,16 +233,15 @@ pub trait Verdicts {
 
 impl Verdicts for Output<'_> {
     fn file_rows(&mut self, file_no: i32, file: &Candidate, layout: &Layout) {
-        let source_file = file.path.display().to_string();
-        let origin = Origin {
-            source_file: &source_file,
-            batch_id: match self.route {
-                Route::Copy { batch_id } => batch_id,
-                Route::Staged => 0,
-            },
-            layout: layout.id.as_str(),
-        };
-        self.start_file(file_no, &origin);
+        if let Route::Copy { batch_id } = self.route {
+            let source_file = file.path.display().to_string();
+            let origin = Origin {
+                source_file: &source_file,
+                batch_id,
+                layout: layout.id.as_str(),
+            };
+            self.start_file(file_no, &origin);
+        }
     }
 
     fn valid(
@@ -260,15 +262,29 @@ impl Verdicts for Output<'_> {
         event_id: Option<&str>,
         fails: &[Failure],
     ) -> Result<(), Aborted> {
-        stage::encode_rejected(
-            &mut self.stage,
-            &mut self.json,
-            file_no,
-            line,
-            raw_line,
-            event_id,
-            fails,
-        );
+        match self.route {
+            Route::Staged => stage::encode_rejected(
+                &mut self.stage,
+                &mut self.json,
+                file_no,
+                line,
+                raw_line,
+                event_id,
+                fails,
+            ),
+            Route::Copy { batch_id } => {
+                let origin = self.dead_origin(file_no, batch_id, None);
+                stage::encode_dead_letter(
+                    &mut self.stage,
+                    &mut self.json,
+                    &origin,
+                    line,
+                    raw_line,
+                    event_id,
+                    fails,
+                );
+            }
+        }
         self.staged()
     }
 
@@ -292,6 +308,11 @@ impl Verdicts for Output<'_> {
 
 /// Routes encoded rows into chunks (see the module docs).
 struct Output<'a> {
+    /// The batch's files, by file number - 1.
+    files: &'a [Candidate],
+    /// The copy route's start of each dead letter of the file being read
+    /// (see [`stage::encode_dead_letter_origin`]), with its file number.
+    dead_origin: Option<(i32, Bytes)>,
     tx: &'a mpsc::Sender<Chunk>,
     route: Route,
     /// Bounds the runs in memory: the run being collected holds one.
@@ -310,12 +331,32 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
-    /// A file's rows begin (copy route): the start they share.
+    /// A file's rows begin (copy route): the start its events share, and
+    /// the start its dead letters share.
     fn start_file(&mut self, file_no: i32, origin: &Origin<'_>) {
-        if self.route != Route::Staged {
-            let mut buf = BytesMut::new();
-            stage::encode_origin(&mut buf, origin);
-            self.rows.start_file(file_no, buf.freeze());
+        let mut buf = BytesMut::new();
+        stage::encode_origin(&mut buf, origin);
+        self.rows.start_file(file_no, buf.freeze());
+        self.dead_origin = None;
+        self.dead_origin(file_no, origin.batch_id, Some(origin.layout));
+    }
+
+    /// The start of file `file_no`'s dead letters (copy route), made on
+    /// its first use: with `layout` when its rows begin, without one for a
+    /// line before that.
+    fn dead_origin(&mut self, file_no: i32, batch_id: i64, layout: Option<&str>) -> Bytes {
+        match &self.dead_origin {
+            Some((no, origin)) if *no == file_no => origin.clone(),
+            _ => {
+                let path = self.files.get(file_no as usize - 1);
+                let source_file = path.map(|c| c.path.display().to_string());
+                let mut buf = BytesMut::new();
+                let source_file = source_file.as_deref().unwrap_or_default();
+                stage::encode_dead_letter_origin(&mut buf, batch_id, source_file, layout);
+                let origin = buf.freeze();
+                self.dead_origin = Some((file_no, origin.clone()));
+                origin
+            }
         }
     }
 

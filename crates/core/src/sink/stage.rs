@@ -1,15 +1,17 @@
-//! The staging table and the encoders for its rows, and the encoder of a
-//! row of `ecommerce_events` itself.
+//! The staging table and the encoders for its rows, of a row of
+//! `ecommerce_events` itself, and of a dead letter.
 //!
-//! Rejected rows (and, on the staged route, every valid row) share one
-//! temporary table (column `ok` tells them apart); SQL then moves them to
-//! `dead_letter_events` and, on the staged route, to `ecommerce_events`
-//! (the first copy of each id the table does not hold, for dedup). The table is `ON COMMIT DELETE
-//! ROWS`: nothing survives a transaction. On the copy route valid rows skip
-//! it: [`encode_event`] lays them out for a COPY straight into
-//! `ecommerce_events`.
+//! On the copy route rows skip the staging table: [`encode_event`] lays a
+//! valid event out for a COPY straight into `ecommerce_events`, and
+//! [`encode_dead_letter`] a rejected row for one straight into
+//! `dead_letter_events` (each written once). On the staged route (an event
+//! table that checks what the validator does not) every row goes into one
+//! temporary table (column `ok` tells valid rows from rejected ones); SQL
+//! then moves them to `dead_letter_events` and `ecommerce_events` (the
+//! first copy of each id the table does not hold, for dedup). The table is
+//! `ON COMMIT DELETE ROWS`: nothing survives a transaction.
 //!
-//! This module only lays out bytes; [`super::batch`] runs the SQL.
+//! This module only lays out bytes; [`super::transaction`] runs the SQL.
 
 use bytes::BytesMut;
 
@@ -129,8 +131,8 @@ fn event_fields(buf: &mut BytesMut, e: &ValidEvent<'_>, extra: Option<&[u8]>) {
     }
 }
 
-/// Appends one rejected row with every rule it failed. `json` is scratch
-/// space reused between calls.
+/// Appends one rejected row of the staging table with every rule it
+/// failed. `json` is scratch space reused between calls.
 pub fn encode_rejected(
     buf: &mut BytesMut,
     json: &mut Vec<u8>,
@@ -147,6 +149,58 @@ pub fn encode_rejected(
     for _ in 0..21 {
         copy::null(buf);
     }
+    rejection(buf, json, raw_line, raw_event_id, failures);
+}
+
+/// The COPY of dead letters straight into their table (copy route): where
+/// the row came from (the same for every row of a file), then its line and
+/// what was wrong with it.
+pub const COPY_DEAD_LETTERS: &str = "COPY dead_letter_events (batch_id, source_file, \
+    source_layout, source_line, raw_line, event_id, error_codes, errors) FROM STDIN (FORMAT binary)";
+
+const DEAD_LETTER_FIELDS: i16 = 8;
+
+/// The start of every dead letter of one file (see [`COPY_DEAD_LETTERS`]):
+/// the field count and where the row came from. `layout` is `None` for a
+/// line read before the file's layout is known (a JSON Lines file's lines
+/// before its first object).
+pub fn encode_dead_letter_origin(
+    buf: &mut BytesMut,
+    batch_id: i64,
+    source_file: &str,
+    layout: Option<&str>,
+) {
+    copy::row(buf, DEAD_LETTER_FIELDS);
+    copy::int8(buf, batch_id);
+    copy::text(buf, source_file);
+    copy::opt_text(buf, layout);
+}
+
+/// Appends one dead letter after its file's
+/// [`encode_dead_letter_origin`] (`origin`). `json` is scratch space.
+pub fn encode_dead_letter(
+    buf: &mut BytesMut,
+    json: &mut Vec<u8>,
+    origin: &[u8],
+    line: u64,
+    raw_line: &str,
+    raw_event_id: Option<&str>,
+    failures: &[Failure],
+) {
+    buf.extend_from_slice(origin);
+    copy::int8(buf, line as i64);
+    rejection(buf, json, raw_line, raw_event_id, failures);
+}
+
+/// A rejected row's text, event id, codes and failures (the same columns
+/// in the staging table and in `dead_letter_events`).
+fn rejection(
+    buf: &mut BytesMut,
+    json: &mut Vec<u8>,
+    raw_line: &str,
+    raw_event_id: Option<&str>,
+    failures: &[Failure],
+) {
     copy::text(buf, raw_line);
     copy::opt_text(buf, raw_event_id);
     copy::text_array(buf, failures.iter().map(|f| f.code.as_str()));

@@ -29,7 +29,10 @@
 //! after the file's fate is known ([`Chunk::File`] comes before any run
 //! holding its rows), except for a file larger than a run, whose rows go
 //! under a savepoint that is rolled back if it turns out a duplicate,
-//! rejected or changed. Per file, rows read = loaded + duplicate + rejected.
+//! rejected or changed. Dead letters are COPYed straight into
+//! `dead_letter_events` as they come (on the staged route, into the
+//! staging table); those of a file that does not load are deleted with the
+//! records. Per file, rows read = loaded + duplicate + rejected.
 //!
 //! This module never reads files and never retries: errors go back to the
 //! caller, and dropping the batch rolls everything back.
@@ -154,9 +157,14 @@ async fn open(
     tx: &Transaction<'_>,
     files: &[Candidate],
     table: &dedup::TableIds,
+    staged: bool,
 ) -> Result<Option<Opened>, tokio_postgres::Error> {
     let keys: Vec<i64> = files.iter().map(|c| claim_key(&c.path)).collect();
     let events_sql = stage::copy_events();
+    let stage_sql = match staged {
+        true => stage::COPY_STAGE,
+        false => stage::COPY_DEAD_LETTERS,
+    };
     let ((lock, claimed, known), (stale, copy_events, copy_stage)) = try_join(
         try_join3(
             tx.query_typed_one(WRITER_THEN_BATCH_ID, &[(&WRITER_KEY, Type::INT8)]),
@@ -166,7 +174,7 @@ async fn open(
         try_join3(
             table.stale(tx),
             tx.prepare(&events_sql),
-            tx.prepare(stage::COPY_STAGE),
+            tx.prepare(stage_sql),
         ),
     )
     .await?;
@@ -220,16 +228,19 @@ pub struct Batch<'c> {
     /// Rows loaded by the copy route, by file number.
     loaded: HashMap<i32, u64>,
     seen_in_batch: HashMap<String, String>,
-    /// Staging rows (dead letters; on the staged route every row) not
-    /// COPYed yet: they go in one COPY per [`STAGE_HELD`] bytes, before a
-    /// savepoint and at the end, instead of one per file.
+    /// The reader's staging chunks not COPYed yet (dead letters; on the
+    /// staged route every row): they go in one COPY per [`STAGE_HELD`]
+    /// bytes, before a savepoint and at the end, instead of one per file.
     held: Vec<Bytes>,
     held_bytes: usize,
-    /// Some rows went into the staging table.
+    /// Some staging chunk was COPYed.
     staged_any: bool,
     /// The filter of the table's ids must be read again before a run loads.
     stale: bool,
-    /// The COPY statements, prepared in the first round trip.
+    /// The COPY statements, prepared in the first round trip: the copy
+    /// route's events, and the staging chunks (on the copy route straight
+    /// into `dead_letter_events`, on the staged route into the staging
+    /// table).
     copy_events: Statement,
     copy_stage: Statement,
     /// The file whose rows are under the savepoint.
@@ -256,11 +267,11 @@ impl<'c> Batch<'c> {
                 ..BatchReport::default()
             })
         };
-        let opened = match open(&tx, &files, table).await? {
+        let opened = match open(&tx, &files, table, staged).await? {
             Some(o) => o,
             // Another loader is writing: wait for it (bounded), then look
             // again (the locks this transaction holds are taken again at once).
-            None if wait_for_writer(&tx).await? => match open(&tx, &files, table).await? {
+            None if wait_for_writer(&tx).await? => match open(&tx, &files, table, staged).await? {
                 Some(o) => o,
                 None => return Ok(nothing(files)),
             },
@@ -440,11 +451,16 @@ impl<'c> Batch<'c> {
         Ok(())
     }
 
-    /// After the last chunk: drops the staged rows of files that do not
-    /// load, moves the staged valid rows (staged route), and returns the
-    /// rows the server refused, by file, for their raw text.
+    /// After the last chunk: on the staged route, drops the staged rows of
+    /// files that do not load, moves the staged valid rows, and returns the
+    /// rows the server refused, by file, for their raw text. (On the copy
+    /// route the dead letters of files that do not load go with the
+    /// records, see [`Batch::record_and_commit`].)
     pub async fn refused(&mut self) -> Result<Vec<(i32, Candidate, Vec<i64>)>, SinkError> {
         self.catch_up(None).await?;
+        if self.route != Route::Staged || !self.recorded() {
+            return Ok(vec![]);
+        }
         if !self.dropped.is_empty() {
             let drop_files: Vec<i32> = self.dropped.iter().copied().collect();
             self.tx
@@ -453,9 +469,6 @@ impl<'c> Batch<'c> {
                     &[&drop_files],
                 )
                 .await?;
-        }
-        if self.route != Route::Staged || !self.recorded() {
-            return Ok(vec![]);
         }
         let (paths, layouts) = self.paths_and_layouts();
         let layouts: Vec<Option<&str>> = layouts.iter().map(|l| l.as_deref()).collect();
@@ -593,9 +606,12 @@ impl Batch<'_> {
             try_join_all(ledger_rows),
             quality.insert(&self.tx, self.batch_id, self.started_at),
             async {
-                match self.staged_any {
-                    true => insert_dead_letters(&self.tx, paths, self.batch_id, layouts).await,
-                    false => Ok(0),
+                match (self.staged_any, self.route) {
+                    (false, _) => Ok(0),
+                    (true, Route::Staged) => {
+                        insert_dead_letters(&self.tx, paths, self.batch_id, layouts).await
+                    }
+                    (true, Route::Copy { .. }) => self.drop_dead_letters(paths).await,
                 }
             },
         );
@@ -609,6 +625,27 @@ impl Batch<'_> {
         }
         report.rejects_by_code = codes;
         Ok(())
+    }
+}
+
+impl Batch<'_> {
+    /// The dead letters COPYed (copy route) of files that do not load.
+    async fn drop_dead_letters(&self, paths: &[String]) -> Result<u64, tokio_postgres::Error> {
+        let dropped: Vec<&str> = self
+            .dropped
+            .iter()
+            .filter_map(|&no| paths.get(no as usize - 1).map(String::as_str))
+            .collect();
+        if dropped.is_empty() {
+            return Ok(0);
+        }
+        self.tx
+            .execute_typed(
+                "DELETE FROM dead_letter_events
+                 WHERE batch_id = $1 AND source_file = ANY($2) AND replay_id IS NULL",
+                &[(&self.batch_id, Type::INT8), (&dropped, Type::TEXT_ARRAY)],
+            )
+            .await
     }
 }
 
@@ -637,7 +674,8 @@ async fn copy_staged(
     Ok(())
 }
 
-/// The staged rows that are dead letters, into `dead_letter_events`.
+/// The staged rows that are dead letters, into `dead_letter_events`
+/// (staged route).
 async fn insert_dead_letters(
     tx: &Transaction<'_>,
     paths: &[String],
