@@ -100,6 +100,9 @@ pub(super) struct Loader<'a> {
     pub(super) staged: bool,
     pub(super) migrated: bool,
     pub(super) done: HashSet<FileKey>,
+    /// The next pass checks its new files against the ledger before
+    /// cutting batches (see [`Loader::pass`]).
+    pub(super) ledger_first: bool,
     /// Files of failed batches: loaded alone, held back after failing alone.
     pub(super) suspects: Suspects,
     pub(super) summary: RunSummary,
@@ -170,6 +173,7 @@ impl<'a> Loader<'a> {
             staged: false,
             migrated: false,
             done: HashSet::new(),
+            ledger_first: true,
             suspects: Suspects::default(),
             summary: RunSummary::default(),
             pause_after_commit: std::env::var(PAUSE_AFTER_COMMIT_ENV)
@@ -340,11 +344,7 @@ impl Loader<'_> {
             c.simple_query("SELECT 1").await.map_err(Failed::db)?;
             return Ok(pass);
         }
-        let after_load = self.args.after_load;
-        let c = self.client().await?;
-        let (fresh, leftovers) = skip_ledgered(c, fresh, after_load)
-            .await
-            .map_err(Failed::db)?;
+        let (fresh, leftovers) = self.skip_ledgered(fresh).await?;
         tracing::debug!(
             list_ms = listed_in.as_secs_f64() * 1000.0,
             ledger_ms = (started.elapsed() - listed_in).as_secs_f64() * 1000.0,
@@ -383,6 +383,8 @@ impl Loader<'_> {
             self.maintain().await?;
             let report = self.load(group).await?;
             pass.elsewhere |= !report.elsewhere.is_empty();
+            // Another loader's, or the ledger's by now: see them first.
+            self.ledger_first |= !report.elsewhere.is_empty();
             let settling = std::time::Instant::now();
             if self.settle(report, &mut waiting, on_batch).await {
                 pass.progressed = true;
@@ -393,6 +395,34 @@ impl Loader<'_> {
             );
         }
         Ok(pass)
+    }
+
+    /// New files the ledger already has are finished (moved as their fate
+    /// says) instead of loaded. The first pass, one after a batch left a
+    /// file out, and one with more new files than a batch takes ask the
+    /// ledger first (one query); otherwise (the common case while watching:
+    /// a file or two) the batch's own claim, which asks the ledger anyway,
+    /// is the check: a file it finds there is left out, and the next pass
+    /// asks first.
+    async fn skip_ledgered(
+        &mut self,
+        fresh: Vec<Candidate>,
+    ) -> Result<(Vec<Candidate>, Vec<Job>), Failed> {
+        let bytes: u64 = fresh.iter().map(|c| c.size).sum();
+        let one_batch = fresh.len() as u64 <= self.args.batch_max_files as u64
+            && bytes <= self.args.batch_max_bytes;
+        if !self.ledger_first && one_batch {
+            return Ok((fresh, vec![]));
+        }
+        self.ledger_first = false;
+        let after_load = self.args.after_load;
+        let c = self.client().await?;
+        let (load, leftovers, settled) = skip_ledgered(c, fresh, after_load)
+            .await
+            .map_err(Failed::db)?;
+        // Finished before (kept where they are): not looked at again.
+        self.done.extend(settled.iter().map(key));
+        Ok((load, leftovers))
     }
 
     /// When due (at the first pass, then hourly; never inside a batch):
@@ -621,28 +651,30 @@ impl Loader<'_> {
 /// has (the same version, see [`ledger::SAME_FILE`]). Of the latter,
 /// returns the ones whose fate is not yet carried out on disk (a crash
 /// between commit and move, or a new `--after-load`), with the reason when
-/// they were rejected and their ledger row.
+/// they were rejected and their ledger row, and apart those finished and
+/// kept where they are.
 async fn skip_ledgered(
     client: &Client,
     fresh: Vec<Candidate>,
     after_load: AfterLoad,
-) -> Result<(Vec<Candidate>, Vec<Job>), tokio_postgres::Error> {
+) -> Result<(Vec<Candidate>, Vec<Job>, Vec<Candidate>), tokio_postgres::Error> {
     let known = ledger::known(client, &fresh).await?;
     let mut load = Vec::with_capacity(fresh.len());
-    let mut leftovers = vec![];
+    let (mut leftovers, mut settled) = (vec![], vec![]);
     for (c, entry) in fresh.into_iter().zip(known) {
         let Some(entry) = entry else {
             load.push(c);
             continue;
         };
-        let settled = entry.rejected.is_none()
+        let settled_here = entry.rejected.is_none()
             && after_load == AfterLoad::Keep
             && entry.disposition.as_deref() == Some("kept");
-        if !settled {
-            leftovers.push((c, entry.rejected, Some(entry.id)));
+        match settled_here {
+            true => settled.push(c),
+            false => leftovers.push((c, entry.rejected, Some(entry.id))),
         }
     }
-    Ok((load, leftovers))
+    Ok((load, leftovers, settled))
 }
 
 fn no_connection() -> Failed {

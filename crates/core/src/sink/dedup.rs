@@ -26,11 +26,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::try_join3;
 use futures_util::{SinkExt, StreamExt};
 use tokio_postgres::types::Type;
-use tokio_postgres::{Statement, Transaction};
+use tokio_postgres::{CopyInSink, Statement, Transaction};
 use uuid::Uuid;
 
 use super::copy;
@@ -338,11 +338,11 @@ pub async fn probe_run(
 
 /// Loads one run: skips the rows of files in `dropped`, keeps the first
 /// copy of each id, leaves out the ids the table holds (`probed`) and
-/// COPYs the rest, adding them to `table`. Adds the rows loaded per file
-/// to `loaded`.
+/// COPYs the rest through `sink` (a COPY into the event table the caller
+/// started, see [`start_copy`]), adding them to `table`. Adds the rows
+/// loaded per file to `loaded`.
 pub async fn copy_run(
-    tx: &Transaction<'_>,
-    copy: &Statement,
+    sink: CopyInSink<Bytes>,
     run: SortedRows,
     dropped: &HashSet<i32>,
     probed: Probed,
@@ -365,7 +365,7 @@ pub async fn copy_run(
         table.ids.insert(&r.id);
     }
     let rows = fresh.len();
-    copy_rows(tx, copy, &run, fresh.into_iter(), loaded).await?;
+    copy_rows(sink, &run, fresh.into_iter(), loaded).await?;
     tracing::debug!(
         rows,
         probed = probed.asked,
@@ -377,15 +377,23 @@ pub async fn copy_run(
     Ok(())
 }
 
-/// One COPY of `rows` (encoded rows of `run`) into the event table.
-async fn copy_rows<'r>(
+/// Starts the COPY of a run into the event table (`copy`, see
+/// [`super::stage::copy_events`]): its statement goes out on the first
+/// poll, behind whatever was sent before it.
+pub async fn start_copy(
     tx: &Transaction<'_>,
     copy: &Statement,
+) -> Result<CopyInSink<Bytes>, tokio_postgres::Error> {
+    tx.copy_in(copy).await
+}
+
+/// Sends `rows` (encoded rows of `run`) through `sink` and ends the COPY.
+async fn copy_rows<'r>(
+    sink: CopyInSink<Bytes>,
     run: &'r SortedRows,
     rows: impl Iterator<Item = &'r RowRef>,
     loaded: &mut HashMap<i32, u64>,
 ) -> Result<(), tokio_postgres::Error> {
-    let sink = tx.copy_in(copy).await?;
     let mut sink = std::pin::pin!(sink);
     let mut buf = BytesMut::with_capacity(CHUNK + 4096);
     copy::header(&mut buf);

@@ -44,7 +44,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::{try_join, try_join3, try_join_all};
 use futures_util::SinkExt;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Statement, Transaction};
+use tokio_postgres::{Client, CopyInSink, Statement, Transaction};
 
 use super::ledger::{self, NewEntry, Status};
 use super::staged::{self, Refused};
@@ -354,19 +354,18 @@ impl<'c> Batch<'c> {
                 let under_savepoint = self.savepoint == Some(r.file_no);
                 self.read.push(r);
                 if under_savepoint {
-                    self.catch_up(None).await?;
+                    self.catch_up().await?;
                 }
             }
             Chunk::Rows(run) => {
-                let probed = self.catch_up(Some(&run)).await?.unwrap_or_default();
-                let (tx, copy, dropped) = (&self.tx, &self.copy_events, &self.dropped);
-                dedup::copy_run(tx, copy, run, dropped, probed, self.table, &mut self.loaded)
-                    .await?;
+                let (probed, sink) = self.catch_up_to_copy(&run).await?;
+                let dropped = &self.dropped;
+                dedup::copy_run(sink, run, dropped, probed, self.table, &mut self.loaded).await?;
             }
             Chunk::Savepoint(file_no) => {
                 // The staging rows of the files before it stay, whatever
                 // becomes of this one.
-                self.catch_up(None).await?;
+                self.catch_up().await?;
                 self.tx.batch_execute("SAVEPOINT shopstream_file").await?;
                 self.savepoint = Some(file_no);
             }
@@ -375,27 +374,44 @@ impl<'c> Batch<'c> {
     }
 
     /// One pipelined round trip: the ledger lookups of the files read
-    /// since the last decision, the COPY of the held staging rows and,
-    /// with a run, the probe of its ids; then the files are judged (see
-    /// [`Batch::judge`]), before any run holding their rows is loaded.
-    async fn catch_up(
+    /// since the last decision and the COPY of the held staging rows; then
+    /// the files are judged (see [`Batch::judge`]).
+    async fn catch_up(&mut self) -> Result<(), tokio_postgres::Error> {
+        let read = std::mem::take(&mut self.read);
+        let held = self.take_held();
+        let tx = &self.tx;
+        let lookups = try_join_all(read.iter().map(|r| lookup(tx, r)));
+        let staged = copy_staged(tx, &self.copy_stage, held);
+        let (found, ()) = try_join(lookups, staged).await?;
+        self.judge(read, found).await
+    }
+
+    /// [`Batch::catch_up`] before a run, in the same round trip as the
+    /// probe of the run's ids and the start of its COPY: the files read are
+    /// judged before any of the run's rows is sent, and the COPY's rows go
+    /// as soon as the answers are in. (Judging a file under a savepoint
+    /// may roll back to it, which cannot happen inside a COPY: then the
+    /// COPY starts after.)
+    async fn catch_up_to_copy(
         &mut self,
-        run: Option<&SortedRows>,
-    ) -> Result<Option<dedup::Probed>, tokio_postgres::Error> {
+        run: &SortedRows,
+    ) -> Result<(dedup::Probed, CopyInSink<Bytes>), tokio_postgres::Error> {
+        if let Some(no) = self.savepoint {
+            if self.read.iter().any(|r| r.file_no == no) {
+                self.catch_up().await?;
+            }
+        }
         let read = std::mem::take(&mut self.read);
         let held = self.take_held();
         let (tx, table) = (&self.tx, &mut *self.table);
         let lookups = try_join_all(read.iter().map(|r| lookup(tx, r)));
         let staged = copy_staged(tx, &self.copy_stage, held);
-        let probe = async {
-            match run {
-                Some(run) => dedup::probe_run(tx, run, table).await.map(Some),
-                None => Ok(None),
-            }
-        };
-        let (found, (), probed) = try_join3(lookups, staged, probe).await?;
+        let probe = dedup::probe_run(tx, run, table);
+        let start = dedup::start_copy(tx, &self.copy_events);
+        let ((found, ()), (probed, sink)) =
+            try_join(try_join(lookups, staged), try_join(probe, start)).await?;
         self.judge(read, found).await?;
-        Ok(probed)
+        Ok((probed, sink))
     }
 
     /// Holds staging rows; COPYs them once [`STAGE_HELD`] bytes are held.
@@ -457,7 +473,7 @@ impl<'c> Batch<'c> {
     /// route the dead letters of files that do not load go with the
     /// records, see [`Batch::record_and_commit`].)
     pub async fn refused(&mut self) -> Result<Vec<(i32, Candidate, Vec<i64>)>, SinkError> {
-        self.catch_up(None).await?;
+        self.catch_up().await?;
         if self.route != Route::Staged || !self.recorded() {
             return Ok(vec![]);
         }
