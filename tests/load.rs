@@ -87,6 +87,23 @@ async fn once_load_matches_the_generator_report_exactly() {
         "several anomaly kinds expected, got {want:?}"
     );
     assert_eq!(got, want);
+    // Every row and dead letter carries its file's batch (the reader
+    // encodes them before the batch id is known; the transaction stamps it).
+    for table in ["ecommerce_events", "dead_letter_events"] {
+        assert_eq!(
+            count(
+                &db,
+                &format!(
+                    "SELECT count(*) FROM {table} r WHERE NOT EXISTS (
+                       SELECT 1 FROM ingested_files f
+                       WHERE f.path = r.source_file AND f.batch_id = r.batch_id AND f.batch_id > 0)"
+                )
+            )
+            .await,
+            0,
+            "{table}: rows whose batch is not their file's"
+        );
+    }
     // Per file and per batch, rows read = loaded + duplicate + rejected.
     assert_eq!(
         count(

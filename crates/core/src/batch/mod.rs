@@ -66,8 +66,10 @@ pub struct FileResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// Sorted runs COPYed straight into `ecommerce_events` after the
-    /// duplicate check; the rows carry the batch id.
-    Copy { batch_id: i64 },
+    /// duplicate check, dead letters straight into `dead_letter_events`;
+    /// the transaction stamps its batch id into the rows (the reader starts
+    /// before the id is known).
+    Copy,
     /// Every row through the staging table, moved with `INSERT … ON
     /// CONFLICT DO NOTHING`: for an event table with constraints, triggers
     /// or foreign keys shopstream does not check itself, so that a row it

@@ -244,6 +244,13 @@ impl SortedRows {
         self.rows.is_empty()
     }
 
+    /// Replaces the start of each file's rows with `f` of it.
+    pub fn map_origins(&mut self, mut f: impl FnMut(&[u8]) -> Bytes) {
+        for (_, origin) in &mut self.origins {
+            *origin = f(origin);
+        }
+    }
+
     /// The start of a row of file `file_no` (empty when none was given).
     pub fn origin(&self, file_no: i32) -> &[u8] {
         match self.origins.binary_search_by_key(&file_no, |(f, _)| *f) {

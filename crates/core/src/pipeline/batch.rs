@@ -1,7 +1,9 @@
 //! Drives one batch through its phases, in one place:
 //!
 //! 1. **claim**: [`Batch::begin`] takes the writer lock and a batch id and
-//!    claims the files (those another loader holds are left to it);
+//!    claims the files (those another loader holds are left to it), while
+//!    the reader already reads them (reading changes nothing; when a file
+//!    is left out, the claimed ones are read again, numbered as claimed);
 //! 2. **plan**: the route of the valid rows is fixed (copy, or staged for a
 //!    table that checks what the validator does not);
 //! 3. **read and validate**: [`read_batch_from`] reads the files on a
@@ -23,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::read::{raw_lines, read_batch_from, ParseConfig, RUN_BYTES};
-use crate::batch::{BatchReport, Chunk, RunSlots};
+use crate::batch::{BatchReport, Chunk, Route, RunSlots};
 use crate::sink::dedup::TableIds;
 use crate::sink::transaction::{Batch, Begun, SinkError};
 use crate::source::discover::Candidate;
@@ -61,34 +63,39 @@ pub async fn load(
     staged: bool,
 ) -> Result<BatchReport, SinkError> {
     let started = std::time::Instant::now();
-    let mut batch = match Batch::begin(client, table, files, staged).await? {
-        Begun::Claimed(b) => b,
-        Begun::Nothing(report) => return Ok(report),
+    let route = if staged { Route::Staged } else { Route::Copy };
+    let mut reader = Reader::start(reading, files.clone(), route);
+    let begun = Batch::begin(client, table, files, staged).await;
+    let mut batch = match begun {
+        Ok(Begun::Claimed(b)) => b,
+        Ok(Begun::Nothing(report)) => {
+            reader.abandon().await;
+            return Ok(report);
+        }
+        Err(e) => {
+            reader.abandon().await;
+            return Err(e);
+        }
     };
-    let (tx, mut rx) = mpsc::channel::<Chunk>(IN_FLIGHT);
-    let (source, cfg, route) = (reading.source.clone(), reading.cfg.clone(), batch.route());
-    let files = batch.files().to_vec();
-    let slots = RunSlots::new(RUNS_HELD, RUN_BYTES + (1 << 20));
-    let reader = tokio::task::spawn_blocking(move || {
-        read_batch_from(&source, &files, &cfg, route, &slots, &tx)
-    });
+    if batch.files() != reader.files {
+        reader.abandon().await;
+        reader = Reader::start(reading, batch.files().to_vec(), route);
+    }
     // Plan while the reader collects the first run, then copy as it comes.
     let claimed = started.elapsed();
     let mut failed = batch.plan().await.err();
     let planned = started.elapsed();
     while failed.is_none() {
-        let Some(chunk) = rx.recv().await else { break };
+        let Some(chunk) = reader.chunks.recv().await else {
+            break;
+        };
         failed = batch.take(chunk).await.err();
     }
-    // The reader stops at its next send once the receiver is gone, and
-    // stops waiting for a run's slot too.
-    drop(rx);
-    let read = reader.await;
+    let read = reader.stop().await;
     if let Some(e) = failed {
         return Err(e);
     }
-    read.map_err(|e| SinkError::Reader(e.to_string()))?
-        .map_err(|e| SinkError::Reader(e.to_string()))?;
+    read?;
     let copied = started.elapsed();
     let refused = batch.refused().await?;
     let raw = reread(refused, reading).await;
@@ -101,6 +108,48 @@ pub async fn load(
         "batch phases"
     );
     Ok(report)
+}
+
+/// The reader of a batch's files on a blocking thread (see
+/// [`read_batch_from`]), and the chunks it sends.
+struct Reader {
+    files: Vec<Candidate>,
+    chunks: mpsc::Receiver<Chunk>,
+    task: tokio::task::JoinHandle<Result<(), super::read::Aborted>>,
+}
+
+impl Reader {
+    fn start(reading: &Reading, files: Vec<Candidate>, route: Route) -> Reader {
+        let (tx, chunks) = mpsc::channel::<Chunk>(IN_FLIGHT);
+        let (source, cfg) = (reading.source.clone(), reading.cfg.clone());
+        let slots = RunSlots::new(RUNS_HELD, RUN_BYTES + (1 << 20));
+        let read = files.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            read_batch_from(&source, &read, &cfg, route, &slots, &tx)
+        });
+        Reader {
+            files,
+            chunks,
+            task,
+        }
+    }
+
+    /// Stops reading and drops what was read (see [`Reader::stop`]).
+    async fn abandon(self) {
+        // Stopped in the middle, it reports the COPY abandoned: not news.
+        let _ = self.stop().await;
+    }
+
+    /// Stops reading (the reader stops at its next send once the receiver
+    /// is gone, and stops waiting for a run's slot too) and waits for it:
+    /// how its reading ended.
+    async fn stop(self) -> Result<(), SinkError> {
+        drop(self.chunks);
+        self.task
+            .await
+            .map_err(|e| SinkError::Reader(e.to_string()))?
+            .map_err(|e| SinkError::Reader(e.to_string()))
+    }
 }
 
 fn ms(d: std::time::Duration) -> f64 {

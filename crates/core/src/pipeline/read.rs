@@ -233,11 +233,10 @@ pub trait Verdicts {
 
 impl Verdicts for Output<'_> {
     fn file_rows(&mut self, file_no: i32, file: &Candidate, layout: &Layout) {
-        if let Route::Copy { batch_id } = self.route {
+        if self.route == Route::Copy {
             let source_file = file.path.display().to_string();
             let origin = Origin {
                 source_file: &source_file,
-                batch_id,
                 layout: layout.id.as_str(),
             };
             self.start_file(file_no, &origin);
@@ -272,8 +271,8 @@ impl Verdicts for Output<'_> {
                 event_id,
                 fails,
             ),
-            Route::Copy { batch_id } => {
-                let origin = self.dead_origin(file_no, batch_id, None);
+            Route::Copy => {
+                let origin = self.dead_origin(file_no, None);
                 stage::encode_dead_letter(
                     &mut self.stage,
                     &mut self.json,
@@ -338,13 +337,13 @@ impl Output<'_> {
         stage::encode_origin(&mut buf, origin);
         self.rows.start_file(file_no, buf.freeze());
         self.dead_origin = None;
-        self.dead_origin(file_no, origin.batch_id, Some(origin.layout));
+        self.dead_origin(file_no, Some(origin.layout));
     }
 
     /// The start of file `file_no`'s dead letters (copy route), made on
     /// its first use: with `layout` when its rows begin, without one for a
     /// line before that.
-    fn dead_origin(&mut self, file_no: i32, batch_id: i64, layout: Option<&str>) -> Bytes {
+    fn dead_origin(&mut self, file_no: i32, layout: Option<&str>) -> Bytes {
         match &self.dead_origin {
             Some((no, origin)) if *no == file_no => origin.clone(),
             _ => {
@@ -352,7 +351,7 @@ impl Output<'_> {
                 let source_file = path.map(|c| c.path.display().to_string());
                 let mut buf = BytesMut::new();
                 let source_file = source_file.as_deref().unwrap_or_default();
-                stage::encode_dead_letter_origin(&mut buf, batch_id, source_file, layout);
+                stage::encode_dead_letter_origin(&mut buf, source_file, layout);
                 let origin = buf.freeze();
                 self.dead_origin = Some((file_no, origin.clone()));
                 origin
@@ -1158,7 +1157,7 @@ mod tests {
             }
             (kinds, outcomes)
         });
-        let route = Route::Copy { batch_id: 1 };
+        let route = Route::Copy;
         read_batch_from(&folder(), files, cfg, route, &RunSlots::new(2, 0), &tx).expect("read");
         drop(tx);
         drain.join().expect("drain")

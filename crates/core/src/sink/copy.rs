@@ -64,6 +64,34 @@ pub fn int8(buf: &mut BytesMut, v: i64) {
     buf.put_i64(v);
 }
 
+/// Writes `v` into the first field of every row of `rows` (encoded rows,
+/// no header or trailer, each starting with an [`int8`]), for a value
+/// known only after the rows were encoded. A partial row (the start that
+/// every row of a file shares) is written and ends the walk, as does a row
+/// that does not start with an int8.
+pub fn stamp_first_int8(rows: &mut [u8], v: i64) {
+    let be_i16 = |b: &[u8], at: usize| b.get(at..at + 2)?.try_into().ok().map(i16::from_be_bytes);
+    let be_i32 = |b: &[u8], at: usize| b.get(at..at + 4)?.try_into().ok().map(i32::from_be_bytes);
+    let mut at = 0;
+    while let Some(fields) = be_i16(rows, at) {
+        if fields < 1 || be_i32(rows, at + 2) != Some(8) {
+            return;
+        }
+        match rows.get_mut(at + 6..at + 14) {
+            Some(value) => value.copy_from_slice(&v.to_be_bytes()),
+            None => return,
+        }
+        let mut next = at + 2;
+        for _ in 0..fields {
+            let Some(len) = be_i32(rows, next) else {
+                return;
+            };
+            next += 4 + len.max(0) as usize;
+        }
+        at = next;
+    }
+}
+
 pub fn uuid(buf: &mut BytesMut, v: &Uuid) {
     buf.put_i32(16);
     buf.put_slice(v.as_bytes());
@@ -156,5 +184,46 @@ mod tests {
         assert_eq!(num(1_000_000), [1, 1, 0, 2, 1]);
         assert_eq!(num(1_234_567_801), [3, 1, 0, 2, 1234, 5678, 100]);
         assert_eq!(num(-5000), [1, 0, 0x4000, 2, 50]);
+    }
+
+    fn first_int8(b: &[u8], at: usize) -> i64 {
+        i64::from_be_bytes(b[at + 6..at + 14].try_into().unwrap())
+    }
+
+    #[test]
+    fn stamping_writes_the_first_field_of_every_row_and_nothing_else() {
+        let mut b = BytesMut::new();
+        row(&mut b, 4);
+        int8(&mut b, 0);
+        text(&mut b, "a.csv");
+        null(&mut b);
+        jsonb(&mut b, b"[]");
+        let second = b.len();
+        row(&mut b, 3);
+        int8(&mut b, 0);
+        text_array(&mut b, ["x", "yz"].into_iter());
+        opt_text(&mut b, Some("line"));
+        let mut expected = b.clone();
+        stamp_first_int8(&mut b, 42);
+        assert_eq!((first_int8(&b, 0), first_int8(&b, second)), (42, 42));
+        expected[6..14].copy_from_slice(&42i64.to_be_bytes());
+        expected[second + 6..second + 14].copy_from_slice(&42i64.to_be_bytes());
+        assert_eq!(b, expected);
+
+        // The start a file's rows share: its first field, then the walk ends.
+        let mut start = BytesMut::new();
+        row(&mut start, 25);
+        int8(&mut start, 0);
+        text(&mut start, "b.csv");
+        stamp_first_int8(&mut start, 7);
+        assert_eq!(first_int8(&start, 0), 7);
+
+        // A row whose first field is not 8 bytes long is left alone.
+        let mut other = BytesMut::new();
+        row(&mut other, 1);
+        text(&mut other, "12345");
+        let before = other.clone();
+        stamp_first_int8(&mut other, 7);
+        assert_eq!(other, before);
     }
 }

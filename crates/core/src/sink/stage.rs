@@ -13,7 +13,7 @@
 //!
 //! This module only lays out bytes; [`super::transaction`] runs the SQL.
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::copy;
 use crate::validate::{Failure, ValidEvent};
@@ -69,7 +69,7 @@ pub fn encode_valid(
 /// every row of a file), then [`EVENT_COLUMNS`] and the line.
 pub fn copy_events() -> String {
     format!(
-        "COPY ecommerce_events (source_file, batch_id, source_layout, {EVENT_COLUMNS}, \
+        "COPY ecommerce_events (batch_id, source_file, source_layout, {EVENT_COLUMNS}, \
          source_line) FROM STDIN (FORMAT binary)"
     )
 }
@@ -79,18 +79,27 @@ const EVENT_FIELDS: i16 = 25;
 /// Where a directly loaded row came from.
 pub struct Origin<'a> {
     pub source_file: &'a str,
-    pub batch_id: i64,
     pub layout: &'a str,
 }
 
 /// The start of every row of one file in the final table (see
-/// [`copy_events`]): the field count and where the row came from. Held once
-/// per file; [`encode_event`] writes the rest of each row.
+/// [`copy_events`]): the field count, the batch id (0 until [`stamped`])
+/// and where the row came from. Held once per file; [`encode_event`]
+/// writes the rest of each row.
 pub fn encode_origin(buf: &mut BytesMut, origin: &Origin<'_>) {
     copy::row(buf, EVENT_FIELDS);
+    copy::int8(buf, 0);
     copy::text(buf, origin.source_file);
-    copy::int8(buf, origin.batch_id);
     copy::text(buf, origin.layout);
+}
+
+/// Encoded rows of the copy route (dead letters, or a file's
+/// [`encode_origin`]) with the batch id in their first field: the reader
+/// encodes them while the batch is claimed, before its id is known.
+pub fn stamped(rows: &[u8], batch_id: i64) -> Bytes {
+    let mut buf = BytesMut::from(rows);
+    copy::stamp_first_int8(&mut buf, batch_id);
+    buf.freeze()
 }
 
 /// Appends the rest of one valid event's row of the final table, after
@@ -161,17 +170,12 @@ pub const COPY_DEAD_LETTERS: &str = "COPY dead_letter_events (batch_id, source_f
 const DEAD_LETTER_FIELDS: i16 = 8;
 
 /// The start of every dead letter of one file (see [`COPY_DEAD_LETTERS`]):
-/// the field count and where the row came from. `layout` is `None` for a
-/// line read before the file's layout is known (a JSON Lines file's lines
-/// before its first object).
-pub fn encode_dead_letter_origin(
-    buf: &mut BytesMut,
-    batch_id: i64,
-    source_file: &str,
-    layout: Option<&str>,
-) {
+/// the field count, the batch id (0 until [`stamped`]) and where the row
+/// came from. `layout` is `None` for a line read before the file's layout
+/// is known (a JSON Lines file's lines before its first object).
+pub fn encode_dead_letter_origin(buf: &mut BytesMut, source_file: &str, layout: Option<&str>) {
     copy::row(buf, DEAD_LETTER_FIELDS);
-    copy::int8(buf, batch_id);
+    copy::int8(buf, 0);
     copy::text(buf, source_file);
     copy::opt_text(buf, layout);
 }

@@ -294,11 +294,7 @@ impl<'c> Batch<'c> {
             return Ok(nothing(elsewhere));
         }
         let (files, batch_id) = (mine, opened.batch_id);
-        let route = if staged {
-            Route::Staged
-        } else {
-            Route::Copy { batch_id }
-        };
+        let route = if staged { Route::Staged } else { Route::Copy };
         Ok(Begun::Claimed(Box::new(Batch {
             tx,
             table,
@@ -349,7 +345,13 @@ impl<'c> Batch<'c> {
     /// [`Batch::catch_up`]).
     pub async fn take(&mut self, chunk: Chunk) -> Result<(), SinkError> {
         match chunk {
-            Chunk::Stage(bytes) => self.stage_rows(bytes).await?,
+            Chunk::Stage(bytes) => {
+                let bytes = match self.route {
+                    Route::Copy => stage::stamped(&bytes, self.batch_id),
+                    Route::Staged => bytes,
+                };
+                self.stage_rows(bytes).await?
+            }
             Chunk::File(r) => {
                 let under_savepoint = self.savepoint == Some(r.file_no);
                 self.read.push(r);
@@ -357,7 +359,8 @@ impl<'c> Batch<'c> {
                     self.catch_up().await?;
                 }
             }
-            Chunk::Rows(run) => {
+            Chunk::Rows(mut run) => {
+                run.map_origins(|origin| stage::stamped(origin, self.batch_id));
                 let (probed, sink) = self.catch_up_to_copy(&run).await?;
                 let dropped = &self.dropped;
                 dedup::copy_run(sink, run, dropped, probed, self.table, &mut self.loaded).await?;
@@ -627,7 +630,7 @@ impl Batch<'_> {
                     (true, Route::Staged) => {
                         insert_dead_letters(&self.tx, paths, self.batch_id, layouts).await
                     }
-                    (true, Route::Copy { .. }) => self.drop_dead_letters(paths).await,
+                    (true, Route::Copy) => self.drop_dead_letters(paths).await,
                 }
             },
         );
