@@ -93,8 +93,10 @@ pub struct BenchArgs {
     pub seed: u64,
 
     /// How many times each shape's run and baselines (and the start-up)
-    /// are measured; the table shows the minimum, the JSON every run.
-    #[arg(long, env = "SHOPSTREAM_BENCH_REPEAT", default_value_t = 1)]
+    /// are measured, back to back; the table shows the minimum of each
+    /// side, the JSON every run. One sample of a shared machine is mostly
+    /// its noise.
+    #[arg(long, env = "SHOPSTREAM_BENCH_REPEAT", default_value_t = 3)]
     pub repeat: u32,
 
     /// Events per second fed to the watching loader (latency step).
