@@ -818,14 +818,7 @@ async fn a_batch_whose_records_fail_commits_nothing() {
     let report = commit(&mut client, files).await;
     assert_eq!(report.files[0].status, FileStatus::Loaded);
     assert_eq!((report.rows_loaded, report.rows_rejected), (1, 1));
-    let n: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM ecommerce_events", &[])
-        .await
-        .expect("count")
-        .get(0);
-    assert_eq!(n, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM ecommerce_events").await, 1);
 }
 
 /// Commits one batch of `files` straight through the library, as the

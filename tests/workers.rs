@@ -220,3 +220,80 @@ async fn a_file_held_by_another_loader_is_left_to_it_and_taken_over_when_it_lets
         .get(0);
     assert_eq!(n, 2);
 }
+
+/// A watching loader that lists a file another process loaded meanwhile
+/// (after its first pass, so no ledger check before its batch): the
+/// batch's claim finds it in the ledger and leaves it out, and the next
+/// pass asks the ledger first and carries out its fate (here: deleted),
+/// instead of leaving it out again at every pass. Its rows stay loaded
+/// once. The watcher is held with SIGSTOP while the other process loads.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_another_loader_committed_meanwhile_is_finished_not_tried_again_and_again() {
+    let db = test_db().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("in");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let mut watcher = common::Loader::spawn(
+        shopstream()
+            .args(["run", "--after-load", "delete", "--database-url", &db.url])
+            .arg("--input")
+            .arg(&dir),
+    );
+    let started = Instant::now();
+    while !watcher.logged("loader started") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            watcher.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let src = tmp.path().join("src");
+    generate(&src, 2, 50, 5, &[]);
+    let mut names: Vec<_> = std::fs::read_dir(&src)
+        .expect("src")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".csv"))
+        .collect();
+    names.sort();
+    let (first, name) = (names[0].clone(), names[1].clone());
+    // Its first file: the pass that loads it is the one that asks the
+    // ledger first; the passes after it leave that to the claim.
+    std::fs::rename(src.join(&first), dir.join(&first)).expect("move in");
+    let until = Instant::now() + Duration::from_secs(15);
+    while dir.join(&first).exists() {
+        assert!(Instant::now() < until, "{}", watcher.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = watcher.child.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let before = common::count(&db, "SELECT count(*) FROM ecommerce_events").await;
+    std::fs::rename(src.join(&name), dir.join(&name)).expect("move in");
+    load_once(&db, &dir, &["--after-load", "keep"]);
+    let loaded = common::count(&db, "SELECT count(*) FROM ecommerce_events").await;
+    assert!(loaded > before);
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+
+    let file = dir.join(&name);
+    let until = Instant::now() + Duration::from_secs(15);
+    while file.exists() {
+        assert!(
+            Instant::now() < until,
+            "the watcher never finished the file the ledger has: {}",
+            watcher.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watcher.assert_alive();
+    watcher.stop();
+    assert_eq!(
+        common::count(&db, "SELECT count(*) FROM ecommerce_events").await,
+        loaded
+    );
+    assert_eq!(
+        common::count(&db, "SELECT count(*) FROM ingested_files").await,
+        2,
+        "a ledger row a file: the watcher did not load the second again"
+    );
+}

@@ -380,12 +380,8 @@ impl<'c> Batch<'c> {
     /// since the last decision and the COPY of the held staging rows; then
     /// the files are judged (see [`Batch::judge`]).
     async fn catch_up(&mut self) -> Result<(), tokio_postgres::Error> {
-        let read = std::mem::take(&mut self.read);
-        let held = self.take_held();
-        let tx = &self.tx;
-        let lookups = try_join_all(read.iter().map(|r| lookup(tx, r)));
-        let staged = copy_staged(tx, &self.copy_stage, held);
-        let (found, ()) = try_join(lookups, staged).await?;
+        let (read, held) = (std::mem::take(&mut self.read), self.take_held());
+        let found = lookups_and_staged(&self.tx, &self.copy_stage, &read, held).await?;
         self.judge(read, found).await
     }
 
@@ -404,15 +400,12 @@ impl<'c> Batch<'c> {
                 self.catch_up().await?;
             }
         }
-        let read = std::mem::take(&mut self.read);
-        let held = self.take_held();
+        let (read, held) = (std::mem::take(&mut self.read), self.take_held());
         let (tx, table) = (&self.tx, &mut *self.table);
-        let lookups = try_join_all(read.iter().map(|r| lookup(tx, r)));
-        let staged = copy_staged(tx, &self.copy_stage, held);
+        let found = lookups_and_staged(tx, &self.copy_stage, &read, held);
         let probe = dedup::probe_run(tx, run, table);
         let start = dedup::start_copy(tx, &self.copy_events);
-        let ((found, ()), (probed, sink)) =
-            try_join(try_join(lookups, staged), try_join(probe, start)).await?;
+        let (found, (probed, sink)) = try_join(found, try_join(probe, start)).await?;
         self.judge(read, found).await?;
         Ok((probed, sink))
     }
@@ -645,9 +638,7 @@ impl Batch<'_> {
         report.rejects_by_code = codes;
         Ok(())
     }
-}
 
-impl Batch<'_> {
     /// The dead letters COPYed (copy route) of files that do not load.
     async fn drop_dead_letters(&self, paths: &[String]) -> Result<u64, tokio_postgres::Error> {
         let dropped: Vec<&str> = self
@@ -666,6 +657,19 @@ impl Batch<'_> {
             )
             .await
     }
+}
+
+/// The ledger lookups of `read` and the COPY of the `held` staging rows,
+/// pipelined (see [`Batch::catch_up`]).
+async fn lookups_and_staged(
+    tx: &Transaction<'_>,
+    copy_stage: &Statement,
+    read: &[FileResult],
+    held: Vec<Bytes>,
+) -> Result<Vec<Lookup>, tokio_postgres::Error> {
+    let lookups = try_join_all(read.iter().map(|r| lookup(tx, r)));
+    let (found, ()) = try_join(lookups, copy_staged(tx, copy_stage, held)).await?;
+    Ok(found)
 }
 
 /// One COPY of staging rows (none: nothing is sent). Its statements go out
