@@ -907,7 +907,8 @@ fn timed_lines(out: impl std::io::Read + Send + 'static) -> Timed {
 
 /// The breaker state the metric shows (the label whose gauge is 1).
 fn breaker_metric(url: &str) -> Option<String> {
-    let (_, body) = common::http_get(url, "/metrics");
+    // `None` when the request fails (the process is being killed).
+    let (_, body) = common::try_http_get(url, "/metrics")?;
     ["closed", "open", "half_open"]
         .into_iter()
         .find(|s| {

@@ -59,6 +59,14 @@ impl HealthState {
             }
             LoaderEvent::Batch(b) if b.batch_id.is_some() => {
                 self.last_commit_unix = Some((b.committed_micros.max(0) / 1_000_000) as u64);
+                // A commit is a round trip that succeeded: ready at once,
+                // not only when the whole pass (a backlog of many batches)
+                // ends.
+                if self.breaker == BreakerState::Closed {
+                    self.ready = true;
+                    self.consecutive_failures = 0;
+                    self.last_error = None;
+                }
             }
             LoaderEvent::Breaker {
                 state,
@@ -195,5 +203,29 @@ mod tests {
             ..nothing
         }));
         assert_eq!(health.snapshot().last_commit_unix, Some(9));
+    }
+
+    #[test]
+    fn a_commit_makes_the_loader_ready_before_its_pass_ends() {
+        let mut health = Health::default();
+        let committed = LoaderEvent::Batch(BatchDone {
+            batch_id: Some(1),
+            ..BatchDone::default()
+        });
+        health.on(&committed);
+        assert!(health.snapshot().ready, "the first commit of a backlog");
+        health.on(&breaker(BreakerState::Closed, 1, Some("reset")));
+        assert!(!health.snapshot().ready);
+        health.on(&committed);
+        let h = health.snapshot();
+        assert_eq!(
+            (h.ready, h.consecutive_failures, h.last_error),
+            (true, 0, None)
+        );
+        // While the circuit is open nothing commits; if a report still
+        // arrives, it does not override the breaker.
+        health.on(&breaker(BreakerState::Open, 3, Some("down")));
+        health.on(&committed);
+        assert!(!health.snapshot().ready);
     }
 }
