@@ -365,6 +365,85 @@ async fn batches_go_on_while_the_tables_ids_are_read_beside_them() {
     assert_eq!(rollbacks, 0, "no COPY failed and was tried again");
 }
 
+/// Ids the open batch has seen are asked on its own connection (the only
+/// one that sees what it loaded); the other "maybe" ids are asked beside
+/// it, on a connection that sees what is committed. Sending an id the
+/// batch loaded beside it would miss it: the COPY would then meet a
+/// duplicate, fail, and the batch be tried again.
+#[tokio::test]
+async fn ids_the_batch_loaded_are_asked_on_its_own_connection_the_rest_beside_it() {
+    let db = test_db().await;
+    common::run_ok(common::shopstream().args(["migrate", "--database-url", &db.url]));
+    // The table holds ids 1..=2000 (as another tool left them).
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO ecommerce_events (event_id, event_type, product_id, quantity, event_time,
+                                           source_file, source_line, batch_id, source_layout)
+             SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 'view',
+                    'p' || n, 1, '2026-01-01', 'earlier.csv', n, 0, 'v3'
+             FROM generate_series(1, 2000) n",
+        )
+        .await
+        .expect("earlier events");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let input = tmp.path().join("in");
+    // One batch, two runs: a.csv (3,000 new ids) is a run of its own; b.csv
+    // repeats 1,000 ids of the table and 1,000 of a.csv, and has 1,000 new.
+    write(
+        &input,
+        "a.csv",
+        &(10_001..=13_000).map(row).collect::<Vec<_>>(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let b: Vec<String> = (1_001..=2_000)
+        .chain(10_001..=11_000)
+        .chain(20_001..=21_000)
+        .map(row)
+        .collect();
+    write(&input, "b.csv", &b);
+    // The table's ids arrive late: until then every id may be in the table.
+    let out = common::shopstream()
+        .env(shopstream::sink::dedup::SLOW_ID_READ_ENV, "3000")
+        .args(["--log-level", "debug", "--log-format", "json"])
+        .args(["run", "--once", "--database-url", &db.url])
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .expect("run");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let s = summary(&stdout);
+    assert_eq!(
+        (s["rows_loaded"].as_u64(), s["rows_duplicate"].as_u64()),
+        (Some(4_000), Some(2_000)),
+        "{s}"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ecommerce_events").await,
+        6_000
+    );
+    // b.csv's run: its ids a.csv loaded were asked on the batch's own
+    // connection, the other 2,000 beside it.
+    let runs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "run loaded")
+        .collect();
+    assert_eq!(runs.len(), 2, "{stderr}");
+    assert_eq!(
+        (runs[1]["beside"].as_u64(), runs[1]["probed"].as_u64()),
+        (Some(2_000), Some(1_000)),
+        "{:?}",
+        runs
+    );
+    let (_, rollbacks) = transactions(&db).await;
+    assert_eq!(rollbacks, 0, "no COPY failed and was tried again");
+}
+
 #[tokio::test]
 async fn a_loader_reads_the_tables_ids_again_after_another_loader_wrote() {
     let db = test_db().await;

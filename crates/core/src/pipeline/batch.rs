@@ -21,12 +21,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::read::{raw_lines, read_batch_from, ParseConfig, RUN_BYTES};
-use crate::batch::{BatchReport, Chunk, Route, RunSlots};
-use crate::sink::dedup::TableIds;
+use crate::batch::{BatchReport, Chunk, Route, RunSlots, SortedRows};
+use crate::sink::dedup::{Answers, Asker, TableIds};
 use crate::sink::transaction::{Batch, Begun, SinkError};
 use crate::source::discover::Candidate;
 use crate::source::input::Source;
@@ -34,7 +35,7 @@ use crate::source::input::Source;
 /// Chunks in flight between the reader and the transaction.
 const IN_FLIGHT: usize = 16;
 /// Runs in memory: the one being loaded and the one being collected.
-const RUNS_HELD: usize = 2;
+const RUNS_HELD: usize = 3;
 
 /// Where a batch's files are read from and how.
 #[derive(Clone)]
@@ -83,13 +84,10 @@ pub async fn load(
     }
     // Plan while the reader collects the first run, then copy as it comes.
     let claimed = started.elapsed();
-    let mut failed = batch.plan().await.err();
+    let mut failed = batch.plan(table).await.err();
     let planned = started.elapsed();
-    while failed.is_none() {
-        let Some(chunk) = reader.chunks.recv().await else {
-            break;
-        };
-        failed = batch.take(chunk).await.err();
+    if failed.is_none() {
+        failed = copy(&mut batch, table, &mut reader.chunks).await.err();
     }
     let read = reader.stop().await;
     if let Some(e) = failed {
@@ -99,7 +97,7 @@ pub async fn load(
     let copied = started.elapsed();
     let refused = batch.refused().await?;
     let raw = reread(refused, reading).await;
-    let report = batch.commit(raw).await?;
+    let report = batch.commit(raw, table).await?;
     tracing::debug!(
         claim_ms = ms(claimed),
         plan_ms = ms(planned - claimed),
@@ -108,6 +106,63 @@ pub async fn load(
         "batch phases"
     );
     Ok(report)
+}
+
+/// A chunk of the reader on its way to the transaction: a run comes with
+/// what was found out about its ids beside the batch.
+enum Asked {
+    Chunk(Chunk),
+    Run(SortedRows, Answers),
+}
+
+/// The copy phase: the reader's chunks go into the transaction in their
+/// order, each run's ids sorted and asked beside the batch (see
+/// [`Asker`]) while the run before it is still being loaded.
+async fn copy(
+    batch: &mut Batch<'_>,
+    table: &mut TableIds,
+    chunks: &mut mpsc::Receiver<Chunk>,
+) -> Result<(), SinkError> {
+    let (ahead, mut asked) = mpsc::channel::<Asked>(IN_FLIGHT);
+    let ask = async move {
+        let mut asker = Asker::new(table);
+        let mut t = std::time::Instant::now();
+        while let Some(chunk) = chunks.recv().await {
+            let next = match chunk {
+                Chunk::Rows(run) => {
+                    tracing::debug!(reader_ms = ms(t.elapsed()), "run read");
+                    let answers = asker.answer(&run).await;
+                    Asked::Run(run, answers)
+                }
+                other => Asked::Chunk(other),
+            };
+            if ahead.send(next).await.is_err() {
+                break;
+            }
+            t = std::time::Instant::now();
+        }
+    };
+    let take = async move {
+        let mut waited = std::time::Instant::now();
+        while let Some(next) = asked.recv().await {
+            match next {
+                Asked::Chunk(chunk) => batch.take(chunk).await?,
+                Asked::Run(run, answers) => {
+                    tracing::debug!(waited_ms = ms(waited.elapsed()), "run ready");
+                    batch.take_run(run, answers).await?;
+                    waited = std::time::Instant::now();
+                }
+            }
+        }
+        Ok::<(), SinkError>(())
+    };
+    // The asking side ends with the reader, and the copy side then once it
+    // has taken everything; the copy side failing ends both at once.
+    let (ask, take) = (std::pin::pin!(ask), std::pin::pin!(take));
+    match futures_util::future::select(take, ask).await {
+        Either::Left((taken, _)) => taken,
+        Either::Right(((), take)) => take.await,
+    }
 }
 
 /// The reader of a batch's files on a blocking thread (see

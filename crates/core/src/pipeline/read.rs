@@ -118,7 +118,7 @@ const CHUNK: usize = 256 * 1024;
 /// Encoded events and their index collected into one sorted run (copy
 /// route): large runs make the primary key's inserts cheap (see
 /// [`crate::batch::rows`]).
-pub const RUN_BYTES: usize = 12 << 20;
+pub const RUN_BYTES: usize = 8 << 20;
 /// A batch's first run goes at the end of the first file holding this
 /// much, the next ones at twice the size of the last, up to [`RUN_BYTES`]:
 /// the first COPY starts after one file is read, not a whole run.

@@ -48,8 +48,16 @@ const PROBE: &str = "SELECT event_id FROM ecommerce_events WHERE event_id = ANY(
 /// whole for each probe (measured: 100 ms for 100 ids in a 400k-row
 /// partition). The probe is told to use the indexes; the setting is
 /// restored in the same round trip.
-const PROBE_BY_INDEX: &str = "SET LOCAL enable_seqscan = off";
-const PROBE_DONE: &str = "SET LOCAL enable_seqscan TO DEFAULT";
+/// Nor is a probe worth compiling (JIT, which the planner's large row
+/// estimate would otherwise start: about 4 ms a probe).
+const PROBE_BY_INDEX: &str = "SET LOCAL enable_seqscan = off; SET LOCAL jit = off";
+const PROBE_DONE: &str = "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL jit TO DEFAULT";
+/// The same, for the connection beside the batch, which only probes.
+const BESIDE_SETTINGS: &str = "SET enable_seqscan = off; SET jit = off";
+/// Fewer "maybe" ids than this are asked on the batch's own connection, in
+/// the round trip that starts the run's COPY anyway: a round trip of its
+/// own beside the batch would cost a small run more than it saves.
+const BESIDE_MIN: usize = 256;
 
 /// Most ids the filter holds (about 1.2 bytes each); a larger table is
 /// probed for every id instead.
@@ -67,6 +75,13 @@ pub struct TableIds {
     side: Option<Connector>,
     /// A read under way beside the batch, and the batch it is for.
     reading: Option<SideRead>,
+    /// Every id of the runs the open batch has seen so far (loaded or
+    /// not): those are asked on the batch's own connection, the only one
+    /// that sees what the batch loaded. Joins `ids` when the batch commits.
+    batch: Ids,
+    /// The connection the other "maybe" ids are asked on (see [`Asker`]),
+    /// opened on first use with `side`.
+    beside: Option<tokio_postgres::Client>,
 }
 
 /// A read of the table's ids on a connection of its own, started while the
@@ -125,6 +140,7 @@ impl TableIds {
         self.ids = Ids::default();
         self.through = None;
         self.reading = None;
+        self.batch = Ids::default();
         let Some(through) = self.through_if_filtered(tx).await? else {
             return Ok(());
         };
@@ -213,11 +229,42 @@ impl TableIds {
         Ok(Some(through))
     }
 
+    /// A batch begins: the ids of a batch that did not commit are not in
+    /// the table, and are forgotten.
+    pub fn begin_batch(&mut self) {
+        self.batch = Ids::default();
+    }
+
     /// The batch `batch_id` committed: the filter now holds the table as
-    /// of that batch.
+    /// of that batch, its ids included.
     pub fn committed(&mut self, batch_id: i64) {
+        self.ids.filters.append(&mut self.batch.filters);
         if self.through.is_some() {
             self.through = Some(batch_id);
+        }
+    }
+
+    /// Asks the connection beside the batch which of `ids` the table holds
+    /// (opening it on first use); an error drops the connection.
+    async fn ask_beside(&mut self, ids: &[Uuid]) -> Result<HashSet<Uuid>, String> {
+        let Some(side) = &self.side else {
+            return Err("no connection beside the batch".into());
+        };
+        let chain = |e: tokio_postgres::Error| crate::db::connect::error_chain(&e);
+        if self.beside.is_none() {
+            let c = side.connect().await.map_err(|e| e.to_string())?;
+            c.batch_execute(BESIDE_SETTINGS).await.map_err(chain)?;
+            self.beside = Some(c);
+        }
+        let Some(c) = &self.beside else {
+            return Err("no connection beside the batch".into());
+        };
+        match c.query_typed(PROBE, &[(&ids, Type::UUID_ARRAY)]).await {
+            Ok(rows) => Ok(rows.iter().map(|row| row.get::<_, Uuid>(0)).collect()),
+            Err(e) => {
+                self.beside = None;
+                Err(chain(e))
+            }
         }
     }
 
@@ -289,64 +336,150 @@ fn take_ids(ids: &mut Ids, buf: &mut BytesMut) -> u64 {
     added
 }
 
+/// What the table holds of a run's ids, as far as the [`Asker`] found
+/// out before the run reached the batch, and what is left to ask.
+#[derive(Debug, Default)]
+pub struct Answers {
+    /// Ids of the run the table holds (asked beside the batch).
+    known: HashSet<Uuid>,
+    /// Ids to ask on the batch's own connection ([`probe_run`]).
+    ask: Vec<Uuid>,
+    /// Ids asked beside the batch.
+    beside: usize,
+    ms: u64,
+}
+
+/// Sorts each run's ids before the run reaches the batch, while the batch
+/// is still loading the run before it (see the module docs):
+/// * **certainly new**: the filter of the table's ids has never seen it,
+///   nor has this batch;
+/// * **seen by this batch** (its filter may hold it): asked on the
+///   batch's own connection, the only one that sees what the batch loaded;
+/// * **maybe in the table**, not seen by this batch: asked beside the
+///   batch, on a connection of its own, which sees everything committed.
+///   Nothing can be committed meanwhile: the batch holds the writer lock.
+///   A small number of them, or an answer that fails, goes with the
+///   batch's own.
+///
+/// It holds the filter for the length of a batch's reading.
+pub struct Asker<'t> {
+    table: &'t mut TableIds,
+}
+
+impl<'t> Asker<'t> {
+    pub fn new(table: &'t mut TableIds) -> Asker<'t> {
+        Asker { table }
+    }
+
+    /// Answers for a run no asker sorted: every id asked on the batch's
+    /// connection.
+    pub fn nothing_known(run: &SortedRows) -> Answers {
+        let mut ask: Vec<Uuid> = vec![];
+        for r in run.rows() {
+            let id = Uuid::from_bytes(r.id);
+            if ask.last() != Some(&id) {
+                ask.push(id);
+            }
+        }
+        Answers {
+            ask,
+            ..Answers::default()
+        }
+    }
+
+    /// Sorts the ids of `run`, asks those it can beside the batch, and
+    /// notes them all as seen by the batch.
+    pub async fn answer(&mut self, run: &SortedRows) -> Answers {
+        let started = std::time::Instant::now();
+        let table = &mut *self.table;
+        table.merge(false).await;
+        let (mut ask, mut beside) = (vec![], vec![]);
+        let mut last: Option<&[u8; 16]> = None;
+        for r in run.rows() {
+            if last != Some(&r.id) {
+                if table.batch.may_hold(&r.id) {
+                    ask.push(Uuid::from_bytes(r.id));
+                } else if !table.certainly_new(&r.id) {
+                    beside.push(Uuid::from_bytes(r.id));
+                }
+                table.batch.insert(&r.id);
+            }
+            last = Some(&r.id);
+        }
+        let mut answers = Answers::default();
+        if beside.len() >= BESIDE_MIN && table.side.is_some() {
+            match table.ask_beside(&beside).await {
+                Ok(known) => {
+                    answers.known = known;
+                    answers.beside = std::mem::take(&mut beside).len();
+                }
+                Err(e) => tracing::warn!(
+                    "could not ask beside the batch ({e}): the batch asks for itself"
+                ),
+            }
+        }
+        ask.append(&mut beside);
+        answers.ask = ask;
+        answers.ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(ms = answers.ms, beside = answers.beside, "run asked");
+        answers
+    }
+}
+
 /// What the table holds of a run's ids (see [`probe_run`]).
 #[derive(Debug, Default)]
 pub struct Probed {
     /// Ids of the run the table already holds.
     known: HashSet<Uuid>,
-    /// Ids the filter could not rule out, asked of the table.
+    /// Ids asked of the table on the batch's connection, and beside it.
     asked: usize,
+    beside: usize,
     ms: u64,
 }
 
-/// Which of a run's ids the table holds: those the filter of the table's
-/// ids cannot rule out are looked up by the primary key (index-only, one
-/// round trip; pipelined with whatever else the caller sends beside it).
-/// Rows of every file are asked about, also of files that will not load.
+/// Which of a run's ids the table holds: `answers` from beside the batch,
+/// and the ids left to ask looked up by the primary key on the batch's
+/// connection (index-only, one round trip; pipelined with whatever else
+/// the caller sends beside it). Rows of every file are asked about, also
+/// of files that will not load.
 pub async fn probe_run(
     tx: &Transaction<'_>,
-    run: &SortedRows,
-    table: &mut TableIds,
+    answers: Answers,
 ) -> Result<Probed, tokio_postgres::Error> {
     let started = std::time::Instant::now();
-    table.merge(false).await;
-    let mut maybe: Vec<Uuid> = vec![];
-    let mut last: Option<&[u8; 16]> = None;
-    for r in run.rows() {
-        if last != Some(&r.id) && !table.certainly_new(&r.id) {
-            maybe.push(Uuid::from_bytes(r.id));
-        }
-        last = Some(&r.id);
-    }
-    let known = if maybe.is_empty() {
-        HashSet::new()
-    } else {
+    let Answers {
+        mut known,
+        ask,
+        beside,
+        ms,
+    } = answers;
+    if !ask.is_empty() {
         let (_, rows, _) = try_join3(
             tx.batch_execute(PROBE_BY_INDEX),
-            tx.query_typed(PROBE, &[(&maybe, Type::UUID_ARRAY)]),
+            tx.query_typed(PROBE, &[(&ask, Type::UUID_ARRAY)]),
             tx.batch_execute(PROBE_DONE),
         )
         .await?;
-        rows.iter().map(|row| row.get::<_, Uuid>(0)).collect()
-    };
+        known.extend(rows.iter().map(|row| row.get::<_, Uuid>(0)));
+    }
     Ok(Probed {
         known,
-        asked: maybe.len(),
-        ms: started.elapsed().as_millis() as u64,
+        asked: ask.len(),
+        beside,
+        ms: ms + started.elapsed().as_millis() as u64,
     })
 }
 
 /// Loads one run: skips the rows of files in `dropped`, keeps the first
 /// copy of each id, leaves out the ids the table holds (`probed`) and
 /// COPYs the rest through `sink` (a COPY into the event table the caller
-/// started, see [`start_copy`]), adding them to `table`. Adds the rows
-/// loaded per file to `loaded`.
+/// started, see [`start_copy`]). Adds the rows loaded per file to
+/// `loaded`.
 pub async fn copy_run(
     sink: CopyInSink<Bytes>,
     run: SortedRows,
     dropped: &HashSet<i32>,
     probed: Probed,
-    table: &mut TableIds,
     loaded: &mut HashMap<i32, u64>,
 ) -> Result<(), tokio_postgres::Error> {
     let started = std::time::Instant::now();
@@ -360,15 +493,12 @@ pub async fn copy_run(
         }
         fresh.push(r);
     }
-    // Also if the batch rolls back: an id too many is only a false "maybe".
-    for r in &fresh {
-        table.ids.insert(&r.id);
-    }
     let rows = fresh.len();
     copy_rows(sink, &run, fresh.into_iter(), loaded).await?;
     tracing::debug!(
         rows,
         probed = probed.asked,
+        beside = probed.beside,
         known = probed.known.len(),
         check_ms = probed.ms,
         copy_ms = started.elapsed().as_millis() as u64,

@@ -211,8 +211,6 @@ pub enum Begun<'c> {
 /// One batch's open transaction (see the module docs).
 pub struct Batch<'c> {
     tx: Transaction<'c>,
-    /// The table's ids (see [`dedup::TableIds`]).
-    table: &'c mut dedup::TableIds,
     started: Instant,
     started_at: SystemTime,
     batch_id: i64,
@@ -253,7 +251,7 @@ impl<'c> Batch<'c> {
     /// `staged` chooses the staged route for the batch's valid rows.
     pub async fn begin(
         client: &'c mut Client,
-        table: &'c mut dedup::TableIds,
+        table: &dedup::TableIds,
         files: Vec<Candidate>,
         staged: bool,
     ) -> Result<Begun<'c>, SinkError> {
@@ -297,7 +295,6 @@ impl<'c> Batch<'c> {
         let route = if staged { Route::Staged } else { Route::Copy };
         Ok(Begun::Claimed(Box::new(Batch {
             tx,
-            table,
             started,
             started_at,
             batch_id,
@@ -331,9 +328,10 @@ impl<'c> Batch<'c> {
 
     /// Brings the filter of the table's ids up to date (copy route), while
     /// the reader collects the first run: before the first run is loaded.
-    pub async fn plan(&mut self) -> Result<(), SinkError> {
+    pub async fn plan(&mut self, table: &mut dedup::TableIds) -> Result<(), SinkError> {
+        table.begin_batch();
         if self.route != Route::Staged && self.stale {
-            self.table.read(&self.tx).await?;
+            table.read(&self.tx).await?;
             self.stale = false;
         }
         Ok(())
@@ -359,11 +357,9 @@ impl<'c> Batch<'c> {
                     self.catch_up().await?;
                 }
             }
-            Chunk::Rows(mut run) => {
-                run.map_origins(|origin| stage::stamped(origin, self.batch_id));
-                let (probed, sink) = self.catch_up_to_copy(&run).await?;
-                let dropped = &self.dropped;
-                dedup::copy_run(sink, run, dropped, probed, self.table, &mut self.loaded).await?;
+            Chunk::Rows(run) => {
+                let answers = dedup::Asker::nothing_known(&run);
+                self.take_run(run, answers).await?;
             }
             Chunk::Savepoint(file_no) => {
                 // The staging rows of the files before it stay, whatever
@@ -373,6 +369,21 @@ impl<'c> Batch<'c> {
                 self.savepoint = Some(file_no);
             }
         }
+        Ok(())
+    }
+
+    /// Takes one run of the reader, with what the [`dedup::Asker`] found
+    /// out about its ids: the files read before it are judged, the ids
+    /// left to ask are asked, and its new rows COPYed.
+    pub async fn take_run(
+        &mut self,
+        mut run: SortedRows,
+        answers: dedup::Answers,
+    ) -> Result<(), SinkError> {
+        run.map_origins(|origin| stage::stamped(origin, self.batch_id));
+        let (probed, sink) = self.catch_up_to_copy(answers).await?;
+        let dropped = &self.dropped;
+        dedup::copy_run(sink, run, dropped, probed, &mut self.loaded).await?;
         Ok(())
     }
 
@@ -393,7 +404,7 @@ impl<'c> Batch<'c> {
     /// COPY starts after.)
     async fn catch_up_to_copy(
         &mut self,
-        run: &SortedRows,
+        answers: dedup::Answers,
     ) -> Result<(dedup::Probed, CopyInSink<Bytes>), tokio_postgres::Error> {
         if let Some(no) = self.savepoint {
             if self.read.iter().any(|r| r.file_no == no) {
@@ -401,9 +412,9 @@ impl<'c> Batch<'c> {
             }
         }
         let (read, held) = (std::mem::take(&mut self.read), self.take_held());
-        let (tx, table) = (&self.tx, &mut *self.table);
+        let tx = &self.tx;
         let found = lookups_and_staged(tx, &self.copy_stage, &read, held);
-        let probe = dedup::probe_run(tx, run, table);
+        let probe = dedup::probe_run(tx, answers);
         let start = dedup::start_copy(tx, &self.copy_events);
         let (found, (probed, sink)) = try_join(found, try_join(probe, start)).await?;
         self.judge(read, found).await?;
@@ -530,6 +541,7 @@ impl Batch<'_> {
     pub async fn commit(
         mut self,
         raw: HashMap<(i32, i64), String>,
+        table: &mut dedup::TableIds,
     ) -> Result<BatchReport, SinkError> {
         let mut report = BatchReport {
             elsewhere: std::mem::take(&mut self.elsewhere),
@@ -562,11 +574,11 @@ impl Batch<'_> {
         }
         // A read of the table's ids beside the batch is only whole while
         // the batch holds the writer lock: take it in before the commit.
-        self.table.merge(true).await;
+        table.merge(true).await;
         debug_pause_before_commit().await;
         self.record_and_commit(&mut report, &refused_by_file, &paths, &layouts)
             .await?;
-        self.table.committed(self.batch_id);
+        table.committed(self.batch_id);
         // Committed by the COMMIT sent with the records: the wrapper must
         // not send a ROLLBACK of its own when it is dropped.
         std::mem::forget(self.tx);
