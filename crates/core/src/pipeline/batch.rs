@@ -9,8 +9,10 @@
 //! 3. **read and validate**: [`read_batch_from`] reads the files on a
 //!    blocking thread and sends their rows as [`crate::batch::Chunk`]s;
 //! 4. **copy**: each chunk goes into the transaction as it comes: sorted
-//!    runs checked for duplicates and COPYed, dead letters staged, the
-//!    fates of the files read decided before the next run;
+//!    runs checked for duplicates (their ids sorted and partly asked
+//!    beside the batch by the [`Asker`] while the run before is COPYed)
+//!    and COPYed, dead letters staged, the fates of the files read decided
+//!    before the next run;
 //! 5. **settle**: the rows the server refused are re-read for their raw
 //!    text, then dead letters, ledger and quality rows are written and the
 //!    transaction commits, in one round trip.
@@ -34,7 +36,8 @@ use crate::source::input::Source;
 
 /// Chunks in flight between the reader and the transaction.
 const IN_FLIGHT: usize = 16;
-/// Runs in memory: the one being loaded and the one being collected.
+/// Runs in memory: the one being loaded, the one being asked about beside
+/// the batch, and the one being collected.
 const RUNS_HELD: usize = 3;
 
 /// Where a batch's files are read from and how.

@@ -7,7 +7,7 @@
 //! Runs on a blocking thread and sends [`Chunk`]s, in reading order,
 //! through a bounded channel to the batch's transaction, so reading
 //! overlaps with loading and memory stays bounded whatever the file size
-//! (two runs of at most [`RUN_BYTES`] at a time). Per file it reports, in a
+//! (three runs of at most [`RUN_BYTES`] at a time). Per file it reports, in a
 //! [`Chunk::File`] sent after all of the file's dead letters and before any
 //! run holding its rows (except under a savepoint, for a file larger than a
 //! run), exactly how many rows it read, accepted and rejected (by code), the

@@ -6,12 +6,18 @@
 //! sorted stably) is the one that counts. Then each id is either
 //! * **certainly new**: [`TableIds`], a Bloom filter of every id in the
 //!   table (read once, by the first batch, on a connection of its own
-//!   beside the batch, then kept up to date with the ids it loads) has
-//!   never seen it. A Bloom filter has no false "no". Until the read
-//!   arrives no id is certainly new: the batch goes on, probing every id;
-//! * or **asked**: one probe (`event_id = ANY(…)`) for all the run's other
-//!   ids (true duplicates and about 1% of false "maybe"), on the batch's own
-//!   connection, which sees what the batch loaded before.
+//!   beside the batch, then kept up to date with the ids each batch
+//!   commits) has never seen it. A Bloom filter has no false "no". Until
+//!   the read arrives no id is certainly new: the batch goes on, probing
+//!   every id;
+//! * or **asked** (true duplicates and about 1% of false "maybe"), one
+//!   probe (`event_id = ANY(…)`) per run and connection: an id an earlier
+//!   run of the batch held on the batch's own connection, the only one
+//!   that sees what the batch loaded; the others by the [`Asker`], on a
+//!   connection beside the batch, while the batch still COPYs the run
+//!   before, so the server's work on the two overlaps. That connection
+//!   sees what is committed, which (under the writer lock, below) is
+//!   exactly what the batch sees, less its own rows.
 //!
 //! The filter is only trusted while this loader is the table's only
 //! writer: every loader takes the writer lock (see [`super::transaction`])
@@ -21,8 +27,8 @@
 //! between the decision and the COPY, the COPY never meets a duplicate, and
 //! nothing is ever tried twice.
 //!
-//! It owns the filter, the probe and the COPY of a run. It never decides a
-//! file's fate and never touches the staging table.
+//! It owns the filter, the probes and the COPY of a run. It never decides
+//! a file's fate and never touches the staging table.
 
 use std::collections::{HashMap, HashSet};
 
@@ -186,7 +192,7 @@ impl TableIds {
         };
         match (&mut read.task).await {
             Ok(Ok(Some(mut ids))) => {
-                ids.filters.append(&mut self.ids.filters);
+                ids.absorb(std::mem::take(&mut self.ids));
                 self.ids = ids;
                 self.through = Some(read.through);
             }
@@ -238,7 +244,7 @@ impl TableIds {
     /// The batch `batch_id` committed: the filter now holds the table as
     /// of that batch, its ids included.
     pub fn committed(&mut self, batch_id: i64) {
-        self.ids.filters.append(&mut self.batch.filters);
+        self.ids.absorb(std::mem::take(&mut self.batch));
         if self.through.is_some() {
             self.through = Some(batch_id);
         }
@@ -613,6 +619,24 @@ impl Ids {
         self.filters.iter().any(|f| f.may_hold(id))
     }
 
+    /// Takes in every id of `other`: each of its filters is merged into
+    /// the last one here while both fit in one (filters of one size and
+    /// hashes merge bit by bit), so many small batches do not make many
+    /// filters.
+    pub fn absorb(&mut self, other: Ids) {
+        for f in other.filters {
+            match self.filters.last_mut() {
+                Some(last) if last.ids + f.ids <= FILTER_IDS => {
+                    for (w, o) in last.bits.iter_mut().zip(&f.bits) {
+                        *w |= o;
+                    }
+                    last.ids += f.ids;
+                }
+                _ => self.filters.push(f),
+            }
+        }
+    }
+
     pub fn insert(&mut self, id: &[u8; 16]) {
         if self.filters.last().is_none_or(|f| f.ids >= FILTER_IDS) {
             self.filters.push(Filter::new());
@@ -644,6 +668,31 @@ mod tests {
             .filter(|&n| ids.may_hold(&id(n)))
             .count();
         assert!(imagined < 2_000, "{imagined} false maybes in 100,000");
+    }
+
+    #[test]
+    fn small_batches_merge_into_one_filter_and_stay_found() {
+        let mut table = TableIds::default();
+        for batch in 0..300u64 {
+            table.begin_batch();
+            for n in 0..1_000 {
+                table.batch.insert(&id(batch * 1_000 + n));
+            }
+            table.committed(batch as i64 + 1);
+        }
+        assert_eq!(table.ids.filters.len(), 1, "one filter for 300,000 ids");
+        assert!(
+            (0..300_000).all(|n| table.ids.may_hold(&id(n))),
+            "no false no"
+        );
+        // Past one filter's ids, the next batch's filter is kept as it is.
+        let mut big = Ids::default();
+        for n in 0..FILTER_IDS as u64 {
+            big.insert(&id(1_000_000 + n));
+        }
+        table.ids.absorb(big);
+        assert_eq!(table.ids.filters.len(), 2);
+        assert!(table.ids.may_hold(&id(7)) && table.ids.may_hold(&id(1_000_001)));
     }
 
     #[test]
