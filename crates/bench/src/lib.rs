@@ -1362,6 +1362,11 @@ pub fn table(r: &Results) -> String {
             format!("{} files; target p50 ≤ 10 ms, p99 ≤ 50 ms", l.files),
         ]);
         rows.push(vec![
+            "  memory, continuous run".into(),
+            format!("peak {:.1} MiB", l.peak_rss_mib),
+            "target ≤ 64 MiB".into(),
+        ]);
+        rows.push(vec![
             "  floor: each file's rows COPYed alone".into(),
             format!(
                 "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",

@@ -99,6 +99,12 @@ pub const MIGRATIONS: &[Migration] = &[
         // no unique index of the partitioned table matches.
         additive: false,
     },
+    Migration {
+        version: 10,
+        name: "lean_dead_letter_indexes",
+        sql: include_str!("../../migrations/0010_lean_dead_letter_indexes.sql"),
+        additive: true,
+    },
 ];
 
 /// Key of the advisory lock held while migrating ("shopstrm").
