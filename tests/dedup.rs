@@ -43,6 +43,24 @@ async fn staged_only(db: &TestDb) {
         .expect("constraint");
 }
 
+/// A migrated database whose event table holds ids `1..=n`, as another
+/// tool left them.
+async fn earlier_events(db: &TestDb, n: i32) {
+    common::run_ok(common::shopstream().args(["migrate", "--database-url", &db.url]));
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO ecommerce_events (event_id, event_type, product_id, quantity, event_time,
+                                           source_file, source_line, batch_id, source_layout)
+             SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 'view',
+                    'p' || n, 1, '2026-01-01', 'earlier.csv', n, 0, 'v3'
+             FROM generate_series(1, $1) n",
+            &[&n],
+        )
+        .await
+        .expect("earlier events");
+}
+
 /// The database's committed and rolled back transactions, once every
 /// backend of the loader has left (they report their statistics as they
 /// exit).
@@ -314,19 +332,8 @@ async fn a_row_the_server_refuses_on_the_copy_route_sends_the_loader_through_sta
 #[tokio::test]
 async fn batches_go_on_while_the_tables_ids_are_read_beside_them() {
     let db = test_db().await;
-    common::run_ok(common::shopstream().args(["migrate", "--database-url", &db.url]));
     // The table holds ids 1..=1000 (as another tool left them).
-    db.client()
-        .await
-        .batch_execute(
-            "INSERT INTO ecommerce_events (event_id, event_type, product_id, quantity, event_time,
-                                           source_file, source_line, batch_id, source_layout)
-             SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 'view',
-                    'p' || n, 1, '2026-01-01', 'earlier.csv', n, 0, 'v3'
-             FROM generate_series(1, 1000) n",
-        )
-        .await
-        .expect("earlier events");
+    earlier_events(&db, 1_000).await;
     let tmp = tempfile::tempdir().expect("tmp");
     let input = tmp.path().join("in");
     // a.csv repeats 900..=1000 of the table; b.csv repeats 1050..=1100 of a.csv.
@@ -373,19 +380,8 @@ async fn batches_go_on_while_the_tables_ids_are_read_beside_them() {
 #[tokio::test]
 async fn ids_the_batch_loaded_are_asked_on_its_own_connection_the_rest_beside_it() {
     let db = test_db().await;
-    common::run_ok(common::shopstream().args(["migrate", "--database-url", &db.url]));
     // The table holds ids 1..=2000 (as another tool left them).
-    db.client()
-        .await
-        .batch_execute(
-            "INSERT INTO ecommerce_events (event_id, event_type, product_id, quantity, event_time,
-                                           source_file, source_line, batch_id, source_layout)
-             SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid, 'view',
-                    'p' || n, 1, '2026-01-01', 'earlier.csv', n, 0, 'v3'
-             FROM generate_series(1, 2000) n",
-        )
-        .await
-        .expect("earlier events");
+    earlier_events(&db, 2_000).await;
     let tmp = tempfile::tempdir().expect("tmp");
     let input = tmp.path().join("in");
     // One batch, two runs: a.csv (3,000 new ids) is a run of its own; b.csv
