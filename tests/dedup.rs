@@ -61,6 +61,20 @@ async fn earlier_events(db: &TestDb, n: i32) {
         .expect("earlier events");
 }
 
+/// The run's summary counts (loaded, duplicate) and the rows the event
+/// table then holds.
+async fn loaded_and_held(db: &TestDb, s: &serde_json::Value, rows: (u64, u64), held: i64) {
+    assert_eq!(
+        (s["rows_loaded"].as_u64(), s["rows_duplicate"].as_u64()),
+        (Some(rows.0), Some(rows.1)),
+        "{s}"
+    );
+    assert_eq!(
+        count(db, "SELECT count(*) FROM ecommerce_events").await,
+        held
+    );
+}
+
 /// The database's committed and rolled back transactions, once every
 /// backend of the loader has left (they report their statistics as they
 /// exit).
@@ -358,16 +372,7 @@ async fn batches_go_on_while_the_tables_ids_are_read_beside_them() {
             .arg("--input")
             .arg(&input),
     );
-    let s = summary(&out);
-    assert_eq!(
-        (s["rows_loaded"].as_u64(), s["rows_duplicate"].as_u64()),
-        (Some(200), Some(152)),
-        "{s}"
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM ecommerce_events").await,
-        1200
-    );
+    loaded_and_held(&db, &summary(&out), (200, 152), 1_200).await;
     let (_, rollbacks) = transactions(&db).await;
     assert_eq!(rollbacks, 0, "no COPY failed and was tried again");
 }
@@ -412,16 +417,7 @@ async fn ids_the_batch_loaded_are_asked_on_its_own_connection_the_rest_beside_it
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{stderr}");
-    let s = summary(&stdout);
-    assert_eq!(
-        (s["rows_loaded"].as_u64(), s["rows_duplicate"].as_u64()),
-        (Some(4_000), Some(2_000)),
-        "{s}"
-    );
-    assert_eq!(
-        count(&db, "SELECT count(*) FROM ecommerce_events").await,
-        6_000
-    );
+    loaded_and_held(&db, &summary(&stdout), (4_000, 2_000), 6_000).await;
     // b.csv's run: its ids a.csv loaded were asked on the batch's own
     // connection, the other 2,000 beside it.
     let runs: Vec<serde_json::Value> = stderr
